@@ -1,0 +1,22 @@
+//! Annotation keys ferry reads and writes in an archive's `index.json` (spec/archive.md, AR-6).
+//!
+//! They are named once, here, so the archive writer, `inspect` and `import` agree on them.
+
+/// OCI's key for the name of a top-level artifact in an image layout (image-spec
+/// `annotations.md`); skopeo's `oci-archive:FILE:NAME` selects an entry by it.
+pub const REF_NAME: &str = "org.opencontainers.image.ref.name";
+/// The normalised reference the artifact was exported from (for lock entries, the lock's own).
+pub const ORIGINAL_REF: &str = "dev.ferry.original-ref";
+/// `"true"` when the artifact is an imgpkg bundle.
+pub const IS_BUNDLE: &str = "dev.ferry.bundle";
+/// `"true"` on the bundle or image the export was asked for.
+pub const IS_ROOT: &str = "dev.ferry.root";
+/// The tag the root was exported from, if it was named by tag (imgpkg re-applies it on import).
+pub const ROOT_TAG: &str = "dev.ferry.root-tag";
+/// Index-level: the archive format version ferry wrote.
+pub const FORMAT: &str = "dev.ferry.archive-format";
+/// Index-level: comma-separated digests of non-distributable layers left out of the archive.
+pub const OMITTED_LAYERS: &str = "dev.ferry.omitted-layers";
+
+/// The archive format version this build writes.
+pub const FORMAT_VERSION: &str = "1";

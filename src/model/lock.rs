@@ -1,0 +1,311 @@
+//! imgpkg's YAML documents: ImagesLock, BundleLock, Bundle and ImageLocations
+//! (`apiVersion: imgpkg.carvel.dev/v1alpha1`).
+//!
+//! Parsing is strict as imgpkg's is: unknown keys, a wrong apiVersion or kind, and lock entries
+//! that are not digest references are errors. Output is deterministic and matches imgpkg's
+//! (a leading `---`, keys sorted at every level), so files round-trip between the two tools.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use super::reference::{Reference, ReferenceError};
+
+pub const API_VERSION: &str = "imgpkg.carvel.dev/v1alpha1";
+pub const KIND_IMAGES_LOCK: &str = "ImagesLock";
+pub const KIND_BUNDLE_LOCK: &str = "BundleLock";
+pub const KIND_BUNDLE: &str = "Bundle";
+pub const KIND_IMAGE_LOCATIONS: &str = "ImageLocations";
+/// Lock files come from bundle layers and users' disks: bound what a parser will read.
+pub const MAX_LOCK_BYTES: usize = 4 * 1024 * 1024;
+
+/// Why a YAML document is not the lock file it should be.
+#[derive(Debug, thiserror::Error)]
+pub enum LockError {
+    #[error("{what} is not valid YAML for imgpkg {kind}: {reason}")]
+    Syntax { what: String, kind: &'static str, reason: String },
+    #[error("{what} has apiVersion {found:?}; expected {API_VERSION:?}")]
+    ApiVersion { what: String, found: String },
+    #[error("{what} has kind {found:?}; expected {expected:?}")]
+    Kind { what: String, found: String, expected: &'static str },
+    #[error("{what}: images[{index}]: {source}")]
+    Entry { what: String, index: usize, source: ReferenceError },
+    #[error("{what}: bundle.image: {source}")]
+    BundleImage { what: String, source: ReferenceError },
+    #[error("{what} is {size} bytes, over the {MAX_LOCK_BYTES}-byte limit for lock files")]
+    TooLarge { what: String, size: usize },
+}
+
+/// One image of an ImagesLock.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ImageRef {
+    // Fields are declared in sorted order: serde emits them in declaration order.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub annotations: BTreeMap<String, String>,
+    pub image: String,
+}
+
+/// `.imgpkg/images.yml`: the images a bundle pins by digest.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ImagesLock {
+    #[serde(rename = "apiVersion")]
+    pub api_version: String,
+    #[serde(default)]
+    pub images: Vec<ImageRef>,
+    pub kind: String,
+}
+
+/// The `bundle` field of a BundleLock.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BundleRef {
+    pub image: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tag: Option<String>,
+}
+
+/// A BundleLock: where a bundle lives, by digest, and the tag it was pushed or copied with.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BundleLock {
+    #[serde(rename = "apiVersion")]
+    pub api_version: String,
+    pub bundle: BundleRef,
+    pub kind: String,
+}
+
+/// One entry of an ImageLocations record.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ImageLocation {
+    pub image: String,
+    #[serde(rename = "isBundle")]
+    pub is_bundle: bool,
+}
+
+/// The record imgpkg reads after a relocation: every direct lock entry of one bundle.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ImageLocations {
+    #[serde(rename = "apiVersion")]
+    pub api_version: String,
+    pub images: Vec<ImageLocation>,
+    pub kind: String,
+}
+
+/// `.imgpkg/bundle.yml`: descriptive metadata. imgpkg never validates it, so neither does
+/// ferry beyond its apiVersion and kind; unknown keys are kept out of the typed view.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BundleMetadata {
+    #[serde(rename = "apiVersion", default)]
+    pub api_version: String,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub authors: Vec<BTreeMap<String, String>>,
+    #[serde(default)]
+    pub kind: String,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub metadata: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub websites: Vec<BTreeMap<String, String>>,
+}
+
+/// The two fields every document has, read first so a wrong kind is named as such rather than
+/// as an unknown key.
+#[derive(Deserialize)]
+struct Header {
+    #[serde(rename = "apiVersion", default)]
+    api_version: String,
+    #[serde(default)]
+    kind: String,
+}
+
+fn parse_typed<T: for<'de> Deserialize<'de>>(text: &str, what: &str, kind: &'static str) -> Result<T, LockError> {
+    if text.len() > MAX_LOCK_BYTES {
+        return Err(LockError::TooLarge { what: what.to_string(), size: text.len() });
+    }
+    let syntax = |e: serde_saphyr::Error| LockError::Syntax { what: what.to_string(), kind, reason: e.to_string() };
+    // Header is lenient (unknown keys are fine there); the typed parse below is strict.
+    #[derive(Deserialize)]
+    struct Lenient {
+        #[serde(flatten)]
+        header: Header,
+        #[serde(flatten)]
+        _rest: BTreeMap<String, serde::de::IgnoredAny>,
+    }
+    let lenient: Lenient = serde_saphyr::from_str(text).map_err(syntax)?;
+    let header = lenient.header;
+    if header.api_version != API_VERSION {
+        return Err(LockError::ApiVersion { what: what.to_string(), found: header.api_version });
+    }
+    if header.kind != kind {
+        return Err(LockError::Kind { what: what.to_string(), found: header.kind, expected: kind });
+    }
+    serde_saphyr::from_str(text).map_err(syntax)
+}
+
+fn to_yaml<T: Serialize>(value: &T) -> String {
+    let body = serde_saphyr::to_string(value).expect("lock types always serialise");
+    format!("---\n{body}")
+}
+
+impl ImagesLock {
+    pub fn new(images: Vec<ImageRef>) -> Self {
+        ImagesLock { api_version: API_VERSION.into(), images, kind: KIND_IMAGES_LOCK.into() }
+    }
+
+    /// Parses and validates an ImagesLock; `what` names the file in errors.
+    pub fn parse(text: &str, what: &str) -> Result<Self, LockError> {
+        let lock: ImagesLock = parse_typed(text, what, KIND_IMAGES_LOCK)?;
+        lock.references(what)?;
+        Ok(lock)
+    }
+
+    /// Every entry's reference, normalised; each must be in digest form.
+    pub fn references(&self, what: &str) -> Result<Vec<Reference>, LockError> {
+        self.images
+            .iter()
+            .enumerate()
+            .map(|(index, entry)| {
+                Reference::parse_digest_form(&entry.image).map_err(|source| LockError::Entry {
+                    what: what.to_string(),
+                    index,
+                    source,
+                })
+            })
+            .collect()
+    }
+
+    pub fn to_yaml(&self) -> String {
+        to_yaml(self)
+    }
+}
+
+impl BundleLock {
+    pub fn new(image: String, tag: Option<String>) -> Self {
+        BundleLock { api_version: API_VERSION.into(), bundle: BundleRef { image, tag }, kind: KIND_BUNDLE_LOCK.into() }
+    }
+
+    pub fn parse(text: &str, what: &str) -> Result<Self, LockError> {
+        let lock: BundleLock = parse_typed(text, what, KIND_BUNDLE_LOCK)?;
+        lock.reference(what)?;
+        Ok(lock)
+    }
+
+    pub fn reference(&self, what: &str) -> Result<Reference, LockError> {
+        Reference::parse_digest_form(&self.bundle.image)
+            .map_err(|source| LockError::BundleImage { what: what.to_string(), source })
+    }
+
+    pub fn to_yaml(&self) -> String {
+        to_yaml(self)
+    }
+}
+
+impl ImageLocations {
+    /// A record of the given entries, sorted by image as imgpkg writes it.
+    pub fn new(mut images: Vec<ImageLocation>) -> Self {
+        images.sort_by(|a, b| a.image.cmp(&b.image));
+        ImageLocations { api_version: API_VERSION.into(), images, kind: KIND_IMAGE_LOCATIONS.into() }
+    }
+
+    pub fn parse(text: &str, what: &str) -> Result<Self, LockError> {
+        parse_typed(text, what, KIND_IMAGE_LOCATIONS)
+    }
+
+    pub fn to_yaml(&self) -> String {
+        to_yaml(self)
+    }
+}
+
+impl BundleMetadata {
+    pub fn parse(text: &str, what: &str) -> Result<Self, LockError> {
+        if text.len() > MAX_LOCK_BYTES {
+            return Err(LockError::TooLarge { what: what.to_string(), size: text.len() });
+        }
+        serde_saphyr::from_str(text).map_err(|e| LockError::Syntax {
+            what: what.to_string(),
+            kind: KIND_BUNDLE,
+            reason: e.to_string(),
+        })
+    }
+}
+
+/// A `--lock` input: imgpkg tries a BundleLock first, then an ImagesLock.
+#[derive(Debug, Clone)]
+pub enum AnyLock {
+    Bundle(BundleLock),
+    Images(ImagesLock),
+}
+
+impl AnyLock {
+    pub fn parse(text: &str, what: &str) -> Result<Self, LockError> {
+        match BundleLock::parse(text, what) {
+            Ok(lock) => Ok(AnyLock::Bundle(lock)),
+            Err(LockError::Kind { found, .. }) if found == KIND_IMAGES_LOCK => {
+                ImagesLock::parse(text, what).map(AnyLock::Images)
+            }
+            Err(err) => Err(err),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const HEX: &str = "61cb6f2e8f6b5c9f4e8d2bc4d03d09a2f8b3c1e6b0a7d8e9f0a1b2c3d4e5f607";
+
+    fn lock_text(image: &str) -> String {
+        format!(
+            "apiVersion: imgpkg.carvel.dev/v1alpha1\nkind: ImagesLock\nimages:\n- image: {image}\n  annotations:\n    kbld.carvel.dev/id: \"app:1\"\n"
+        )
+    }
+
+    #[test]
+    fn parses_and_writes_sorted_with_a_document_marker() {
+        let lock = ImagesLock::parse(&lock_text(&format!("nginx@sha256:{HEX}")), "images.yml").unwrap();
+        assert_eq!(lock.images[0].annotations["kbld.carvel.dev/id"], "app:1");
+        let yaml = lock.to_yaml();
+        assert!(yaml.starts_with("---\napiVersion: imgpkg.carvel.dev/v1alpha1\nimages:\n"), "{yaml}");
+        assert!(yaml.trim_end().ends_with("kind: ImagesLock"), "{yaml}");
+        let annotations = yaml.find("annotations").unwrap();
+        assert!(annotations < yaml.find("image: nginx").unwrap(), "keys sorted: {yaml}");
+        assert_eq!(ImagesLock::parse(&yaml, "again").unwrap(), lock);
+    }
+
+    #[test]
+    fn rejects_unknown_keys_tags_and_wrong_kinds() {
+        let unknown = format!("{}  extra: 1\n", lock_text(&format!("nginx@sha256:{HEX}")));
+        assert!(matches!(ImagesLock::parse(&unknown, "f"), Err(LockError::Syntax { .. })));
+        let tag = ImagesLock::parse(&lock_text("nginx:1.0"), "f").unwrap_err();
+        assert!(tag.to_string().contains("expected ref to be in digest form, got 'nginx:1.0'"), "{tag}");
+        let kind = BundleLock::parse(&lock_text(&format!("nginx@sha256:{HEX}")), "f").unwrap_err();
+        assert!(kind.to_string().contains("kind \"ImagesLock\"; expected \"BundleLock\""), "{kind}");
+        let api = ImagesLock::parse("apiVersion: v2\nkind: ImagesLock\n", "f").unwrap_err();
+        assert!(matches!(api, LockError::ApiVersion { .. }));
+    }
+
+    #[test]
+    fn any_lock_tries_bundle_lock_first() {
+        let bundle = BundleLock::new(format!("r.example.com/b@sha256:{HEX}"), Some("v1".into()));
+        let yaml = bundle.to_yaml();
+        assert!(yaml.starts_with("---\napiVersion: imgpkg.carvel.dev/v1alpha1\nbundle:\n"), "{yaml}");
+        assert!(matches!(AnyLock::parse(&yaml, "f").unwrap(), AnyLock::Bundle(_)));
+        let images = lock_text(&format!("nginx@sha256:{HEX}"));
+        assert!(matches!(AnyLock::parse(&images, "f").unwrap(), AnyLock::Images(_)));
+    }
+
+    #[test]
+    fn image_locations_are_sorted() {
+        let record = ImageLocations::new(vec![
+            ImageLocation { image: "b.example.com/x@sha256:1".into(), is_bundle: true },
+            ImageLocation { image: "a.example.com/x@sha256:1".into(), is_bundle: false },
+        ]);
+        let yaml = record.to_yaml();
+        assert!(yaml.find("a.example.com").unwrap() < yaml.find("b.example.com").unwrap());
+        assert!(yaml.contains("isBundle: false"), "{yaml}");
+        assert_eq!(ImageLocations::parse(&yaml, "f").unwrap(), record);
+    }
+}

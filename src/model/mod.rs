@@ -1,0 +1,20 @@
+//! The pure data model: digests, descriptors, manifests, references, media types, imgpkg lock
+//! files and ferry's annotation keys. Nothing here performs I/O; every other layer builds on it.
+
+pub mod annotations;
+pub mod digest;
+pub mod lock;
+pub mod manifest;
+pub mod media;
+pub mod reference;
+
+pub use digest::{Digest, DigestError};
+pub use manifest::{Descriptor, ImageIndex, ImageManifest, ManifestKind, Platform, RawManifest};
+pub use reference::{Reference, Repository};
+
+use sha2::{Digest as _, Sha256};
+
+/// The sha256 digest of bytes already in memory (manifests, configs, small files).
+pub fn sha256_digest(bytes: &[u8]) -> Digest {
+    Digest::from_bytes(Sha256::digest(bytes).into())
+}
