@@ -12,20 +12,29 @@ pub const OCI_LAYER_TAR: &str = "application/vnd.oci.image.layer.v1.tar";
 pub const OCI_LAYER_GZIP: &str = "application/vnd.oci.image.layer.v1.tar+gzip";
 pub const OCI_LAYER_ZSTD: &str = "application/vnd.oci.image.layer.v1.tar+zstd";
 pub const OCI_LAYER_NONDIST_TAR: &str = "application/vnd.oci.image.layer.nondistributable.v1.tar";
-pub const OCI_LAYER_NONDIST_GZIP: &str = "application/vnd.oci.image.layer.nondistributable.v1.tar+gzip";
-pub const OCI_LAYER_NONDIST_ZSTD: &str = "application/vnd.oci.image.layer.nondistributable.v1.tar+zstd";
+pub const OCI_LAYER_NONDIST_GZIP: &str =
+    "application/vnd.oci.image.layer.nondistributable.v1.tar+gzip";
+pub const OCI_LAYER_NONDIST_ZSTD: &str =
+    "application/vnd.oci.image.layer.nondistributable.v1.tar+zstd";
 
 pub const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
 pub const DOCKER_MANIFEST_LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+json";
 pub const DOCKER_CONFIG: &str = "application/vnd.docker.container.image.v1+json";
 pub const DOCKER_LAYER_GZIP: &str = "application/vnd.docker.image.rootfs.diff.tar.gzip";
-pub const DOCKER_LAYER_FOREIGN_GZIP: &str = "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip";
+pub const DOCKER_LAYER_FOREIGN_GZIP: &str =
+    "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip";
 /// Docker schema 1 is deprecated and unsigned content cannot be verified; ferry refuses it.
-pub const DOCKER_MANIFEST_V1_SIGNED: &str = "application/vnd.docker.distribution.manifest.v1+prettyjws";
+pub const DOCKER_MANIFEST_V1_SIGNED: &str =
+    "application/vnd.docker.distribution.manifest.v1+prettyjws";
 pub const DOCKER_MANIFEST_V1: &str = "application/vnd.docker.distribution.manifest.v1+json";
 
 /// Every manifest and index type, in preference order, for an HTTP `Accept` header.
-pub const MANIFEST_ACCEPT: [&str; 4] = [OCI_INDEX, OCI_MANIFEST, DOCKER_MANIFEST_LIST, DOCKER_MANIFEST];
+pub const MANIFEST_ACCEPT: [&str; 4] = [
+    OCI_INDEX,
+    OCI_MANIFEST,
+    DOCKER_MANIFEST_LIST,
+    DOCKER_MANIFEST,
+];
 
 /// An image manifest (one config, a list of layers).
 pub fn is_image_manifest(media_type: &str) -> bool {
@@ -44,7 +53,8 @@ pub fn is_manifest_kind(media_type: &str) -> bool {
 
 /// A layer that its publisher says must not be redistributed (OCI non-distributable, Docker foreign).
 pub fn is_non_distributable(media_type: &str) -> bool {
-    media_type.starts_with("application/vnd.oci.image.layer.nondistributable.") || media_type == DOCKER_LAYER_FOREIGN_GZIP
+    media_type.starts_with("application/vnd.oci.image.layer.nondistributable.")
+        || media_type == DOCKER_LAYER_FOREIGN_GZIP
 }
 
 /// How a layer's tar stream is compressed.
@@ -59,7 +69,9 @@ pub enum Compression {
 pub fn layer_compression(media_type: &str) -> Option<Compression> {
     match media_type {
         OCI_LAYER_TAR | OCI_LAYER_NONDIST_TAR => Some(Compression::None),
-        OCI_LAYER_GZIP | OCI_LAYER_NONDIST_GZIP | DOCKER_LAYER_GZIP | DOCKER_LAYER_FOREIGN_GZIP => Some(Compression::Gzip),
+        OCI_LAYER_GZIP | OCI_LAYER_NONDIST_GZIP | DOCKER_LAYER_GZIP | DOCKER_LAYER_FOREIGN_GZIP => {
+            Some(Compression::Gzip)
+        }
         OCI_LAYER_ZSTD | OCI_LAYER_NONDIST_ZSTD => Some(Compression::Zstd),
         _ => None,
     }

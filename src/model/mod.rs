@@ -3,6 +3,7 @@
 
 pub mod annotations;
 pub mod digest;
+pub mod layout;
 pub mod lock;
 pub mod manifest;
 pub mod media;

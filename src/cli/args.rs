@@ -1,0 +1,265 @@
+//! Flags and commands (clap), each command turning its flags into a call into `ferry::ops`.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+use super::exit::{Exit, Failure};
+use super::output::{self, human_bytes};
+use super::progress::Progress;
+use ferry::engine::TransferOptions;
+use ferry::ops::{export, inspect, verify};
+
+/// Carry OCI images and imgpkg bundles across an air gap as one verifiable archive.
+///
+/// The archive is an OCI image layout in a plain tar: skopeo (`oci-archive:FILE:NAME`), umoci
+/// and oras read it, and `ferry verify` proves every byte offline.
+#[derive(Parser, Debug)]
+#[command(
+    name = "ferry",
+    version,
+    propagate_version = true,
+    max_term_width = 100
+)]
+#[command(
+    after_help = "Exit codes: 0 success, 1 failure, 2 usage error, 3 integrity failure (see spec/cli.md)."
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: Global,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Flags every command takes.
+#[derive(Args, Debug)]
+pub struct Global {
+    /// Parallel workers for transfers and hashing [default: twice the cores, at least 4]
+    #[arg(long, global = true, value_name = "N", env = "FERRY_CONCURRENCY")]
+    pub concurrency: Option<usize>,
+    /// Print nothing but errors, warnings and requested data
+    #[arg(short, long, global = true)]
+    pub quiet: bool,
+}
+
+impl Global {
+    fn workers(&self) -> usize {
+        self.concurrency
+            .filter(|&n| n > 0)
+            .unwrap_or_else(|| TransferOptions::default().workers)
+    }
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    Export(ExportArgs),
+    Verify(VerifyArgs),
+    Inspect(InspectArgs),
+}
+
+/// Write images and everything they reference into one OCI-layout archive.
+///
+/// With --oci-layout, archives an OCI image layout directory (as skopeo, crane or buildah
+/// write). Every artifact in its index.json is carried; an imgpkg bundle's lock entries must be
+/// present in the layout too, or ferry names the missing ones. Blobs are verified as they are
+/// copied and written once however many images share them; the same input always gives a
+/// byte-identical archive.
+///
+/// Example: ferry export --oci-layout ./app-layout -o app.tar
+#[derive(Args, Debug)]
+pub struct ExportArgs {
+    /// OCI image layout directory to archive
+    #[arg(long, value_name = "DIR")]
+    pub oci_layout: PathBuf,
+    /// Archive to write (written as ARCHIVE.partial, renamed when complete)
+    #[arg(short, long, value_name = "ARCHIVE")]
+    pub output: PathBuf,
+    /// Also carry layers marked non-distributable (foreign), which are left out by default
+    #[arg(long)]
+    pub include_non_distributable_layers: bool,
+    /// Print the summary as JSON on stdout
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Check an archive's integrity offline: every blob hashed, every reference present.
+///
+/// Hashes every blob (in parallel) against its name, checks every descriptor reachable from
+/// index.json is present with its size, and prints the archive's identity: the sha256 of its
+/// index.json, which names the whole archive because every other entry is named by its digest.
+/// Exits 0 only if everything holds, 3 if anything does not; every failure is listed.
+///
+/// Example: ferry verify bundle.tar
+#[derive(Args, Debug)]
+pub struct VerifyArgs {
+    /// Archive to verify
+    pub archive: PathBuf,
+    /// Print the report as JSON on stdout
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// List what an archive holds: bundles, lock entries, images, platforms, sizes.
+///
+/// Reads only metadata (manifests, configs, bundle locks), so it is fast on any size;
+/// use `ferry verify` to check the bytes.
+///
+/// Example: ferry inspect bundle.tar --json
+#[derive(Args, Debug)]
+pub struct InspectArgs {
+    /// Archive to inspect
+    pub archive: PathBuf,
+    /// Print the listing as JSON on stdout
+    #[arg(long)]
+    pub json: bool,
+}
+
+impl ExportArgs {
+    pub fn run(&self, global: &Global) -> Result<Exit, Failure> {
+        let options = export::ExportOptions {
+            transfer: TransferOptions {
+                workers: global.workers(),
+                ..TransferOptions::default()
+            },
+            include_non_distributable: self.include_non_distributable_layers,
+        };
+        let progress = Progress::new(global.quiet);
+        let result = export::export_layout(&self.oci_layout, &self.output, &options, &progress);
+        progress.finish();
+        let summary = result.map_err(|err| {
+            let integrity = err.is_integrity();
+            Failure::new(err, integrity)
+        })?;
+        if self.json {
+            output::json(&summary);
+        } else if !global.quiet {
+            output::note(&format!(
+                "wrote {} ({}): {} artifacts, {} bundles, {} manifests, {} blobs; dedup saved {} in {:.1}s",
+                summary.archive,
+                human_bytes(summary.archive_bytes),
+                summary.artifacts,
+                summary.bundles,
+                summary.manifests,
+                summary.blobs,
+                human_bytes(summary.dedup_saved_bytes),
+                summary.seconds
+            ));
+            output::data(&format!("identity {}", summary.identity));
+        }
+        Ok(Exit::Success)
+    }
+}
+
+impl VerifyArgs {
+    pub fn run(&self, global: &Global) -> Result<Exit, Failure> {
+        let progress = Progress::new(global.quiet || self.json);
+        let result = verify::verify_archive(&self.archive, global.workers(), &progress);
+        progress.finish();
+        let report = result.map_err(|err| Failure::new(err, false))?;
+        if self.json {
+            output::json(&report);
+        } else {
+            for warning in &report.warnings {
+                output::warn(warning);
+            }
+            for failure in &report.failures {
+                output::data(&format!("FAIL {failure}"));
+            }
+            let identity = report
+                .identity
+                .map_or_else(|| "unknown".to_string(), |d| d.to_string());
+            if report.ok {
+                output::data(&format!(
+                    "OK {}: {} artifacts, {} blobs, {} verified\nidentity {identity}",
+                    report.archive,
+                    report.artifacts,
+                    report.blobs,
+                    human_bytes(report.bytes)
+                ));
+            } else {
+                output::data(&format!(
+                    "FAILED {}: {} problem(s) found; do not import this archive\nidentity {identity}",
+                    report.archive,
+                    report.failures.len()
+                ));
+            }
+        }
+        Ok(if report.ok {
+            Exit::Success
+        } else {
+            Exit::Integrity
+        })
+    }
+}
+
+impl InspectArgs {
+    pub fn run(&self, global: &Global) -> Result<Exit, Failure> {
+        let report = inspect::inspect_archive(&self.archive, global.workers()).map_err(|err| {
+            let integrity = err.is_integrity();
+            Failure::new(err, integrity)
+        })?;
+        if self.json {
+            output::json(&report);
+        } else {
+            output::data(&render_inspect(&report));
+        }
+        for problem in &report.problems {
+            output::warn(problem);
+        }
+        Ok(Exit::Success)
+    }
+}
+
+/// The human form of `inspect`: roots first, bundles with their lock entries indented.
+fn render_inspect(report: &inspect::InspectReport) -> String {
+    let mut lines = vec![
+        format!("archive  {}", report.archive),
+        format!("identity {}", report.identity),
+    ];
+    let mut ordered: Vec<&inspect::ArtifactInfo> = report.artifacts.iter().collect();
+    ordered.sort_by_key(|a| (!a.root, a.kind != "bundle", a.name.clone()));
+    for artifact in ordered {
+        let name = artifact
+            .name
+            .clone()
+            .unwrap_or_else(|| artifact.digest.to_string());
+        let mut line = format!("{:<7} {name}", artifact.kind);
+        if artifact.root {
+            line.push_str("  [root]");
+        }
+        lines.push(line);
+        lines.push(format!(
+            "        digest {}  {}",
+            artifact.digest,
+            human_bytes(artifact.bytes)
+        ));
+        if let Some(tag) = &artifact.root_tag {
+            lines.push(format!("        tag {tag}"));
+        }
+        if !artifact.platforms.is_empty() {
+            lines.push(format!(
+                "        platforms {}",
+                artifact.platforms.join(", ")
+            ));
+        }
+        if artifact.kind == "image" || artifact.kind == "bundle" {
+            lines.push(format!("        layers {}", artifact.layers));
+        }
+        for entry in &artifact.lock {
+            lines.push(format!("        - {}", entry.image));
+            for (key, value) in &entry.annotations {
+                lines.push(format!("            {key}: {value}"));
+            }
+        }
+    }
+    for omitted in &report.omitted_layers {
+        lines.push(format!("omitted non-distributable layer {omitted}"));
+    }
+    lines.push(format!(
+        "{} blobs, {} stored, {} without deduplication",
+        report.blobs,
+        human_bytes(report.unique_bytes),
+        human_bytes(report.total_bytes)
+    ));
+    lines.join("\n")
+}

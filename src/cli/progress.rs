@@ -1,0 +1,112 @@
+//! The terminal side of [`Reporter`]: a progress bar on a terminal, plain periodic lines when
+//! stderr is not one (logs, CI), nothing with `--quiet`.
+
+use std::io::IsTerminal;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+
+use super::output;
+use ferry::engine::Reporter;
+
+/// Shows progress according to where stderr goes.
+pub struct Progress {
+    bar: Option<ProgressBar>,
+    quiet: bool,
+    plain: Mutex<PlainState>,
+    done: AtomicU64,
+}
+
+struct PlainState {
+    phase: String,
+    total: u64,
+    last: Instant,
+}
+
+impl Progress {
+    pub fn new(quiet: bool) -> Self {
+        let bar = (!quiet && std::io::stderr().is_terminal()).then(|| {
+            let bar = ProgressBar::with_draw_target(Some(0), ProgressDrawTarget::stderr());
+            bar.set_style(
+                ProgressStyle::with_template(
+                    "{msg:>8} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
+                )
+                .expect("the template is valid")
+                .progress_chars("=> "),
+            );
+            bar
+        });
+        Progress {
+            bar,
+            quiet,
+            plain: Mutex::new(PlainState {
+                phase: String::new(),
+                total: 0,
+                last: Instant::now(),
+            }),
+            done: AtomicU64::new(0),
+        }
+    }
+
+    /// Removes the bar before the summary is printed.
+    pub fn finish(&self) {
+        if let Some(bar) = &self.bar {
+            bar.finish_and_clear();
+        }
+    }
+}
+
+impl Reporter for Progress {
+    fn phase(&self, name: &str, items: u64, bytes: u64) {
+        self.done.store(0, Ordering::Relaxed);
+        if let Some(bar) = &self.bar {
+            bar.set_message(name.to_string());
+            bar.set_length(bytes);
+            bar.set_position(0);
+            bar.reset_eta();
+        } else if !self.quiet {
+            let mut plain = self.plain.lock().expect("progress lock");
+            *plain = PlainState {
+                phase: name.to_string(),
+                total: bytes,
+                last: Instant::now(),
+            };
+            output::note(&format!(
+                "{name}: {items} blobs, {}",
+                output::human_bytes(bytes)
+            ));
+        }
+    }
+
+    fn bytes(&self, count: u64) {
+        let done = self.done.fetch_add(count, Ordering::Relaxed) + count;
+        if let Some(bar) = &self.bar {
+            bar.inc(count);
+        } else if !self.quiet {
+            let mut plain = self.plain.lock().expect("progress lock");
+            if plain.last.elapsed() >= Duration::from_secs(5) {
+                plain.last = Instant::now();
+                let percent = if plain.total == 0 {
+                    100
+                } else {
+                    done * 100 / plain.total
+                };
+                output::note(&format!(
+                    "{}: {} of {} ({percent}%)",
+                    plain.phase,
+                    output::human_bytes(done),
+                    output::human_bytes(plain.total)
+                ));
+            }
+        }
+    }
+
+    fn warn(&self, message: &str) {
+        match &self.bar {
+            Some(bar) => bar.suspend(|| output::warn(message)),
+            None => output::warn(message),
+        }
+    }
+}

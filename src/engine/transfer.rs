@@ -1,0 +1,182 @@
+//! Executing a plan: blobs by N workers, largest first, each "open, copy, verify" retried as a
+//! unit when the failure is transient (never a digest mismatch); then manifests, children before
+//! parents; then the sink publishes.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use super::pool::run_all;
+use super::report::Reporter;
+use crate::store::{Plan, PlannedBlob, Sink, Source, StoreError};
+
+/// How a transfer runs.
+#[derive(Debug, Clone)]
+pub struct TransferOptions {
+    pub workers: usize,
+    /// Extra attempts after a transient failure.
+    pub retries: u32,
+}
+
+impl Default for TransferOptions {
+    fn default() -> Self {
+        TransferOptions {
+            workers: default_workers(),
+            retries: 5,
+        }
+    }
+}
+
+/// Workers for I/O-bound transfers: a few per core, at least 4.
+pub fn default_workers() -> usize {
+    std::thread::available_parallelism().map_or(4, |n| (n.get() * 2).max(4))
+}
+
+/// What a transfer did.
+#[derive(Debug, Clone, Default)]
+pub struct TransferStats {
+    pub blobs_copied: u64,
+    pub blobs_skipped: u64,
+    pub bytes_copied: u64,
+    pub manifests: u64,
+    pub elapsed: Duration,
+}
+
+/// Why a transfer failed: every blob that failed, not only the first.
+#[derive(Debug, thiserror::Error)]
+#[error("{}", .failures.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("\n"))]
+pub struct TransferError {
+    pub failures: Vec<StoreError>,
+}
+
+impl TransferError {
+    pub fn is_integrity(&self) -> bool {
+        self.failures.iter().any(StoreError::is_integrity)
+    }
+}
+
+impl From<StoreError> for TransferError {
+    fn from(err: StoreError) -> Self {
+        TransferError {
+            failures: vec![err],
+        }
+    }
+}
+
+/// Copies everything in `plan` from `source` to `sink`.
+pub fn transfer(
+    source: &dyn Source,
+    sink: &mut dyn Sink,
+    plan: &Plan,
+    options: &TransferOptions,
+    reporter: &dyn Reporter,
+) -> Result<TransferStats, TransferError> {
+    let started = Instant::now();
+    sink.prepare(plan)?;
+    let mut jobs: Vec<&PlannedBlob> = plan.blobs.iter().collect();
+    jobs.sort_by(|a, b| {
+        b.descriptor
+            .size
+            .cmp(&a.descriptor.size)
+            .then(a.descriptor.digest.cmp(&b.descriptor.digest))
+    });
+    reporter.phase("copying", jobs.len() as u64, plan.blob_bytes());
+
+    let shared_sink: &dyn Sink = sink;
+    let moved = Arc::new(AtomicU64::new(0));
+    let outcomes = with_byte_ticker(&moved, reporter, || {
+        run_all(&jobs, options.workers, true, |blob| {
+            copy_blob(source, shared_sink, blob, options, reporter, &moved)
+        })
+    });
+    let mut stats = TransferStats::default();
+    let mut failures = Vec::new();
+    for (blob, outcome) in jobs.iter().zip(outcomes) {
+        match outcome {
+            Some(Ok(true)) => stats.blobs_skipped += 1,
+            Some(Ok(false)) => {
+                stats.blobs_copied += 1;
+                stats.bytes_copied += blob.descriptor.size;
+            }
+            Some(Err(err)) => failures.push(err),
+            None => {}
+        }
+    }
+    if !failures.is_empty() {
+        return Err(TransferError { failures });
+    }
+    for manifest in &plan.manifests {
+        sink.put_manifest(manifest)?;
+        reporter.item_done(&manifest.descriptor(), false);
+        stats.manifests += 1;
+    }
+    sink.finish(plan)?;
+    stats.elapsed = started.elapsed();
+    Ok(stats)
+}
+
+/// Copies one blob; returns whether the sink already had it.
+fn copy_blob(
+    source: &dyn Source,
+    sink: &dyn Sink,
+    blob: &PlannedBlob,
+    options: &TransferOptions,
+    reporter: &dyn Reporter,
+    moved: &Arc<AtomicU64>,
+) -> Result<bool, StoreError> {
+    let descriptor = &blob.descriptor;
+    if sink.has_blob(descriptor)? {
+        moved.fetch_add(descriptor.size, Ordering::Relaxed);
+        reporter.item_done(descriptor, true);
+        return Ok(true);
+    }
+    let mut attempt = 0;
+    loop {
+        let result = source.blob(descriptor).and_then(|reader| {
+            let mut reader = reader.with_progress(Arc::clone(moved));
+            sink.put_blob(descriptor, &mut reader)
+        });
+        match result {
+            Ok(()) => {
+                reporter.item_done(descriptor, false);
+                return Ok(false);
+            }
+            Err(err) if err.is_transient() && attempt < options.retries => {
+                attempt += 1;
+                reporter.warn(&format!(
+                    "retrying blob {} (attempt {attempt}): {err}",
+                    descriptor.digest
+                ));
+                std::thread::sleep(Duration::from_millis(200 * 2u64.pow(attempt.min(6))));
+            }
+            Err(err) => return Err(err),
+        }
+    }
+}
+
+/// Runs `work` while a ticker thread passes the growth of `moved` to the reporter ten times a
+/// second, so readers only bump an atomic counter on their hot path.
+fn with_byte_ticker<T>(moved: &AtomicU64, reporter: &dyn Reporter, work: impl FnOnce() -> T) -> T {
+    let done = AtomicBool::new(false);
+    std::thread::scope(|scope| {
+        let ticker = scope.spawn(|| {
+            let mut reported = 0;
+            loop {
+                let finished = done.load(Ordering::Acquire);
+                let now = moved.load(Ordering::Relaxed);
+                if now > reported {
+                    reporter.bytes(now - reported);
+                    reported = now;
+                }
+                if finished {
+                    return;
+                }
+                std::thread::park_timeout(Duration::from_millis(100));
+            }
+        });
+        let result = work();
+        done.store(true, Ordering::Release);
+        ticker.thread().unpark();
+        result
+    })
+}

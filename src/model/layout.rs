@@ -1,0 +1,144 @@
+//! The two metadata files of an OCI image layout (image-spec `image-layout.md`): `oci-layout`
+//! and `index.json`, and the canonical JSON ferry writes them in.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use super::manifest::{Descriptor, MAX_MANIFEST_BYTES};
+use super::media;
+
+pub const OCI_LAYOUT_FILE: &str = "oci-layout";
+pub const INDEX_FILE: &str = "index.json";
+pub const BLOBS_DIR: &str = "blobs";
+pub const SHA256_DIR: &str = "blobs/sha256";
+pub const LAYOUT_VERSION: &str = "1.0.0";
+/// `index.json` is read whole into memory: bound it like a manifest.
+pub const MAX_INDEX_BYTES: u64 = MAX_MANIFEST_BYTES;
+/// `oci-layout` holds one short field.
+pub const MAX_OCI_LAYOUT_BYTES: u64 = 4096;
+
+/// The layout's top-level index: every artifact a reader can name.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LayoutIndex {
+    pub schema_version: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub media_type: Option<String>,
+    pub manifests: Vec<Descriptor>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub annotations: BTreeMap<String, String>,
+}
+
+/// Why layout metadata cannot be read.
+#[derive(Debug, thiserror::Error)]
+pub enum LayoutError {
+    #[error("{what}: {reason}")]
+    Invalid { what: String, reason: String },
+}
+
+impl LayoutIndex {
+    pub fn new(manifests: Vec<Descriptor>, annotations: BTreeMap<String, String>) -> Self {
+        LayoutIndex {
+            schema_version: 2,
+            media_type: Some(media::OCI_INDEX.to_string()),
+            manifests,
+            annotations,
+        }
+    }
+
+    /// Parses `index.json`; descriptors with malformed digests are refused here, by name.
+    pub fn parse(bytes: &[u8], what: &str) -> Result<Self, LayoutError> {
+        let invalid = |reason: String| LayoutError::Invalid {
+            what: what.to_string(),
+            reason,
+        };
+        if bytes.len() as u64 > MAX_INDEX_BYTES {
+            return Err(invalid(format!(
+                "{} bytes, over the {MAX_INDEX_BYTES}-byte limit",
+                bytes.len()
+            )));
+        }
+        let index: LayoutIndex = serde_json::from_slice(bytes)
+            .map_err(|e| invalid(format!("not a valid OCI index: {e}")))?;
+        if index.schema_version != 2 {
+            return Err(invalid(format!(
+                "schemaVersion is {}, expected 2",
+                index.schema_version
+            )));
+        }
+        Ok(index)
+    }
+
+    /// Canonical JSON: keys sorted, no insignificant whitespace.
+    pub fn to_canonical_json(&self) -> Vec<u8> {
+        canonical_json(self)
+    }
+}
+
+/// Serialises through `serde_json::Value`, whose maps are sorted, so every key at every level
+/// comes out in byte order with no whitespace: the same value always gives the same bytes.
+pub fn canonical_json<T: Serialize>(value: &T) -> Vec<u8> {
+    let value = serde_json::to_value(value).expect("ferry's own types always serialise");
+    serde_json::to_vec(&value).expect("a JSON value always serialises")
+}
+
+/// The content of `oci-layout`.
+pub fn oci_layout_bytes() -> Vec<u8> {
+    canonical_json(&serde_json::json!({ "imageLayoutVersion": LAYOUT_VERSION }))
+}
+
+/// Checks an `oci-layout` file's content.
+pub fn check_oci_layout(bytes: &[u8], what: &str) -> Result<(), LayoutError> {
+    #[derive(Deserialize)]
+    struct OciLayout {
+        #[serde(rename = "imageLayoutVersion")]
+        image_layout_version: String,
+    }
+    let invalid = |reason: String| LayoutError::Invalid {
+        what: what.to_string(),
+        reason,
+    };
+    let parsed: OciLayout = serde_json::from_slice(bytes)
+        .map_err(|e| invalid(format!("not a valid oci-layout file: {e}")))?;
+    if parsed.image_layout_version != LAYOUT_VERSION {
+        return Err(invalid(format!(
+            "imageLayoutVersion is {:?}, expected {LAYOUT_VERSION:?}",
+            parsed.image_layout_version
+        )));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::sha256_digest;
+
+    #[test]
+    fn canonical_json_sorts_keys_and_drops_whitespace() {
+        let mut descriptor = Descriptor::new(media::OCI_MANIFEST, sha256_digest(b"x"), 1);
+        descriptor.annotations.insert("z".into(), "1".into());
+        descriptor.annotations.insert("a".into(), "2".into());
+        let json = String::from_utf8(
+            LayoutIndex::new(vec![descriptor], BTreeMap::new()).to_canonical_json(),
+        )
+        .unwrap();
+        assert!(
+            json.starts_with(r#"{"manifests":[{"annotations":{"a":"2","z":"1"},"digest":"sha256:"#),
+            "{json}"
+        );
+        assert!(!json.contains(' '));
+        assert_eq!(oci_layout_bytes(), br#"{"imageLayoutVersion":"1.0.0"}"#);
+    }
+
+    #[test]
+    fn index_with_a_malformed_digest_is_refused() {
+        let err = LayoutIndex::parse(
+            br#"{"schemaVersion":2,"manifests":[{"mediaType":"x","digest":"sha256:XYZ","size":1}]}"#,
+            "index.json",
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("sha256:XYZ"), "{err}");
+    }
+}

@@ -1,0 +1,151 @@
+//! `ferry inspect`: what an archive holds, for a person or a program (spec/cli.md "inspect").
+//! Reads metadata only (manifests, configs, bundle layers); `verify` is what hashes layers.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+
+use serde::Serialize;
+
+use super::artifacts_of_index;
+use crate::engine::{Graph, WalkOptions, walk};
+use crate::model::{Digest, ManifestKind, annotations, sha256_digest};
+use crate::store::StoreError;
+use crate::store::layout_tar::LayoutTarSource;
+
+/// The whole listing.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct InspectReport {
+    pub archive: String,
+    pub identity: Digest,
+    pub artifacts: Vec<ArtifactInfo>,
+    pub blobs: usize,
+    /// Bytes of all blob entries, each counted once (what the archive stores).
+    pub unique_bytes: u64,
+    /// Bytes of every artifact counted separately (what it would take without deduplication).
+    pub total_bytes: u64,
+    pub omitted_layers: Vec<String>,
+    pub problems: Vec<String>,
+}
+
+/// One top-level artifact.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ArtifactInfo {
+    pub name: Option<String>,
+    pub digest: Digest,
+    pub media_type: String,
+    /// `bundle`, `image` or `index`.
+    pub kind: &'static str,
+    pub root: bool,
+    pub original_ref: Option<String>,
+    pub root_tag: Option<String>,
+    /// Bytes of the artifact with everything it references.
+    pub bytes: u64,
+    pub layers: usize,
+    pub platforms: Vec<String>,
+    pub lock: Vec<LockInfo>,
+    /// Bundles (by digest) whose locks list this artifact.
+    pub listed_by: Vec<Digest>,
+    pub annotations: BTreeMap<String, String>,
+}
+
+/// One entry of a bundle's lock.
+#[derive(Debug, Serialize)]
+pub struct LockInfo {
+    pub image: String,
+    pub annotations: BTreeMap<String, String>,
+}
+
+/// Lists the archive at `path`.
+pub fn inspect_archive(path: &Path, workers: usize) -> Result<InspectReport, StoreError> {
+    let archive = LayoutTarSource::open(path)?;
+    let options = WalkOptions {
+        workers,
+        include_non_distributable: true,
+    };
+    let graph = walk(&archive, artifacts_of_index(archive.index()), &options);
+    let artifacts = graph
+        .artifacts
+        .iter()
+        .map(|artifact| describe(&graph, artifact))
+        .collect();
+    let unique_bytes = archive.blob_entries().map(|(_, entry)| entry.size).sum();
+    let total_bytes = graph
+        .artifacts
+        .iter()
+        .map(|a| graph.closure(&a.descriptor).values().sum::<u64>())
+        .sum();
+    let omitted_layers = archive
+        .index()
+        .annotations
+        .get(annotations::OMITTED_LAYERS)
+        .map(|list| list.split(',').map(str::to_string).collect())
+        .unwrap_or_default();
+    Ok(InspectReport {
+        archive: path.display().to_string(),
+        identity: sha256_digest(archive.index_bytes()),
+        artifacts,
+        blobs: archive.blob_entries().count(),
+        unique_bytes,
+        total_bytes,
+        omitted_layers,
+        problems: graph.problems.iter().map(|p| p.message.clone()).collect(),
+    })
+}
+
+fn describe(graph: &Graph, artifact: &crate::engine::Artifact) -> ArtifactInfo {
+    let digest = artifact.descriptor.digest;
+    let manifest = graph.manifests.get(&digest);
+    let (kind, layers, platforms) = match manifest.map(|m| m.kind()) {
+        Some(ManifestKind::Index(index)) => {
+            let platforms: BTreeSet<String> = index
+                .manifests
+                .iter()
+                .filter_map(|child| child.platform.as_ref().map(ToString::to_string))
+                .collect();
+            ("index", 0, platforms.into_iter().collect())
+        }
+        Some(ManifestKind::Image(image)) => (
+            if artifact.is_bundle {
+                "bundle"
+            } else {
+                "image"
+            },
+            image.layers.len(),
+            Vec::new(),
+        ),
+        None => ("unreadable", 0, Vec::new()),
+    };
+    let lock = graph
+        .bundles
+        .get(&digest)
+        .map(|bundle| {
+            bundle
+                .lock
+                .images
+                .iter()
+                .map(|entry| LockInfo {
+                    image: entry.image.clone(),
+                    annotations: entry.annotations.clone(),
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let notes = &artifact.annotations;
+    ArtifactInfo {
+        name: artifact.ref_name.clone(),
+        digest,
+        media_type: artifact.descriptor.media_type.clone(),
+        kind,
+        root: artifact.is_root,
+        original_ref: artifact.original.as_ref().map(ToString::to_string),
+        root_tag: notes.get(annotations::ROOT_TAG).cloned(),
+        bytes: graph.closure(&artifact.descriptor).values().sum(),
+        layers,
+        platforms,
+        lock,
+        listed_by: artifact.listed_by.clone(),
+        annotations: notes.clone(),
+    }
+}

@@ -1,0 +1,29 @@
+//! Use cases: each composes a source, a sink and the engine into one thing a user asks for.
+//! They return typed reports; printing them is the CLI's job.
+
+pub mod export;
+pub mod inspect;
+pub mod verify;
+
+use crate::engine::Artifact;
+use crate::model::annotations;
+use crate::model::layout::LayoutIndex;
+
+/// The top-level artifacts of a layout's `index.json`, with what ferry's annotations say of them.
+pub fn artifacts_of_index(index: &LayoutIndex) -> Vec<Artifact> {
+    index
+        .manifests
+        .iter()
+        .map(|descriptor| {
+            let mut artifact = Artifact::new(descriptor.clone());
+            let notes = &descriptor.annotations;
+            artifact.ref_name = notes.get(annotations::REF_NAME).cloned();
+            artifact.original = notes
+                .get(annotations::ORIGINAL_REF)
+                .and_then(|text| text.parse().ok());
+            artifact.is_root = notes.get(annotations::IS_ROOT).is_some_and(|v| v == "true");
+            artifact.annotations = notes.clone();
+            artifact
+        })
+        .collect()
+}

@@ -1,0 +1,47 @@
+//! Every way an archive's structure can be wrong, each naming the entry and the rule of
+//! spec/archive.md it breaks.
+
+/// A malformed archive.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{archive}: {problem}")]
+pub struct ArchiveError {
+    pub archive: String,
+    pub problem: ArchiveProblem,
+}
+
+/// What is wrong with an archive, by rule of spec/archive.md.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ArchiveProblem {
+    #[error("entry {name:?} is an absolute path (AR-R2: entries must be relative)")]
+    AbsolutePath { name: String },
+    #[error("entry {name:?} contains '..' (AR-R2: path traversal is refused)")]
+    PathTraversal { name: String },
+    #[error("entry {name:?} is a {kind} (AR-R3: only regular files and directories are allowed)")]
+    NotRegular { name: String, kind: &'static str },
+    #[error("entry {name:?} appears more than once (AR-R4: each name once)")]
+    Duplicate { name: String },
+    #[error(
+        "entry {name:?} is not part of an OCI layout (AR-R5: allowed are oci-layout, index.json, blobs/sha256/<64 hex>)"
+    )]
+    UnexpectedEntry { name: String },
+    #[error(
+        "entry {name:?} is truncated: its header says {size} bytes but the archive ends {available} bytes into it (AR-R6; copy the archive again)"
+    )]
+    Truncated {
+        name: String,
+        size: u64,
+        available: u64,
+    },
+    #[error(
+        "the archive ends at byte {offset} without the end-of-archive marker (AR-R6: it is truncated; copy it again)"
+    )]
+    MissingEnd { offset: u64 },
+    #[error("the header at byte {offset} is corrupt: {reason} (AR-R1)")]
+    BadHeader { offset: u64, reason: String },
+    #[error("entry {name:?} is {size} bytes, over the {limit}-byte limit for metadata (AR-R7)")]
+    Oversize { name: String, size: u64, limit: u64 },
+    #[error("the archive has no {name} (AR-R8: not an OCI image layout)")]
+    MissingMetadata { name: &'static str },
+    #[error("{name}: {reason} (AR-R8)")]
+    BadMetadata { name: String, reason: String },
+}

@@ -1,0 +1,280 @@
+//! The tar header format: writing ferry's fixed ustar headers and parsing any POSIX, PAX or GNU
+//! header a reader may meet, with every length bounded.
+
+/// Tar's block size; headers and data are padded to it.
+pub const BLOCK: u64 = 512;
+/// The largest PAX or GNU long-name header ferry will read (AR-R7).
+pub const MAX_EXTENSION_BYTES: u64 = 64 * 1024;
+
+/// What a header describes, as far as ferry cares.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HeaderKind {
+    Regular,
+    Directory,
+    HardLink,
+    Symlink,
+    Device,
+    Fifo,
+    /// A PAX header for the next entry (`x`).
+    PaxLocal,
+    /// A PAX header for the whole archive (`g`); carries nothing ferry uses.
+    PaxGlobal,
+    /// A GNU long name for the next entry (`L`).
+    GnuLongName,
+    /// Anything else (GNU sparse, long link, vendor types).
+    Other(u8),
+}
+
+impl HeaderKind {
+    fn from_flag(flag: u8) -> Self {
+        match flag {
+            b'0' | 0 | b'7' => HeaderKind::Regular,
+            b'5' => HeaderKind::Directory,
+            b'1' => HeaderKind::HardLink,
+            b'2' => HeaderKind::Symlink,
+            b'3' | b'4' => HeaderKind::Device,
+            b'6' => HeaderKind::Fifo,
+            b'x' => HeaderKind::PaxLocal,
+            b'g' => HeaderKind::PaxGlobal,
+            b'L' => HeaderKind::GnuLongName,
+            other => HeaderKind::Other(other),
+        }
+    }
+
+    /// How a person would call this kind of entry.
+    pub fn describe(self) -> &'static str {
+        match self {
+            HeaderKind::Regular => "regular file",
+            HeaderKind::Directory => "directory",
+            HeaderKind::HardLink => "hard link",
+            HeaderKind::Symlink => "symbolic link",
+            HeaderKind::Device => "device file",
+            HeaderKind::Fifo => "named pipe",
+            HeaderKind::PaxLocal | HeaderKind::PaxGlobal => "PAX extension header",
+            HeaderKind::GnuLongName => "GNU long name header",
+            HeaderKind::Other(_) => "special entry of an unsupported type",
+        }
+    }
+}
+
+/// A parsed header block.
+#[derive(Debug, Clone)]
+pub struct ParsedHeader {
+    pub name: String,
+    pub size: u64,
+    pub kind: HeaderKind,
+}
+
+/// The number of bytes an entry's data occupies, padded to whole blocks.
+pub fn padded(size: u64) -> u64 {
+    size.div_ceil(BLOCK) * BLOCK
+}
+
+/// Whether a block is all zeros (the end-of-archive marker).
+pub fn is_zero_block(block: &[u8; 512]) -> bool {
+    block.iter().all(|&b| b == 0)
+}
+
+/// ferry's header: ustar, mode 0644 (files) or 0755 (directories), uid/gid 0, empty owner
+/// names, mtime 0 (spec/archive.md AR-W4). Sizes past ustar's octal range use the base-256
+/// encoding that GNU tar, Go and libarchive read.
+pub fn write_header(name: &str, size: u64, directory: bool) -> [u8; 512] {
+    assert!(
+        name.len() <= 100,
+        "ferry's entry names are at most 77 bytes"
+    );
+    let mut block = [0u8; 512];
+    block[..name.len()].copy_from_slice(name.as_bytes());
+    write_octal(&mut block[100..108], if directory { 0o755 } else { 0o644 });
+    write_octal(&mut block[108..116], 0);
+    write_octal(&mut block[116..124], 0);
+    if size < 8u64.pow(11) {
+        write_octal(&mut block[124..136], size);
+    } else {
+        block[124] = 0x80;
+        block[128..136].copy_from_slice(&size.to_be_bytes());
+    }
+    write_octal(&mut block[136..148], 0);
+    block[156] = if directory { b'5' } else { b'0' };
+    block[257..263].copy_from_slice(b"ustar\0");
+    block[263..265].copy_from_slice(b"00");
+    write_octal(&mut block[329..337], 0);
+    write_octal(&mut block[337..345], 0);
+    let checksum = checksum(&block);
+    write_octal(&mut block[148..155], checksum);
+    block[155] = b' ';
+    block
+}
+
+/// Zero-padded octal digits followed by a NUL, filling the field.
+fn write_octal(field: &mut [u8], value: u64) {
+    let digits = field.len() - 1;
+    let text = format!("{value:0digits$o}");
+    field[..digits].copy_from_slice(text.as_bytes());
+    field[digits] = 0;
+}
+
+/// The unsigned sum of the header with the checksum field taken as spaces.
+fn checksum(block: &[u8; 512]) -> u64 {
+    block
+        .iter()
+        .enumerate()
+        .map(|(i, &b)| {
+            if (148..156).contains(&i) {
+                32
+            } else {
+                u64::from(b)
+            }
+        })
+        .sum()
+}
+
+/// Parses one non-zero header block.
+pub fn parse_header(block: &[u8; 512]) -> Result<ParsedHeader, String> {
+    let stored = parse_number(&block[148..156]).map_err(|e| format!("checksum field: {e}"))?;
+    let signed: i64 = block
+        .iter()
+        .enumerate()
+        .map(|(i, &b)| {
+            if (148..156).contains(&i) {
+                32
+            } else {
+                i64::from(b as i8)
+            }
+        })
+        .sum();
+    if stored != checksum(block) && i64::try_from(stored).ok() != Some(signed) {
+        return Err("header checksum mismatch (corrupt, or not a tar archive)".to_string());
+    }
+    let size = parse_number(&block[124..136]).map_err(|e| format!("size field: {e}"))?;
+    let mut name = field_text(&block[..100]);
+    if &block[257..262] == b"ustar" {
+        let prefix = field_text(&block[345..500]);
+        if !prefix.is_empty() {
+            name = format!("{prefix}/{name}");
+        }
+    }
+    Ok(ParsedHeader {
+        name,
+        size,
+        kind: HeaderKind::from_flag(block[156]),
+    })
+}
+
+fn field_text(field: &[u8]) -> String {
+    let end = field.iter().position(|&b| b == 0).unwrap_or(field.len());
+    String::from_utf8_lossy(&field[..end]).into_owned()
+}
+
+/// A numeric field: octal text (padded with spaces or NULs) or GNU base-256.
+fn parse_number(field: &[u8]) -> Result<u64, String> {
+    if field[0] & 0x80 != 0 {
+        if field[0] & 0x40 != 0 {
+            return Err("negative base-256 number".to_string());
+        }
+        let mut value: u64 = u64::from(field[0] & 0x3f);
+        for &b in &field[1..] {
+            value = value
+                .checked_mul(256)
+                .and_then(|v| v.checked_add(u64::from(b)))
+                .ok_or("number overflows")?;
+        }
+        return Ok(value);
+    }
+    let text: Vec<u8> = field
+        .iter()
+        .copied()
+        .filter(|&b| b != 0 && b != b' ')
+        .collect();
+    if text.is_empty() {
+        return Ok(0);
+    }
+    let text = std::str::from_utf8(&text).map_err(|_| "not octal".to_string())?;
+    u64::from_str_radix(text, 8).map_err(|_| format!("{text:?} is not an octal number"))
+}
+
+/// The `path` and `size` records of a PAX extended header (POSIX pax "extended header").
+#[derive(Debug, Default, Clone)]
+pub struct PaxOverrides {
+    pub path: Option<String>,
+    pub size: Option<u64>,
+}
+
+/// Parses `"<len> <key>=<value>\n"` records.
+pub fn parse_pax(data: &[u8]) -> Result<PaxOverrides, String> {
+    let mut overrides = PaxOverrides::default();
+    let mut rest = data;
+    while !rest.is_empty() {
+        let space = rest
+            .iter()
+            .position(|&b| b == b' ')
+            .ok_or("PAX record without a length")?;
+        let len: usize = std::str::from_utf8(&rest[..space])
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .ok_or("PAX record length is not a number")?;
+        if len <= space + 1 || len > rest.len() || rest[len - 1] != b'\n' {
+            return Err("PAX record length is out of range".to_string());
+        }
+        let record = &rest[space + 1..len - 1];
+        let eq = record
+            .iter()
+            .position(|&b| b == b'=')
+            .ok_or("PAX record without '='")?;
+        let (key, value) = (&record[..eq], &record[eq + 1..]);
+        match key {
+            b"path" => overrides.path = Some(String::from_utf8_lossy(value).into_owned()),
+            b"size" => {
+                let text = std::str::from_utf8(value).map_err(|_| "PAX size is not text")?;
+                overrides.size = Some(
+                    text.parse()
+                        .map_err(|_| format!("PAX size {text:?} is not a number"))?,
+                );
+            }
+            _ => {}
+        }
+        rest = &rest[len..];
+    }
+    Ok(overrides)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn written_headers_parse_back() {
+        let block = write_header("blobs/sha256/abc", 1234, false);
+        let parsed = parse_header(&block).unwrap();
+        assert_eq!(
+            (parsed.name.as_str(), parsed.size, parsed.kind),
+            ("blobs/sha256/abc", 1234, HeaderKind::Regular)
+        );
+        let dir = parse_header(&write_header("blobs/", 0, true)).unwrap();
+        assert_eq!(dir.kind, HeaderKind::Directory);
+    }
+
+    #[test]
+    fn huge_sizes_use_base_256() {
+        let size = 20 * 1024 * 1024 * 1024u64;
+        assert_eq!(
+            parse_header(&write_header("x", size, false)).unwrap().size,
+            size
+        );
+    }
+
+    #[test]
+    fn a_flipped_header_byte_fails_the_checksum() {
+        let mut block = write_header("index.json", 10, false);
+        block[3] ^= 1;
+        assert!(parse_header(&block).unwrap_err().contains("checksum"));
+    }
+
+    #[test]
+    fn pax_records_override_path_and_size() {
+        let pax = parse_pax(b"30 path=blobs/sha256/abcdefgh\n17 size=12345678\n").unwrap();
+        assert_eq!(pax.path.as_deref(), Some("blobs/sha256/abcdefgh"));
+        assert_eq!(pax.size, Some(12345678));
+        assert!(parse_pax(b"99 path=x\n").is_err());
+    }
+}

@@ -1,0 +1,345 @@
+//! The archive source: indexes the tar headers once (one pass, no data read), validates every
+//! entry against spec/archive.md, then serves blobs in place by positional reads.
+
+use std::collections::{HashMap, HashSet};
+use std::fs::File;
+use std::os::unix::fs::FileExt;
+use std::path::Path;
+use std::sync::Arc;
+
+use super::error::{ArchiveError, ArchiveProblem};
+use super::header::{
+    BLOCK, HeaderKind, MAX_EXTENSION_BYTES, PaxOverrides, is_zero_block, padded, parse_header,
+    parse_pax,
+};
+use crate::model::layout::{
+    INDEX_FILE, LayoutIndex, MAX_INDEX_BYTES, MAX_OCI_LAYOUT_BYTES, OCI_LAYOUT_FILE,
+    check_oci_layout,
+};
+use crate::model::{Descriptor, Digest, Reference};
+use crate::store::region::FileRegion;
+use crate::store::{BlobReader, Source, StoreError, digest_of_blob_path, resolve_in_layout};
+use crate::verify::VerifyingReader;
+
+/// One regular-file entry of the archive.
+#[derive(Debug, Clone)]
+pub struct ArchiveEntry {
+    pub name: String,
+    pub data_offset: u64,
+    pub size: u64,
+}
+
+/// An open, indexed, structurally valid archive.
+pub struct LayoutTarSource {
+    name: String,
+    file: Arc<File>,
+    file_size: u64,
+    blobs: HashMap<Digest, ArchiveEntry>,
+    blob_order: Vec<Digest>,
+    index: LayoutIndex,
+    index_bytes: Vec<u8>,
+}
+
+impl LayoutTarSource {
+    /// Opens and indexes an archive. Fails on the first structural problem (AR-R1..AR-R8).
+    pub fn open(path: &Path) -> Result<Self, StoreError> {
+        let name = path.display().to_string();
+        let file = File::open(path).map_err(|e| StoreError::io(format!("opening {name}"), e))?;
+        let metadata = file
+            .metadata()
+            .map_err(|e| StoreError::io(format!("reading {name}"), e))?;
+        if !metadata.is_file() {
+            return Err(StoreError::Invalid {
+                store: name,
+                reason: "not a regular file".into(),
+            });
+        }
+        let file_size = metadata.len();
+        let archive_error = |problem| {
+            StoreError::Archive(ArchiveError {
+                archive: name.clone(),
+                problem,
+            })
+        };
+        let entries = index_entries(&file, file_size, &name)?;
+
+        let mut blobs = HashMap::new();
+        let mut blob_order = Vec::new();
+        let (mut oci_layout, mut index_entry) = (None, None);
+        for entry in entries {
+            match entry.name.as_str() {
+                OCI_LAYOUT_FILE => oci_layout = Some(entry),
+                INDEX_FILE => index_entry = Some(entry),
+                other => {
+                    let digest = digest_of_blob_path(other).expect("entry names were validated");
+                    blob_order.push(digest);
+                    blobs.insert(digest, entry);
+                }
+            }
+        }
+        let oci_layout = oci_layout.ok_or_else(|| {
+            archive_error(ArchiveProblem::MissingMetadata {
+                name: OCI_LAYOUT_FILE,
+            })
+        })?;
+        let index_entry = index_entry
+            .ok_or_else(|| archive_error(ArchiveProblem::MissingMetadata { name: INDEX_FILE }))?;
+        let read_small = |entry: &ArchiveEntry, limit: u64| -> Result<Vec<u8>, StoreError> {
+            if entry.size > limit {
+                return Err(archive_error(ArchiveProblem::Oversize {
+                    name: entry.name.clone(),
+                    size: entry.size,
+                    limit,
+                }));
+            }
+            let mut bytes = vec![0; entry.size as usize];
+            file.read_exact_at(&mut bytes, entry.data_offset)
+                .map_err(|e| StoreError::io(format!("reading {} in {name}", entry.name), e))?;
+            Ok(bytes)
+        };
+        let bad_metadata = |name: &str, reason: String| {
+            archive_error(ArchiveProblem::BadMetadata {
+                name: name.into(),
+                reason,
+            })
+        };
+        let layout_bytes = read_small(&oci_layout, MAX_OCI_LAYOUT_BYTES)?;
+        check_oci_layout(&layout_bytes, OCI_LAYOUT_FILE)
+            .map_err(|e| bad_metadata(OCI_LAYOUT_FILE, e.to_string()))?;
+        let index_bytes = read_small(&index_entry, MAX_INDEX_BYTES)?;
+        let index = LayoutIndex::parse(&index_bytes, INDEX_FILE)
+            .map_err(|e| bad_metadata(INDEX_FILE, e.to_string()))?;
+        Ok(LayoutTarSource {
+            name,
+            file: Arc::new(file),
+            file_size,
+            blobs,
+            blob_order,
+            index,
+            index_bytes,
+        })
+    }
+
+    /// The archive's `index.json`.
+    pub fn index(&self) -> &LayoutIndex {
+        &self.index
+    }
+
+    /// The exact bytes of `index.json`, whose sha256 is the archive's identity (AR-6).
+    pub fn index_bytes(&self) -> &[u8] {
+        &self.index_bytes
+    }
+
+    pub fn file_size(&self) -> u64 {
+        self.file_size
+    }
+
+    /// Every blob entry, in archive order.
+    pub fn blob_entries(&self) -> impl Iterator<Item = (Digest, &ArchiveEntry)> {
+        self.blob_order
+            .iter()
+            .map(|digest| (*digest, &self.blobs[digest]))
+    }
+
+    /// The entry holding a blob, if the archive has it.
+    pub fn entry(&self, digest: &Digest) -> Option<&ArchiveEntry> {
+        self.blobs.get(digest)
+    }
+
+    /// The raw bytes of an entry, unverified (for hashing the entry against its own name).
+    pub fn open_entry(&self, entry: &ArchiveEntry) -> FileRegion {
+        FileRegion::new(Arc::clone(&self.file), entry.data_offset, entry.size)
+    }
+
+    fn entry_for(&self, descriptor: &Descriptor) -> Result<&ArchiveEntry, StoreError> {
+        let entry = self
+            .blobs
+            .get(&descriptor.digest)
+            .ok_or_else(|| StoreError::NotFound {
+                store: self.name.clone(),
+                what: format!("blob {}", descriptor.digest),
+            })?;
+        if entry.size != descriptor.size {
+            return Err(StoreError::Invalid {
+                store: self.name.clone(),
+                reason: format!(
+                    "blob {}: a descriptor says {} bytes but the archive entry holds {} (AR-R9)",
+                    descriptor.digest, descriptor.size, entry.size
+                ),
+            });
+        }
+        Ok(entry)
+    }
+}
+
+impl Source for LayoutTarSource {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn resolve(&self, reference: &Reference) -> Result<Descriptor, StoreError> {
+        let digest = reference.digest.ok_or_else(|| StoreError::Invalid {
+            store: self.name.clone(),
+            reason: format!("{reference} names no digest; an archive is searched by digest"),
+        })?;
+        resolve_in_layout(
+            self,
+            &self.index,
+            digest,
+            self.blobs.get(&digest).map(|entry| entry.size),
+            reference,
+        )
+    }
+
+    fn blob(&self, descriptor: &Descriptor) -> Result<BlobReader<'_>, StoreError> {
+        let entry = self.entry_for(descriptor)?;
+        let region = self.open_entry(entry);
+        Ok(VerifyingReader::new(
+            Box::new(region),
+            descriptor.digest,
+            descriptor.size,
+            self.name.clone(),
+        ))
+    }
+}
+
+/// One pass over the headers: validates each (AR-R1..AR-R7) and returns the regular-file
+/// entries that make up the layout.
+fn index_entries(
+    file: &File,
+    file_size: u64,
+    archive: &str,
+) -> Result<Vec<ArchiveEntry>, StoreError> {
+    let fail = |problem| {
+        StoreError::Archive(ArchiveError {
+            archive: archive.to_string(),
+            problem,
+        })
+    };
+    let read_block = |offset: u64| -> Result<[u8; 512], StoreError> {
+        let mut block = [0u8; 512];
+        file.read_exact_at(&mut block, offset)
+            .map_err(|e| StoreError::io(format!("reading {archive}"), e))?;
+        Ok(block)
+    };
+    let mut entries = Vec::new();
+    let mut seen = HashSet::new();
+    let mut pax = PaxOverrides::default();
+    let mut long_name: Option<String> = None;
+    let mut offset = 0u64;
+    loop {
+        if offset + BLOCK > file_size {
+            return Err(fail(ArchiveProblem::MissingEnd { offset }));
+        }
+        let block = read_block(offset)?;
+        if is_zero_block(&block) {
+            return Ok(entries);
+        }
+        let header = parse_header(&block)
+            .map_err(|reason| fail(ArchiveProblem::BadHeader { offset, reason }))?;
+        let size = pax.size.take().unwrap_or(header.size);
+        let raw_name = long_name.take().or(pax.path.take()).unwrap_or(header.name);
+        let data_offset = offset + BLOCK;
+        let available = file_size - data_offset;
+        if size > available {
+            return Err(fail(ArchiveProblem::Truncated {
+                name: raw_name,
+                size,
+                available,
+            }));
+        }
+        let read_extension = |limit: u64| -> Result<Vec<u8>, StoreError> {
+            if size > limit {
+                return Err(fail(ArchiveProblem::Oversize {
+                    name: raw_name.clone(),
+                    size,
+                    limit,
+                }));
+            }
+            let mut data = vec![0u8; size as usize];
+            file.read_exact_at(&mut data, data_offset)
+                .map_err(|e| StoreError::io(format!("reading {archive}"), e))?;
+            Ok(data)
+        };
+        match header.kind {
+            HeaderKind::PaxLocal => {
+                let data = read_extension(MAX_EXTENSION_BYTES)?;
+                pax = parse_pax(&data)
+                    .map_err(|reason| fail(ArchiveProblem::BadHeader { offset, reason }))?;
+            }
+            HeaderKind::PaxGlobal => {
+                read_extension(MAX_EXTENSION_BYTES)?;
+            }
+            HeaderKind::GnuLongName => {
+                let data = read_extension(4096)?;
+                let end = data.iter().position(|&b| b == 0).unwrap_or(data.len());
+                long_name = Some(String::from_utf8_lossy(&data[..end]).into_owned());
+            }
+            kind => {
+                let name = check_entry_name(&raw_name, kind).map_err(fail)?;
+                if !seen.insert(name.clone()) {
+                    return Err(fail(ArchiveProblem::Duplicate { name }));
+                }
+                if kind == HeaderKind::Regular {
+                    entries.push(ArchiveEntry {
+                        name,
+                        data_offset,
+                        size,
+                    });
+                }
+            }
+        }
+        offset = data_offset + padded(size);
+    }
+}
+
+/// Validates an entry's name and type; returns the name without a leading `./` and, for
+/// directories, without a trailing `/`.
+fn check_entry_name(raw: &str, kind: HeaderKind) -> Result<String, ArchiveProblem> {
+    if raw.starts_with('/') {
+        return Err(ArchiveProblem::AbsolutePath {
+            name: raw.to_string(),
+        });
+    }
+    if raw.split('/').any(|component| component == "..") {
+        return Err(ArchiveProblem::PathTraversal {
+            name: raw.to_string(),
+        });
+    }
+    if !matches!(kind, HeaderKind::Regular | HeaderKind::Directory) {
+        return Err(ArchiveProblem::NotRegular {
+            name: raw.to_string(),
+            kind: kind.describe(),
+        });
+    }
+    let mut name = raw;
+    while let Some(rest) = name.strip_prefix("./") {
+        name = rest;
+    }
+    let unexpected = || ArchiveProblem::UnexpectedEntry {
+        name: raw.to_string(),
+    };
+    if kind == HeaderKind::Directory {
+        let dir = name.trim_end_matches('/');
+        return match dir {
+            "" | "." | "blobs" | "blobs/sha256" => Ok(dir.to_string()),
+            _ => Err(unexpected()),
+        };
+    }
+    let allowed =
+        name == OCI_LAYOUT_FILE || name == INDEX_FILE || digest_of_blob_path(name).is_some();
+    if allowed {
+        Ok(name.to_string())
+    } else {
+        Err(unexpected())
+    }
+}
+
+impl std::fmt::Debug for LayoutTarSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LayoutTarSource")
+            .field("name", &self.name)
+            .field("blobs", &self.blobs.len())
+            .finish()
+    }
+}

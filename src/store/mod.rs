@@ -1,0 +1,170 @@
+//! Stores: where images come from and go to. Each store implements [`Source`] and/or [`Sink`]
+//! and knows nothing of the others; the engine moves bytes between any pair of them.
+//!
+//! A source hands out manifests already checked against their digest, and blobs only through a
+//! [`VerifyingReader`], so nothing unverified ever leaves a source. A sink is told the whole
+//! [`Plan`] before the first byte arrives (the archive sink lays out its file from it) and
+//! publishes its result only in [`Sink::finish`].
+
+pub mod layout_dir;
+pub mod layout_tar;
+mod plan;
+mod region;
+
+use std::io::{self, Read};
+
+pub use plan::{BlobRole, Plan, PlannedBlob};
+
+use crate::model::layout::LayoutIndex;
+use crate::model::manifest::{MAX_MANIFEST_BYTES, ManifestError};
+use crate::model::{Descriptor, Digest, RawManifest, Reference};
+use crate::verify::{VerifyError, VerifyingReader, verify_error};
+
+/// A blob's bytes on their way out of a source, checked as they are read.
+pub type BlobReader<'a> = VerifyingReader<Box<dyn Read + Send + 'a>>;
+
+/// What went wrong in a store. Every variant names the store and the thing it was doing.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("{context}: {source}")]
+    Io { context: String, source: io::Error },
+    #[error(transparent)]
+    Verify(#[from] VerifyError),
+    #[error("{store}: {what} not found")]
+    NotFound { store: String, what: String },
+    #[error("{store}: {reason}")]
+    Invalid { store: String, reason: String },
+    #[error("{store}: {source}")]
+    Manifest {
+        store: String,
+        source: ManifestError,
+    },
+    #[error(transparent)]
+    Archive(#[from] layout_tar::ArchiveError),
+}
+
+impl StoreError {
+    /// Wraps an I/O error with what was being done; a verification failure carried inside an
+    /// `io::Error` (from a [`VerifyingReader`]) comes back out as [`StoreError::Verify`].
+    pub fn io(context: impl Into<String>, source: io::Error) -> Self {
+        match verify_error(&source) {
+            Some(mismatch) => StoreError::Verify(mismatch.clone()),
+            None => StoreError::Io {
+                context: context.into(),
+                source,
+            },
+        }
+    }
+
+    /// Whether the failure is about the content itself (tampering, corruption, a malformed
+    /// archive) rather than the environment; such failures get their own exit code.
+    pub fn is_integrity(&self) -> bool {
+        matches!(
+            self,
+            StoreError::Verify(_) | StoreError::Manifest { .. } | StoreError::Archive(_)
+        )
+    }
+
+    /// Whether trying again could help (network trouble); local stores never say so.
+    pub fn is_transient(&self) -> bool {
+        false
+    }
+}
+
+/// Where images come from.
+pub trait Source: Sync {
+    /// A short name for messages: the archive's path, the layout directory, the registry.
+    fn name(&self) -> &str;
+
+    /// The descriptor of the manifest a reference names. Layout stores resolve by digest only.
+    fn resolve(&self, reference: &Reference) -> Result<Descriptor, StoreError>;
+
+    /// A manifest or index, read whole (at most 4 MiB) and checked against its descriptor.
+    fn manifest(&self, descriptor: &Descriptor) -> Result<RawManifest, StoreError> {
+        let bytes = self.small_blob(descriptor)?;
+        RawManifest::parse(bytes, Some(&descriptor.media_type)).map_err(|source| {
+            StoreError::Manifest {
+                store: self.name().to_string(),
+                source,
+            }
+        })
+    }
+
+    /// Opens a blob for streaming through a verifying reader.
+    fn blob(&self, descriptor: &Descriptor) -> Result<BlobReader<'_>, StoreError>;
+
+    /// Reads a small blob (a config or manifest) whole, verified; refuses anything over 4 MiB.
+    fn small_blob(&self, descriptor: &Descriptor) -> Result<Vec<u8>, StoreError> {
+        if descriptor.size > MAX_MANIFEST_BYTES {
+            return Err(StoreError::Manifest {
+                store: self.name().to_string(),
+                source: ManifestError::TooLarge {
+                    digest: descriptor.digest.to_string(),
+                    size: descriptor.size,
+                },
+            });
+        }
+        let mut reader = self.blob(descriptor)?;
+        let mut bytes = Vec::with_capacity(descriptor.size as usize);
+        reader.read_to_end(&mut bytes).map_err(|e| {
+            StoreError::io(format!("{}: reading {}", self.name(), descriptor.digest), e)
+        })?;
+        Ok(bytes)
+    }
+}
+
+/// Where images go.
+pub trait Sink: Sync {
+    fn name(&self) -> &str;
+
+    /// Called once with the whole plan before any blob or manifest is written.
+    fn prepare(&mut self, plan: &Plan) -> Result<(), StoreError>;
+
+    /// Whether the sink already holds this blob intact (a resumed or repeated transfer).
+    fn has_blob(&self, descriptor: &Descriptor) -> Result<bool, StoreError>;
+
+    /// Stores one blob, reading `reader` to its end (which is what verifies it). Called from
+    /// several threads at once.
+    fn put_blob(
+        &self,
+        descriptor: &Descriptor,
+        reader: &mut BlobReader<'_>,
+    ) -> Result<(), StoreError>;
+
+    /// Stores a manifest; called only after every blob and manifest it points at is stored.
+    fn put_manifest(&self, manifest: &RawManifest) -> Result<(), StoreError>;
+
+    /// Publishes the result (the archive's final name, a layout's `index.json`, tags).
+    fn finish(&mut self, plan: &Plan) -> Result<(), StoreError>;
+}
+
+/// The digest a `blobs/sha256/<hex>` path names, if it is one.
+pub fn digest_of_blob_path(path: &str) -> Option<Digest> {
+    path.strip_prefix("blobs/sha256/")
+        .and_then(|hex| Digest::from_hex(hex).ok())
+}
+
+/// Finds a manifest by digest in a layout (archive or directory): its media type comes from an
+/// `index.json` descriptor if one names it, else from the manifest's own `mediaType`.
+pub(crate) fn resolve_in_layout(
+    source: &dyn Source,
+    index: &LayoutIndex,
+    digest: Digest,
+    size: Option<u64>,
+    reference: &Reference,
+) -> Result<Descriptor, StoreError> {
+    if let Some(listed) = index.manifests.iter().find(|d| d.digest == digest) {
+        return Ok(Descriptor::new(&listed.media_type, digest, listed.size));
+    }
+    let size = size.ok_or_else(|| StoreError::NotFound {
+        store: source.name().to_string(),
+        what: reference.to_string(),
+    })?;
+    let probe = Descriptor::new("", digest, size);
+    let bytes = source.small_blob(&probe)?;
+    let manifest = RawManifest::parse(bytes, None).map_err(|e| StoreError::Manifest {
+        store: source.name().to_string(),
+        source: e,
+    })?;
+    Ok(manifest.descriptor())
+}

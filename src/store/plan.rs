@@ -1,0 +1,46 @@
+//! The plan of a transfer: everything that will be written, known before any blob is read.
+
+use crate::model::layout::LayoutIndex;
+use crate::model::{Descriptor, RawManifest};
+
+/// What a blob is to the images that use it; decides its place in an archive.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum BlobRole {
+    Config,
+    Layer,
+}
+
+/// One config or layer to carry, once, whatever the number of images sharing it.
+#[derive(Debug, Clone)]
+pub struct PlannedBlob {
+    pub descriptor: Descriptor,
+    pub role: BlobRole,
+}
+
+/// The deduplicated content of a transfer.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    /// The top-level artifacts and their annotations (an archive's `index.json`).
+    pub index: LayoutIndex,
+    /// Every manifest and index, children before parents, each once.
+    pub manifests: Vec<RawManifest>,
+    /// Every config and layer, each once.
+    pub blobs: Vec<PlannedBlob>,
+    /// Non-distributable layers left out of the transfer.
+    pub omitted: Vec<Descriptor>,
+}
+
+impl Plan {
+    /// Total bytes of configs and layers.
+    pub fn blob_bytes(&self) -> u64 {
+        self.blobs.iter().map(|blob| blob.descriptor.size).sum()
+    }
+
+    /// Total bytes of manifests.
+    pub fn manifest_bytes(&self) -> u64 {
+        self.manifests
+            .iter()
+            .map(|manifest| manifest.bytes().len() as u64)
+            .sum()
+    }
+}
