@@ -15,15 +15,8 @@ use ferry::ops::{export, inspect, verify};
 /// The archive is an OCI image layout in a plain tar: skopeo (`oci-archive:FILE:NAME`), umoci
 /// and oras read it, and `ferry verify` proves every byte offline.
 #[derive(Parser, Debug)]
-#[command(
-    name = "ferry",
-    version,
-    propagate_version = true,
-    max_term_width = 100
-)]
-#[command(
-    after_help = "Exit codes: 0 success, 1 failure, 2 usage error, 3 integrity failure (see spec/cli.md)."
-)]
+#[command(name = "ferry", version, propagate_version = true, max_term_width = 100)]
+#[command(after_help = "Exit codes: 0 success, 1 failure, 2 usage error, 3 integrity failure (see spec/cli.md).")]
 pub struct Cli {
     #[command(flatten)]
     pub global: Global,
@@ -44,9 +37,7 @@ pub struct Global {
 
 impl Global {
     fn workers(&self) -> usize {
-        self.concurrency
-            .filter(|&n| n > 0)
-            .unwrap_or_else(|| TransferOptions::default().workers)
+        self.concurrency.filter(|&n| n > 0).unwrap_or_else(|| TransferOptions::default().workers)
     }
 }
 
@@ -117,10 +108,7 @@ pub struct InspectArgs {
 impl ExportArgs {
     pub fn run(&self, global: &Global) -> Result<Exit, Failure> {
         let options = export::ExportOptions {
-            transfer: TransferOptions {
-                workers: global.workers(),
-                ..TransferOptions::default()
-            },
+            transfer: TransferOptions { workers: global.workers(), ..TransferOptions::default() },
             include_non_distributable: self.include_non_distributable_layers,
         };
         let progress = Progress::new(global.quiet);
@@ -165,9 +153,7 @@ impl VerifyArgs {
             for failure in &report.failures {
                 output::data(&format!("FAIL {failure}"));
             }
-            let identity = report
-                .identity
-                .map_or_else(|| "unknown".to_string(), |d| d.to_string());
+            let identity = report.identity.map_or_else(|| "unknown".to_string(), |d| d.to_string());
             if report.ok {
                 output::data(&format!(
                     "OK {}: {} artifacts, {} blobs, {} verified\nidentity {identity}",
@@ -184,11 +170,7 @@ impl VerifyArgs {
                 ));
             }
         }
-        Ok(if report.ok {
-            Exit::Success
-        } else {
-            Exit::Integrity
-        })
+        Ok(if report.ok { Exit::Success } else { Exit::Integrity })
     }
 }
 
@@ -212,35 +194,22 @@ impl InspectArgs {
 
 /// The human form of `inspect`: roots first, bundles with their lock entries indented.
 fn render_inspect(report: &inspect::InspectReport) -> String {
-    let mut lines = vec![
-        format!("archive  {}", report.archive),
-        format!("identity {}", report.identity),
-    ];
+    let mut lines = vec![format!("archive  {}", report.archive), format!("identity {}", report.identity)];
     let mut ordered: Vec<&inspect::ArtifactInfo> = report.artifacts.iter().collect();
     ordered.sort_by_key(|a| (!a.root, a.kind != "bundle", a.name.clone()));
     for artifact in ordered {
-        let name = artifact
-            .name
-            .clone()
-            .unwrap_or_else(|| artifact.digest.to_string());
+        let name = artifact.name.clone().unwrap_or_else(|| artifact.digest.to_string());
         let mut line = format!("{:<7} {name}", artifact.kind);
         if artifact.root {
             line.push_str("  [root]");
         }
         lines.push(line);
-        lines.push(format!(
-            "        digest {}  {}",
-            artifact.digest,
-            human_bytes(artifact.bytes)
-        ));
+        lines.push(format!("        digest {}  {}", artifact.digest, human_bytes(artifact.bytes)));
         if let Some(tag) = &artifact.root_tag {
             lines.push(format!("        tag {tag}"));
         }
         if !artifact.platforms.is_empty() {
-            lines.push(format!(
-                "        platforms {}",
-                artifact.platforms.join(", ")
-            ));
+            lines.push(format!("        platforms {}", artifact.platforms.join(", ")));
         }
         if artifact.kind == "image" || artifact.kind == "bundle" {
             lines.push(format!("        layers {}", artifact.layers));

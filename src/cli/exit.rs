@@ -36,13 +36,6 @@ pub struct Failure {
 
 impl Failure {
     pub fn new(error: impl Into<anyhow::Error>, integrity: bool) -> Self {
-        Failure {
-            error: error.into(),
-            exit: if integrity {
-                Exit::Integrity
-            } else {
-                Exit::Failure
-            },
-        }
+        Failure { error: error.into(), exit: if integrity { Exit::Integrity } else { Exit::Failure } }
     }
 }

@@ -30,22 +30,16 @@ impl Progress {
         let bar = (!quiet && std::io::stderr().is_terminal()).then(|| {
             let bar = ProgressBar::with_draw_target(Some(0), ProgressDrawTarget::stderr());
             bar.set_style(
-                ProgressStyle::with_template(
-                    "{msg:>8} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
-                )
-                .expect("the template is valid")
-                .progress_chars("=> "),
+                ProgressStyle::with_template("{msg:>8} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}")
+                    .expect("the template is valid")
+                    .progress_chars("=> "),
             );
             bar
         });
         Progress {
             bar,
             quiet,
-            plain: Mutex::new(PlainState {
-                phase: String::new(),
-                total: 0,
-                last: Instant::now(),
-            }),
+            plain: Mutex::new(PlainState { phase: String::new(), total: 0, last: Instant::now() }),
             done: AtomicU64::new(0),
         }
     }
@@ -68,15 +62,8 @@ impl Reporter for Progress {
             bar.reset_eta();
         } else if !self.quiet {
             let mut plain = self.plain.lock().expect("progress lock");
-            *plain = PlainState {
-                phase: name.to_string(),
-                total: bytes,
-                last: Instant::now(),
-            };
-            output::note(&format!(
-                "{name}: {items} blobs, {}",
-                output::human_bytes(bytes)
-            ));
+            *plain = PlainState { phase: name.to_string(), total: bytes, last: Instant::now() };
+            output::note(&format!("{name}: {items} blobs, {}", output::human_bytes(bytes)));
         }
     }
 
@@ -88,11 +75,7 @@ impl Reporter for Progress {
             let mut plain = self.plain.lock().expect("progress lock");
             if plain.last.elapsed() >= Duration::from_secs(5) {
                 plain.last = Instant::now();
-                let percent = if plain.total == 0 {
-                    100
-                } else {
-                    done * 100 / plain.total
-                };
+                let percent = if plain.total == 0 { 100 } else { done * 100 / plain.total };
                 output::note(&format!(
                     "{}: {} of {} ({percent}%)",
                     plain.phase,

@@ -20,10 +20,7 @@ pub fn build_plan(graph: &Graph) -> Plan {
             descriptor.platform = None;
             descriptor.artifact_type = None;
             let mut notes = artifact.annotations.clone();
-            let name = artifact
-                .ref_name
-                .clone()
-                .unwrap_or_else(|| artifact.descriptor.digest.to_string());
+            let name = artifact.ref_name.clone().unwrap_or_else(|| artifact.descriptor.digest.to_string());
             notes.insert(annotations::REF_NAME.into(), name);
             if let Some(original) = &artifact.original {
                 notes.insert(annotations::ORIGINAL_REF.into(), original.to_string());
@@ -33,11 +30,7 @@ pub fn build_plan(graph: &Graph) -> Plan {
             }
             if artifact.is_root {
                 notes.insert(annotations::IS_ROOT.into(), "true".into());
-                if let Some(tag) = artifact
-                    .original
-                    .as_ref()
-                    .and_then(|original| original.tag.clone())
-                {
+                if let Some(tag) = artifact.original.as_ref().and_then(|original| original.tag.clone()) {
                     notes.insert(annotations::ROOT_TAG.into(), tag);
                 }
             }
@@ -52,31 +45,17 @@ pub fn build_plan(graph: &Graph) -> Plan {
     entries.dedup_by(|a, b| a.digest == b.digest && a.annotations == b.annotations);
 
     let mut index_annotations = BTreeMap::new();
-    index_annotations.insert(
-        annotations::FORMAT.to_string(),
-        annotations::FORMAT_VERSION.to_string(),
-    );
+    index_annotations.insert(annotations::FORMAT.to_string(), annotations::FORMAT_VERSION.to_string());
     if !graph.omitted.is_empty() {
-        let omitted: Vec<String> = graph
-            .omitted
-            .keys()
-            .map(|digest| digest.to_string())
-            .collect();
+        let omitted: Vec<String> = graph.omitted.keys().map(|digest| digest.to_string()).collect();
         index_annotations.insert(annotations::OMITTED_LAYERS.to_string(), omitted.join(","));
     }
-    let manifests: Vec<RawManifest> = graph
-        .manifests_children_first()
-        .into_iter()
-        .cloned()
-        .collect();
+    let manifests: Vec<RawManifest> = graph.manifests_children_first().into_iter().cloned().collect();
     let blobs = graph
         .blobs
         .values()
         .filter(|(descriptor, _)| !graph.manifests.contains_key(&descriptor.digest))
-        .map(|(descriptor, role)| PlannedBlob {
-            descriptor: descriptor.clone(),
-            role: *role,
-        })
+        .map(|(descriptor, role)| PlannedBlob { descriptor: descriptor.clone(), role: *role })
         .collect();
     Plan {
         index: LayoutIndex::new(entries, index_annotations),

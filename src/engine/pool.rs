@@ -15,8 +15,7 @@ pub fn run_all<T: Sync, R: Send, E: Send>(
 ) -> Vec<Option<Result<R, E>>> {
     let next = AtomicUsize::new(0);
     let failed = AtomicBool::new(false);
-    let results: Mutex<Vec<Option<Result<R, E>>>> =
-        Mutex::new((0..items.len()).map(|_| None).collect());
+    let results: Mutex<Vec<Option<Result<R, E>>>> = Mutex::new((0..items.len()).map(|_| None).collect());
     std::thread::scope(|scope| {
         for _ in 0..workers.clamp(1, items.len().max(1)) {
             scope.spawn(|| {
@@ -30,9 +29,7 @@ pub fn run_all<T: Sync, R: Send, E: Send>(
                     if result.is_err() {
                         failed.store(true, Ordering::Relaxed);
                     }
-                    results
-                        .lock()
-                        .expect("no job panics while holding the lock")[i] = Some(result);
+                    results.lock().expect("no job panics while holding the lock")[i] = Some(result);
                 }
             });
         }

@@ -20,10 +20,7 @@ pub struct TransferOptions {
 
 impl Default for TransferOptions {
     fn default() -> Self {
-        TransferOptions {
-            workers: default_workers(),
-            retries: 5,
-        }
+        TransferOptions { workers: default_workers(), retries: 5 }
     }
 }
 
@@ -57,9 +54,7 @@ impl TransferError {
 
 impl From<StoreError> for TransferError {
     fn from(err: StoreError) -> Self {
-        TransferError {
-            failures: vec![err],
-        }
+        TransferError { failures: vec![err] }
     }
 }
 
@@ -74,20 +69,13 @@ pub fn transfer(
     let started = Instant::now();
     sink.prepare(plan)?;
     let mut jobs: Vec<&PlannedBlob> = plan.blobs.iter().collect();
-    jobs.sort_by(|a, b| {
-        b.descriptor
-            .size
-            .cmp(&a.descriptor.size)
-            .then(a.descriptor.digest.cmp(&b.descriptor.digest))
-    });
+    jobs.sort_by(|a, b| b.descriptor.size.cmp(&a.descriptor.size).then(a.descriptor.digest.cmp(&b.descriptor.digest)));
     reporter.phase("copying", jobs.len() as u64, plan.blob_bytes());
 
     let shared_sink: &dyn Sink = sink;
     let moved = Arc::new(AtomicU64::new(0));
     let outcomes = with_byte_ticker(&moved, reporter, || {
-        run_all(&jobs, options.workers, true, |blob| {
-            copy_blob(source, shared_sink, blob, options, reporter, &moved)
-        })
+        run_all(&jobs, options.workers, true, |blob| copy_blob(source, shared_sink, blob, options, reporter, &moved))
     });
     let mut stats = TransferStats::default();
     let mut failures = Vec::new();
@@ -143,10 +131,7 @@ fn copy_blob(
             }
             Err(err) if err.is_transient() && attempt < options.retries => {
                 attempt += 1;
-                reporter.warn(&format!(
-                    "retrying blob {} (attempt {attempt}): {err}",
-                    descriptor.digest
-                ));
+                reporter.warn(&format!("retrying blob {} (attempt {attempt}): {err}", descriptor.digest));
                 std::thread::sleep(Duration::from_millis(200 * 2u64.pow(attempt.min(6))));
             }
             Err(err) => return Err(err),

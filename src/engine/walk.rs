@@ -68,10 +68,7 @@ pub struct WalkOptions {
 
 impl Default for WalkOptions {
     fn default() -> Self {
-        WalkOptions {
-            workers: 4,
-            include_non_distributable: false,
-        }
+        WalkOptions { workers: 4, include_non_distributable: false }
     }
 }
 
@@ -90,12 +87,7 @@ pub struct Graph {
 impl Graph {
     /// Manifests in an order where every manifest comes after all manifests it points at.
     pub fn manifests_children_first(&self) -> Vec<&RawManifest> {
-        fn visit<'a>(
-            graph: &'a Graph,
-            digest: Digest,
-            seen: &mut HashSet<Digest>,
-            out: &mut Vec<&'a RawManifest>,
-        ) {
+        fn visit<'a>(graph: &'a Graph, digest: Digest, seen: &mut HashSet<Digest>, out: &mut Vec<&'a RawManifest>) {
             if !seen.insert(digest) {
                 return;
             }
@@ -124,12 +116,7 @@ impl Graph {
                 continue;
             }
             if let Some(manifest) = self.manifests.get(&digest) {
-                stack.extend(
-                    manifest
-                        .children()
-                        .into_iter()
-                        .map(|child| (child.digest, child.size)),
-                );
+                stack.extend(manifest.children().into_iter().map(|child| (child.digest, child.size)));
             }
         }
         out
@@ -137,17 +124,11 @@ impl Graph {
 
     /// The artifact entry for a digest, if it is top-level.
     pub fn artifact(&self, digest: &Digest) -> Option<&Artifact> {
-        self.artifacts
-            .iter()
-            .find(|a| a.descriptor.digest == *digest)
+        self.artifacts.iter().find(|a| a.descriptor.digest == *digest)
     }
 
     fn problem(&mut self, subject: Option<Digest>, message: String, integrity: bool) {
-        self.problems.push(Problem {
-            subject,
-            message,
-            integrity,
-        });
+        self.problems.push(Problem { subject, message, integrity });
     }
 }
 
@@ -177,9 +158,7 @@ pub fn walk(source: &dyn Source, roots: Vec<Artifact>, options: &WalkOptions) ->
                 }
             })
             .collect();
-        let configs = run_all(&candidates, options.workers, false, |(_, config)| {
-            source.small_blob(config)
-        });
+        let configs = run_all(&candidates, options.workers, false, |(_, config)| source.small_blob(config));
         for ((i, config), result) in candidates.iter().zip(configs) {
             match result.expect("run_all without stop runs every job") {
                 Ok(bytes) if is_bundle_config(&bytes) => graph.artifacts[*i].is_bundle = true,
@@ -196,12 +175,7 @@ pub fn walk(source: &dyn Source, roots: Vec<Artifact>, options: &WalkOptions) ->
         }
         for i in first_index..graph.artifacts.len() {
             if graph.artifacts[i].is_bundle {
-                pending_artifacts.extend(expand_bundle(
-                    source,
-                    &mut graph,
-                    i,
-                    &mut known_artifacts,
-                ));
+                pending_artifacts.extend(expand_bundle(source, &mut graph, i, &mut known_artifacts));
             }
         }
     }
@@ -220,15 +194,13 @@ fn expand_bundle(
     if graph.bundles.contains_key(&digest) {
         return Vec::new();
     }
-    let Some(ManifestKind::Image(image)) = graph.manifests.get(&digest).map(|m| m.kind().clone())
-    else {
+    let Some(ManifestKind::Image(image)) = graph.manifests.get(&digest).map(|m| m.kind().clone()) else {
         return Vec::new();
     };
     let content = match read_bundle(source, &image, &bundle.label()) {
         Ok(content) => content,
         Err(err) => {
-            let integrity =
-                matches!(&err, super::bundle::BundleError::Store(e) if e.is_integrity());
+            let integrity = matches!(&err, super::bundle::BundleError::Store(e) if e.is_integrity());
             graph.problem(Some(digest), err.to_string(), integrity);
             return Vec::new();
         }
@@ -239,9 +211,11 @@ fn expand_bundle(
         let name = entry.reference.to_string();
         match source.resolve(&entry.reference) {
             Ok(descriptor) => {
-                if let Some(existing) = graph.artifacts.iter_mut().find(|a| {
-                    a.descriptor.digest == descriptor.digest && a.ref_name.as_deref() == Some(&name)
-                }) {
+                if let Some(existing) = graph
+                    .artifacts
+                    .iter_mut()
+                    .find(|a| a.descriptor.digest == descriptor.digest && a.ref_name.as_deref() == Some(&name))
+                {
                     existing.listed_by.push(digest);
                     continue;
                 }
@@ -251,9 +225,8 @@ fn expand_bundle(
                     artifact.ref_name = Some(name);
                     artifact.listed_by.push(digest);
                     new.push(artifact);
-                } else if let Some(queued) = new
-                    .iter_mut()
-                    .find(|a: &&mut Artifact| a.ref_name.as_deref() == Some(&name))
+                } else if let Some(queued) =
+                    new.iter_mut().find(|a: &&mut Artifact| a.ref_name.as_deref() == Some(&name))
                 {
                     queued.listed_by.push(digest);
                 }
@@ -288,12 +261,7 @@ fn expand_bundle(
 
 /// Fetches manifests a frontier at a time until every reachable manifest is known, and
 /// records configs and layers.
-fn fetch_manifests(
-    source: &dyn Source,
-    graph: &mut Graph,
-    tops: Vec<Descriptor>,
-    options: &WalkOptions,
-) {
+fn fetch_manifests(source: &dyn Source, graph: &mut Graph, tops: Vec<Descriptor>, options: &WalkOptions) {
     let mut frontier: Vec<Descriptor> = Vec::new();
     let mut queued: HashSet<Digest> = HashSet::new();
     for descriptor in tops {
@@ -302,21 +270,14 @@ fn fetch_manifests(
         }
     }
     while !frontier.is_empty() {
-        let fetched = run_all(&frontier, options.workers, false, |descriptor| {
-            source.manifest(descriptor)
-        });
+        let fetched = run_all(&frontier, options.workers, false, |descriptor| source.manifest(descriptor));
         let mut next = Vec::new();
         for (descriptor, result) in frontier.iter().zip(fetched) {
             let manifest = match result.expect("run_all without stop runs every job") {
                 Ok(manifest) => manifest,
                 Err(err) => {
-                    let integrity =
-                        err.is_integrity() || matches!(err, StoreError::NotFound { .. });
-                    graph.problem(
-                        Some(descriptor.digest),
-                        format!("manifest {}: {err}", descriptor.digest),
-                        integrity,
-                    );
+                    let integrity = err.is_integrity() || matches!(err, StoreError::NotFound { .. });
+                    graph.problem(Some(descriptor.digest), format!("manifest {}: {err}", descriptor.digest), integrity);
                     continue;
                 }
             };
@@ -334,9 +295,7 @@ fn fetch_manifests(
                     }
                 } else if Some(child.digest) == config_digest {
                     record_blob(graph, child, BlobRole::Config);
-                } else if media::is_non_distributable(&child.media_type)
-                    && !options.include_non_distributable
-                {
+                } else if media::is_non_distributable(&child.media_type) && !options.include_non_distributable {
                     graph.omitted.insert(child.digest, child);
                 } else {
                     record_blob(graph, child, BlobRole::Layer);

@@ -36,11 +36,7 @@ impl Digest {
     /// Parses the hex part alone (64 lowercase hex digits), as found in a blob path.
     pub fn from_hex(hex_part: &str) -> Result<Self, DigestError> {
         let malformed = || DigestError::Malformed(format!("{ALGORITHM}:{hex_part}"));
-        if hex_part.len() != 64
-            || !hex_part
-                .bytes()
-                .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
-        {
+        if hex_part.len() != 64 || !hex_part.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
             return Err(malformed());
         }
         let mut bytes = [0u8; 32];
@@ -83,16 +79,11 @@ impl FromStr for Digest {
         };
         if algorithm != ALGORITHM {
             let valid_name = !algorithm.is_empty()
-                && algorithm
-                    .bytes()
-                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"+._-".contains(&b));
+                && algorithm.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"+._-".contains(&b));
             if !valid_name {
                 return Err(DigestError::Malformed(s.to_string()));
             }
-            return Err(DigestError::UnsupportedAlgorithm {
-                digest: s.to_string(),
-                algorithm: algorithm.to_string(),
-            });
+            return Err(DigestError::UnsupportedAlgorithm { digest: s.to_string(), algorithm: algorithm.to_string() });
         }
         Digest::from_hex(hex_part).map_err(|_| DigestError::Malformed(s.to_string()))
     }

@@ -39,33 +39,19 @@ pub enum LayoutError {
 
 impl LayoutIndex {
     pub fn new(manifests: Vec<Descriptor>, annotations: BTreeMap<String, String>) -> Self {
-        LayoutIndex {
-            schema_version: 2,
-            media_type: Some(media::OCI_INDEX.to_string()),
-            manifests,
-            annotations,
-        }
+        LayoutIndex { schema_version: 2, media_type: Some(media::OCI_INDEX.to_string()), manifests, annotations }
     }
 
     /// Parses `index.json`; descriptors with malformed digests are refused here, by name.
     pub fn parse(bytes: &[u8], what: &str) -> Result<Self, LayoutError> {
-        let invalid = |reason: String| LayoutError::Invalid {
-            what: what.to_string(),
-            reason,
-        };
+        let invalid = |reason: String| LayoutError::Invalid { what: what.to_string(), reason };
         if bytes.len() as u64 > MAX_INDEX_BYTES {
-            return Err(invalid(format!(
-                "{} bytes, over the {MAX_INDEX_BYTES}-byte limit",
-                bytes.len()
-            )));
+            return Err(invalid(format!("{} bytes, over the {MAX_INDEX_BYTES}-byte limit", bytes.len())));
         }
-        let index: LayoutIndex = serde_json::from_slice(bytes)
-            .map_err(|e| invalid(format!("not a valid OCI index: {e}")))?;
+        let index: LayoutIndex =
+            serde_json::from_slice(bytes).map_err(|e| invalid(format!("not a valid OCI index: {e}")))?;
         if index.schema_version != 2 {
-            return Err(invalid(format!(
-                "schemaVersion is {}, expected 2",
-                index.schema_version
-            )));
+            return Err(invalid(format!("schemaVersion is {}, expected 2", index.schema_version)));
         }
         Ok(index)
     }
@@ -95,12 +81,9 @@ pub fn check_oci_layout(bytes: &[u8], what: &str) -> Result<(), LayoutError> {
         #[serde(rename = "imageLayoutVersion")]
         image_layout_version: String,
     }
-    let invalid = |reason: String| LayoutError::Invalid {
-        what: what.to_string(),
-        reason,
-    };
-    let parsed: OciLayout = serde_json::from_slice(bytes)
-        .map_err(|e| invalid(format!("not a valid oci-layout file: {e}")))?;
+    let invalid = |reason: String| LayoutError::Invalid { what: what.to_string(), reason };
+    let parsed: OciLayout =
+        serde_json::from_slice(bytes).map_err(|e| invalid(format!("not a valid oci-layout file: {e}")))?;
     if parsed.image_layout_version != LAYOUT_VERSION {
         return Err(invalid(format!(
             "imageLayoutVersion is {:?}, expected {LAYOUT_VERSION:?}",
@@ -120,14 +103,8 @@ mod tests {
         let mut descriptor = Descriptor::new(media::OCI_MANIFEST, sha256_digest(b"x"), 1);
         descriptor.annotations.insert("z".into(), "1".into());
         descriptor.annotations.insert("a".into(), "2".into());
-        let json = String::from_utf8(
-            LayoutIndex::new(vec![descriptor], BTreeMap::new()).to_canonical_json(),
-        )
-        .unwrap();
-        assert!(
-            json.starts_with(r#"{"manifests":[{"annotations":{"a":"2","z":"1"},"digest":"sha256:"#),
-            "{json}"
-        );
+        let json = String::from_utf8(LayoutIndex::new(vec![descriptor], BTreeMap::new()).to_canonical_json()).unwrap();
+        assert!(json.starts_with(r#"{"manifests":[{"annotations":{"a":"2","z":"1"},"digest":"sha256:"#), "{json}");
         assert!(!json.contains(' '));
         assert_eq!(oci_layout_bytes(), br#"{"imageLayoutVersion":"1.0.0"}"#);
     }

@@ -23,30 +23,15 @@ pub const MAX_LOCK_BYTES: usize = 4 * 1024 * 1024;
 #[derive(Debug, thiserror::Error)]
 pub enum LockError {
     #[error("{what} is not valid YAML for imgpkg {kind}: {reason}")]
-    Syntax {
-        what: String,
-        kind: &'static str,
-        reason: String,
-    },
+    Syntax { what: String, kind: &'static str, reason: String },
     #[error("{what} has apiVersion {found:?}; expected {API_VERSION:?}")]
     ApiVersion { what: String, found: String },
     #[error("{what} has kind {found:?}; expected {expected:?}")]
-    Kind {
-        what: String,
-        found: String,
-        expected: &'static str,
-    },
+    Kind { what: String, found: String, expected: &'static str },
     #[error("{what}: images[{index}]: {source}")]
-    Entry {
-        what: String,
-        index: usize,
-        source: ReferenceError,
-    },
+    Entry { what: String, index: usize, source: ReferenceError },
     #[error("{what}: bundle.image: {source}")]
-    BundleImage {
-        what: String,
-        source: ReferenceError,
-    },
+    BundleImage { what: String, source: ReferenceError },
     #[error("{what} is {size} bytes, over the {MAX_LOCK_BYTES}-byte limit for lock files")]
     TooLarge { what: String, size: usize },
 }
@@ -136,22 +121,11 @@ struct Header {
     kind: String,
 }
 
-fn parse_typed<T: for<'de> Deserialize<'de>>(
-    text: &str,
-    what: &str,
-    kind: &'static str,
-) -> Result<T, LockError> {
+fn parse_typed<T: for<'de> Deserialize<'de>>(text: &str, what: &str, kind: &'static str) -> Result<T, LockError> {
     if text.len() > MAX_LOCK_BYTES {
-        return Err(LockError::TooLarge {
-            what: what.to_string(),
-            size: text.len(),
-        });
+        return Err(LockError::TooLarge { what: what.to_string(), size: text.len() });
     }
-    let syntax = |e: serde_saphyr::Error| LockError::Syntax {
-        what: what.to_string(),
-        kind,
-        reason: e.to_string(),
-    };
+    let syntax = |e: serde_saphyr::Error| LockError::Syntax { what: what.to_string(), kind, reason: e.to_string() };
     // Header is lenient (unknown keys are fine there); the typed parse below is strict.
     #[derive(Deserialize)]
     struct Lenient {
@@ -163,17 +137,10 @@ fn parse_typed<T: for<'de> Deserialize<'de>>(
     let lenient: Lenient = serde_saphyr::from_str(text).map_err(syntax)?;
     let header = lenient.header;
     if header.api_version != API_VERSION {
-        return Err(LockError::ApiVersion {
-            what: what.to_string(),
-            found: header.api_version,
-        });
+        return Err(LockError::ApiVersion { what: what.to_string(), found: header.api_version });
     }
     if header.kind != kind {
-        return Err(LockError::Kind {
-            what: what.to_string(),
-            found: header.kind,
-            expected: kind,
-        });
+        return Err(LockError::Kind { what: what.to_string(), found: header.kind, expected: kind });
     }
     serde_saphyr::from_str(text).map_err(syntax)
 }
@@ -185,11 +152,7 @@ fn to_yaml<T: Serialize>(value: &T) -> String {
 
 impl ImagesLock {
     pub fn new(images: Vec<ImageRef>) -> Self {
-        ImagesLock {
-            api_version: API_VERSION.into(),
-            images,
-            kind: KIND_IMAGES_LOCK.into(),
-        }
+        ImagesLock { api_version: API_VERSION.into(), images, kind: KIND_IMAGES_LOCK.into() }
     }
 
     /// Parses and validates an ImagesLock; `what` names the file in errors.
@@ -221,11 +184,7 @@ impl ImagesLock {
 
 impl BundleLock {
     pub fn new(image: String, tag: Option<String>) -> Self {
-        BundleLock {
-            api_version: API_VERSION.into(),
-            bundle: BundleRef { image, tag },
-            kind: KIND_BUNDLE_LOCK.into(),
-        }
+        BundleLock { api_version: API_VERSION.into(), bundle: BundleRef { image, tag }, kind: KIND_BUNDLE_LOCK.into() }
     }
 
     pub fn parse(text: &str, what: &str) -> Result<Self, LockError> {
@@ -235,10 +194,8 @@ impl BundleLock {
     }
 
     pub fn reference(&self, what: &str) -> Result<Reference, LockError> {
-        Reference::parse_digest_form(&self.bundle.image).map_err(|source| LockError::BundleImage {
-            what: what.to_string(),
-            source,
-        })
+        Reference::parse_digest_form(&self.bundle.image)
+            .map_err(|source| LockError::BundleImage { what: what.to_string(), source })
     }
 
     pub fn to_yaml(&self) -> String {
@@ -250,11 +207,7 @@ impl ImageLocations {
     /// A record of the given entries, sorted by image as imgpkg writes it.
     pub fn new(mut images: Vec<ImageLocation>) -> Self {
         images.sort_by(|a, b| a.image.cmp(&b.image));
-        ImageLocations {
-            api_version: API_VERSION.into(),
-            images,
-            kind: KIND_IMAGE_LOCATIONS.into(),
-        }
+        ImageLocations { api_version: API_VERSION.into(), images, kind: KIND_IMAGE_LOCATIONS.into() }
     }
 
     pub fn parse(text: &str, what: &str) -> Result<Self, LockError> {
@@ -269,10 +222,7 @@ impl ImageLocations {
 impl BundleMetadata {
     pub fn parse(text: &str, what: &str) -> Result<Self, LockError> {
         if text.len() > MAX_LOCK_BYTES {
-            return Err(LockError::TooLarge {
-                what: what.to_string(),
-                size: text.len(),
-            });
+            return Err(LockError::TooLarge { what: what.to_string(), size: text.len() });
         }
         serde_saphyr::from_str(text).map_err(|e| LockError::Syntax {
             what: what.to_string(),
@@ -315,42 +265,24 @@ mod tests {
 
     #[test]
     fn parses_and_writes_sorted_with_a_document_marker() {
-        let lock =
-            ImagesLock::parse(&lock_text(&format!("nginx@sha256:{HEX}")), "images.yml").unwrap();
+        let lock = ImagesLock::parse(&lock_text(&format!("nginx@sha256:{HEX}")), "images.yml").unwrap();
         assert_eq!(lock.images[0].annotations["kbld.carvel.dev/id"], "app:1");
         let yaml = lock.to_yaml();
-        assert!(
-            yaml.starts_with("---\napiVersion: imgpkg.carvel.dev/v1alpha1\nimages:\n"),
-            "{yaml}"
-        );
+        assert!(yaml.starts_with("---\napiVersion: imgpkg.carvel.dev/v1alpha1\nimages:\n"), "{yaml}");
         assert!(yaml.trim_end().ends_with("kind: ImagesLock"), "{yaml}");
         let annotations = yaml.find("annotations").unwrap();
-        assert!(
-            annotations < yaml.find("image: nginx").unwrap(),
-            "keys sorted: {yaml}"
-        );
+        assert!(annotations < yaml.find("image: nginx").unwrap(), "keys sorted: {yaml}");
         assert_eq!(ImagesLock::parse(&yaml, "again").unwrap(), lock);
     }
 
     #[test]
     fn rejects_unknown_keys_tags_and_wrong_kinds() {
         let unknown = format!("{}  extra: 1\n", lock_text(&format!("nginx@sha256:{HEX}")));
-        assert!(matches!(
-            ImagesLock::parse(&unknown, "f"),
-            Err(LockError::Syntax { .. })
-        ));
+        assert!(matches!(ImagesLock::parse(&unknown, "f"), Err(LockError::Syntax { .. })));
         let tag = ImagesLock::parse(&lock_text("nginx:1.0"), "f").unwrap_err();
-        assert!(
-            tag.to_string()
-                .contains("expected ref to be in digest form, got 'nginx:1.0'"),
-            "{tag}"
-        );
+        assert!(tag.to_string().contains("expected ref to be in digest form, got 'nginx:1.0'"), "{tag}");
         let kind = BundleLock::parse(&lock_text(&format!("nginx@sha256:{HEX}")), "f").unwrap_err();
-        assert!(
-            kind.to_string()
-                .contains("kind \"ImagesLock\"; expected \"BundleLock\""),
-            "{kind}"
-        );
+        assert!(kind.to_string().contains("kind \"ImagesLock\"; expected \"BundleLock\""), "{kind}");
         let api = ImagesLock::parse("apiVersion: v2\nkind: ImagesLock\n", "f").unwrap_err();
         assert!(matches!(api, LockError::ApiVersion { .. }));
     }
@@ -359,32 +291,17 @@ mod tests {
     fn any_lock_tries_bundle_lock_first() {
         let bundle = BundleLock::new(format!("r.example.com/b@sha256:{HEX}"), Some("v1".into()));
         let yaml = bundle.to_yaml();
-        assert!(
-            yaml.starts_with("---\napiVersion: imgpkg.carvel.dev/v1alpha1\nbundle:\n"),
-            "{yaml}"
-        );
-        assert!(matches!(
-            AnyLock::parse(&yaml, "f").unwrap(),
-            AnyLock::Bundle(_)
-        ));
+        assert!(yaml.starts_with("---\napiVersion: imgpkg.carvel.dev/v1alpha1\nbundle:\n"), "{yaml}");
+        assert!(matches!(AnyLock::parse(&yaml, "f").unwrap(), AnyLock::Bundle(_)));
         let images = lock_text(&format!("nginx@sha256:{HEX}"));
-        assert!(matches!(
-            AnyLock::parse(&images, "f").unwrap(),
-            AnyLock::Images(_)
-        ));
+        assert!(matches!(AnyLock::parse(&images, "f").unwrap(), AnyLock::Images(_)));
     }
 
     #[test]
     fn image_locations_are_sorted() {
         let record = ImageLocations::new(vec![
-            ImageLocation {
-                image: "b.example.com/x@sha256:1".into(),
-                is_bundle: true,
-            },
-            ImageLocation {
-                image: "a.example.com/x@sha256:1".into(),
-                is_bundle: false,
-            },
+            ImageLocation { image: "b.example.com/x@sha256:1".into(), is_bundle: true },
+            ImageLocation { image: "a.example.com/x@sha256:1".into(), is_bundle: false },
         ]);
         let yaml = record.to_yaml();
         assert!(yaml.find("a.example.com").unwrap() < yaml.find("b.example.com").unwrap());

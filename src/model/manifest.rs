@@ -35,11 +35,7 @@ pub struct Descriptor {
 pub struct Platform {
     pub architecture: String,
     pub os: String,
-    #[serde(
-        default,
-        rename = "os.version",
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(default, rename = "os.version", skip_serializing_if = "Option::is_none")]
     pub os_version: Option<String>,
     #[serde(default, rename = "os.features", skip_serializing_if = "Vec::is_empty")]
     pub os_features: Vec<String>,
@@ -112,17 +108,9 @@ pub enum ManifestError {
     #[error("manifest {digest} is not valid JSON of an image manifest or index: {reason}")]
     Malformed { digest: Digest, reason: String },
     #[error("manifest {digest} has media type {media_type:?}, which ferry does not carry{hint}")]
-    UnsupportedMediaType {
-        digest: Digest,
-        media_type: String,
-        hint: &'static str,
-    },
+    UnsupportedMediaType { digest: Digest, media_type: String, hint: &'static str },
     #[error("manifest {digest} declares media type {inner:?} but its descriptor says {outer:?}")]
-    MediaTypeMismatch {
-        digest: Digest,
-        inner: String,
-        outer: String,
-    },
+    MediaTypeMismatch { digest: Digest, inner: String, outer: String },
 }
 
 /// The fields of any manifest or index, read leniently (unknown fields are ignored, as the
@@ -146,14 +134,10 @@ impl RawManifest {
     pub fn parse(bytes: Vec<u8>, declared: Option<&str>) -> Result<Self, ManifestError> {
         let digest = super::sha256_digest(&bytes);
         if bytes.len() as u64 > MAX_MANIFEST_BYTES {
-            return Err(ManifestError::TooLarge {
-                digest: digest.to_string(),
-                size: bytes.len() as u64,
-            });
+            return Err(ManifestError::TooLarge { digest: digest.to_string(), size: bytes.len() as u64 });
         }
         let malformed = |reason: String| ManifestError::Malformed { digest, reason };
-        let any: AnyManifest =
-            serde_json::from_slice(&bytes).map_err(|e| malformed(e.to_string()))?;
+        let any: AnyManifest = serde_json::from_slice(&bytes).map_err(|e| malformed(e.to_string()))?;
         if any.schema_version != Some(2) {
             let hint = if any.schema_version == Some(1) {
                 " (Docker schema 1 is deprecated and cannot be verified)"
@@ -169,11 +153,7 @@ impl RawManifest {
         let inner = any.media_type.as_deref();
         let media_type = match (declared, inner) {
             (Some(outer), Some(inner)) if outer != inner && media::is_manifest_kind(outer) => {
-                return Err(ManifestError::MediaTypeMismatch {
-                    digest,
-                    inner: inner.into(),
-                    outer: outer.into(),
-                });
+                return Err(ManifestError::MediaTypeMismatch { digest, inner: inner.into(), outer: outer.into() });
             }
             (Some(outer), _) if media::is_manifest_kind(outer) => outer.to_string(),
             (_, Some(inner)) => inner.to_string(),
@@ -181,18 +161,10 @@ impl RawManifest {
             (_, None) => media::OCI_MANIFEST.to_string(),
         };
         let kind = if media::is_index(&media_type) {
-            let manifests = any
-                .manifests
-                .ok_or_else(|| malformed("an index needs a \"manifests\" list".into()))?;
-            ManifestKind::Index(ImageIndex {
-                manifests,
-                subject: any.subject,
-                annotations: any.annotations,
-            })
+            let manifests = any.manifests.ok_or_else(|| malformed("an index needs a \"manifests\" list".into()))?;
+            ManifestKind::Index(ImageIndex { manifests, subject: any.subject, annotations: any.annotations })
         } else if media::is_image_manifest(&media_type) {
-            let config = any
-                .config
-                .ok_or_else(|| malformed("an image manifest needs a \"config\"".into()))?;
+            let config = any.config.ok_or_else(|| malformed("an image manifest needs a \"config\"".into()))?;
             ManifestKind::Image(ImageManifest {
                 config,
                 layers: any.layers.unwrap_or_default(),
@@ -207,18 +179,9 @@ impl RawManifest {
             } else {
                 ""
             };
-            return Err(ManifestError::UnsupportedMediaType {
-                digest,
-                media_type,
-                hint,
-            });
+            return Err(ManifestError::UnsupportedMediaType { digest, media_type, hint });
         };
-        Ok(RawManifest {
-            bytes,
-            digest,
-            media_type,
-            kind,
-        })
+        Ok(RawManifest { bytes, digest, media_type, kind })
     }
 
     pub fn bytes(&self) -> &[u8] {
@@ -246,15 +209,10 @@ impl RawManifest {
     /// the subject if any.
     pub fn children(&self) -> Vec<&Descriptor> {
         match &self.kind {
-            ManifestKind::Image(image) => std::iter::once(&image.config)
-                .chain(&image.layers)
-                .chain(image.subject.as_ref())
-                .collect(),
-            ManifestKind::Index(index) => index
-                .manifests
-                .iter()
-                .chain(index.subject.as_ref())
-                .collect(),
+            ManifestKind::Image(image) => {
+                std::iter::once(&image.config).chain(&image.layers).chain(image.subject.as_ref()).collect()
+            }
+            ManifestKind::Index(index) => index.manifests.iter().chain(index.subject.as_ref()).collect(),
         }
     }
 }
@@ -281,15 +239,12 @@ impl ImageConfigView {
     }
 
     pub fn labels(&self) -> Option<&BTreeMap<String, String>> {
-        self.config
-            .as_ref()
-            .and_then(|config| config.labels.as_ref())
+        self.config.as_ref().and_then(|config| config.labels.as_ref())
     }
 
     /// Whether the config carries the imgpkg bundle label.
     pub fn is_bundle(&self) -> bool {
-        self.labels()
-            .is_some_and(|labels| labels.contains_key(BUNDLE_LABEL))
+        self.labels().is_some_and(|labels| labels.contains_key(BUNDLE_LABEL))
     }
 }
 
@@ -322,10 +277,7 @@ mod tests {
     #[test]
     fn refuses_a_media_type_that_disagrees_with_its_descriptor() {
         let err = RawManifest::parse(docker_manifest(), Some(media::OCI_MANIFEST)).unwrap_err();
-        assert!(
-            matches!(err, ManifestError::MediaTypeMismatch { .. }),
-            "{err}"
-        );
+        assert!(matches!(err, ManifestError::MediaTypeMismatch { .. }), "{err}");
     }
 
     #[test]
@@ -333,22 +285,13 @@ mod tests {
         let err = RawManifest::parse(br#"{"schemaVersion":1}"#.to_vec(), None).unwrap_err();
         assert!(err.to_string().contains("schema 1"), "{err}");
         let huge = vec![b' '; MAX_MANIFEST_BYTES as usize + 1];
-        assert!(matches!(
-            RawManifest::parse(huge, None),
-            Err(ManifestError::TooLarge { .. })
-        ));
+        assert!(matches!(RawManifest::parse(huge, None), Err(ManifestError::TooLarge { .. })));
     }
 
     #[test]
     fn detects_the_bundle_label() {
-        let config =
-            ImageConfigView::parse(br#"{"config":{"Labels":{"dev.carvel.imgpkg.bundle":""}}}"#)
-                .unwrap();
+        let config = ImageConfigView::parse(br#"{"config":{"Labels":{"dev.carvel.imgpkg.bundle":""}}}"#).unwrap();
         assert!(config.is_bundle());
-        assert!(
-            !ImageConfigView::parse(br#"{"config":{}}"#)
-                .unwrap()
-                .is_bundle()
-        );
+        assert!(!ImageConfigView::parse(br#"{"config":{}}"#).unwrap().is_bundle());
     }
 }

@@ -12,29 +12,20 @@ pub const OCI_LAYER_TAR: &str = "application/vnd.oci.image.layer.v1.tar";
 pub const OCI_LAYER_GZIP: &str = "application/vnd.oci.image.layer.v1.tar+gzip";
 pub const OCI_LAYER_ZSTD: &str = "application/vnd.oci.image.layer.v1.tar+zstd";
 pub const OCI_LAYER_NONDIST_TAR: &str = "application/vnd.oci.image.layer.nondistributable.v1.tar";
-pub const OCI_LAYER_NONDIST_GZIP: &str =
-    "application/vnd.oci.image.layer.nondistributable.v1.tar+gzip";
-pub const OCI_LAYER_NONDIST_ZSTD: &str =
-    "application/vnd.oci.image.layer.nondistributable.v1.tar+zstd";
+pub const OCI_LAYER_NONDIST_GZIP: &str = "application/vnd.oci.image.layer.nondistributable.v1.tar+gzip";
+pub const OCI_LAYER_NONDIST_ZSTD: &str = "application/vnd.oci.image.layer.nondistributable.v1.tar+zstd";
 
 pub const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
 pub const DOCKER_MANIFEST_LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+json";
 pub const DOCKER_CONFIG: &str = "application/vnd.docker.container.image.v1+json";
 pub const DOCKER_LAYER_GZIP: &str = "application/vnd.docker.image.rootfs.diff.tar.gzip";
-pub const DOCKER_LAYER_FOREIGN_GZIP: &str =
-    "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip";
+pub const DOCKER_LAYER_FOREIGN_GZIP: &str = "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip";
 /// Docker schema 1 is deprecated and unsigned content cannot be verified; ferry refuses it.
-pub const DOCKER_MANIFEST_V1_SIGNED: &str =
-    "application/vnd.docker.distribution.manifest.v1+prettyjws";
+pub const DOCKER_MANIFEST_V1_SIGNED: &str = "application/vnd.docker.distribution.manifest.v1+prettyjws";
 pub const DOCKER_MANIFEST_V1: &str = "application/vnd.docker.distribution.manifest.v1+json";
 
 /// Every manifest and index type, in preference order, for an HTTP `Accept` header.
-pub const MANIFEST_ACCEPT: [&str; 4] = [
-    OCI_INDEX,
-    OCI_MANIFEST,
-    DOCKER_MANIFEST_LIST,
-    DOCKER_MANIFEST,
-];
+pub const MANIFEST_ACCEPT: [&str; 4] = [OCI_INDEX, OCI_MANIFEST, DOCKER_MANIFEST_LIST, DOCKER_MANIFEST];
 
 /// An image manifest (one config, a list of layers).
 pub fn is_image_manifest(media_type: &str) -> bool {

@@ -35,10 +35,7 @@ pub enum ReferenceError {
     #[error("image reference {reference:?} is invalid: {reason}")]
     Invalid { reference: String, reason: String },
     #[error("image reference {reference:?} has a bad digest: {source}")]
-    Digest {
-        reference: String,
-        source: DigestError,
-    },
+    Digest { reference: String, source: DigestError },
     #[error("expected ref to be in digest form, got '{0}'")]
     NotDigest(String),
 }
@@ -55,20 +52,12 @@ impl Repository {
 
     /// This repository with a digest.
     pub fn at_digest(&self, digest: Digest) -> Reference {
-        Reference {
-            repository: self.clone(),
-            tag: None,
-            digest: Some(digest),
-        }
+        Reference { repository: self.clone(), tag: None, digest: Some(digest) }
     }
 
     /// This repository with a tag.
     pub fn at_tag(&self, tag: &str) -> Reference {
-        Reference {
-            repository: self.clone(),
-            tag: Some(tag.to_string()),
-            digest: None,
-        }
+        Reference { repository: self.clone(), tag: Some(tag.to_string()), digest: None }
     }
 }
 
@@ -90,8 +79,7 @@ impl Reference {
 
     /// The normalised `registry/path@sha256:..` form, without the tag.
     pub fn digest_form(&self) -> Option<String> {
-        self.digest
-            .map(|digest| format!("{}@{digest}", self.repository))
+        self.digest.map(|digest| format!("{}@{digest}", self.repository))
     }
 }
 
@@ -109,10 +97,7 @@ impl fmt::Display for Reference {
 }
 
 fn invalid(reference: &str, reason: &str) -> ReferenceError {
-    ReferenceError::Invalid {
-        reference: reference.to_string(),
-        reason: reason.to_string(),
-    }
+    ReferenceError::Invalid { reference: reference.to_string(), reason: reason.to_string() }
 }
 
 impl FromStr for Reference {
@@ -129,10 +114,7 @@ impl FromStr for Reference {
             Some((rest, digest)) => {
                 let digest = digest
                     .parse::<Digest>()
-                    .map_err(|source| ReferenceError::Digest {
-                        reference: text.to_string(),
-                        source,
-                    })?;
+                    .map_err(|source| ReferenceError::Digest { reference: text.to_string(), source })?;
                 (rest, Some(digest))
             }
             None => (text, None),
@@ -146,40 +128,24 @@ impl FromStr for Reference {
         };
         if let Some(tag) = tag {
             if !is_valid_tag(tag) {
-                return Err(invalid(
-                    text,
-                    "the tag must match [A-Za-z0-9_][A-Za-z0-9_.-]{0,127}",
-                ));
+                return Err(invalid(text, "the tag must match [A-Za-z0-9_][A-Za-z0-9_.-]{0,127}"));
             }
         }
         let (registry, path) = split_registry(name);
         if !is_valid_registry(registry) {
             return Err(invalid(text, "the registry host is malformed"));
         }
-        if path.is_empty()
-            || path.len() > MAX_NAME_LEN
-            || !path.split('/').all(is_valid_path_component)
-        {
+        if path.is_empty() || path.len() > MAX_NAME_LEN || !path.split('/').all(is_valid_path_component) {
             return Err(invalid(
                 text,
                 "the repository must be lowercase path components of [a-z0-9] joined by '.', '_', '__' or '-'",
             ));
         }
-        let registry = if registry == "docker.io" || registry.is_empty() {
-            DOCKER_HUB
-        } else {
-            registry
-        };
-        let path = if registry == DOCKER_HUB && !path.contains('/') {
-            format!("library/{path}")
-        } else {
-            path.to_string()
-        };
+        let registry = if registry == "docker.io" || registry.is_empty() { DOCKER_HUB } else { registry };
+        let path =
+            if registry == DOCKER_HUB && !path.contains('/') { format!("library/{path}") } else { path.to_string() };
         Ok(Reference {
-            repository: Repository {
-                registry: registry.to_string(),
-                path,
-            },
+            repository: Repository { registry: registry.to_string(), path },
             tag: tag.map(str::to_string),
             digest,
         })
@@ -207,9 +173,7 @@ fn is_valid_registry(registry: &str) -> bool {
         return true;
     }
     let (host, port) = match registry.rsplit_once(':') {
-        Some((host, port)) if !host.ends_with(']') || registry.starts_with('[') => {
-            (host, Some(port))
-        }
+        Some((host, port)) if !host.ends_with(']') || registry.starts_with('[') => (host, Some(port)),
         _ => (registry, None),
     };
     if let Some(port) = port {
@@ -218,18 +182,14 @@ fn is_valid_registry(registry: &str) -> bool {
         }
     }
     if host.starts_with('[') && host.ends_with(']') {
-        return host[1..host.len() - 1]
-            .bytes()
-            .all(|b| b.is_ascii_hexdigit() || b == b':');
+        return host[1..host.len() - 1].bytes().all(|b| b.is_ascii_hexdigit() || b == b':');
     }
     !host.is_empty()
         && host.split('.').all(|label| {
             !label.is_empty()
                 && !label.starts_with('-')
                 && !label.ends_with('-')
-                && label
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                && label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
         })
 }
 
@@ -252,10 +212,7 @@ fn is_valid_path_component(component: &str) -> bool {
             i += 1;
         }
         let separator = &component[start..i];
-        let ok = separator == "."
-            || separator == "_"
-            || separator == "__"
-            || separator.bytes().all(|c| c == b'-');
+        let ok = separator == "." || separator == "_" || separator == "__" || separator.bytes().all(|c| c == b'-');
         if !ok {
             return false;
         }
@@ -269,9 +226,7 @@ pub fn is_valid_tag(tag: &str) -> bool {
     !bytes.is_empty()
         && bytes.len() <= MAX_TAG_LEN
         && (bytes[0].is_ascii_alphanumeric() || bytes[0] == b'_')
-        && bytes
-            .iter()
-            .all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(b))
+        && bytes.iter().all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(b))
 }
 
 #[cfg(test)]
@@ -283,23 +238,16 @@ mod tests {
     #[test]
     fn normalises_docker_hub() {
         let short: Reference = format!("nginx@sha256:{HEX}").parse().unwrap();
-        let long: Reference = format!("docker.io/library/nginx@sha256:{HEX}")
-            .parse()
-            .unwrap();
+        let long: Reference = format!("docker.io/library/nginx@sha256:{HEX}").parse().unwrap();
         assert_eq!(short, long);
-        assert_eq!(
-            short.to_string(),
-            format!("index.docker.io/library/nginx@sha256:{HEX}")
-        );
+        assert_eq!(short.to_string(), format!("index.docker.io/library/nginx@sha256:{HEX}"));
         let user: Reference = "someone/app:1.0".parse().unwrap();
         assert_eq!(user.to_string(), "index.docker.io/someone/app:1.0");
     }
 
     #[test]
     fn keeps_registries_with_ports() {
-        let reference: Reference = format!("127.0.0.1:5000/team/app:v1@sha256:{HEX}")
-            .parse()
-            .unwrap();
+        let reference: Reference = format!("127.0.0.1:5000/team/app:v1@sha256:{HEX}").parse().unwrap();
         assert_eq!(reference.repository.registry, "127.0.0.1:5000");
         assert_eq!(reference.repository.path, "team/app");
         assert_eq!(reference.tag.as_deref(), Some("v1"));
@@ -310,17 +258,9 @@ mod tests {
 
     #[test]
     fn rejects_malformed_references() {
-        for bad in [
-            "",
-            "Upper",
-            "team/Upper",
-            "repo:",
-            "repo:bad tag",
-            "a//b",
-            "host:99999999/x",
-            "repo@sha256:123",
-            "-x/y",
-        ] {
+        for bad in
+            ["", "Upper", "team/Upper", "repo:", "repo:bad tag", "a//b", "host:99999999/x", "repo@sha256:123", "-x/y"]
+        {
             assert!(bad.parse::<Reference>().is_err(), "accepted {bad:?}");
         }
     }
@@ -328,9 +268,6 @@ mod tests {
     #[test]
     fn digest_form_is_required_in_locks() {
         let err = Reference::parse_digest_form("registry.example.com/app:1.0").unwrap_err();
-        assert_eq!(
-            err.to_string(),
-            "expected ref to be in digest form, got 'registry.example.com/app:1.0'"
-        );
+        assert_eq!(err.to_string(), "expected ref to be in digest form, got 'registry.example.com/app:1.0'");
     }
 }

@@ -9,9 +9,7 @@ use std::time::Instant;
 use serde::Serialize;
 
 use super::artifacts_of_index;
-use crate::engine::{
-    Graph, Reporter, TransferError, TransferOptions, WalkOptions, build_plan, transfer, walk,
-};
+use crate::engine::{Graph, Reporter, TransferError, TransferOptions, WalkOptions, build_plan, transfer, walk};
 use crate::model::{Digest, sha256_digest};
 use crate::store::layout_dir::LayoutDirSource;
 use crate::store::layout_tar::LayoutTarSink;
@@ -41,11 +39,7 @@ pub enum ExportError {
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error("cannot export from {source_name}:\n  {}", .problems.join("\n  "))]
-    Incomplete {
-        source_name: String,
-        problems: Vec<String>,
-        integrity: bool,
-    },
+    Incomplete { source_name: String, problems: Vec<String>, integrity: bool },
     #[error(transparent)]
     Transfer(#[from] TransferError),
 }
@@ -80,21 +74,15 @@ pub fn export_layout(
     for root in &mut roots {
         root.is_root = true;
     }
-    let walk_options = WalkOptions {
-        workers: options.transfer.workers,
-        include_non_distributable: options.include_non_distributable,
-    };
+    let walk_options =
+        WalkOptions { workers: options.transfer.workers, include_non_distributable: options.include_non_distributable };
     let graph = walk(&source, roots, &walk_options);
     fail_on_problems(&source, &graph)?;
     for omitted in graph.omitted.values() {
         let users: Vec<String> = graph
             .artifacts
             .iter()
-            .filter(|artifact| {
-                graph
-                    .closure(&artifact.descriptor)
-                    .contains_key(&omitted.digest)
-            })
+            .filter(|artifact| graph.closure(&artifact.descriptor).contains_key(&omitted.digest))
             .map(|artifact| artifact.label())
             .collect();
         reporter.warn(&format!(
@@ -108,15 +96,10 @@ pub fn export_layout(
     let mut sink = LayoutTarSink::new(output);
     transfer(&source, &mut sink, &plan, &options.transfer, reporter)?;
 
-    let archive_bytes = std::fs::metadata(output)
-        .map_err(|e| StoreError::io(format!("reading {}", output.display()), e))?
-        .len();
+    let archive_bytes =
+        std::fs::metadata(output).map_err(|e| StoreError::io(format!("reading {}", output.display()), e))?.len();
     let unique: u64 = plan.blob_bytes() + plan.manifest_bytes();
-    let per_artifact: u64 = graph
-        .artifacts
-        .iter()
-        .map(|a| graph.closure(&a.descriptor).values().sum::<u64>())
-        .sum();
+    let per_artifact: u64 = graph.artifacts.iter().map(|a| graph.closure(&a.descriptor).values().sum::<u64>()).sum();
     Ok(ExportSummary {
         archive: output.display().to_string(),
         identity: sha256_digest(&plan.index.to_canonical_json()),

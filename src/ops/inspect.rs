@@ -60,22 +60,11 @@ pub struct LockInfo {
 /// Lists the archive at `path`.
 pub fn inspect_archive(path: &Path, workers: usize) -> Result<InspectReport, StoreError> {
     let archive = LayoutTarSource::open(path)?;
-    let options = WalkOptions {
-        workers,
-        include_non_distributable: true,
-    };
+    let options = WalkOptions { workers, include_non_distributable: true };
     let graph = walk(&archive, artifacts_of_index(archive.index()), &options);
-    let artifacts = graph
-        .artifacts
-        .iter()
-        .map(|artifact| describe(&graph, artifact))
-        .collect();
+    let artifacts = graph.artifacts.iter().map(|artifact| describe(&graph, artifact)).collect();
     let unique_bytes = archive.blob_entries().map(|(_, entry)| entry.size).sum();
-    let total_bytes = graph
-        .artifacts
-        .iter()
-        .map(|a| graph.closure(&a.descriptor).values().sum::<u64>())
-        .sum();
+    let total_bytes = graph.artifacts.iter().map(|a| graph.closure(&a.descriptor).values().sum::<u64>()).sum();
     let omitted_layers = archive
         .index()
         .annotations
@@ -99,22 +88,13 @@ fn describe(graph: &Graph, artifact: &crate::engine::Artifact) -> ArtifactInfo {
     let manifest = graph.manifests.get(&digest);
     let (kind, layers, platforms) = match manifest.map(|m| m.kind()) {
         Some(ManifestKind::Index(index)) => {
-            let platforms: BTreeSet<String> = index
-                .manifests
-                .iter()
-                .filter_map(|child| child.platform.as_ref().map(ToString::to_string))
-                .collect();
+            let platforms: BTreeSet<String> =
+                index.manifests.iter().filter_map(|child| child.platform.as_ref().map(ToString::to_string)).collect();
             ("index", 0, platforms.into_iter().collect())
         }
-        Some(ManifestKind::Image(image)) => (
-            if artifact.is_bundle {
-                "bundle"
-            } else {
-                "image"
-            },
-            image.layers.len(),
-            Vec::new(),
-        ),
+        Some(ManifestKind::Image(image)) => {
+            (if artifact.is_bundle { "bundle" } else { "image" }, image.layers.len(), Vec::new())
+        }
         None => ("unreadable", 0, Vec::new()),
     };
     let lock = graph
@@ -125,10 +105,7 @@ fn describe(graph: &Graph, artifact: &crate::engine::Artifact) -> ArtifactInfo {
                 .lock
                 .images
                 .iter()
-                .map(|entry| LockInfo {
-                    image: entry.image.clone(),
-                    annotations: entry.annotations.clone(),
-                })
+                .map(|entry| LockInfo { image: entry.image.clone(), annotations: entry.annotations.clone() })
                 .collect()
         })
         .unwrap_or_default();

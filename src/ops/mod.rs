@@ -18,9 +18,7 @@ pub fn artifacts_of_index(index: &LayoutIndex) -> Vec<Artifact> {
             let mut artifact = Artifact::new(descriptor.clone());
             let notes = &descriptor.annotations;
             artifact.ref_name = notes.get(annotations::REF_NAME).cloned();
-            artifact.original = notes
-                .get(annotations::ORIGINAL_REF)
-                .and_then(|text| text.parse().ok());
+            artifact.original = notes.get(annotations::ORIGINAL_REF).and_then(|text| text.parse().ok());
             artifact.is_root = notes.get(annotations::IS_ROOT).is_some_and(|v| v == "true");
             artifact.annotations = notes.clone();
             artifact

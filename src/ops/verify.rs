@@ -34,11 +34,7 @@ pub struct VerifyReport {
 /// Verifies the archive at `path`. An archive that cannot be opened for a reason other than
 /// its content (it does not exist, permission denied) is an `Err`; everything about the
 /// content is in the report.
-pub fn verify_archive(
-    path: &Path,
-    workers: usize,
-    reporter: &dyn Reporter,
-) -> Result<VerifyReport, StoreError> {
+pub fn verify_archive(path: &Path, workers: usize, reporter: &dyn Reporter) -> Result<VerifyReport, StoreError> {
     let mut report = VerifyReport {
         archive: path.display().to_string(),
         identity: None,
@@ -81,18 +77,11 @@ pub fn verify_archive(
         }
     }
 
-    let options = WalkOptions {
-        workers,
-        include_non_distributable: true,
-    };
+    let options = WalkOptions { workers, include_non_distributable: true };
     let graph = walk(&archive, artifacts_of_index(archive.index()), &options);
     for problem in &graph.problems {
-        let subject = problem
-            .subject
-            .map_or_else(|| problem.message.clone(), |d| d.to_string());
-        failures
-            .entry(subject)
-            .or_insert_with(|| problem.message.clone());
+        let subject = problem.subject.map_or_else(|| problem.message.clone(), |d| d.to_string());
+        failures.entry(subject).or_insert_with(|| problem.message.clone());
     }
     let recorded_omitted: BTreeSet<String> = archive
         .index()
@@ -112,31 +101,20 @@ pub fn verify_archive(
                 });
             }
             Some(_) => {}
-            None if media::is_non_distributable(&descriptor.media_type)
-                && recorded_omitted.contains(&subject) =>
-            {
-                report.warnings.push(format!(
-                    "non-distributable layer {digest} was left out at export, as recorded"
-                ));
+            None if media::is_non_distributable(&descriptor.media_type) && recorded_omitted.contains(&subject) => {
+                report.warnings.push(format!("non-distributable layer {digest} was left out at export, as recorded"));
             }
             None => {
-                failures.entry(subject).or_insert_with(|| {
-                    format!("blob {digest} is referenced but missing from the archive")
-                });
+                failures
+                    .entry(subject)
+                    .or_insert_with(|| format!("blob {digest} is referenced but missing from the archive"));
             }
         }
     }
-    let referenced: BTreeSet<Digest> = graph
-        .manifests
-        .keys()
-        .chain(graph.blobs.keys())
-        .copied()
-        .collect();
+    let referenced: BTreeSet<Digest> = graph.manifests.keys().chain(graph.blobs.keys()).copied().collect();
     for (digest, _) in &entries {
         if !referenced.contains(digest) {
-            report
-                .warnings
-                .push(format!("blob {digest} is not referenced by any artifact"));
+            report.warnings.push(format!("blob {digest} is not referenced by any artifact"));
         }
     }
     report.failures = failures.into_values().collect();

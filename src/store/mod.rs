@@ -35,10 +35,7 @@ pub enum StoreError {
     #[error("{store}: {reason}")]
     Invalid { store: String, reason: String },
     #[error("{store}: {source}")]
-    Manifest {
-        store: String,
-        source: ManifestError,
-    },
+    Manifest { store: String, source: ManifestError },
     #[error(transparent)]
     Archive(#[from] layout_tar::ArchiveError),
 }
@@ -49,20 +46,14 @@ impl StoreError {
     pub fn io(context: impl Into<String>, source: io::Error) -> Self {
         match verify_error(&source) {
             Some(mismatch) => StoreError::Verify(mismatch.clone()),
-            None => StoreError::Io {
-                context: context.into(),
-                source,
-            },
+            None => StoreError::Io { context: context.into(), source },
         }
     }
 
     /// Whether the failure is about the content itself (tampering, corruption, a malformed
     /// archive) rather than the environment; such failures get their own exit code.
     pub fn is_integrity(&self) -> bool {
-        matches!(
-            self,
-            StoreError::Verify(_) | StoreError::Manifest { .. } | StoreError::Archive(_)
-        )
+        matches!(self, StoreError::Verify(_) | StoreError::Manifest { .. } | StoreError::Archive(_))
     }
 
     /// Whether trying again could help (network trouble); local stores never say so.
@@ -82,12 +73,8 @@ pub trait Source: Sync {
     /// A manifest or index, read whole (at most 4 MiB) and checked against its descriptor.
     fn manifest(&self, descriptor: &Descriptor) -> Result<RawManifest, StoreError> {
         let bytes = self.small_blob(descriptor)?;
-        RawManifest::parse(bytes, Some(&descriptor.media_type)).map_err(|source| {
-            StoreError::Manifest {
-                store: self.name().to_string(),
-                source,
-            }
-        })
+        RawManifest::parse(bytes, Some(&descriptor.media_type))
+            .map_err(|source| StoreError::Manifest { store: self.name().to_string(), source })
     }
 
     /// Opens a blob for streaming through a verifying reader.
@@ -98,17 +85,14 @@ pub trait Source: Sync {
         if descriptor.size > MAX_MANIFEST_BYTES {
             return Err(StoreError::Manifest {
                 store: self.name().to_string(),
-                source: ManifestError::TooLarge {
-                    digest: descriptor.digest.to_string(),
-                    size: descriptor.size,
-                },
+                source: ManifestError::TooLarge { digest: descriptor.digest.to_string(), size: descriptor.size },
             });
         }
         let mut reader = self.blob(descriptor)?;
         let mut bytes = Vec::with_capacity(descriptor.size as usize);
-        reader.read_to_end(&mut bytes).map_err(|e| {
-            StoreError::io(format!("{}: reading {}", self.name(), descriptor.digest), e)
-        })?;
+        reader
+            .read_to_end(&mut bytes)
+            .map_err(|e| StoreError::io(format!("{}: reading {}", self.name(), descriptor.digest), e))?;
         Ok(bytes)
     }
 }
@@ -125,11 +109,7 @@ pub trait Sink: Sync {
 
     /// Stores one blob, reading `reader` to its end (which is what verifies it). Called from
     /// several threads at once.
-    fn put_blob(
-        &self,
-        descriptor: &Descriptor,
-        reader: &mut BlobReader<'_>,
-    ) -> Result<(), StoreError>;
+    fn put_blob(&self, descriptor: &Descriptor, reader: &mut BlobReader<'_>) -> Result<(), StoreError>;
 
     /// Stores a manifest; called only after every blob and manifest it points at is stored.
     fn put_manifest(&self, manifest: &RawManifest) -> Result<(), StoreError>;
@@ -140,8 +120,7 @@ pub trait Sink: Sync {
 
 /// The digest a `blobs/sha256/<hex>` path names, if it is one.
 pub fn digest_of_blob_path(path: &str) -> Option<Digest> {
-    path.strip_prefix("blobs/sha256/")
-        .and_then(|hex| Digest::from_hex(hex).ok())
+    path.strip_prefix("blobs/sha256/").and_then(|hex| Digest::from_hex(hex).ok())
 }
 
 /// Finds a manifest by digest in a layout (archive or directory): its media type comes from an
@@ -156,15 +135,11 @@ pub(crate) fn resolve_in_layout(
     if let Some(listed) = index.manifests.iter().find(|d| d.digest == digest) {
         return Ok(Descriptor::new(&listed.media_type, digest, listed.size));
     }
-    let size = size.ok_or_else(|| StoreError::NotFound {
-        store: source.name().to_string(),
-        what: reference.to_string(),
-    })?;
+    let size =
+        size.ok_or_else(|| StoreError::NotFound { store: source.name().to_string(), what: reference.to_string() })?;
     let probe = Descriptor::new("", digest, size);
     let bytes = source.small_blob(&probe)?;
-    let manifest = RawManifest::parse(bytes, None).map_err(|e| StoreError::Manifest {
-        store: source.name().to_string(),
-        source: e,
-    })?;
+    let manifest = RawManifest::parse(bytes, None)
+        .map_err(|e| StoreError::Manifest { store: source.name().to_string(), source: e })?;
     Ok(manifest.descriptor())
 }

@@ -38,9 +38,6 @@ impl Plan {
 
     /// Total bytes of manifests.
     pub fn manifest_bytes(&self) -> u64 {
-        self.manifests
-            .iter()
-            .map(|manifest| manifest.bytes().len() as u64)
-            .sum()
+        self.manifests.iter().map(|manifest| manifest.bytes().len() as u64).sum()
     }
 }

@@ -15,11 +15,7 @@ pub struct FileRegion {
 
 impl FileRegion {
     pub fn new(file: Arc<File>, offset: u64, len: u64) -> Self {
-        FileRegion {
-            file,
-            offset,
-            remaining: len,
-        }
+        FileRegion { file, offset, remaining: len }
     }
 }
 
@@ -28,9 +24,7 @@ impl Read for FileRegion {
         if self.remaining == 0 || buf.is_empty() {
             return Ok(0);
         }
-        let want = buf
-            .len()
-            .min(usize::try_from(self.remaining).unwrap_or(usize::MAX));
+        let want = buf.len().min(usize::try_from(self.remaining).unwrap_or(usize::MAX));
         let n = self.file.read_at(&mut buf[..want], self.offset)?;
         self.offset += n as u64;
         self.remaining -= n as u64;

@@ -23,11 +23,7 @@ pub enum CheckFailure {
     #[error(transparent)]
     Mismatch(VerifyError),
     #[error("blob {digest} from {origin}: cannot be read: {source}")]
-    Unreadable {
-        digest: Digest,
-        origin: String,
-        source: io::Error,
-    },
+    Unreadable { digest: Digest, origin: String, source: io::Error },
 }
 
 /// Hashes every blob, largest first so the pool stays busy to the end, each through a
@@ -53,11 +49,7 @@ pub fn hash_all(
             on_done(blob.size);
             let outcome = outcome.map(|_| ()).map_err(|err| match verify_error(&err) {
                 Some(mismatch) => CheckFailure::Mismatch(mismatch.clone()),
-                None => CheckFailure::Unreadable {
-                    digest: blob.digest,
-                    origin: origin.to_string(),
-                    source: err,
-                },
+                None => CheckFailure::Unreadable { digest: blob.digest, origin: origin.to_string(), source: err },
             });
             (i, outcome)
         })

@@ -13,21 +13,9 @@ use crate::model::Digest;
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum VerifyError {
     #[error("blob {digest} from {origin}: expected {expected} bytes, found {actual}{hint}")]
-    Size {
-        origin: String,
-        digest: Digest,
-        expected: u64,
-        actual: u64,
-        hint: &'static str,
-    },
-    #[error(
-        "blob {expected} from {origin}: content hashes to {actual} (the bytes were altered or corrupted)"
-    )]
-    Digest {
-        origin: String,
-        expected: Digest,
-        actual: Digest,
-    },
+    Size { origin: String, digest: Digest, expected: u64, actual: u64, hint: &'static str },
+    #[error("blob {expected} from {origin}: content hashes to {actual} (the bytes were altered or corrupted)")]
+    Digest { origin: String, expected: Digest, actual: Digest },
 }
 
 impl VerifyError {
@@ -54,8 +42,7 @@ impl VerifyError {
 
 /// Extracts a [`VerifyError`] carried inside an `io::Error` by [`VerifyingReader`].
 pub fn verify_error(err: &io::Error) -> Option<&VerifyError> {
-    err.get_ref()
-        .and_then(|inner| inner.downcast_ref::<VerifyError>())
+    err.get_ref().and_then(|inner| inner.downcast_ref::<VerifyError>())
 }
 
 /// Incremental sha256 that also counts bytes.
@@ -159,16 +146,9 @@ impl<R: Read> VerifyingReader<R> {
             return Err(self.fail(VerifyError::too_long(&self.origin, self.digest, self.size)));
         }
         let (actual, _) = std::mem::take(&mut self.hasher).finish();
-        self.hasher = Hasher {
-            bytes: self.size,
-            ..Hasher::default()
-        };
+        self.hasher = Hasher { bytes: self.size, ..Hasher::default() };
         if actual != self.digest {
-            return Err(self.fail(VerifyError::Digest {
-                origin: self.origin.clone(),
-                expected: self.digest,
-                actual,
-            }));
+            return Err(self.fail(VerifyError::Digest { origin: self.origin.clone(), expected: self.digest, actual }));
         }
         self.verified = true;
         Ok(())
@@ -185,18 +165,11 @@ impl<R: Read> Read for VerifyingReader<R> {
             self.check_end()?;
             return Ok(0);
         }
-        let want = buf
-            .len()
-            .min(usize::try_from(remaining).unwrap_or(usize::MAX));
+        let want = buf.len().min(usize::try_from(remaining).unwrap_or(usize::MAX));
         let n = self.inner.read(&mut buf[..want])?;
         if n == 0 {
             let actual = self.hasher.bytes();
-            return Err(self.fail(VerifyError::too_short(
-                &self.origin,
-                self.digest,
-                self.size,
-                actual,
-            )));
+            return Err(self.fail(VerifyError::too_short(&self.origin, self.digest, self.size, actual)));
         }
         self.hasher.update(&buf[..n]);
         if let Some(counter) = &self.on_progress {
@@ -249,20 +222,11 @@ mod tests {
     fn fails_on_flipped_byte_short_and_long_input() {
         let digest = sha256_digest(b"hello world");
         let flipped = read_all(b"hello worle", digest, 11).unwrap_err();
-        assert!(
-            matches!(verify_error(&flipped), Some(VerifyError::Digest { .. })),
-            "{flipped}"
-        );
+        assert!(matches!(verify_error(&flipped), Some(VerifyError::Digest { .. })), "{flipped}");
         let short = read_all(b"hello", digest, 11).unwrap_err();
-        assert!(
-            short.to_string().contains("expected 11 bytes, found 5"),
-            "{short}"
-        );
+        assert!(short.to_string().contains("expected 11 bytes, found 5"), "{short}");
         let long = read_all(b"hello world!", digest, 11).unwrap_err();
-        assert!(
-            long.to_string().contains("longer than its descriptor"),
-            "{long}"
-        );
+        assert!(long.to_string().contains("longer than its descriptor"), "{long}");
     }
 
     #[test]

@@ -27,11 +27,7 @@ pub enum ArchiveProblem {
     #[error(
         "entry {name:?} is truncated: its header says {size} bytes but the archive ends {available} bytes into it (AR-R6; copy the archive again)"
     )]
-    Truncated {
-        name: String,
-        size: u64,
-        available: u64,
-    },
+    Truncated { name: String, size: u64, available: u64 },
     #[error(
         "the archive ends at byte {offset} without the end-of-archive marker (AR-R6: it is truncated; copy it again)"
     )]

@@ -79,10 +79,7 @@ pub fn is_zero_block(block: &[u8; 512]) -> bool {
 /// names, mtime 0 (spec/archive.md AR-W4). Sizes past ustar's octal range use the base-256
 /// encoding that GNU tar, Go and libarchive read.
 pub fn write_header(name: &str, size: u64, directory: bool) -> [u8; 512] {
-    assert!(
-        name.len() <= 100,
-        "ferry's entry names are at most 77 bytes"
-    );
+    assert!(name.len() <= 100, "ferry's entry names are at most 77 bytes");
     let mut block = [0u8; 512];
     block[..name.len()].copy_from_slice(name.as_bytes());
     write_octal(&mut block[100..108], if directory { 0o755 } else { 0o644 });
@@ -116,33 +113,14 @@ fn write_octal(field: &mut [u8], value: u64) {
 
 /// The unsigned sum of the header with the checksum field taken as spaces.
 fn checksum(block: &[u8; 512]) -> u64 {
-    block
-        .iter()
-        .enumerate()
-        .map(|(i, &b)| {
-            if (148..156).contains(&i) {
-                32
-            } else {
-                u64::from(b)
-            }
-        })
-        .sum()
+    block.iter().enumerate().map(|(i, &b)| if (148..156).contains(&i) { 32 } else { u64::from(b) }).sum()
 }
 
 /// Parses one non-zero header block.
 pub fn parse_header(block: &[u8; 512]) -> Result<ParsedHeader, String> {
     let stored = parse_number(&block[148..156]).map_err(|e| format!("checksum field: {e}"))?;
-    let signed: i64 = block
-        .iter()
-        .enumerate()
-        .map(|(i, &b)| {
-            if (148..156).contains(&i) {
-                32
-            } else {
-                i64::from(b as i8)
-            }
-        })
-        .sum();
+    let signed: i64 =
+        block.iter().enumerate().map(|(i, &b)| if (148..156).contains(&i) { 32 } else { i64::from(b as i8) }).sum();
     if stored != checksum(block) && i64::try_from(stored).ok() != Some(signed) {
         return Err("header checksum mismatch (corrupt, or not a tar archive)".to_string());
     }
@@ -154,11 +132,7 @@ pub fn parse_header(block: &[u8; 512]) -> Result<ParsedHeader, String> {
             name = format!("{prefix}/{name}");
         }
     }
-    Ok(ParsedHeader {
-        name,
-        size,
-        kind: HeaderKind::from_flag(block[156]),
-    })
+    Ok(ParsedHeader { name, size, kind: HeaderKind::from_flag(block[156]) })
 }
 
 fn field_text(field: &[u8]) -> String {
@@ -174,18 +148,11 @@ fn parse_number(field: &[u8]) -> Result<u64, String> {
         }
         let mut value: u64 = u64::from(field[0] & 0x3f);
         for &b in &field[1..] {
-            value = value
-                .checked_mul(256)
-                .and_then(|v| v.checked_add(u64::from(b)))
-                .ok_or("number overflows")?;
+            value = value.checked_mul(256).and_then(|v| v.checked_add(u64::from(b))).ok_or("number overflows")?;
         }
         return Ok(value);
     }
-    let text: Vec<u8> = field
-        .iter()
-        .copied()
-        .filter(|&b| b != 0 && b != b' ')
-        .collect();
+    let text: Vec<u8> = field.iter().copied().filter(|&b| b != 0 && b != b' ').collect();
     if text.is_empty() {
         return Ok(0);
     }
@@ -205,10 +172,7 @@ pub fn parse_pax(data: &[u8]) -> Result<PaxOverrides, String> {
     let mut overrides = PaxOverrides::default();
     let mut rest = data;
     while !rest.is_empty() {
-        let space = rest
-            .iter()
-            .position(|&b| b == b' ')
-            .ok_or("PAX record without a length")?;
+        let space = rest.iter().position(|&b| b == b' ').ok_or("PAX record without a length")?;
         let len: usize = std::str::from_utf8(&rest[..space])
             .ok()
             .and_then(|s| s.parse().ok())
@@ -217,19 +181,13 @@ pub fn parse_pax(data: &[u8]) -> Result<PaxOverrides, String> {
             return Err("PAX record length is out of range".to_string());
         }
         let record = &rest[space + 1..len - 1];
-        let eq = record
-            .iter()
-            .position(|&b| b == b'=')
-            .ok_or("PAX record without '='")?;
+        let eq = record.iter().position(|&b| b == b'=').ok_or("PAX record without '='")?;
         let (key, value) = (&record[..eq], &record[eq + 1..]);
         match key {
             b"path" => overrides.path = Some(String::from_utf8_lossy(value).into_owned()),
             b"size" => {
                 let text = std::str::from_utf8(value).map_err(|_| "PAX size is not text")?;
-                overrides.size = Some(
-                    text.parse()
-                        .map_err(|_| format!("PAX size {text:?} is not a number"))?,
-                );
+                overrides.size = Some(text.parse().map_err(|_| format!("PAX size {text:?} is not a number"))?);
             }
             _ => {}
         }
@@ -246,10 +204,7 @@ mod tests {
     fn written_headers_parse_back() {
         let block = write_header("blobs/sha256/abc", 1234, false);
         let parsed = parse_header(&block).unwrap();
-        assert_eq!(
-            (parsed.name.as_str(), parsed.size, parsed.kind),
-            ("blobs/sha256/abc", 1234, HeaderKind::Regular)
-        );
+        assert_eq!((parsed.name.as_str(), parsed.size, parsed.kind), ("blobs/sha256/abc", 1234, HeaderKind::Regular));
         let dir = parse_header(&write_header("blobs/", 0, true)).unwrap();
         assert_eq!(dir.kind, HeaderKind::Directory);
     }
@@ -257,10 +212,7 @@ mod tests {
     #[test]
     fn huge_sizes_use_base_256() {
         let size = 20 * 1024 * 1024 * 1024u64;
-        assert_eq!(
-            parse_header(&write_header("x", size, false)).unwrap().size,
-            size
-        );
+        assert_eq!(parse_header(&write_header("x", size, false)).unwrap().size, size);
     }
 
     #[test]

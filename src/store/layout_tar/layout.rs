@@ -47,41 +47,23 @@ impl ArchiveLayout {
     /// then manifests, configs and layers, each group sorted by digest.
     pub fn new(plan: &Plan, oci_layout_len: u64, index_len: u64) -> Self {
         let mut named: Vec<(String, EntryKind, Option<Digest>, u64)> = vec![
-            (
-                OCI_LAYOUT_FILE.to_string(),
-                EntryKind::OciLayout,
-                None,
-                oci_layout_len,
-            ),
+            (OCI_LAYOUT_FILE.to_string(), EntryKind::OciLayout, None, oci_layout_len),
             (INDEX_FILE.to_string(), EntryKind::Index, None, index_len),
             (format!("{BLOBS_DIR}/"), EntryKind::Directory, None, 0),
             (format!("{SHA256_DIR}/"), EntryKind::Directory, None, 0),
         ];
-        let mut manifests: Vec<_> = plan
-            .manifests
-            .iter()
-            .map(|m| (m.digest(), m.bytes().len() as u64))
-            .collect();
+        let mut manifests: Vec<_> = plan.manifests.iter().map(|m| (m.digest(), m.bytes().len() as u64)).collect();
         manifests.sort();
         named.extend(
-            manifests.into_iter().map(|(digest, size)| {
-                (digest.blob_path(), EntryKind::Manifest, Some(digest), size)
-            }),
+            manifests.into_iter().map(|(digest, size)| (digest.blob_path(), EntryKind::Manifest, Some(digest), size)),
         );
-        let mut blobs: Vec<_> = plan
-            .blobs
-            .iter()
-            .map(|b| (b.role, b.descriptor.digest, b.descriptor.size))
-            .collect();
+        let mut blobs: Vec<_> = plan.blobs.iter().map(|b| (b.role, b.descriptor.digest, b.descriptor.size)).collect();
         blobs.sort();
-        named.extend(blobs.into_iter().map(|(role, digest, size)| {
-            (
-                digest.blob_path(),
-                EntryKind::Blob(role),
-                Some(digest),
-                size,
-            )
-        }));
+        named.extend(
+            blobs
+                .into_iter()
+                .map(|(role, digest, size)| (digest.blob_path(), EntryKind::Blob(role), Some(digest), size)),
+        );
 
         let mut offset = 0;
         let mut by_digest = HashMap::new();
@@ -89,13 +71,7 @@ impl ArchiveLayout {
             .into_iter()
             .enumerate()
             .map(|(i, (name, kind, digest, size))| {
-                let entry = PlannedEntry {
-                    name,
-                    kind,
-                    digest,
-                    size,
-                    header_offset: offset,
-                };
+                let entry = PlannedEntry { name, kind, digest, size, header_offset: offset };
                 offset += BLOCK + padded(size);
                 if let Some(digest) = digest {
                     by_digest.insert(digest, i);
@@ -104,11 +80,7 @@ impl ArchiveLayout {
             })
             .collect();
         // Two zero blocks end a tar archive (POSIX ustar).
-        ArchiveLayout {
-            entries,
-            total_size: offset + 2 * BLOCK,
-            by_digest,
-        }
+        ArchiveLayout { entries, total_size: offset + 2 * BLOCK, by_digest }
     }
 
     pub fn entry(&self, digest: &Digest) -> Option<&PlannedEntry> {

@@ -9,12 +9,10 @@ use std::sync::Arc;
 
 use super::error::{ArchiveError, ArchiveProblem};
 use super::header::{
-    BLOCK, HeaderKind, MAX_EXTENSION_BYTES, PaxOverrides, is_zero_block, padded, parse_header,
-    parse_pax,
+    BLOCK, HeaderKind, MAX_EXTENSION_BYTES, PaxOverrides, is_zero_block, padded, parse_header, parse_pax,
 };
 use crate::model::layout::{
-    INDEX_FILE, LayoutIndex, MAX_INDEX_BYTES, MAX_OCI_LAYOUT_BYTES, OCI_LAYOUT_FILE,
-    check_oci_layout,
+    INDEX_FILE, LayoutIndex, MAX_INDEX_BYTES, MAX_OCI_LAYOUT_BYTES, OCI_LAYOUT_FILE, check_oci_layout,
 };
 use crate::model::{Descriptor, Digest, Reference};
 use crate::store::region::FileRegion;
@@ -45,22 +43,12 @@ impl LayoutTarSource {
     pub fn open(path: &Path) -> Result<Self, StoreError> {
         let name = path.display().to_string();
         let file = File::open(path).map_err(|e| StoreError::io(format!("opening {name}"), e))?;
-        let metadata = file
-            .metadata()
-            .map_err(|e| StoreError::io(format!("reading {name}"), e))?;
+        let metadata = file.metadata().map_err(|e| StoreError::io(format!("reading {name}"), e))?;
         if !metadata.is_file() {
-            return Err(StoreError::Invalid {
-                store: name,
-                reason: "not a regular file".into(),
-            });
+            return Err(StoreError::Invalid { store: name, reason: "not a regular file".into() });
         }
         let file_size = metadata.len();
-        let archive_error = |problem| {
-            StoreError::Archive(ArchiveError {
-                archive: name.clone(),
-                problem,
-            })
-        };
+        let archive_error = |problem| StoreError::Archive(ArchiveError { archive: name.clone(), problem });
         let entries = index_entries(&file, file_size, &name)?;
 
         let mut blobs = HashMap::new();
@@ -77,13 +65,10 @@ impl LayoutTarSource {
                 }
             }
         }
-        let oci_layout = oci_layout.ok_or_else(|| {
-            archive_error(ArchiveProblem::MissingMetadata {
-                name: OCI_LAYOUT_FILE,
-            })
-        })?;
-        let index_entry = index_entry
-            .ok_or_else(|| archive_error(ArchiveProblem::MissingMetadata { name: INDEX_FILE }))?;
+        let oci_layout =
+            oci_layout.ok_or_else(|| archive_error(ArchiveProblem::MissingMetadata { name: OCI_LAYOUT_FILE }))?;
+        let index_entry =
+            index_entry.ok_or_else(|| archive_error(ArchiveProblem::MissingMetadata { name: INDEX_FILE }))?;
         let read_small = |entry: &ArchiveEntry, limit: u64| -> Result<Vec<u8>, StoreError> {
             if entry.size > limit {
                 return Err(archive_error(ArchiveProblem::Oversize {
@@ -97,27 +82,14 @@ impl LayoutTarSource {
                 .map_err(|e| StoreError::io(format!("reading {} in {name}", entry.name), e))?;
             Ok(bytes)
         };
-        let bad_metadata = |name: &str, reason: String| {
-            archive_error(ArchiveProblem::BadMetadata {
-                name: name.into(),
-                reason,
-            })
-        };
+        let bad_metadata =
+            |name: &str, reason: String| archive_error(ArchiveProblem::BadMetadata { name: name.into(), reason });
         let layout_bytes = read_small(&oci_layout, MAX_OCI_LAYOUT_BYTES)?;
-        check_oci_layout(&layout_bytes, OCI_LAYOUT_FILE)
-            .map_err(|e| bad_metadata(OCI_LAYOUT_FILE, e.to_string()))?;
+        check_oci_layout(&layout_bytes, OCI_LAYOUT_FILE).map_err(|e| bad_metadata(OCI_LAYOUT_FILE, e.to_string()))?;
         let index_bytes = read_small(&index_entry, MAX_INDEX_BYTES)?;
-        let index = LayoutIndex::parse(&index_bytes, INDEX_FILE)
-            .map_err(|e| bad_metadata(INDEX_FILE, e.to_string()))?;
-        Ok(LayoutTarSource {
-            name,
-            file: Arc::new(file),
-            file_size,
-            blobs,
-            blob_order,
-            index,
-            index_bytes,
-        })
+        let index =
+            LayoutIndex::parse(&index_bytes, INDEX_FILE).map_err(|e| bad_metadata(INDEX_FILE, e.to_string()))?;
+        Ok(LayoutTarSource { name, file: Arc::new(file), file_size, blobs, blob_order, index, index_bytes })
     }
 
     /// The archive's `index.json`.
@@ -136,9 +108,7 @@ impl LayoutTarSource {
 
     /// Every blob entry, in archive order.
     pub fn blob_entries(&self) -> impl Iterator<Item = (Digest, &ArchiveEntry)> {
-        self.blob_order
-            .iter()
-            .map(|digest| (*digest, &self.blobs[digest]))
+        self.blob_order.iter().map(|digest| (*digest, &self.blobs[digest]))
     }
 
     /// The entry holding a blob, if the archive has it.
@@ -152,13 +122,10 @@ impl LayoutTarSource {
     }
 
     fn entry_for(&self, descriptor: &Descriptor) -> Result<&ArchiveEntry, StoreError> {
-        let entry = self
-            .blobs
-            .get(&descriptor.digest)
-            .ok_or_else(|| StoreError::NotFound {
-                store: self.name.clone(),
-                what: format!("blob {}", descriptor.digest),
-            })?;
+        let entry = self.blobs.get(&descriptor.digest).ok_or_else(|| StoreError::NotFound {
+            store: self.name.clone(),
+            what: format!("blob {}", descriptor.digest),
+        })?;
         if entry.size != descriptor.size {
             return Err(StoreError::Invalid {
                 store: self.name.clone(),
@@ -182,44 +149,23 @@ impl Source for LayoutTarSource {
             store: self.name.clone(),
             reason: format!("{reference} names no digest; an archive is searched by digest"),
         })?;
-        resolve_in_layout(
-            self,
-            &self.index,
-            digest,
-            self.blobs.get(&digest).map(|entry| entry.size),
-            reference,
-        )
+        resolve_in_layout(self, &self.index, digest, self.blobs.get(&digest).map(|entry| entry.size), reference)
     }
 
     fn blob(&self, descriptor: &Descriptor) -> Result<BlobReader<'_>, StoreError> {
         let entry = self.entry_for(descriptor)?;
         let region = self.open_entry(entry);
-        Ok(VerifyingReader::new(
-            Box::new(region),
-            descriptor.digest,
-            descriptor.size,
-            self.name.clone(),
-        ))
+        Ok(VerifyingReader::new(Box::new(region), descriptor.digest, descriptor.size, self.name.clone()))
     }
 }
 
 /// One pass over the headers: validates each (AR-R1..AR-R7) and returns the regular-file
 /// entries that make up the layout.
-fn index_entries(
-    file: &File,
-    file_size: u64,
-    archive: &str,
-) -> Result<Vec<ArchiveEntry>, StoreError> {
-    let fail = |problem| {
-        StoreError::Archive(ArchiveError {
-            archive: archive.to_string(),
-            problem,
-        })
-    };
+fn index_entries(file: &File, file_size: u64, archive: &str) -> Result<Vec<ArchiveEntry>, StoreError> {
+    let fail = |problem| StoreError::Archive(ArchiveError { archive: archive.to_string(), problem });
     let read_block = |offset: u64| -> Result<[u8; 512], StoreError> {
         let mut block = [0u8; 512];
-        file.read_exact_at(&mut block, offset)
-            .map_err(|e| StoreError::io(format!("reading {archive}"), e))?;
+        file.read_exact_at(&mut block, offset).map_err(|e| StoreError::io(format!("reading {archive}"), e))?;
         Ok(block)
     };
     let mut entries = Vec::new();
@@ -235,37 +181,26 @@ fn index_entries(
         if is_zero_block(&block) {
             return Ok(entries);
         }
-        let header = parse_header(&block)
-            .map_err(|reason| fail(ArchiveProblem::BadHeader { offset, reason }))?;
+        let header = parse_header(&block).map_err(|reason| fail(ArchiveProblem::BadHeader { offset, reason }))?;
         let size = pax.size.take().unwrap_or(header.size);
         let raw_name = long_name.take().or(pax.path.take()).unwrap_or(header.name);
         let data_offset = offset + BLOCK;
         let available = file_size - data_offset;
         if size > available {
-            return Err(fail(ArchiveProblem::Truncated {
-                name: raw_name,
-                size,
-                available,
-            }));
+            return Err(fail(ArchiveProblem::Truncated { name: raw_name, size, available }));
         }
         let read_extension = |limit: u64| -> Result<Vec<u8>, StoreError> {
             if size > limit {
-                return Err(fail(ArchiveProblem::Oversize {
-                    name: raw_name.clone(),
-                    size,
-                    limit,
-                }));
+                return Err(fail(ArchiveProblem::Oversize { name: raw_name.clone(), size, limit }));
             }
             let mut data = vec![0u8; size as usize];
-            file.read_exact_at(&mut data, data_offset)
-                .map_err(|e| StoreError::io(format!("reading {archive}"), e))?;
+            file.read_exact_at(&mut data, data_offset).map_err(|e| StoreError::io(format!("reading {archive}"), e))?;
             Ok(data)
         };
         match header.kind {
             HeaderKind::PaxLocal => {
                 let data = read_extension(MAX_EXTENSION_BYTES)?;
-                pax = parse_pax(&data)
-                    .map_err(|reason| fail(ArchiveProblem::BadHeader { offset, reason }))?;
+                pax = parse_pax(&data).map_err(|reason| fail(ArchiveProblem::BadHeader { offset, reason }))?;
             }
             HeaderKind::PaxGlobal => {
                 read_extension(MAX_EXTENSION_BYTES)?;
@@ -281,11 +216,7 @@ fn index_entries(
                     return Err(fail(ArchiveProblem::Duplicate { name }));
                 }
                 if kind == HeaderKind::Regular {
-                    entries.push(ArchiveEntry {
-                        name,
-                        data_offset,
-                        size,
-                    });
+                    entries.push(ArchiveEntry { name, data_offset, size });
                 }
             }
         }
@@ -297,28 +228,19 @@ fn index_entries(
 /// directories, without a trailing `/`.
 fn check_entry_name(raw: &str, kind: HeaderKind) -> Result<String, ArchiveProblem> {
     if raw.starts_with('/') {
-        return Err(ArchiveProblem::AbsolutePath {
-            name: raw.to_string(),
-        });
+        return Err(ArchiveProblem::AbsolutePath { name: raw.to_string() });
     }
     if raw.split('/').any(|component| component == "..") {
-        return Err(ArchiveProblem::PathTraversal {
-            name: raw.to_string(),
-        });
+        return Err(ArchiveProblem::PathTraversal { name: raw.to_string() });
     }
     if !matches!(kind, HeaderKind::Regular | HeaderKind::Directory) {
-        return Err(ArchiveProblem::NotRegular {
-            name: raw.to_string(),
-            kind: kind.describe(),
-        });
+        return Err(ArchiveProblem::NotRegular { name: raw.to_string(), kind: kind.describe() });
     }
     let mut name = raw;
     while let Some(rest) = name.strip_prefix("./") {
         name = rest;
     }
-    let unexpected = || ArchiveProblem::UnexpectedEntry {
-        name: raw.to_string(),
-    };
+    let unexpected = || ArchiveProblem::UnexpectedEntry { name: raw.to_string() };
     if kind == HeaderKind::Directory {
         let dir = name.trim_end_matches('/');
         return match dir {
@@ -326,20 +248,12 @@ fn check_entry_name(raw: &str, kind: HeaderKind) -> Result<String, ArchiveProble
             _ => Err(unexpected()),
         };
     }
-    let allowed =
-        name == OCI_LAYOUT_FILE || name == INDEX_FILE || digest_of_blob_path(name).is_some();
-    if allowed {
-        Ok(name.to_string())
-    } else {
-        Err(unexpected())
-    }
+    let allowed = name == OCI_LAYOUT_FILE || name == INDEX_FILE || digest_of_blob_path(name).is_some();
+    if allowed { Ok(name.to_string()) } else { Err(unexpected()) }
 }
 
 impl std::fmt::Debug for LayoutTarSource {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("LayoutTarSource")
-            .field("name", &self.name)
-            .field("blobs", &self.blobs.len())
-            .finish()
+        f.debug_struct("LayoutTarSource").field("name", &self.name).field("blobs", &self.blobs.len()).finish()
     }
 }

@@ -54,8 +54,7 @@ impl LayoutTarSink {
 
     fn write_at(&self, bytes: &[u8], offset: u64) -> Result<(), StoreError> {
         let (file, _) = self.state();
-        file.write_all_at(bytes, offset)
-            .map_err(|e| StoreError::io(format!("writing {}", self.partial.display()), e))
+        file.write_all_at(bytes, offset).map_err(|e| StoreError::io(format!("writing {}", self.partial.display()), e))
     }
 }
 
@@ -95,8 +94,7 @@ impl Sink for LayoutTarSink {
             .open(&self.partial)
             .map_err(|e| StoreError::io(context(), e))?;
         // Sizing the file up front reserves its length; the blocks are allocated as blobs land.
-        file.set_len(layout.total_size)
-            .map_err(|e| StoreError::io(context(), e))?;
+        file.set_len(layout.total_size).map_err(|e| StoreError::io(context(), e))?;
         self.file = Some(Arc::new(file));
         self.layout = Some(layout.clone());
         for entry in &layout.entries {
@@ -115,60 +113,36 @@ impl Sink for LayoutTarSink {
         Ok(false)
     }
 
-    fn put_blob(
-        &self,
-        descriptor: &Descriptor,
-        reader: &mut BlobReader<'_>,
-    ) -> Result<(), StoreError> {
+    fn put_blob(&self, descriptor: &Descriptor, reader: &mut BlobReader<'_>) -> Result<(), StoreError> {
         let (file, layout) = self.state();
-        let entry = layout
-            .entry(&descriptor.digest)
-            .filter(|entry| entry.size == descriptor.size)
-            .ok_or_else(|| StoreError::Invalid {
-                store: self.name.clone(),
-                reason: format!("blob {} is not in the plan", descriptor.digest),
+        let entry =
+            layout.entry(&descriptor.digest).filter(|entry| entry.size == descriptor.size).ok_or_else(|| {
+                StoreError::Invalid {
+                    store: self.name.clone(),
+                    reason: format!("blob {} is not in the plan", descriptor.digest),
+                }
             })?;
-        let mut out = PositionalWriter {
-            file,
-            offset: entry.data_offset(),
-        };
+        let mut out = PositionalWriter { file, offset: entry.data_offset() };
         copy_verified(reader, &mut out, COPY_BUFFER).map_err(|e| {
-            StoreError::io(
-                format!(
-                    "writing blob {} to {}",
-                    descriptor.digest,
-                    self.partial.display()
-                ),
-                e,
-            )
+            StoreError::io(format!("writing blob {} to {}", descriptor.digest, self.partial.display()), e)
         })?;
         Ok(())
     }
 
     fn put_manifest(&self, manifest: &RawManifest) -> Result<(), StoreError> {
         let (_, layout) = self.state();
-        let entry = layout
-            .entry(&manifest.digest())
-            .ok_or_else(|| StoreError::Invalid {
-                store: self.name.clone(),
-                reason: format!("manifest {} is not in the plan", manifest.digest()),
-            })?;
+        let entry = layout.entry(&manifest.digest()).ok_or_else(|| StoreError::Invalid {
+            store: self.name.clone(),
+            reason: format!("manifest {} is not in the plan", manifest.digest()),
+        })?;
         self.write_at(manifest.bytes(), entry.data_offset())
     }
 
     fn finish(&mut self, _plan: &Plan) -> Result<(), StoreError> {
         let (file, _) = self.state();
-        file.sync_all()
-            .map_err(|e| StoreError::io(format!("flushing {}", self.partial.display()), e))?;
+        file.sync_all().map_err(|e| StoreError::io(format!("flushing {}", self.partial.display()), e))?;
         std::fs::rename(&self.partial, &self.path).map_err(|e| {
-            StoreError::io(
-                format!(
-                    "renaming {} to {}",
-                    self.partial.display(),
-                    self.path.display()
-                ),
-                e,
-            )
+            StoreError::io(format!("renaming {} to {}", self.partial.display(), self.path.display()), e)
         })?;
         sync_parent_dir(&self.path);
         Ok(())
@@ -177,10 +151,7 @@ impl Sink for LayoutTarSink {
 
 /// Makes a rename durable; best effort, since not every filesystem supports syncing a directory.
 fn sync_parent_dir(path: &Path) {
-    let parent = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
+    let parent = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
     if let Ok(dir) = File::open(parent) {
         let _ = dir.sync_all();
     }
