@@ -11,6 +11,7 @@ command -v docker-registry >/dev/null 2>&1 || need+=(docker-registry)
 command -v openssl >/dev/null 2>&1 || need+=(openssl)
 [ -x /usr/bin/time ] || need+=(time)
 command -v tar >/dev/null 2>&1 || need+=(tar)
+command -v bc >/dev/null 2>&1 || need+=(bc)
 
 if [ ${#need[@]} -eq 0 ]; then
   exit 0
