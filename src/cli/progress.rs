@@ -75,7 +75,7 @@ impl Reporter for Progress {
             let mut plain = self.plain.lock().expect("progress lock");
             if plain.last.elapsed() >= Duration::from_secs(5) {
                 plain.last = Instant::now();
-                let percent = if plain.total == 0 { 100 } else { done * 100 / plain.total };
+                let percent = (done * 100).checked_div(plain.total).unwrap_or(100);
                 output::note(&format!(
                     "{}: {} of {} ({percent}%)",
                     plain.phase,

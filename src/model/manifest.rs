@@ -86,6 +86,7 @@ pub struct ImageIndex {
 
 /// What a manifest is.
 #[derive(Debug, Clone)]
+#[allow(clippy::large_enum_variant)] // one per manifest, never in bulk arrays
 pub enum ManifestKind {
     Image(ImageManifest),
     Index(ImageIndex),
