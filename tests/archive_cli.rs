@@ -22,7 +22,14 @@ fn fixture(relative: &str) -> PathBuf {
 }
 
 fn export(layout: &str, out: &Path, extra: &[&str]) -> std::process::Output {
-    ferry().args(["export", "--oci-layout"]).arg(fixture(&format!("layouts/{layout}"))).arg("-o").arg(out).args(extra).output().unwrap()
+    ferry()
+        .args(["export", "--oci-layout"])
+        .arg(fixture(&format!("layouts/{layout}")))
+        .arg("-o")
+        .arg(out)
+        .args(extra)
+        .output()
+        .unwrap()
 }
 
 fn export_ok(layout: &str, dir: &Path) -> PathBuf {
@@ -33,7 +40,8 @@ fn export_ok(layout: &str, dir: &Path) -> PathBuf {
 }
 
 fn json_of(output: &std::process::Output) -> Value {
-    serde_json::from_slice(&output.stdout).unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&output.stdout)))
+    serde_json::from_slice(&output.stdout)
+        .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&output.stdout)))
 }
 
 fn verify_json(archive: &Path) -> (i32, Value) {
@@ -101,7 +109,10 @@ fn inspect_shows_bundles_lock_entries_and_platforms() {
     let index = artifacts.iter().find(|a| a["kind"] == "index").expect("the 2-platform index");
     assert_eq!(index["platforms"], serde_json::json!(["linux/amd64", "linux/arm64"]));
     assert!(index["originalRef"].as_str().unwrap().contains("@sha256:"));
-    assert!(report["totalBytes"].as_u64().unwrap() > report["uniqueBytes"].as_u64().unwrap(), "shared layers are deduplicated");
+    assert!(
+        report["totalBytes"].as_u64().unwrap() > report["uniqueBytes"].as_u64().unwrap(),
+        "shared layers are deduplicated"
+    );
 
     let human = ferry().arg("inspect").arg(&archive).output().unwrap();
     let text = String::from_utf8(human.stdout).unwrap();
@@ -186,7 +197,14 @@ fn exit_codes_distinguish_failure_and_usage() {
 fn reads_layouts_archived_by_gnu_tar() {
     let dir = tempfile::tempdir().unwrap();
     let archive = dir.path().join("gnu.tar");
-    let status = Process::new("tar").arg("-C").arg(fixture("layouts/multiarch")).arg("-cf").arg(&archive).arg(".").status().unwrap();
+    let status = Process::new("tar")
+        .arg("-C")
+        .arg(fixture("layouts/multiarch"))
+        .arg("-cf")
+        .arg(&archive)
+        .arg(".")
+        .status()
+        .unwrap();
     assert!(status.success());
     let (code, report) = verify_json(&archive);
     assert_eq!(code, 0, "{report}");
@@ -243,7 +261,12 @@ fn umoci_accepts_the_layout() {
     let extracted = dir.path().join("x");
     std::fs::create_dir(&extracted).unwrap();
     assert!(Process::new("tar").arg("-C").arg(&extracted).arg("-xf").arg(&archive).status().unwrap().success());
-    let stat = Process::new("umoci").arg("stat").arg("--image").arg(format!("{}:plain:1.0", extracted.display())).output().unwrap();
+    let stat = Process::new("umoci")
+        .arg("stat")
+        .arg("--image")
+        .arg(format!("{}:plain:1.0", extracted.display()))
+        .output()
+        .unwrap();
     assert!(stat.status.success(), "{}", String::from_utf8_lossy(&stat.stderr));
     let list = Process::new("umoci").arg("ls").arg("--layout").arg(&extracted).output().unwrap();
     assert!(String::from_utf8_lossy(&list.stdout).contains("plain:1.0"));

@@ -257,3 +257,116 @@ impl std::fmt::Debug for LayoutTarSource {
         f.debug_struct("LayoutTarSource").field("name", &self.name).field("blobs", &self.blobs.len()).finish()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::sha256_digest;
+    use crate::store::layout_tar::header::write_header;
+
+    /// A tar of `(name, data, type flag)` entries, with the end marker unless `end` is false.
+    fn tar(entries: &[(&str, &[u8], u8)], end: bool) -> Vec<u8> {
+        let mut out = Vec::new();
+        for (name, data, flag) in entries {
+            let mut block = write_header("x", data.len() as u64, false);
+            block[..100].fill(0);
+            block[..name.len()].copy_from_slice(name.as_bytes());
+            block[156] = *flag;
+            block[148..156].fill(b' ');
+            let sum: u64 = block.iter().map(|&b| u64::from(b)).sum();
+            block[148..155].copy_from_slice(format!("{sum:06o}\0").as_bytes());
+            out.extend_from_slice(&block);
+            out.extend_from_slice(data);
+            out.resize(out.len().div_ceil(512) * 512, 0);
+        }
+        if end {
+            out.extend_from_slice(&[0u8; 1024]);
+        }
+        out
+    }
+
+    fn open(bytes: &[u8]) -> Result<LayoutTarSource, StoreError> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a.tar");
+        std::fs::write(&path, bytes).unwrap();
+        LayoutTarSource::open(&path)
+    }
+
+    fn problem(bytes: &[u8]) -> ArchiveProblem {
+        match open(bytes) {
+            Err(StoreError::Archive(err)) => err.problem,
+            other => panic!("expected an archive problem, got {other:?}"),
+        }
+    }
+
+    const LAYOUT: &[u8] = br#"{"imageLayoutVersion":"1.0.0"}"#;
+    const INDEX: &[u8] = br#"{"schemaVersion":2,"manifests":[]}"#;
+
+    fn blob_name(data: &[u8]) -> String {
+        sha256_digest(data).blob_path()
+    }
+
+    #[test]
+    fn indexes_a_valid_archive_with_dot_slash_prefixes() {
+        let name = format!("./{}", blob_name(b"hello"));
+        let archive = open(&tar(
+            &[
+                ("./", b"", b'5'),
+                ("./oci-layout", LAYOUT, b'0'),
+                ("./index.json", INDEX, b'0'),
+                (&name, b"hello", b'0'),
+            ],
+            true,
+        ))
+        .unwrap();
+        assert_eq!(archive.blob_entries().count(), 1);
+    }
+
+    #[test]
+    fn refuses_each_kind_of_bad_entry() {
+        let blob = blob_name(b"x");
+        let base = [("oci-layout", LAYOUT, b'0'), ("index.json", INDEX, b'0')];
+        let with = |extra: (&str, &[u8], u8)| {
+            let mut entries = base.to_vec();
+            entries.push(extra);
+            tar(&entries, true)
+        };
+        assert!(matches!(problem(&with(("/etc/passwd", b"", b'0'))), ArchiveProblem::AbsolutePath { .. }));
+        assert!(matches!(problem(&with(("blobs/../../x", b"", b'0'))), ArchiveProblem::PathTraversal { .. }));
+        assert!(matches!(problem(&with((&blob, b"", b'2'))), ArchiveProblem::NotRegular { kind: "symbolic link", .. }));
+        assert!(matches!(problem(&with((&blob, b"", b'1'))), ArchiveProblem::NotRegular { kind: "hard link", .. }));
+        assert!(matches!(problem(&with(("dev", b"", b'3'))), ArchiveProblem::NotRegular { kind: "device file", .. }));
+        assert!(matches!(problem(&with(("notes.txt", b"", b'0'))), ArchiveProblem::UnexpectedEntry { .. }));
+        assert!(matches!(problem(&with(("blobs/sha256/ABC", b"", b'0'))), ArchiveProblem::UnexpectedEntry { .. }));
+        assert!(matches!(problem(&with(("index.json", INDEX, b'0'))), ArchiveProblem::Duplicate { .. }));
+        assert!(matches!(problem(&tar(&base, false)), ArchiveProblem::MissingEnd { .. }));
+        assert!(matches!(
+            problem(&tar(&[("oci-layout", LAYOUT, b'0')], true)),
+            ArchiveProblem::MissingMetadata { name: "index.json" }
+        ));
+    }
+
+    #[test]
+    fn refuses_truncation_and_oversize_extension_headers() {
+        let mut bytes = tar(&[("oci-layout", LAYOUT, b'0'), ("index.json", INDEX, b'0')], false);
+        bytes.truncate(1024 + 512 + 10); // inside index.json's data
+        assert!(matches!(problem(&bytes), ArchiveProblem::Truncated { .. }));
+        let huge = vec![b'a'; 70 * 1024];
+        let pax = tar(&[("pax", &huge, b'x'), ("oci-layout", LAYOUT, b'0')], true);
+        assert!(matches!(problem(&pax), ArchiveProblem::Oversize { .. }));
+    }
+
+    #[test]
+    fn a_blob_read_checks_size_and_digest() {
+        let good = blob_name(b"hello");
+        let archive =
+            open(&tar(&[("oci-layout", LAYOUT, b'0'), ("index.json", INDEX, b'0'), (&good, b"hellp", b'0')], true))
+                .unwrap();
+        let descriptor = Descriptor::new("x", sha256_digest(b"hello"), 5);
+        let err = archive.small_blob(&descriptor).unwrap_err();
+        assert!(matches!(err, StoreError::Verify(_)), "{err}");
+        let wrong_size = Descriptor::new("x", sha256_digest(b"hello"), 6);
+        let Err(err) = archive.blob(&wrong_size) else { panic!("a wrong size must be refused") };
+        assert!(err.to_string().contains("AR-R9"), "{err}");
+    }
+}
