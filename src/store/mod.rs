@@ -8,6 +8,7 @@
 
 pub mod layout_dir;
 pub mod layout_tar;
+pub mod registry;
 mod plan;
 mod region;
 
@@ -38,14 +39,20 @@ pub enum StoreError {
     Manifest { store: String, source: ManifestError },
     #[error(transparent)]
     Archive(#[from] layout_tar::ArchiveError),
+    #[error(transparent)]
+    Registry(#[from] registry::RegistryError),
 }
 
 impl StoreError {
     /// Wraps an I/O error with what was being done; a verification failure carried inside an
-    /// `io::Error` (from a [`VerifyingReader`]) comes back out as [`StoreError::Verify`].
+    /// `io::Error` (from a [`VerifyingReader`]) comes back out as [`StoreError::Verify`], and a
+    /// registry failure in the middle of a body as [`StoreError::Registry`].
     pub fn io(context: impl Into<String>, source: io::Error) -> Self {
-        match verify_error(&source) {
-            Some(mismatch) => StoreError::Verify(mismatch.clone()),
+        if let Some(mismatch) = verify_error(&source) {
+            return StoreError::Verify(mismatch.clone());
+        }
+        match source.get_ref().and_then(|inner| inner.downcast_ref::<registry::RegistryError>()) {
+            Some(remote) => StoreError::Registry(remote.clone()),
             None => StoreError::Io { context: context.into(), source },
         }
     }
@@ -58,7 +65,10 @@ impl StoreError {
 
     /// Whether trying again could help (network trouble); local stores never say so.
     pub fn is_transient(&self) -> bool {
-        false
+        match self {
+            StoreError::Registry(err) => err.is_transient(),
+            _ => false,
+        }
     }
 }
 

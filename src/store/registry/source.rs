@@ -1,0 +1,257 @@
+//! Reading from registries (distribution-spec "pull"): resolving tags and digests, fetching
+//! manifests (capped, checked against the digest asked for and `Docker-Content-Digest`), and
+//! streaming blobs through the verifying reader, resuming an interrupted body with `Range`.
+//!
+//! A descriptor alone does not say which repository holds a blob, so the source remembers
+//! where it found each manifest and files its children under the same repository: the engine
+//! always fetches parents before children.
+
+use std::collections::HashMap;
+use std::io::{self, Read};
+use std::sync::{Arc, Mutex};
+
+use ureq::http::{Method, Response};
+use ureq::{Body, BodyReader};
+
+use super::client::{Operation, RegistryClient, RequestBody};
+use super::error::{RegistryError, RegistryErrorKind};
+use crate::model::manifest::MAX_MANIFEST_BYTES;
+use crate::model::media::MANIFEST_ACCEPT;
+use crate::model::{Descriptor, Digest, RawManifest, Reference, Repository};
+use crate::store::{BlobReader, Source, StoreError};
+use crate::verify::VerifyingReader;
+
+/// Reads images from any registry the references name.
+pub struct RegistrySource {
+    client: Arc<RegistryClient>,
+    locations: Mutex<HashMap<Digest, Repository>>,
+}
+
+impl RegistrySource {
+    pub fn new(client: Arc<RegistryClient>) -> Self {
+        RegistrySource { client, locations: Mutex::new(HashMap::new()) }
+    }
+
+    pub fn client(&self) -> &RegistryClient {
+        &self.client
+    }
+
+    fn remember(&self, digest: Digest, repository: &Repository) {
+        self.locations.lock().expect("locations lock").entry(digest).or_insert_with(|| repository.clone());
+    }
+
+    fn location(&self, digest: &Digest) -> Result<Repository, StoreError> {
+        self.locations.lock().expect("locations lock").get(digest).cloned().ok_or_else(|| StoreError::Invalid {
+            store: "registry".into(),
+            reason: format!("no repository is known to hold {digest}; resolve its parent first"),
+        })
+    }
+
+    fn operation(&self, repository: &Repository, what: String) -> Operation {
+        Operation {
+            registry: repository.registry.clone(),
+            repository: repository.path.clone(),
+            what,
+            scopes: vec![format!("repository:{}:pull", repository.path)],
+        }
+    }
+
+    fn manifest_url(&self, repository: &Repository, reference: &str) -> String {
+        format!("{}/v2/{}/manifests/{reference}", self.client.base_url(&repository.registry), repository.path)
+    }
+}
+
+fn not_found(err: RegistryError, what: String) -> StoreError {
+    if err.is_not_found() {
+        StoreError::NotFound { store: format!("{}/{}", err.registry, err.repository), what }
+    } else {
+        StoreError::Registry(err)
+    }
+}
+
+fn header(response: &Response<Body>, name: &str) -> Option<String> {
+    response.headers().get(name).and_then(|v| v.to_str().ok()).map(|v| v.split(';').next().unwrap_or(v).trim().to_string())
+}
+
+impl Source for RegistrySource {
+    fn name(&self) -> &str {
+        "registry"
+    }
+
+    /// HEAD with every manifest type accepted; a GET when the registry gives no digest.
+    fn resolve(&self, reference: &Reference) -> Result<Descriptor, StoreError> {
+        let repository = &reference.repository;
+        let target = match (&reference.digest, &reference.tag) {
+            (Some(digest), _) => digest.to_string(),
+            (None, Some(tag)) => tag.clone(),
+            (None, None) => "latest".to_string(),
+        };
+        let op = self.operation(repository, format!("resolving {reference}"));
+        let accept = MANIFEST_ACCEPT.join(", ");
+        let url = self.manifest_url(repository, &target);
+        let response = self
+            .client
+            .send(&op, Method::HEAD, &url, &[("Accept", accept.clone())], RequestBody::Empty, true)
+            .map_err(StoreError::Registry)?;
+        if response.status() == 404 {
+            return Err(StoreError::NotFound { store: repository.to_string(), what: format!("{reference}") });
+        }
+        let digest = header(&response, "docker-content-digest").and_then(|d| d.parse::<Digest>().ok());
+        let media_type = header(&response, "content-type");
+        let size = header(&response, "content-length").and_then(|s| s.parse::<u64>().ok());
+        let descriptor = match (digest, media_type, size) {
+            (Some(digest), Some(media_type), Some(size)) if reference.digest.is_none_or(|d| d == digest) => {
+                Descriptor::new(&media_type, digest, size)
+            }
+            _ => {
+                let manifest = self.fetch_manifest(repository, &target, reference.digest, &op)?;
+                manifest.descriptor()
+            }
+        };
+        self.remember(descriptor.digest, repository);
+        Ok(descriptor)
+    }
+
+    fn manifest(&self, descriptor: &Descriptor) -> Result<RawManifest, StoreError> {
+        let repository = self.location(&descriptor.digest)?;
+        let op = self.operation(&repository, format!("fetching manifest {}", descriptor.digest));
+        let manifest = self.fetch_manifest(&repository, &descriptor.digest.to_string(), Some(descriptor.digest), &op)?;
+        for child in manifest.children() {
+            self.remember(child.digest, &repository);
+        }
+        Ok(manifest)
+    }
+
+    fn blob(&self, descriptor: &Descriptor) -> Result<BlobReader<'_>, StoreError> {
+        let repository = self.location(&descriptor.digest)?;
+        let op = self.operation(&repository, format!("fetching blob {}", descriptor.digest));
+        let url = format!(
+            "{}/v2/{}/blobs/{}",
+            self.client.base_url(&repository.registry),
+            repository.path,
+            descriptor.digest
+        );
+        let body = ResumableBody::open(Arc::clone(&self.client), op, url, descriptor.size)?;
+        let origin = format!("{}/{}", repository.registry, repository.path);
+        Ok(VerifyingReader::new(Box::new(body), descriptor.digest, descriptor.size, origin))
+    }
+}
+
+impl RegistrySource {
+    /// GETs a manifest (at most 4 MiB), checks it against the digest asked for and the
+    /// registry's `Docker-Content-Digest`, and parses it with the served media type.
+    fn fetch_manifest(
+        &self,
+        repository: &Repository,
+        target: &str,
+        expected: Option<Digest>,
+        op: &Operation,
+    ) -> Result<RawManifest, StoreError> {
+        let url = self.manifest_url(repository, target);
+        let accept = MANIFEST_ACCEPT.join(", ");
+        let mut response = self
+            .client
+            .send(op, Method::GET, &url, &[("Accept", accept)], RequestBody::Empty, true)
+            .map_err(StoreError::Registry)?;
+        if response.status() == 404 {
+            return Err(StoreError::NotFound { store: repository.to_string(), what: format!("manifest {target}") });
+        }
+        let media_type = header(&response, "content-type");
+        let served_digest = header(&response, "docker-content-digest");
+        let bytes = response
+            .body_mut()
+            .with_config()
+            .limit(MAX_MANIFEST_BYTES)
+            .read_to_vec()
+            .map_err(|e| StoreError::Registry(op.error(super::client::transport_kind(e))))?;
+        let manifest = RawManifest::parse(bytes, media_type.as_deref())
+            .map_err(|source| StoreError::Manifest { store: repository.to_string(), source })?;
+        if let Some(expected) = expected {
+            if manifest.digest() != expected {
+                return Err(StoreError::Verify(crate::verify::VerifyError::Digest {
+                    origin: repository.to_string(),
+                    expected,
+                    actual: manifest.digest(),
+                }));
+            }
+        }
+        if let Some(served) = served_digest.and_then(|d| d.parse::<Digest>().ok()) {
+            if served != manifest.digest() {
+                return Err(StoreError::Registry(op.error(RegistryErrorKind::Protocol(format!(
+                    "the registry says the manifest is {served} but its bytes hash to {}",
+                    manifest.digest()
+                )))));
+            }
+        }
+        Ok(manifest)
+    }
+}
+
+/// A blob body that, when the connection breaks part-way, asks for the rest with `Range` and
+/// carries on (bounded by the client's retry count). A server that ignores `Range` makes the
+/// read fail, and the engine retries the whole blob.
+struct ResumableBody {
+    client: Arc<RegistryClient>,
+    op: Operation,
+    url: String,
+    size: u64,
+    position: u64,
+    resumes: u32,
+    reader: Option<BodyReader<'static>>,
+}
+
+impl ResumableBody {
+    fn open(client: Arc<RegistryClient>, op: Operation, url: String, size: u64) -> Result<Self, StoreError> {
+        let mut body = ResumableBody { client, op, url, size, position: 0, resumes: 0, reader: None };
+        body.reader = Some(body.request(None).map_err(|e| not_found(e, format!("blob {}", body.url)))?);
+        Ok(body)
+    }
+
+    fn request(&self, from: Option<u64>) -> Result<BodyReader<'static>, RegistryError> {
+        let headers: Vec<(&str, String)> = from.map(|offset| ("Range", format!("bytes={offset}-"))).into_iter().collect();
+        let response = self.client.send(&self.op, Method::GET, &self.url, &headers, RequestBody::Empty, false)?;
+        let status = response.status().as_u16();
+        let length = header(&response, "content-length").and_then(|s| s.parse::<u64>().ok());
+        let expected = self.size - from.unwrap_or(0);
+        if from.is_some() && status != 206 {
+            return Err(self.op.error(RegistryErrorKind::Protocol(format!(
+                "the registry answered HTTP {status} to a Range request; the blob must be fetched again whole"
+            ))));
+        }
+        if let Some(length) = length.filter(|&l| l != expected) {
+            return Err(self.op.error(RegistryErrorKind::Protocol(format!(
+                "Content-Length is {length} but the descriptor needs {expected} more bytes"
+            ))));
+        }
+        Ok(response.into_body().into_reader())
+    }
+}
+
+impl Read for ResumableBody {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        loop {
+            let reader = self.reader.as_mut().expect("a reader is open between reads");
+            match reader.read(buf) {
+                Ok(n) => {
+                    self.position += n as u64;
+                    return Ok(n);
+                }
+                Err(err) if self.position < self.size && self.resumes < self.client.options().retries => {
+                    self.resumes += 1;
+                    if let Some(observer) = &self.client.options().on_retry {
+                        observer(&format!(
+                            "resuming {} at byte {} of {} after: {err}",
+                            self.op.what, self.position, self.size
+                        ));
+                    }
+                    std::thread::sleep(self.client.backoff(self.resumes, None));
+                    self.reader = Some(self.request(Some(self.position)).map_err(io::Error::other)?);
+                }
+                Err(err) => {
+                    let kind = RegistryErrorKind::Transport(format!("reading the body at byte {}: {err}", self.position));
+                    return Err(io::Error::other(self.op.error(kind)));
+                }
+            }
+        }
+    }
+}
