@@ -7,6 +7,8 @@ use clap::{Args, Parser, Subcommand};
 use super::exit::{Exit, Failure};
 use super::output::{self, human_bytes};
 use super::progress::Progress;
+use super::registry::RegistryFlags;
+use super::tag::TagArgs;
 use ferry::engine::TransferOptions;
 use ferry::ops::{export, inspect, verify};
 
@@ -33,10 +35,12 @@ pub struct Global {
     /// Print nothing but errors, warnings and requested data
     #[arg(short, long, global = true)]
     pub quiet: bool,
+    #[command(flatten)]
+    pub registry: RegistryFlags,
 }
 
 impl Global {
-    fn workers(&self) -> usize {
+    pub fn workers(&self) -> usize {
         self.concurrency.filter(|&n| n > 0).unwrap_or_else(|| TransferOptions::default().workers)
     }
 }
@@ -46,6 +50,7 @@ pub enum Command {
     Export(ExportArgs),
     Verify(VerifyArgs),
     Inspect(InspectArgs),
+    Tag(TagArgs),
 }
 
 /// Write images and everything they reference into one OCI-layout archive.

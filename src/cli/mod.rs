@@ -5,6 +5,8 @@ mod args;
 mod exit;
 mod output;
 mod progress;
+mod registry;
+mod tag;
 
 use std::process::ExitCode;
 
@@ -19,6 +21,7 @@ pub fn main() -> ExitCode {
         Command::Export(args) => args.run(&cli.global),
         Command::Verify(args) => args.run(&cli.global),
         Command::Inspect(args) => args.run(&cli.global),
+        Command::Tag(args) => args.run(&cli.global),
     };
     match outcome {
         Ok(exit) => exit.code(),

@@ -15,6 +15,7 @@ mod walk;
 
 pub use bundle::{BundleContent, LockEntry, read_bundle};
 pub use plan::build_plan;
+pub use pool::run_all;
 pub use report::{NoReport, Reporter};
 pub use transfer::{TransferError, TransferOptions, TransferStats, transfer};
 pub use walk::{Artifact, Graph, Problem, WalkOptions, walk};

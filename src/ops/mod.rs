@@ -3,6 +3,7 @@
 
 pub mod export;
 pub mod inspect;
+pub mod tags;
 pub mod verify;
 
 use crate::engine::Artifact;

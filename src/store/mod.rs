@@ -8,9 +8,9 @@
 
 pub mod layout_dir;
 pub mod layout_tar;
-pub mod registry;
 mod plan;
 mod region;
+pub mod registry;
 
 use std::io::{self, Read};
 

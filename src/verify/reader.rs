@@ -93,6 +93,7 @@ pub struct VerifyingReader<R> {
     origin: String,
     hasher: Hasher,
     verified: bool,
+    failure: Option<VerifyError>,
     on_progress: Option<Arc<AtomicU64>>,
 }
 
@@ -105,6 +106,7 @@ impl<R: Read> VerifyingReader<R> {
             origin: origin.into(),
             hasher: Hasher::new(),
             verified: false,
+            failure: None,
             on_progress: None,
         }
     }
@@ -128,7 +130,15 @@ impl<R: Read> VerifyingReader<R> {
         self.hasher.bytes()
     }
 
-    fn fail(&self, err: VerifyError) -> io::Error {
+    /// The verification failure this reader reported, if any: a consumer that wraps reads in
+    /// its own errors (an HTTP client sending the body) can still tell a bad blob from a bad
+    /// network.
+    pub fn verification_failure(&self) -> Option<VerifyError> {
+        self.failure.clone()
+    }
+
+    fn fail(&mut self, err: VerifyError) -> io::Error {
+        self.failure = Some(err.clone());
         io::Error::new(io::ErrorKind::InvalidData, err)
     }
 
@@ -143,12 +153,14 @@ impl<R: Read> VerifyingReader<R> {
             }
         };
         if extra != 0 {
-            return Err(self.fail(VerifyError::too_long(&self.origin, self.digest, self.size)));
+            let err = VerifyError::too_long(&self.origin, self.digest, self.size);
+            return Err(self.fail(err));
         }
         let (actual, _) = std::mem::take(&mut self.hasher).finish();
         self.hasher = Hasher { bytes: self.size, ..Hasher::default() };
         if actual != self.digest {
-            return Err(self.fail(VerifyError::Digest { origin: self.origin.clone(), expected: self.digest, actual }));
+            let err = VerifyError::Digest { origin: self.origin.clone(), expected: self.digest, actual };
+            return Err(self.fail(err));
         }
         self.verified = true;
         Ok(())
@@ -169,7 +181,8 @@ impl<R: Read> Read for VerifyingReader<R> {
         let n = self.inner.read(&mut buf[..want])?;
         if n == 0 {
             let actual = self.hasher.bytes();
-            return Err(self.fail(VerifyError::too_short(&self.origin, self.digest, self.size, actual)));
+            let err = VerifyError::too_short(&self.origin, self.digest, self.size, actual);
+            return Err(self.fail(err));
         }
         self.hasher.update(&buf[..n]);
         if let Some(counter) = &self.on_progress {

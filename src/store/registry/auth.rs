@@ -77,7 +77,10 @@ impl TokenCache {
         // Refresh early so a long upload does not start with a token about to expire.
         let margin = (lifetime / 10).min(Duration::from_secs(30));
         let expires = Instant::now() + lifetime.saturating_sub(margin);
-        self.tokens.lock().expect("token cache lock").insert((registry.to_string(), scopes.to_string()), (token, expires));
+        self.tokens
+            .lock()
+            .expect("token cache lock")
+            .insert((registry.to_string(), scopes.to_string()), (token, expires));
     }
 
     pub fn forget(&self, registry: &str, scopes: &str) {

@@ -122,7 +122,8 @@ pub struct RegistryClient {
 
 impl RegistryClient {
     pub fn new(options: RegistryOptions, credentials: CredentialStore) -> Result<Self, String> {
-        let tls = TlsConfig::builder().root_certs(root_certs(&options)?).disable_verification(!options.verify_certs).build();
+        let tls =
+            TlsConfig::builder().root_certs(root_certs(&options)?).disable_verification(!options.verify_certs).build();
         let agent: Agent = Agent::config_builder()
             .http_status_as_error(false)
             .tls_config(tls)
@@ -250,7 +251,8 @@ impl RegistryClient {
                 self.agent.run(request).map_err(transport)
             }
             RequestBody::Bytes(bytes) => {
-                let request = builder.header("Content-Length", bytes.len().to_string()).body(*bytes).map_err(invalid)?;
+                let request =
+                    builder.header("Content-Length", bytes.len().to_string()).body(*bytes).map_err(invalid)?;
                 self.agent.run(request).map_err(transport)
             }
             RequestBody::Stream(reader, length) => {
@@ -337,7 +339,8 @@ impl RegistryClient {
                 if let Some(basic) = basic_header(other) {
                     builder = builder.header("Authorization", basic.expose());
                 }
-                let request = builder.body(()).map_err(|e| token_op.error(RegistryErrorKind::Protocol(e.to_string())))?;
+                let request =
+                    builder.body(()).map_err(|e| token_op.error(RegistryErrorKind::Protocol(e.to_string())))?;
                 self.agent.run(request)
             }
         }
@@ -419,7 +422,14 @@ pub fn transport_kind(error: ureq::Error) -> RegistryErrorKind {
         ureq::Error::BodyExceedsLimit(limit) => {
             RegistryErrorKind::Protocol(format!("the answer is larger than the {limit}-byte limit"))
         }
-        other => RegistryErrorKind::Transport(other.to_string()),
+        ureq::Error::Tls(text) => RegistryErrorKind::Tls(text.to_string()),
+        ureq::Error::Rustls(e) => RegistryErrorKind::Tls(e.to_string()),
+        other => {
+            let text = other.to_string();
+            let lower = text.to_ascii_lowercase();
+            let tls = ["certificate", "corrupt message", "handshake", "tls"].iter().any(|word| lower.contains(word));
+            if tls { RegistryErrorKind::Tls(text) } else { RegistryErrorKind::Transport(text) }
+        }
     }
 }
 

@@ -39,7 +39,10 @@ impl fmt::Debug for Secret {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Credential {
     Anonymous,
-    Basic { username: String, password: Secret },
+    Basic {
+        username: String,
+        password: Secret,
+    },
     /// An identity (refresh) token, exchanged at the token endpoint.
     IdentityToken(Secret),
     /// A bearer token used as is.
@@ -76,7 +79,10 @@ impl CredentialStore {
     pub fn from_environment(flags: FlagCredentials) -> Self {
         let vars: BTreeMap<String, String> = std::env::vars().collect();
         let mut config_files = Vec::new();
-        let docker_dir = vars.get("DOCKER_CONFIG").map(PathBuf::from).or_else(|| vars.get("HOME").map(|h| Path::new(h).join(".docker")));
+        let docker_dir = vars
+            .get("DOCKER_CONFIG")
+            .map(PathBuf::from)
+            .or_else(|| vars.get("HOME").map(|h| Path::new(h).join(".docker")));
         if let Some(dir) = docker_dir {
             config_files.push(dir.join("config.json"));
         }
@@ -159,7 +165,10 @@ fn pattern_matches(pattern: &str, registry: &str, repository: &str) -> bool {
     let host_labels: Vec<&str> = registry.split('.').collect();
     let host_ok = pattern_labels.len() == host_labels.len()
         && pattern_labels.iter().zip(&host_labels).all(|(p, h)| *p == "*" || p == h);
-    host_ok && (path_pattern.is_empty() || repository == path_pattern || repository.starts_with(&format!("{path_pattern}/")))
+    host_ok
+        && (path_pattern.is_empty()
+            || repository == path_pattern
+            || repository.starts_with(&format!("{path_pattern}/")))
 }
 
 #[derive(Deserialize, Default)]

@@ -19,6 +19,8 @@ pub enum RegistryErrorKind {
     Status { status: u16, code: Option<String>, message: Option<String> },
     /// The connection failed, was reset, or TLS failed.
     Transport(String),
+    /// TLS failed: an untrusted certificate, or a plain-HTTP server.
+    Tls(String),
     /// No answer in time.
     Timeout(String),
     /// The registry answered something that breaks the protocol (a wrong digest header, a
@@ -39,7 +41,7 @@ impl RegistryError {
         match &self.kind {
             RegistryErrorKind::Status { status, .. } => *status >= 500 || *status == 429 || *status == 408,
             RegistryErrorKind::Transport(_) | RegistryErrorKind::Timeout(_) => true,
-            RegistryErrorKind::Protocol(_) => false,
+            RegistryErrorKind::Protocol(_) | RegistryErrorKind::Tls(_) => false,
         }
     }
 
@@ -59,9 +61,10 @@ impl RegistryError {
             RegistryErrorKind::Status { code: Some(code), .. } if code == "MANIFEST_UNKNOWN" => {
                 " (no such tag or digest in this repository)"
             }
-            RegistryErrorKind::Transport(text) if text.contains("certificate") || text.contains("Certificate") => {
-                " (pass the registry's CA with --registry-ca-cert-path)"
+            RegistryErrorKind::Tls(text) if text.contains("corrupt message") => {
+                " (the registry may speak plain HTTP: pass --registry-insecure if that is intended)"
             }
+            RegistryErrorKind::Tls(_) => " (if the registry uses a private CA, pass it with --registry-ca-cert-path)",
             _ => "",
         }
     }
@@ -81,6 +84,7 @@ impl fmt::Display for RegistryError {
                 }
             }
             RegistryErrorKind::Transport(text) => write!(f, "connection failed: {text}")?,
+            RegistryErrorKind::Tls(text) => write!(f, "TLS failed: {text}")?,
             RegistryErrorKind::Timeout(text) => write!(f, "timed out: {text}")?,
             RegistryErrorKind::Protocol(text) => write!(f, "{text}")?,
         }

@@ -6,9 +6,13 @@ pub mod auth;
 pub mod client;
 pub mod credentials;
 pub mod error;
+mod sink;
 mod source;
+mod tags;
 
 pub use client::{Operation, RegistryClient, RegistryOptions, RequestBody};
 pub use credentials::{Credential, CredentialStore, FlagCredentials, Secret};
 pub use error::{RegistryError, RegistryErrorKind};
+pub use sink::RegistrySink;
 pub use source::RegistrySource;
+pub use tags::list_tags;

@@ -70,7 +70,11 @@ fn not_found(err: RegistryError, what: String) -> StoreError {
 }
 
 fn header(response: &Response<Body>, name: &str) -> Option<String> {
-    response.headers().get(name).and_then(|v| v.to_str().ok()).map(|v| v.split(';').next().unwrap_or(v).trim().to_string())
+    response
+        .headers()
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .map(|v| v.split(';').next().unwrap_or(v).trim().to_string())
 }
 
 impl Source for RegistrySource {
@@ -94,7 +98,11 @@ impl Source for RegistrySource {
             .send(&op, Method::HEAD, &url, &[("Accept", accept.clone())], RequestBody::Empty, true)
             .map_err(StoreError::Registry)?;
         if response.status() == 404 {
-            return Err(StoreError::NotFound { store: repository.to_string(), what: format!("{reference}") });
+            let what = match (&reference.digest, &reference.tag) {
+                (Some(digest), _) => format!("manifest {digest}"),
+                (None, tag) => format!("tag {}", tag.as_deref().unwrap_or("latest")),
+            };
+            return Err(StoreError::NotFound { store: repository.to_string(), what });
         }
         let digest = header(&response, "docker-content-digest").and_then(|d| d.parse::<Digest>().ok());
         let media_type = header(&response, "content-type");
@@ -115,7 +123,8 @@ impl Source for RegistrySource {
     fn manifest(&self, descriptor: &Descriptor) -> Result<RawManifest, StoreError> {
         let repository = self.location(&descriptor.digest)?;
         let op = self.operation(&repository, format!("fetching manifest {}", descriptor.digest));
-        let manifest = self.fetch_manifest(&repository, &descriptor.digest.to_string(), Some(descriptor.digest), &op)?;
+        let manifest =
+            self.fetch_manifest(&repository, &descriptor.digest.to_string(), Some(descriptor.digest), &op)?;
         for child in manifest.children() {
             self.remember(child.digest, &repository);
         }
@@ -208,7 +217,8 @@ impl ResumableBody {
     }
 
     fn request(&self, from: Option<u64>) -> Result<BodyReader<'static>, RegistryError> {
-        let headers: Vec<(&str, String)> = from.map(|offset| ("Range", format!("bytes={offset}-"))).into_iter().collect();
+        let headers: Vec<(&str, String)> =
+            from.map(|offset| ("Range", format!("bytes={offset}-"))).into_iter().collect();
         let response = self.client.send(&self.op, Method::GET, &self.url, &headers, RequestBody::Empty, false)?;
         let status = response.status().as_u16();
         let length = header(&response, "content-length").and_then(|s| s.parse::<u64>().ok());
@@ -231,27 +241,28 @@ impl Read for ResumableBody {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         loop {
             let reader = self.reader.as_mut().expect("a reader is open between reads");
-            match reader.read(buf) {
-                Ok(n) => {
+            let interruption = match reader.read(buf) {
+                Ok(n) if n > 0 || buf.is_empty() || self.position >= self.size => {
                     self.position += n as u64;
                     return Ok(n);
                 }
-                Err(err) if self.position < self.size && self.resumes < self.client.options().retries => {
-                    self.resumes += 1;
-                    if let Some(observer) = &self.client.options().on_retry {
-                        observer(&format!(
-                            "resuming {} at byte {} of {} after: {err}",
-                            self.op.what, self.position, self.size
-                        ));
-                    }
-                    std::thread::sleep(self.client.backoff(self.resumes, None));
-                    self.reader = Some(self.request(Some(self.position)).map_err(io::Error::other)?);
-                }
-                Err(err) => {
-                    let kind = RegistryErrorKind::Transport(format!("reading the body at byte {}: {err}", self.position));
-                    return Err(io::Error::other(self.op.error(kind)));
-                }
+                Ok(_) => "the connection closed early".to_string(),
+                Err(err) => err.to_string(),
+            };
+            if self.resumes >= self.client.options().retries {
+                let kind =
+                    RegistryErrorKind::Transport(format!("reading the body at byte {}: {interruption}", self.position));
+                return Err(io::Error::other(self.op.error(kind)));
             }
+            self.resumes += 1;
+            if let Some(observer) = &self.client.options().on_retry {
+                observer(&format!(
+                    "resuming {} at byte {} of {} after: {interruption}",
+                    self.op.what, self.position, self.size
+                ));
+            }
+            std::thread::sleep(self.client.backoff(self.resumes, None));
+            self.reader = Some(self.request(Some(self.position)).map_err(io::Error::other)?);
         }
     }
 }

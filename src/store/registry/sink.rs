@@ -1,0 +1,241 @@
+//! Writing into one repository (distribution-spec "push"): blobs skipped when present (HEAD),
+//! mounted from another repository of the same registry when one is known to hold them,
+//! otherwise uploaded streamed (one PUT with Content-Length, or PATCH chunks when configured
+//! or when the registry refuses a large PUT); manifests by digest, then tags.
+
+use std::io::Read;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use ureq::Body;
+use ureq::http::{Method, Response};
+
+use super::client::{Operation, RegistryClient, RequestBody, percent_encode};
+use super::error::{RegistryError, RegistryErrorKind};
+use crate::model::{Descriptor, Digest, RawManifest, Repository};
+use crate::store::{BlobReader, Plan, Sink, StoreError};
+
+/// Default chunk for chunked uploads when the registry needs them.
+pub const DEFAULT_CHUNK: u64 = 8 * 1024 * 1024;
+
+/// How a mount attempt ended.
+enum Mount {
+    Mounted,
+    UploadAt(String),
+    NotTried,
+}
+
+/// Pushes into `repository`.
+pub struct RegistrySink {
+    client: Arc<RegistryClient>,
+    repository: Repository,
+    name: String,
+    /// Repositories of the same registry to mount blobs from, tried in order.
+    mount_sources: Vec<String>,
+    /// Tags to point at manifests once everything is in place.
+    tags: Vec<(String, RawManifest)>,
+    /// Set after a registry refused a monolithic upload as too large.
+    chunked: AtomicBool,
+}
+
+impl RegistrySink {
+    pub fn new(client: Arc<RegistryClient>, repository: Repository) -> Self {
+        let chunked = client.options().chunk_size.is_some();
+        RegistrySink {
+            name: repository.to_string(),
+            client,
+            repository,
+            mount_sources: Vec::new(),
+            tags: Vec::new(),
+            chunked: AtomicBool::new(chunked),
+        }
+    }
+
+    /// Blobs will be mounted from these repositories (same registry) when they hold them.
+    pub fn mount_from(&mut self, repositories: Vec<String>) {
+        self.mount_sources = repositories;
+    }
+
+    /// Tags `manifest` as `tag` in [`Sink::finish`], after every manifest is pushed.
+    pub fn add_tag(&mut self, tag: String, manifest: RawManifest) {
+        self.tags.push((tag, manifest));
+    }
+
+    fn operation(&self, what: String, extra_scopes: &[String]) -> Operation {
+        let mut scopes = vec![format!("repository:{}:pull,push", self.repository.path)];
+        scopes.extend(extra_scopes.iter().cloned());
+        Operation { registry: self.repository.registry.clone(), repository: self.repository.path.clone(), what, scopes }
+    }
+
+    fn url(&self, tail: &str) -> String {
+        format!("{}/v2/{}/{tail}", self.client.base_url(&self.repository.registry), self.repository.path)
+    }
+
+    /// Turns a `Location` header (absolute or relative) into a URL.
+    fn location(&self, op: &Operation, response: &Response<Body>) -> Result<String, RegistryError> {
+        let location = response
+            .headers()
+            .get("location")
+            .and_then(|v| v.to_str().ok())
+            .ok_or_else(|| op.error(RegistryErrorKind::Protocol("the upload answer has no Location".into())))?;
+        if location.starts_with("http://") || location.starts_with("https://") {
+            Ok(location.to_string())
+        } else {
+            Ok(format!("{}{location}", self.client.base_url(&self.repository.registry)))
+        }
+    }
+
+    /// Tries to mount `digest` from the known repositories (distribution-spec "mounting a
+    /// blob from another repository").
+    fn try_mount(&self, digest: &Digest) -> Result<Mount, RegistryError> {
+        let Some(from) = self.mount_sources.first() else { return Ok(Mount::NotTried) };
+        let op = self.operation(format!("mounting blob {digest} from {from}"), &[format!("repository:{from}:pull")]);
+        let url = self.url(&format!("blobs/uploads/?mount={digest}&from={}", percent_encode(from)));
+        let response = self.client.send(&op, Method::POST, &url, &[], RequestBody::Empty, false)?;
+        if response.status() == 201 {
+            return Ok(Mount::Mounted);
+        }
+        // 202: the registry could not mount and opened an ordinary upload instead.
+        self.location(&op, &response).map(Mount::UploadAt)
+    }
+
+    fn start_upload(&self, op: &Operation) -> Result<String, RegistryError> {
+        let response =
+            self.client.send(op, Method::POST, &self.url("blobs/uploads/"), &[], RequestBody::Empty, false)?;
+        self.location(op, &response)
+    }
+
+    fn with_digest(location: &str, digest: &Digest) -> String {
+        let separator = if location.contains('?') { '&' } else { '?' };
+        format!("{location}{separator}digest={}", percent_encode(&digest.to_string()))
+    }
+
+    fn upload_monolithic(
+        &self,
+        op: &Operation,
+        location: &str,
+        descriptor: &Descriptor,
+        reader: &mut BlobReader<'_>,
+    ) -> Result<(), StoreError> {
+        let url = Self::with_digest(location, &descriptor.digest);
+        let headers = [("Content-Type", "application/octet-stream".to_string())];
+        let result =
+            self.client.send(op, Method::PUT, &url, &headers, RequestBody::Stream(reader, descriptor.size), false);
+        match result {
+            Ok(_) => Ok(()),
+            Err(err) if err.status() == Some(413) => {
+                // Too large for one request: switch to chunks and let the engine retry.
+                self.chunked.store(true, Ordering::Relaxed);
+                Err(StoreError::Registry(op.error(RegistryErrorKind::Status {
+                    status: 503,
+                    code: Some("SIZE_INVALID".into()),
+                    message: Some("the registry refused a single-request upload; retrying in chunks".into()),
+                })))
+            }
+            // The body is the blob itself: if its bytes failed verification, that is the error.
+            Err(err) => Err(reader.verification_failure().map_or(StoreError::Registry(err), StoreError::Verify)),
+        }
+    }
+
+    fn upload_chunked(
+        &self,
+        op: &Operation,
+        location: &str,
+        descriptor: &Descriptor,
+        reader: &mut BlobReader<'_>,
+    ) -> Result<(), StoreError> {
+        let chunk = self.client.options().chunk_size.unwrap_or(DEFAULT_CHUNK).max(1);
+        let mut location = location.to_string();
+        let mut offset = 0u64;
+        let mut buffer = Vec::with_capacity(chunk.min(descriptor.size.max(1)) as usize);
+        while offset < descriptor.size {
+            let length = chunk.min(descriptor.size - offset);
+            buffer.clear();
+            (&mut *reader)
+                .take(length)
+                .read_to_end(&mut buffer)
+                .map_err(|e| StoreError::io(format!("reading blob {} for upload", descriptor.digest), e))?;
+            let headers = [
+                ("Content-Type", "application/octet-stream".to_string()),
+                ("Content-Range", format!("{offset}-{}", offset + buffer.len() as u64 - 1)),
+            ];
+            let response = self
+                .client
+                .send(op, Method::PATCH, &location, &headers, RequestBody::Bytes(&buffer), false)
+                .map_err(StoreError::Registry)?;
+            location = self.location(op, &response).map_err(StoreError::Registry)?;
+            offset += buffer.len() as u64;
+        }
+        // Reading to the end is what verifies the blob before it is committed.
+        let mut rest = Vec::new();
+        reader
+            .read_to_end(&mut rest)
+            .map_err(|e| StoreError::io(format!("verifying blob {}", descriptor.digest), e))?;
+        let url = Self::with_digest(&location, &descriptor.digest);
+        self.client.send(op, Method::PUT, &url, &[], RequestBody::Empty, false).map_err(StoreError::Registry)?;
+        Ok(())
+    }
+}
+
+impl Sink for RegistrySink {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn prepare(&mut self, _plan: &Plan) -> Result<(), StoreError> {
+        Ok(())
+    }
+
+    fn has_blob(&self, descriptor: &Descriptor) -> Result<bool, StoreError> {
+        let op = self.operation(format!("checking blob {}", descriptor.digest), &[]);
+        let url = self.url(&format!("blobs/{}", descriptor.digest));
+        let response =
+            self.client.send(&op, Method::HEAD, &url, &[], RequestBody::Empty, true).map_err(StoreError::Registry)?;
+        Ok(response.status() != 404)
+    }
+
+    fn put_blob(&self, descriptor: &Descriptor, reader: &mut BlobReader<'_>) -> Result<(), StoreError> {
+        let op = self.operation(format!("uploading blob {}", descriptor.digest), &[]);
+        let location = match self.try_mount(&descriptor.digest).map_err(StoreError::Registry)? {
+            Mount::Mounted => return Ok(()),
+            Mount::UploadAt(location) => location,
+            Mount::NotTried => self.start_upload(&op).map_err(StoreError::Registry)?,
+        };
+        if self.chunked.load(Ordering::Relaxed) {
+            self.upload_chunked(&op, &location, descriptor, reader)
+        } else {
+            self.upload_monolithic(&op, &location, descriptor, reader)
+        }
+    }
+
+    fn put_manifest(&self, manifest: &RawManifest) -> Result<(), StoreError> {
+        put_manifest_at(self, manifest, &manifest.digest().to_string())
+    }
+
+    fn finish(&mut self, _plan: &Plan) -> Result<(), StoreError> {
+        for (tag, manifest) in &self.tags {
+            put_manifest_at(self, manifest, tag)?;
+        }
+        Ok(())
+    }
+}
+
+/// PUTs a manifest's exact bytes under a digest or a tag, and checks the digest the registry
+/// reports back.
+fn put_manifest_at(sink: &RegistrySink, manifest: &RawManifest, reference: &str) -> Result<(), StoreError> {
+    let op = sink.operation(format!("pushing manifest {} as {reference}", manifest.digest()), &[]);
+    let headers = [("Content-Type", manifest.media_type().to_string())];
+    let url = sink.url(&format!("manifests/{reference}"));
+    let response = sink
+        .client
+        .send(&op, Method::PUT, &url, &headers, RequestBody::Bytes(manifest.bytes()), false)
+        .map_err(StoreError::Registry)?;
+    let reported = response.headers().get("docker-content-digest").and_then(|v| v.to_str().ok()).map(str::to_string);
+    if let Some(reported) = reported.filter(|r| *r != manifest.digest().to_string()) {
+        return Err(StoreError::Registry(op.error(RegistryErrorKind::Protocol(format!(
+            "the registry stored the manifest as {reported}, not {}",
+            manifest.digest()
+        )))));
+    }
+    Ok(())
+}
