@@ -40,7 +40,7 @@ pub enum StoreError {
     #[error(transparent)]
     Archive(#[from] layout_tar::ArchiveError),
     #[error(transparent)]
-    Registry(#[from] registry::RegistryError),
+    Registry(Box<registry::RegistryError>),
 }
 
 impl StoreError {
@@ -52,7 +52,7 @@ impl StoreError {
             return StoreError::Verify(mismatch.clone());
         }
         match source.get_ref().and_then(|inner| inner.downcast_ref::<registry::RegistryError>()) {
-            Some(remote) => StoreError::Registry(remote.clone()),
+            Some(remote) => StoreError::from(remote.clone()),
             None => StoreError::Io { context: context.into(), source },
         }
     }
@@ -69,6 +69,12 @@ impl StoreError {
             StoreError::Registry(err) => err.is_transient(),
             _ => false,
         }
+    }
+}
+
+impl From<registry::RegistryError> for StoreError {
+    fn from(err: registry::RegistryError) -> Self {
+        StoreError::Registry(Box::new(err))
     }
 }
 

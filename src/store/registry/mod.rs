@@ -2,6 +2,10 @@
 //! [`RegistrySink`] that writes into one repository (distribution-spec), over one shared
 //! [`RegistryClient`].
 
+// Errors carry registry, repository, operation, status, code and message; they are built only on
+// the cold path, so their size does not matter.
+#![allow(clippy::result_large_err)]
+
 pub mod auth;
 pub mod client;
 pub mod credentials;

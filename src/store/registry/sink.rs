@@ -126,14 +126,14 @@ impl RegistrySink {
             Err(err) if err.status() == Some(413) => {
                 // Too large for one request: switch to chunks and let the engine retry.
                 self.chunked.store(true, Ordering::Relaxed);
-                Err(StoreError::Registry(op.error(RegistryErrorKind::Status {
+                Err(StoreError::from(op.error(RegistryErrorKind::Status {
                     status: 503,
                     code: Some("SIZE_INVALID".into()),
                     message: Some("the registry refused a single-request upload; retrying in chunks".into()),
                 })))
             }
             // The body is the blob itself: if its bytes failed verification, that is the error.
-            Err(err) => Err(reader.verification_failure().map_or(StoreError::Registry(err), StoreError::Verify)),
+            Err(err) => Err(reader.verification_failure().map_or(StoreError::from(err), StoreError::Verify)),
         }
     }
 
@@ -162,8 +162,8 @@ impl RegistrySink {
             let response = self
                 .client
                 .send(op, Method::PATCH, &location, &headers, RequestBody::Bytes(&buffer), false)
-                .map_err(StoreError::Registry)?;
-            location = self.location(op, &response).map_err(StoreError::Registry)?;
+                .map_err(StoreError::from)?;
+            location = self.location(op, &response).map_err(StoreError::from)?;
             offset += buffer.len() as u64;
         }
         // Reading to the end is what verifies the blob before it is committed.
@@ -172,7 +172,7 @@ impl RegistrySink {
             .read_to_end(&mut rest)
             .map_err(|e| StoreError::io(format!("verifying blob {}", descriptor.digest), e))?;
         let url = Self::with_digest(&location, &descriptor.digest);
-        self.client.send(op, Method::PUT, &url, &[], RequestBody::Empty, false).map_err(StoreError::Registry)?;
+        self.client.send(op, Method::PUT, &url, &[], RequestBody::Empty, false).map_err(StoreError::from)?;
         Ok(())
     }
 }
@@ -190,16 +190,16 @@ impl Sink for RegistrySink {
         let op = self.operation(format!("checking blob {}", descriptor.digest), &[]);
         let url = self.url(&format!("blobs/{}", descriptor.digest));
         let response =
-            self.client.send(&op, Method::HEAD, &url, &[], RequestBody::Empty, true).map_err(StoreError::Registry)?;
+            self.client.send(&op, Method::HEAD, &url, &[], RequestBody::Empty, true).map_err(StoreError::from)?;
         Ok(response.status() != 404)
     }
 
     fn put_blob(&self, descriptor: &Descriptor, reader: &mut BlobReader<'_>) -> Result<(), StoreError> {
         let op = self.operation(format!("uploading blob {}", descriptor.digest), &[]);
-        let location = match self.try_mount(&descriptor.digest).map_err(StoreError::Registry)? {
+        let location = match self.try_mount(&descriptor.digest).map_err(StoreError::from)? {
             Mount::Mounted => return Ok(()),
             Mount::UploadAt(location) => location,
-            Mount::NotTried => self.start_upload(&op).map_err(StoreError::Registry)?,
+            Mount::NotTried => self.start_upload(&op).map_err(StoreError::from)?,
         };
         if self.chunked.load(Ordering::Relaxed) {
             self.upload_chunked(&op, &location, descriptor, reader)
@@ -229,10 +229,10 @@ fn put_manifest_at(sink: &RegistrySink, manifest: &RawManifest, reference: &str)
     let response = sink
         .client
         .send(&op, Method::PUT, &url, &headers, RequestBody::Bytes(manifest.bytes()), false)
-        .map_err(StoreError::Registry)?;
+        .map_err(StoreError::from)?;
     let reported = response.headers().get("docker-content-digest").and_then(|v| v.to_str().ok()).map(str::to_string);
     if let Some(reported) = reported.filter(|r| *r != manifest.digest().to_string()) {
-        return Err(StoreError::Registry(op.error(RegistryErrorKind::Protocol(format!(
+        return Err(StoreError::from(op.error(RegistryErrorKind::Protocol(format!(
             "the registry stored the manifest as {reported}, not {}",
             manifest.digest()
         )))));

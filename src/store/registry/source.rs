@@ -65,7 +65,7 @@ fn not_found(err: RegistryError, what: String) -> StoreError {
     if err.is_not_found() {
         StoreError::NotFound { store: format!("{}/{}", err.registry, err.repository), what }
     } else {
-        StoreError::Registry(err)
+        StoreError::from(err)
     }
 }
 
@@ -96,7 +96,7 @@ impl Source for RegistrySource {
         let response = self
             .client
             .send(&op, Method::HEAD, &url, &[("Accept", accept.clone())], RequestBody::Empty, true)
-            .map_err(StoreError::Registry)?;
+            .map_err(StoreError::from)?;
         if response.status() == 404 {
             let what = match (&reference.digest, &reference.tag) {
                 (Some(digest), _) => format!("manifest {digest}"),
@@ -161,7 +161,7 @@ impl RegistrySource {
         let mut response = self
             .client
             .send(op, Method::GET, &url, &[("Accept", accept)], RequestBody::Empty, true)
-            .map_err(StoreError::Registry)?;
+            .map_err(StoreError::from)?;
         if response.status() == 404 {
             return Err(StoreError::NotFound { store: repository.to_string(), what: format!("manifest {target}") });
         }
@@ -172,7 +172,7 @@ impl RegistrySource {
             .with_config()
             .limit(MAX_MANIFEST_BYTES)
             .read_to_vec()
-            .map_err(|e| StoreError::Registry(op.error(super::client::transport_kind(e))))?;
+            .map_err(|e| StoreError::from(op.error(super::client::transport_kind(e))))?;
         let manifest = RawManifest::parse(bytes, media_type.as_deref())
             .map_err(|source| StoreError::Manifest { store: repository.to_string(), source })?;
         if let Some(expected) = expected {
@@ -186,7 +186,7 @@ impl RegistrySource {
         }
         if let Some(served) = served_digest.and_then(|d| d.parse::<Digest>().ok()) {
             if served != manifest.digest() {
-                return Err(StoreError::Registry(op.error(RegistryErrorKind::Protocol(format!(
+                return Err(StoreError::from(op.error(RegistryErrorKind::Protocol(format!(
                     "the registry says the manifest is {served} but its bytes hash to {}",
                     manifest.digest()
                 )))));
