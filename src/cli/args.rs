@@ -5,12 +5,13 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand};
 
 use super::exit::{Exit, Failure};
+use super::export::ExportArgs;
 use super::output::{self, human_bytes};
 use super::progress::Progress;
 use super::registry::RegistryFlags;
 use super::tag::TagArgs;
 use ferry::engine::TransferOptions;
-use ferry::ops::{export, inspect, verify};
+use ferry::ops::{inspect, verify};
 
 /// Carry OCI images and imgpkg bundles across an air gap as one verifiable archive.
 ///
@@ -53,31 +54,6 @@ pub enum Command {
     Tag(TagArgs),
 }
 
-/// Write images and everything they reference into one OCI-layout archive.
-///
-/// With --oci-layout, archives an OCI image layout directory (as skopeo, crane or buildah
-/// write). Every artifact in its index.json is carried; an imgpkg bundle's lock entries must be
-/// present in the layout too, or ferry names the missing ones. Blobs are verified as they are
-/// copied and written once however many images share them; the same input always gives a
-/// byte-identical archive.
-///
-/// Example: ferry export --oci-layout ./app-layout -o app.tar
-#[derive(Args, Debug)]
-pub struct ExportArgs {
-    /// OCI image layout directory to archive
-    #[arg(long, value_name = "DIR")]
-    pub oci_layout: PathBuf,
-    /// Archive to write (written as ARCHIVE.partial, renamed when complete)
-    #[arg(short, long, value_name = "ARCHIVE")]
-    pub output: PathBuf,
-    /// Also carry layers marked non-distributable (foreign), which are left out by default
-    #[arg(long)]
-    pub include_non_distributable_layers: bool,
-    /// Print the summary as JSON on stdout
-    #[arg(long)]
-    pub json: bool,
-}
-
 /// Check an archive's integrity offline: every blob hashed, every reference present.
 ///
 /// Hashes every blob (in parallel) against its name, checks every descriptor reachable from
@@ -108,39 +84,6 @@ pub struct InspectArgs {
     /// Print the listing as JSON on stdout
     #[arg(long)]
     pub json: bool,
-}
-
-impl ExportArgs {
-    pub fn run(&self, global: &Global) -> Result<Exit, Failure> {
-        let options = export::ExportOptions {
-            transfer: TransferOptions { workers: global.workers(), ..TransferOptions::default() },
-            include_non_distributable: self.include_non_distributable_layers,
-        };
-        let progress = Progress::new(global.quiet);
-        let result = export::export_layout(&self.oci_layout, &self.output, &options, &progress);
-        progress.finish();
-        let summary = result.map_err(|err| {
-            let integrity = err.is_integrity();
-            Failure::new(err, integrity)
-        })?;
-        if self.json {
-            output::json(&summary);
-        } else if !global.quiet {
-            output::note(&format!(
-                "wrote {} ({}): {} artifacts, {} bundles, {} manifests, {} blobs; dedup saved {} in {:.1}s",
-                summary.archive,
-                human_bytes(summary.archive_bytes),
-                summary.artifacts,
-                summary.bundles,
-                summary.manifests,
-                summary.blobs,
-                human_bytes(summary.dedup_saved_bytes),
-                summary.seconds
-            ));
-            output::data(&format!("identity {}", summary.identity));
-        }
-        Ok(Exit::Success)
-    }
 }
 
 impl VerifyArgs {

@@ -3,6 +3,7 @@
 
 mod args;
 mod exit;
+mod export;
 mod output;
 mod progress;
 mod registry;

@@ -1,7 +1,7 @@
 //! `ferry export`: write everything a set of artifacts needs into one archive.
 //!
-//! The source here is an OCI layout directory (`--oci-layout`); the walk, plan and transfer are
-//! the engine's, so registry sources plug in without changing this flow.
+//! The source is a registry (`-b`, `-i`, `--lock`) or an OCI layout directory (`--oci-layout`);
+//! the walk, plan and transfer are the engine's, the same for every source.
 
 use std::path::Path;
 use std::time::Instant;
@@ -9,8 +9,11 @@ use std::time::Instant;
 use serde::Serialize;
 
 use super::artifacts_of_index;
-use crate::engine::{Graph, Reporter, TransferError, TransferOptions, WalkOptions, build_plan, transfer, walk};
-use crate::model::{Digest, sha256_digest};
+use crate::engine::{
+    Artifact, Graph, Reporter, TransferError, TransferOptions, WalkOptions, build_plan, transfer, walk,
+};
+use crate::model::lock::AnyLock;
+use crate::model::{Digest, Reference, sha256_digest};
 use crate::store::layout_dir::LayoutDirSource;
 use crate::store::layout_tar::LayoutTarSink;
 use crate::store::{Source, StoreError};
@@ -42,6 +45,8 @@ pub enum ExportError {
     Incomplete { source_name: String, problems: Vec<String>, integrity: bool },
     #[error(transparent)]
     Transfer(#[from] TransferError),
+    #[error("{}", .problems.join("\n"))]
+    WrongKind { problems: Vec<String> },
 }
 
 impl ExportError {
@@ -50,6 +55,7 @@ impl ExportError {
             ExportError::Store(err) => err.is_integrity(),
             ExportError::Incomplete { integrity, .. } => *integrity,
             ExportError::Transfer(err) => err.is_integrity(),
+            ExportError::WrongKind { .. } => false,
         }
     }
 }
@@ -61,23 +67,69 @@ pub struct ExportOptions {
     pub include_non_distributable: bool,
 }
 
-/// Archives the OCI layout directory `layout` into `output`.
-pub fn export_layout(
-    layout: &Path,
+/// What the roots must be (imgpkg's `-b` and `-i`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Expect {
+    Bundle,
+    Image,
+    Any,
+}
+
+/// The roots of an OCI layout directory: every artifact of its `index.json`.
+pub fn layout_roots(source: &LayoutDirSource) -> Vec<Artifact> {
+    let mut roots = artifacts_of_index(source.index());
+    for root in &mut roots {
+        root.is_root = true;
+    }
+    roots
+}
+
+/// A root named by reference, resolved in `source`.
+pub fn reference_root(source: &dyn Source, reference: &Reference) -> Result<Artifact, StoreError> {
+    let descriptor = source.resolve(reference)?;
+    let mut artifact = Artifact::new(descriptor);
+    artifact.original = Some(reference.clone());
+    artifact.ref_name = Some(reference.to_string());
+    artifact.is_root = true;
+    Ok(artifact)
+}
+
+/// The roots a `--lock` file names: a BundleLock's bundle (with its tag), or every entry of an
+/// ImagesLock (with its annotations).
+pub fn lock_roots(source: &dyn Source, path: &Path) -> Result<(Vec<Artifact>, Expect), ExportError> {
+    let what = path.display().to_string();
+    let text = std::fs::read_to_string(path).map_err(|e| StoreError::io(format!("reading {what}"), e))?;
+    let invalid = |reason: String| ExportError::Store(StoreError::Invalid { store: what.clone(), reason });
+    match AnyLock::parse(&text, &what).map_err(|e| invalid(e.to_string()))? {
+        AnyLock::Bundle(lock) => {
+            let mut reference = lock.reference(&what).map_err(|e| invalid(e.to_string()))?;
+            reference.tag = lock.bundle.tag.clone();
+            Ok((vec![reference_root(source, &reference)?], Expect::Bundle))
+        }
+        AnyLock::Images(lock) => {
+            let references = lock.references(&what).map_err(|e| invalid(e.to_string()))?;
+            let roots =
+                references.iter().map(|reference| reference_root(source, reference)).collect::<Result<_, _>>()?;
+            Ok((roots, Expect::Any))
+        }
+    }
+}
+
+/// Walks from `roots` in `source` and writes everything into the archive `output`.
+pub fn export(
+    source: &dyn Source,
+    roots: Vec<Artifact>,
+    expect: Expect,
     output: &Path,
     options: &ExportOptions,
     reporter: &dyn Reporter,
 ) -> Result<ExportSummary, ExportError> {
     let started = Instant::now();
-    let source = LayoutDirSource::open(layout)?;
-    let mut roots = artifacts_of_index(source.index());
-    for root in &mut roots {
-        root.is_root = true;
-    }
     let walk_options =
         WalkOptions { workers: options.transfer.workers, include_non_distributable: options.include_non_distributable };
-    let graph = walk(&source, roots, &walk_options);
-    fail_on_problems(&source, &graph)?;
+    let graph = walk(source, roots, &walk_options);
+    fail_on_problems(source, &graph)?;
+    check_expectation(&graph, expect)?;
     for omitted in graph.omitted.values() {
         let users: Vec<String> = graph
             .artifacts
@@ -94,7 +146,7 @@ pub fn export_layout(
     }
     let plan = build_plan(&graph);
     let mut sink = LayoutTarSink::new(output);
-    transfer(&source, &mut sink, &plan, &options.transfer, reporter)?;
+    transfer(source, &mut sink, &plan, &options.transfer, reporter)?;
 
     let archive_bytes =
         std::fs::metadata(output).map_err(|e| StoreError::io(format!("reading {}", output.display()), e))?.len();
@@ -113,6 +165,28 @@ pub fn export_layout(
         omitted_layers: plan.omitted.iter().map(|d| d.digest.to_string()).collect(),
         seconds: started.elapsed().as_secs_f64(),
     })
+}
+
+/// `-b` must name a bundle and `-i` must not, as with imgpkg.
+fn check_expectation(graph: &Graph, expect: Expect) -> Result<(), ExportError> {
+    let wrong: Vec<String> = graph
+        .artifacts
+        .iter()
+        .filter(|artifact| artifact.is_root)
+        .filter_map(|root| match (expect, root.is_bundle) {
+            (Expect::Bundle, false) => Some(format!(
+                "{} is not a bundle (its config has no {} label); use -i to export it as an image",
+                root.label(),
+                crate::model::manifest::BUNDLE_LABEL
+            )),
+            (Expect::Image, true) => Some(format!("{} is a bundle; use -b to export it with its images", root.label())),
+            _ => None,
+        })
+        .collect();
+    if wrong.is_empty() {
+        return Ok(());
+    }
+    Err(ExportError::WrongKind { problems: wrong })
 }
 
 /// An export carries everything or nothing: any problem found by the walk stops it, and every
