@@ -9,6 +9,7 @@
 pub mod layout_dir;
 pub mod layout_tar;
 mod plan;
+pub mod read_ahead;
 mod region;
 pub mod registry;
 

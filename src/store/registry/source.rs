@@ -18,7 +18,11 @@ use super::error::{RegistryError, RegistryErrorKind};
 use crate::model::manifest::MAX_MANIFEST_BYTES;
 use crate::model::media::MANIFEST_ACCEPT;
 use crate::model::{Descriptor, Digest, RawManifest, Reference, Repository};
+use crate::store::read_ahead::ReadAhead;
 use crate::store::{BlobReader, Source, StoreError};
+
+const READ_AHEAD_DEPTH: usize = 4;
+const READ_AHEAD_BUFFER: usize = 1 << 20;
 use crate::verify::VerifyingReader;
 
 /// Reads images from any registry the references name.
@@ -36,7 +40,9 @@ impl RegistrySource {
         &self.client
     }
 
-    fn remember(&self, digest: Digest, repository: &Repository) {
+    /// Records that `repository` holds `digest` (the walk does this itself from manifests;
+    /// callers that fetch a bare blob say where it is).
+    pub fn remember(&self, digest: Digest, repository: &Repository) {
         self.locations.lock().expect("locations lock").entry(digest).or_insert_with(|| repository.clone());
     }
 
@@ -142,6 +148,8 @@ impl Source for RegistrySource {
         );
         let body = ResumableBody::open(Arc::clone(&self.client), op, url, descriptor.size)?;
         let origin = format!("{}/{}", repository.registry, repository.path);
+        // Network reads run ahead on their own thread while the consumer hashes and writes.
+        let body = ReadAhead::new(body, READ_AHEAD_DEPTH, READ_AHEAD_BUFFER);
         Ok(VerifyingReader::new(Box::new(body), descriptor.digest, descriptor.size, origin))
     }
 }

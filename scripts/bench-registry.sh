@@ -1,0 +1,80 @@
+#!/usr/bin/env bash
+# `make bench`, registry part: one blob of BLOB_MIB (default 256) MiB of random bytes, pushed
+# and pulled against a local docker-registry (plain HTTP on 127.0.0.1) by curl and by ferry's
+# client (examples/registry_bench.rs, hashing through the verifying reader), in the same run.
+# Reports medians of RUNS runs, the ratio to curl, and ferry's peak RSS.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+blob_mib=${BLOB_MIB:-256}
+runs=${RUNS:-5}
+bench=$PWD/target/release/examples/registry_bench
+cargo build --quiet --release --example registry_bench
+
+work=$(mktemp -d -t ferry-bench-registry.XXXXXX)
+port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])' 2>/dev/null || echo 5099)
+cat > "$work/config.yml" <<YAML
+version: 0.1
+storage:
+  filesystem:
+    rootdirectory: $work/data
+  delete:
+    enabled: true
+http:
+  addr: 127.0.0.1:$port
+log:
+  level: error
+YAML
+docker-registry serve "$work/config.yml" >"$work/registry.log" 2>&1 &
+registry_pid=$!
+trap 'kill $registry_pid 2>/dev/null; wait $registry_pid 2>/dev/null; rm -rf "$work"' EXIT
+for _ in $(seq 50); do curl -sf "http://127.0.0.1:$port/v2/" >/dev/null && break; sleep 0.1; done
+
+head -c $((blob_mib * 1024 * 1024)) /dev/urandom >"$work/blob"
+digest="sha256:$(sha256sum "$work/blob" | cut -d' ' -f1)"
+size=$(stat -c %s "$work/blob")
+base="http://127.0.0.1:$port/v2"
+
+curl_put() {  # POST then PUT ?digest, body streamed from the file with its Content-Length
+  local repo=$1 location
+  location=$(curl -sf -X POST -D - -o /dev/null "$base/$repo/blobs/uploads/" | tr -d '\r' | awk 'tolower($1)=="location:"{print $2}')
+  case "$location" in http*) ;; *) location="http://127.0.0.1:$port$location" ;; esac
+  curl -sf -X PUT -H 'Content-Type: application/octet-stream' -T "$work/blob" "$location&digest=$digest" -o /dev/null
+}
+delete_blob() { curl -sf -X DELETE "$base/$1/blobs/$digest" -o /dev/null || true; }
+
+now() { date +%s.%N; }
+median() { sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+time_put() {  # tool repo
+  local start end
+  delete_blob "$2"
+  start=$(now)
+  if [ "$1" = curl ]; then curl_put "$2"; else "$bench" put "127.0.0.1:$port" "$2" "$work/blob" "$digest"; fi
+  end=$(now)
+  echo "$end - $start" | bc -l
+}
+time_get() {
+  local start end
+  start=$(now)
+  if [ "$1" = curl ]; then curl -sf -o /dev/null "$base/bench/blobs/$digest"; else "$bench" get "127.0.0.1:$port" bench "$digest" "$size"; fi
+  end=$(now)
+  echo "$end - $start" | bc -l
+}
+
+curl_put bench  # the blob the GETs read
+curl_get=$(for _ in $(seq "$runs"); do time_get curl; done | median)
+ferry_get=$(for _ in $(seq "$runs"); do time_get ferry; done | median)
+curl_up=$(for i in $(seq "$runs"); do time_put curl "up-curl-$i"; done | median)
+ferry_up=$(for i in $(seq "$runs"); do time_put ferry "up-ferry-$i"; done | median)
+rss_get=$(/usr/bin/time -f %M "$bench" get "127.0.0.1:$port" bench "$digest" "$size" 2>&1 >/dev/null | tail -n 1)
+delete_blob rss
+rss_put=$(/usr/bin/time -f %M "$bench" put "127.0.0.1:$port" rss "$work/blob" "$digest" 2>&1 >/dev/null | tail -n 1)
+
+mib=$(echo "$size / 1048576" | bc -l)
+printf '\nregistry blob transfer, %.0f MiB, median of %d runs (local docker-registry, plain HTTP)\n' "$mib" "$runs"
+printf '%-28s %8s %10s %10s\n' operation seconds MiB/s "vs curl"
+row() { printf '%-28s %8.3f %10.0f %9.2fx\n' "$1" "$2" "$(echo "$mib / $2" | bc -l)" "$(echo "$3 / $2" | bc -l)"; }
+row "curl GET" "$curl_get" "$curl_get"
+row "ferry GET (hashing)" "$ferry_get" "$curl_get"
+row "curl POST+PUT" "$curl_up" "$curl_up"
+row "ferry upload (hashing)" "$ferry_up" "$curl_up"
+printf 'ferry client peak RSS: GET %d KiB, upload %d KiB\n' "$rss_get" "$rss_put"
