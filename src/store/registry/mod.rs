@@ -19,4 +19,4 @@ pub use credentials::{Credential, CredentialStore, FlagCredentials, Secret};
 pub use error::{RegistryError, RegistryErrorKind};
 pub use sink::RegistrySink;
 pub use source::RegistrySource;
-pub use tags::list_tags;
+pub use tags::{list_tags, list_tags_paged};

@@ -10,8 +10,20 @@ use crate::model::Repository;
 /// A bound on pages, against a registry that links back to itself forever.
 const MAX_PAGES: usize = 10_000;
 
+/// Tags asked for per page.
+pub const PAGE_SIZE: usize = 1000;
+
 /// Every tag of `repository`, in the registry's order.
 pub fn list_tags(client: &RegistryClient, repository: &Repository) -> Result<Vec<String>, RegistryError> {
+    list_tags_paged(client, repository, PAGE_SIZE)
+}
+
+/// [`list_tags`] with a page size of the caller's choosing.
+pub fn list_tags_paged(
+    client: &RegistryClient,
+    repository: &Repository,
+    page_size: usize,
+) -> Result<Vec<String>, RegistryError> {
     let op = Operation {
         registry: repository.registry.clone(),
         repository: repository.path.clone(),
@@ -19,7 +31,7 @@ pub fn list_tags(client: &RegistryClient, repository: &Repository) -> Result<Vec
         scopes: vec![format!("repository:{}:pull", repository.path)],
     };
     let base = client.base_url(&repository.registry);
-    let mut url = format!("{base}/v2/{}/tags/list?n=1000", repository.path);
+    let mut url = format!("{base}/v2/{}/tags/list?n={page_size}", repository.path);
     let mut tags = Vec::new();
     for _ in 0..MAX_PAGES {
         let mut response = client.send(&op, Method::GET, &url, &[], RequestBody::Empty, false)?;

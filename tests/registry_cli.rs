@@ -1,0 +1,230 @@
+//! `ferry tag list`, `ferry tag resolve` and `ferry export -i` against a real registry
+//! (tests/support: docker-registry on 127.0.0.1) in every variant: plain HTTP, TLS with a
+//! private CA, TLS with basic auth, TLS with token auth. Credentials come from flags, imgpkg's
+//! environment variables and Docker's config file; errors must say what to do.
+
+mod support;
+
+use std::path::Path;
+use std::time::Duration;
+
+use assert_cmd::Command;
+use support::{Registry, Variant, write_image_layout};
+
+const TIMEOUT: Duration = Duration::from_secs(60);
+
+/// A ferry command with everything that could leak credentials from the machine removed.
+fn ferry(home: &Path) -> Command {
+    let mut command = Command::cargo_bin("ferry").unwrap();
+    command.timeout(TIMEOUT).env("HOME", home).env("DOCKER_CONFIG", home.join(".docker")).env_remove("XDG_RUNTIME_DIR");
+    for (key, _) in std::env::vars() {
+        if key.starts_with("IMGPKG_") || key.starts_with("FERRY_") || key == "REGISTRY_AUTH_FILE" {
+            command.env_remove(key);
+        }
+    }
+    command
+}
+
+/// Flags that reach `registry` (TLS trust, plain HTTP), without credentials.
+fn reach(registry: &Registry) -> Vec<String> {
+    match registry.ca_cert_path() {
+        Some(ca) => vec!["--registry-ca-cert-path".into(), ca.display().to_string()],
+        None => vec!["--registry-insecure".into()],
+    }
+}
+
+fn credential_flags(registry: &Registry) -> Vec<String> {
+    registry
+        .credentials()
+        .map(|(user, password)| {
+            vec!["--registry-username".into(), user.into(), "--registry-password".into(), password.into()]
+        })
+        .unwrap_or_default()
+}
+
+/// Pushes one small image as `team/app:v1` and `team/app:v2`; returns its manifest digest.
+fn seed(registry: &Registry, scratch: &Path) -> String {
+    let layout = scratch.join("layout");
+    let image = write_image_layout(&layout, "app", &[("hello.txt", b"hello from ferry's tests\n")]);
+    registry.push_layout(&layout, "app", "team/app:v1");
+    registry.push_layout(&layout, "app", "team/app:v2");
+    image.manifest_digest
+}
+
+fn stdout(output: &std::process::Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+fn stderr(output: &std::process::Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+/// spec/cli.md "tag": list (with digests) and resolve work in every variant with flags.
+#[test]
+fn tag_list_and_resolve_in_every_variant() {
+    for variant in [Variant::Plain, Variant::Tls, Variant::TlsBasicAuth, Variant::TlsTokenAuth] {
+        let registry = Registry::start(variant);
+        let scratch = tempfile::tempdir().unwrap();
+        let digest = seed(&registry, scratch.path());
+        let repo = format!("{}/team/app", registry.host());
+        let mut args = reach(&registry);
+        args.extend(credential_flags(&registry));
+
+        let listed = ferry(scratch.path()).args(["tag", "list", &repo, "--digests"]).args(&args).output().unwrap();
+        assert!(listed.status.success(), "{variant:?}: {}", stderr(&listed));
+        assert_eq!(stdout(&listed), format!("v1\t{digest}\nv2\t{digest}\n"), "{variant:?}");
+
+        let resolved =
+            ferry(scratch.path()).args(["tag", "resolve", &format!("{repo}:v1")]).args(&args).output().unwrap();
+        assert!(resolved.status.success(), "{variant:?}: {}", stderr(&resolved));
+        assert_eq!(stdout(&resolved).trim(), format!("{repo}@{digest}"));
+        if variant == Variant::TlsTokenAuth {
+            assert!(registry.token_requests() <= 4, "tokens are cached: {} requests", registry.token_requests());
+        }
+    }
+}
+
+/// Credentials from imgpkg's environment variables and from Docker's config file.
+#[test]
+fn credentials_from_imgpkg_env_and_docker_config() {
+    let registry = Registry::start(Variant::TlsBasicAuth);
+    let scratch = tempfile::tempdir().unwrap();
+    seed(&registry, scratch.path());
+    let (user, password) = registry.credentials().unwrap();
+    let repo = format!("{}/team/app", registry.host());
+
+    let from_env = ferry(scratch.path())
+        .args(["tag", "list", &repo])
+        .args(reach(&registry))
+        .env("IMGPKG_REGISTRY_HOSTNAME_0", registry.host())
+        .env("IMGPKG_REGISTRY_USERNAME_0", user)
+        .env("IMGPKG_REGISTRY_PASSWORD_0", password)
+        .output()
+        .unwrap();
+    assert!(from_env.status.success(), "{}", stderr(&from_env));
+    assert_eq!(stdout(&from_env), "v1\nv2\n");
+
+    let home = tempfile::tempdir().unwrap();
+    registry.write_docker_config(&home.path().join(".docker"));
+    let from_config = ferry(home.path()).args(["tag", "list", &repo]).args(reach(&registry)).output().unwrap();
+    assert!(from_config.status.success(), "{}", stderr(&from_config));
+    assert_eq!(stdout(&from_config), "v1\nv2\n");
+}
+
+/// Errors a user can act on, and never a secret in them.
+#[test]
+fn errors_name_the_problem_and_hide_secrets() {
+    let registry = Registry::start(Variant::TlsBasicAuth);
+    let scratch = tempfile::tempdir().unwrap();
+    seed(&registry, scratch.path());
+    let repo = format!("{}/team/app", registry.host());
+    let (user, _) = registry.credentials().unwrap();
+
+    let wrong = ferry(scratch.path())
+        .args(["tag", "list", &repo, "--registry-username", user, "--registry-password", "not-the-password-xyz"])
+        .args(reach(&registry))
+        .output()
+        .unwrap();
+    assert_eq!(wrong.status.code(), Some(1));
+    let message = stderr(&wrong);
+    assert!(message.contains("HTTP 401") && message.contains("--registry-username"), "{message}");
+    assert!(!message.contains("not-the-password-xyz"), "the password leaked: {message}");
+
+    let mut args = reach(&registry);
+    args.extend(credential_flags(&registry));
+    let missing_repo = ferry(scratch.path())
+        .args(["tag", "list", &format!("{}/team/nothing", registry.host())])
+        .args(&args)
+        .output()
+        .unwrap();
+    assert!(stderr(&missing_repo).contains("NAME_UNKNOWN"), "{}", stderr(&missing_repo));
+
+    let missing_tag =
+        ferry(scratch.path()).args(["tag", "resolve", &format!("{repo}:nope")]).args(&args).output().unwrap();
+    assert_eq!(missing_tag.status.code(), Some(1));
+    assert!(stderr(&missing_tag).contains("tag nope not found"), "{}", stderr(&missing_tag));
+
+    let untrusted =
+        ferry(scratch.path()).args(["tag", "list", &repo]).args(credential_flags(&registry)).output().unwrap();
+    assert_eq!(untrusted.status.code(), Some(1));
+    assert!(stderr(&untrusted).contains("--registry-ca-cert-path"), "{}", stderr(&untrusted));
+}
+
+/// Internal `*.imgpkg` tags are hidden unless asked for; JSON output has the documented shape.
+#[test]
+fn internal_tags_are_hidden_unless_asked() {
+    let registry = Registry::start(Variant::Plain);
+    let scratch = tempfile::tempdir().unwrap();
+    let digest = seed(&registry, scratch.path());
+    let layout = scratch.path().join("layout");
+    let internal = format!("team/app:{}.imgpkg", digest.replace(':', "-"));
+    registry.push_layout(&layout, "app", &internal);
+    let repo = format!("{}/team/app", registry.host());
+
+    let plain = ferry(scratch.path()).args(["tag", "list", &repo, "--registry-insecure"]).output().unwrap();
+    assert_eq!(stdout(&plain), "v1\nv2\n");
+    let all = ferry(scratch.path())
+        .args(["tag", "list", &repo, "--registry-insecure", "--imgpkg-internal-tags", "--json"])
+        .output()
+        .unwrap();
+    let listing: serde_json::Value = serde_json::from_slice(&all.stdout).unwrap();
+    assert_eq!(listing.as_array().unwrap().len(), 3, "{listing}");
+    assert!(listing[0]["tag"].as_str().unwrap().ends_with(".imgpkg"));
+}
+
+/// Link pagination: a small page size walks every page of a real registry's tag list.
+#[test]
+fn tag_listing_follows_link_pagination() {
+    use ferry::model::Repository;
+    use ferry::store::registry::{CredentialStore, FlagCredentials, RegistryClient, RegistryOptions, list_tags_paged};
+
+    let registry = Registry::start(Variant::Plain);
+    let scratch = tempfile::tempdir().unwrap();
+    seed(&registry, scratch.path());
+    let layout = scratch.path().join("layout");
+    for tag in ["v3", "v4", "v5"] {
+        registry.push_layout(&layout, "app", &format!("team/app:{tag}"));
+    }
+    let options = RegistryOptions { insecure: true, ..RegistryOptions::default() };
+    let credentials = CredentialStore::new(FlagCredentials::default(), &Default::default(), Vec::new());
+    let client = RegistryClient::new(options, credentials).unwrap();
+    let repository = Repository::parse(&format!("{}/team/app", registry.host())).unwrap();
+    let mut tags = list_tags_paged(&client, &repository, 2).unwrap();
+    tags.sort();
+    assert_eq!(tags, ["v1", "v2", "v3", "v4", "v5"]);
+}
+
+/// `ferry export -i` through TLS and token auth gives an archive that verifies, with the
+/// registry's digest.
+#[test]
+fn export_an_image_through_token_auth() {
+    let registry = Registry::start(Variant::TlsTokenAuth);
+    let scratch = tempfile::tempdir().unwrap();
+    let digest = seed(&registry, scratch.path());
+    let archive = scratch.path().join("app.tar");
+    let mut args = reach(&registry);
+    args.extend(credential_flags(&registry));
+    let exported = ferry(scratch.path())
+        .args(["export", "-i", &format!("{}/team/app:v1", registry.host()), "-o"])
+        .arg(&archive)
+        .args(&args)
+        .arg("--json")
+        .output()
+        .unwrap();
+    assert!(exported.status.success(), "{}", stderr(&exported));
+    let verified = ferry(scratch.path()).arg("verify").arg(&archive).arg("--json").output().unwrap();
+    assert!(verified.status.success(), "{}", stdout(&verified));
+    let inspected = ferry(scratch.path()).arg("inspect").arg(&archive).arg("--json").output().unwrap();
+    let report: serde_json::Value = serde_json::from_slice(&inspected.stdout).unwrap();
+    assert_eq!(report["artifacts"][0]["digest"], digest.as_str());
+    assert_eq!(report["artifacts"][0]["rootTag"], "v1");
+
+    let bundle = ferry(scratch.path())
+        .args(["export", "-b", &format!("{}/team/app:v1", registry.host()), "-o"])
+        .arg(scratch.path().join("b.tar"))
+        .args(&args)
+        .output()
+        .unwrap();
+    assert_eq!(bundle.status.code(), Some(1));
+    assert!(stderr(&bundle).contains("is not a bundle") && stderr(&bundle).contains("use -i"), "{}", stderr(&bundle));
+}
