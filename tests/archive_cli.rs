@@ -227,10 +227,17 @@ fn skopeo_reads_the_archive_and_keeps_every_digest() {
         let entry = &index_entries(&extracted)[0];
         let name = entry["annotations"]["org.opencontainers.image.ref.name"].as_str().unwrap();
         let digest = entry["digest"].as_str().unwrap();
+        // containers/image (skopeo 1.9) selects by name only entries with OCI media types; a
+        // Docker schema 2 entry is read as the archive's only entry (spec/archive.md AR-1).
+        let source = if entry["mediaType"].as_str().unwrap().contains("docker") {
+            format!("oci-archive:{}", archive.display())
+        } else {
+            format!("oci-archive:{}:{name}", archive.display())
+        };
 
         let raw = Process::new("skopeo")
             .args(["inspect", "--raw"])
-            .arg(format!("oci-archive:{}:{name}", archive.display()))
+            .arg(&source)
             .output()
             .unwrap();
         assert!(raw.status.success(), "{layout}: {}", String::from_utf8_lossy(&raw.stderr));
@@ -240,7 +247,7 @@ fn skopeo_reads_the_archive_and_keeps_every_digest() {
         let copy = dir.path().join(format!("{layout}-copy"));
         let copied = Process::new("skopeo")
             .args(["copy", "--all", "--preserve-digests", "--quiet"])
-            .arg(format!("oci-archive:{}:{name}", archive.display()))
+            .arg(&source)
             .arg(format!("oci:{}:{name}", copy.display()))
             .output()
             .unwrap();

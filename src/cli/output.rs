@@ -27,11 +27,14 @@ pub fn warn(text: &str) {
     eprintln!("warning: {text}");
 }
 
-/// Prints an error with its chain of causes.
+/// Prints an error with the causes its own message does not already include.
 pub fn error(err: &anyhow::Error) {
-    eprintln!("error: {err}");
-    for cause in err.chain().skip(1) {
-        eprintln!("  caused by: {cause}");
+    let message = err.to_string();
+    eprintln!("error: {message}");
+    for cause in err.chain().skip(1).map(|cause| cause.to_string()) {
+        if !message.contains(&cause) {
+            eprintln!("  caused by: {cause}");
+        }
     }
 }
 
