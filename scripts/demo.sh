@@ -10,7 +10,7 @@ trap 'rm -rf "$work"' EXIT
 
 step() { printf '\n== %s\n' "$*"; }
 
-step "generating sample layouts (examples/fixtures.rs)"
+step "generating sample layouts (examples/fixtures/main.rs)"
 cargo run --quiet --release --example fixtures -- layouts "$work/layouts"
 ls "$work/layouts"
 

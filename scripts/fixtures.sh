@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Regenerates the committed fixtures: small OCI layouts (examples/fixtures.rs) and the corpus
+# Regenerates the committed fixtures: small OCI layouts (examples/fixtures/main.rs) and the corpus
 # of tampered archives made from a good archive of the bundle layout. See fixtures/README.md.
 set -euo pipefail
 cd "$(dirname "$0")/.."
