@@ -27,7 +27,8 @@ check: deps
 demo: deps build
 	bash scripts/demo.sh
 
-## bench: ferry verify beside openssl and sha256sum on a generated ~1 GiB archive
+## bench: ferry verify beside openssl and sha256sum on a generated ~1 GiB archive, and the
+## registry client beside curl on a 256 MiB blob (local docker-registry)
 bench: deps build
 	bash scripts/bench.sh
 

@@ -50,3 +50,6 @@ for row in "ferry verify:$ferry_s" "openssl dgst -sha256:$openssl_s" "sha256sum:
   printf '%-22s %8.3f %10.0f %7.2fx\n' "$name" "$s" "$(echo "$mib / $s" | bc -l)" "$(echo "$openssl_s / $s" | bc -l)"
 done
 printf 'ferry verify peak RSS: %d KiB (%.1f MiB)\n' "$rss_kib" "$(echo "$rss_kib / 1024" | bc -l)"
+
+# The registry client beside curl (issue 3): one large blob down and up.
+bash "$(dirname "$0")/bench-registry.sh"
