@@ -6,6 +6,7 @@ use clap::{Args, Parser, Subcommand};
 
 use super::exit::{Exit, Failure};
 use super::export::ExportArgs;
+use super::import::ImportArgs;
 use super::output::{self, human_bytes};
 use super::progress::Progress;
 use super::registry::RegistryFlags;
@@ -49,6 +50,7 @@ impl Global {
 #[derive(Subcommand, Debug)]
 pub enum Command {
     Export(ExportArgs),
+    Import(ImportArgs),
     Verify(VerifyArgs),
     Inspect(InspectArgs),
     Tag(TagArgs),

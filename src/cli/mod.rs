@@ -4,6 +4,7 @@
 mod args;
 mod exit;
 mod export;
+mod import;
 mod output;
 mod progress;
 mod registry;
@@ -20,6 +21,7 @@ pub fn main() -> ExitCode {
     let cli = Cli::parse();
     let outcome = match &cli.command {
         Command::Export(args) => args.run(&cli.global),
+        Command::Import(args) => args.run(&cli.global),
         Command::Verify(args) => args.run(&cli.global),
         Command::Inspect(args) => args.run(&cli.global),
         Command::Tag(args) => args.run(&cli.global),

@@ -146,7 +146,9 @@ fn parse_typed<T: for<'de> Deserialize<'de>>(text: &str, what: &str, kind: &'sta
 }
 
 fn to_yaml<T: Serialize>(value: &T) -> String {
-    let body = serde_saphyr::to_string(value).expect("lock types always serialise");
+    // Plain scalars on one line, as imgpkg writes them: no folded (`>-`) long references.
+    let options = serde_saphyr::ser_options! { prefer_block_scalars: false };
+    let body = serde_saphyr::to_string_with_options(value, options).expect("lock types always serialise");
     format!("---\n{body}")
 }
 
@@ -295,6 +297,13 @@ mod tests {
         assert!(matches!(AnyLock::parse(&yaml, "f").unwrap(), AnyLock::Bundle(_)));
         let images = lock_text(&format!("nginx@sha256:{HEX}"));
         assert!(matches!(AnyLock::parse(&images, "f").unwrap(), AnyLock::Images(_)));
+    }
+
+    #[test]
+    fn long_references_stay_on_one_line() {
+        let image = format!("127.0.0.1:5055/relocated/a-rather-long-repository-name/bundle@sha256:{HEX}");
+        let yaml = BundleLock::new(image.clone(), None).to_yaml();
+        assert!(yaml.contains(&format!("  image: {image}\n")), "{yaml}");
     }
 
     #[test]

@@ -2,7 +2,9 @@
 //! They return typed reports; printing them is the CLI's job.
 
 pub mod export;
+pub mod import;
 pub mod inspect;
+pub mod locations;
 pub mod tags;
 pub mod verify;
 

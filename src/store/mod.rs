@@ -8,6 +8,7 @@
 
 pub mod layout_dir;
 pub mod layout_tar;
+pub mod memory;
 mod plan;
 pub mod read_ahead;
 mod region;

@@ -1,0 +1,79 @@
+//! `ferry import`: flags and the summary.
+
+use std::path::PathBuf;
+
+use clap::Args;
+
+use super::args::Global;
+use super::exit::{Exit, Failure};
+use super::output::{self, human_bytes};
+use super::progress::Progress;
+use ferry::engine::TransferOptions;
+use ferry::model::Repository;
+use ferry::ops::import::{ImportOptions, import_archive};
+
+/// Push an archive into one repository, verified, tagged and recorded the imgpkg way.
+///
+/// The archive is verified completely first (nothing is pushed from a damaged archive), then
+/// every blob the repository lacks is uploaded from the archive in place, manifests follow,
+/// children first, and tags last: sha256-<hex>.imgpkg on every bundle and image, the root's
+/// original tag, and a sha256-<hex>.image-locations.imgpkg record for every bundle, which is
+/// how imgpkg finds the images of a relocated bundle. Every tag is then read back and checked.
+/// The registries named in the archive are never contacted. Re-running is cheap and changes
+/// nothing.
+///
+/// Example:
+///   ferry import bundle.tar --to-repo registry.internal/team/bundle --lock-output bundle.lock.yml
+#[derive(Args, Debug)]
+#[command(verbatim_doc_comment)]
+pub struct ImportArgs {
+    /// Archive written by `ferry export`
+    pub archive: PathBuf,
+    /// The one repository everything goes into, e.g. registry.internal/team/bundle
+    #[arg(long, value_name = "REPO")]
+    pub to_repo: String,
+    /// Write a BundleLock (bundle archives) or ImagesLock pointing at the new location
+    #[arg(long, value_name = "FILE")]
+    pub lock_output: Option<PathBuf>,
+    /// Print the summary as JSON on stdout
+    #[arg(long)]
+    pub json: bool,
+}
+
+impl ImportArgs {
+    pub fn run(&self, global: &Global) -> Result<Exit, Failure> {
+        let repository = Repository::parse(&self.to_repo).map_err(|e| Failure::new(e, false))?;
+        let client = global.registry.client(global.workers()).map_err(|e| Failure::new(e, false))?;
+        let options = ImportOptions {
+            transfer: TransferOptions { workers: global.workers(), ..TransferOptions::default() },
+            lock_output: self.lock_output.clone(),
+        };
+        let progress = Progress::new(global.quiet);
+        let result = import_archive(&self.archive, client, &repository, &options, &progress);
+        progress.finish();
+        let summary = result.map_err(|err| {
+            let integrity = err.is_integrity();
+            Failure::new(err, integrity)
+        })?;
+        if self.json {
+            output::json(&summary);
+        } else if !global.quiet {
+            output::note(&format!(
+                "imported {} into {}: {} blobs uploaded ({}), {} already present, {} manifests, {} tags, {} locations records in {:.1}s",
+                summary.archive,
+                summary.repository,
+                summary.blobs_uploaded,
+                human_bytes(summary.bytes_uploaded),
+                summary.blobs_present,
+                summary.manifests,
+                summary.tags.len(),
+                summary.locations_records,
+                summary.seconds
+            ));
+            if let Some(lock) = &summary.lock_output {
+                output::note(&format!("wrote {lock}"));
+            }
+        }
+        Ok(Exit::Success)
+    }
+}

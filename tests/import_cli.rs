@@ -1,0 +1,278 @@
+//! `ferry import` against a real registry (tests/support): the round trip from an archive into
+//! one repository with imgpkg's tags and ImageLocations records, idempotent re-runs, fail-closed
+//! on damaged archives, and `--lock-output`. Rules cited are from spec/cli.md "import".
+
+mod support;
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::process::Output;
+use std::time::Duration;
+
+use assert_cmd::Command;
+use serde_json::Value;
+use support::{Registry, Variant, write_image_layout};
+
+const TIMEOUT: Duration = Duration::from_secs(90);
+
+fn ferry(home: &Path) -> Command {
+    let mut command = Command::cargo_bin("ferry").unwrap();
+    command.timeout(TIMEOUT).env("HOME", home).env("DOCKER_CONFIG", home.join(".docker"));
+    for (key, _) in std::env::vars() {
+        if key.starts_with("IMGPKG_") || key.starts_with("FERRY_") {
+            command.env_remove(key);
+        }
+    }
+    command
+}
+
+fn fixture(relative: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures").join(relative)
+}
+
+/// Flags reaching `registry` with its credentials.
+fn access(registry: &Registry) -> Vec<String> {
+    let mut flags = match registry.ca_cert_path() {
+        Some(ca) => vec!["--registry-ca-cert-path".into(), ca.display().to_string()],
+        None => vec!["--registry-insecure".into()],
+    };
+    if let Some((user, password)) = registry.credentials() {
+        flags.extend(["--registry-username".into(), user.into(), "--registry-password".into(), password.into()]);
+    }
+    flags
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+fn json(output: &Output) -> Value {
+    serde_json::from_slice(&output.stdout).unwrap_or_else(|e| panic!("{e}: {}", text(&output.stdout)))
+}
+
+fn export_fixture(layout: &str, dir: &Path) -> PathBuf {
+    let archive = dir.join(format!("{layout}.tar"));
+    let output = ferry(dir)
+        .args(["export", "-q", "--oci-layout"])
+        .arg(fixture(&format!("layouts/{layout}")))
+        .arg("-o")
+        .arg(&archive)
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    archive
+}
+
+fn import(archive: &Path, registry: &Registry, repo: &str, home: &Path, extra: &[&str]) -> Output {
+    ferry(home)
+        .arg("import")
+        .arg(archive)
+        .args(["--to-repo", &format!("{}/{repo}", registry.host()), "--json"])
+        .args(access(registry))
+        .args(extra)
+        .output()
+        .unwrap()
+}
+
+/// Every tag of the repository with its digest, internal tags included.
+fn tags(registry: &Registry, repo: &str, home: &Path) -> Vec<(String, String)> {
+    let output = ferry(home)
+        .args(["tag", "list", &format!("{}/{repo}", registry.host()), "--digests", "--imgpkg-internal-tags", "--json"])
+        .args(access(registry))
+        .output()
+        .unwrap();
+    if !output.status.success() {
+        return Vec::new();
+    }
+    json(&output)
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| (t["tag"].as_str().unwrap().into(), t["digest"].as_str().unwrap().into()))
+        .collect()
+}
+
+fn skopeo_raw(registry: &Registry, reference: &str) -> Vec<u8> {
+    let output = std::process::Command::new("skopeo")
+        .args(["inspect", "--raw"])
+        .args(registry.skopeo_flags(""))
+        .arg(format!("docker://{}/{reference}", registry.host()))
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "skopeo inspect {reference}: {}", text(&output.stderr));
+    output.stdout
+}
+
+fn blob(registry: &Registry, repo: &str, digest: &str) -> Vec<u8> {
+    let output = std::process::Command::new("curl")
+        .args(["-sf"])
+        .args(registry.curl_args())
+        .args(registry.credentials().map(|(u, p)| vec!["-u".to_string(), format!("{u}:{p}")]).unwrap_or_default())
+        .arg(format!("{}/v2/{repo}/blobs/{digest}", registry.url()))
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "GET blob {digest}");
+    output.stdout
+}
+
+/// The round trip: every manifest of the archive lands in one repository with its digest,
+/// tagged `sha256-<hex>.imgpkg`; each bundle gets an ImageLocations record whose content is
+/// exactly imgpkg's; `--lock-output` writes a BundleLock; a re-import uploads nothing.
+#[test]
+fn bundle_round_trip_into_one_repository() {
+    let registry = Registry::start(Variant::TlsBasicAuth);
+    let scratch = tempfile::tempdir().unwrap();
+    let archive = export_fixture("bundle", scratch.path());
+    let lock = scratch.path().join("bundle.lock.yml");
+
+    let first =
+        import(&archive, &registry, "relocated/bundle", scratch.path(), &["--lock-output", lock.to_str().unwrap()]);
+    assert!(first.status.success(), "{}", text(&first.stderr));
+    let summary = json(&first);
+    assert!(summary["blobsUploaded"].as_u64().unwrap() > 0);
+    assert_eq!(summary["locationsRecords"], 2);
+
+    // Every top-level artifact of the archive is tagged sha256-<hex>.imgpkg with its digest.
+    let inspect = ferry(scratch.path()).arg("inspect").arg(&archive).arg("--json").output().unwrap();
+    let artifacts = json(&inspect)["artifacts"].as_array().unwrap().clone();
+    let found: BTreeSet<(String, String)> = tags(&registry, "relocated/bundle", scratch.path()).into_iter().collect();
+    for artifact in &artifacts {
+        let digest = artifact["digest"].as_str().unwrap();
+        let tag = format!("{}.imgpkg", digest.replace(':', "-"));
+        assert!(found.contains(&(tag.clone(), digest.to_string())), "missing {tag}: {found:?}");
+        // Index children are pushed by digest too.
+        for platform_child in skopeo_manifests(&registry, digest) {
+            skopeo_raw(&registry, &format!("relocated/bundle@{platform_child}"));
+        }
+    }
+
+    // The root bundle's ImageLocations record, read back from the registry.
+    let root = artifacts.iter().find(|a| a["root"] == true).unwrap();
+    let root_digest = root["digest"].as_str().unwrap();
+    let record_tag = format!("{}.image-locations.imgpkg", root_digest.replace(':', "-"));
+    let record: Value =
+        serde_json::from_slice(&skopeo_raw(&registry, &format!("relocated/bundle:{record_tag}"))).unwrap();
+    assert_eq!(record["mediaType"], "application/vnd.docker.distribution.manifest.v2+json");
+    assert_eq!(record["layers"][0]["mediaType"], "application/vnd.docker.image.rootfs.diff.tar.gzip");
+    let config: Value =
+        serde_json::from_slice(&blob(&registry, "relocated/bundle", record["config"]["digest"].as_str().unwrap()))
+            .unwrap();
+    assert_eq!(config["config"], serde_json::json!({}));
+    let layer = blob(&registry, "relocated/bundle", record["layers"][0]["digest"].as_str().unwrap());
+    let yaml = ferry::ops::locations::read_layer(&layer).expect("image-locations.yml in the layer");
+    let mut expected: Vec<(String, bool)> = root["lock"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|entry| {
+            let image = entry["image"].as_str().unwrap().to_string();
+            let is_bundle = artifacts.iter().any(|a| a["name"] == image.as_str() && a["kind"] == "bundle");
+            (image, is_bundle)
+        })
+        .collect();
+    expected.sort();
+    let mut want = String::from("---\napiVersion: imgpkg.carvel.dev/v1alpha1\nimages:\n");
+    for (image, is_bundle) in &expected {
+        want.push_str(&format!("- image: {image}\n  isBundle: {is_bundle}\n"));
+    }
+    want.push_str("kind: ImageLocations\n");
+    assert_eq!(yaml, want);
+    assert!(expected.iter().any(|(_, is_bundle)| *is_bundle), "the nested bundle is marked isBundle: true");
+
+    let lock_text = std::fs::read_to_string(&lock).unwrap();
+    assert_eq!(
+        lock_text,
+        format!(
+            "---\napiVersion: imgpkg.carvel.dev/v1alpha1\nbundle:\n  image: {}/relocated/bundle@{root_digest}\nkind: BundleLock\n",
+            registry.host()
+        )
+    );
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(std::fs::metadata(&lock).unwrap().permissions().mode() & 0o777, 0o600);
+
+    let again = import(&archive, &registry, "relocated/bundle", scratch.path(), &[]);
+    assert!(again.status.success(), "{}", text(&again.stderr));
+    assert_eq!(json(&again)["blobsUploaded"], 0, "a re-import uploads nothing");
+    let after: BTreeSet<(String, String)> = tags(&registry, "relocated/bundle", scratch.path()).into_iter().collect();
+    assert_eq!(after, found, "a re-import changes no tag");
+}
+
+/// The digests of an index's children (none for an image manifest).
+fn skopeo_manifests(registry: &Registry, digest: &str) -> Vec<String> {
+    let raw: Value = serde_json::from_slice(&skopeo_raw(registry, &format!("relocated/bundle@{digest}"))).unwrap();
+    raw["manifests"]
+        .as_array()
+        .map(|list| list.iter().map(|m| m["digest"].as_str().unwrap().to_string()).collect())
+        .unwrap_or_default()
+}
+
+/// Fail closed: no tampered archive pushes anything.
+#[test]
+fn tampered_archives_push_nothing() {
+    let registry = Registry::start(Variant::Plain);
+    let scratch = tempfile::tempdir().unwrap();
+    for entry in std::fs::read_dir(fixture("tampered")).unwrap() {
+        let archive = entry.unwrap().path();
+        let output = import(&archive, &registry, "tampered/x", scratch.path(), &[]);
+        assert_eq!(output.status.code(), Some(3), "{}: {}", archive.display(), text(&output.stderr));
+        assert!(
+            text(&output.stderr).contains("nothing was pushed") || text(&output.stderr).contains("AR-R"),
+            "{}",
+            text(&output.stderr)
+        );
+    }
+    assert!(tags(&registry, "tampered/x", scratch.path()).is_empty(), "nothing may be pushed");
+    let catalog = std::process::Command::new("curl")
+        .args(["-sf"])
+        .arg(format!("{}/v2/_catalog", registry.url()))
+        .output()
+        .unwrap();
+    assert_eq!(text(&catalog.stdout).trim(), r#"{"repositories":[]}"#);
+}
+
+/// An archive exported without its non-distributable layers cannot be imported offline.
+#[test]
+fn omitted_non_distributable_layers_are_explained() {
+    let registry = Registry::start(Variant::Plain);
+    let scratch = tempfile::tempdir().unwrap();
+    let archive = export_fixture("nondistributable", scratch.path());
+    let output = import(&archive, &registry, "nd/x", scratch.path(), &[]);
+    assert_eq!(output.status.code(), Some(1));
+    assert!(text(&output.stderr).contains("--include-non-distributable-layers"), "{}", text(&output.stderr));
+}
+
+/// Registry to archive to another registry: the root keeps its tag, the source registry is
+/// stopped before the import (it is never contacted), and an ImagesLock records the new place.
+#[test]
+fn image_keeps_its_tag_and_never_contacts_the_source() {
+    let scratch = tempfile::tempdir().unwrap();
+    let archive = scratch.path().join("app.tar");
+    let digest;
+    {
+        let source = Registry::start(Variant::Plain);
+        let layout = scratch.path().join("layout");
+        digest = write_image_layout(&layout, "app", &[("a.txt", b"a")]).manifest_digest;
+        source.push_layout(&layout, "app", "team/app:1.2.3");
+        let output = ferry(scratch.path())
+            .args(["export", "-q", "-i", &format!("{}/team/app:1.2.3", source.host()), "-o"])
+            .arg(&archive)
+            .args(access(&source))
+            .output()
+            .unwrap();
+        assert!(output.status.success(), "{}", text(&output.stderr));
+    }
+    let target = Registry::start(Variant::TlsTokenAuth);
+    let lock = scratch.path().join("images.lock.yml");
+    let output = import(&archive, &target, "mirror/app", scratch.path(), &["--lock-output", lock.to_str().unwrap()]);
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    let found: BTreeSet<(String, String)> = tags(&target, "mirror/app", scratch.path()).into_iter().collect();
+    assert!(found.contains(&("1.2.3".to_string(), digest.clone())), "{found:?}");
+    assert!(found.contains(&(format!("{}.imgpkg", digest.replace(':', "-")), digest.clone())));
+    assert_eq!(
+        std::fs::read_to_string(&lock).unwrap(),
+        format!(
+            "---\napiVersion: imgpkg.carvel.dev/v1alpha1\nimages:\n- image: {}/mirror/app@{digest}\nkind: ImagesLock\n",
+            target.host()
+        )
+    );
+}
