@@ -13,6 +13,7 @@ command -v curl >/dev/null 2>&1 || need+=(curl)
 [ -x /usr/bin/time ] || need+=(time)
 command -v tar >/dev/null 2>&1 || need+=(tar)
 command -v bc >/dev/null 2>&1 || need+=(bc)
+command -v python3 >/dev/null 2>&1 || need+=(python3)
 
 if [ ${#need[@]} -eq 0 ]; then
   exit 0
