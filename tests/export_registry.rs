@@ -1,0 +1,169 @@
+//! `ferry export -b/-i/--lock` against a real registry (tests/support): a bundle with a nested
+//! bundle, a two-platform index and layers shared between images, pushed to a test registry
+//! with its lock pointing there (built by the fixture generator's own code, below); the archive
+//! holds every blob once, verifies, is the same at any concurrency, and imports back.
+
+mod support;
+
+// The fixture generator's modules (examples/fixtures/), compiled into this test so it can
+// build a bundle whose lock names the test registry.
+#[allow(dead_code)]
+#[path = "../examples/fixtures/bundle.rs"]
+mod bundle;
+#[allow(dead_code)]
+#[path = "../examples/fixtures/layer_tar.rs"]
+mod layer_tar;
+#[allow(dead_code)]
+#[path = "../examples/fixtures/layout_dir.rs"]
+mod layout_dir;
+#[allow(dead_code)]
+#[path = "../examples/fixtures/layouts.rs"]
+mod layouts;
+#[allow(dead_code)]
+#[path = "../examples/fixtures/oci.rs"]
+mod oci;
+#[allow(dead_code)]
+#[path = "../examples/fixtures/prng.rs"]
+mod prng;
+
+use std::path::{Path, PathBuf};
+use std::process::Output;
+use std::time::Duration;
+
+use assert_cmd::Command;
+use serde_json::Value;
+use support::{Registry, Variant, run_bounded};
+
+fn ferry() -> Command {
+    let mut command = Command::cargo_bin("ferry").unwrap();
+    command.timeout(Duration::from_secs(90)).env_remove("FERRY_CONCURRENCY");
+    command
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+fn json(output: &Output) -> Value {
+    serde_json::from_slice(&output.stdout).unwrap_or_else(|e| panic!("{e}: {}", text(&output.stdout)))
+}
+
+/// Pushes the generated bundle and everything it locks; returns the root bundle's digest.
+fn seed_bundle(registry: &Registry, scratch: &Path) -> String {
+    let out = scratch.join("bundle-for");
+    let written = layouts::write_bundle_for(registry.host(), &out).unwrap();
+    let mut root = String::new();
+    for line in written {
+        let parts: Vec<&str> = line.split(' ').collect();
+        let (repository, dir, digest) = (parts[0], parts[1], parts[2]);
+        let mut command = std::process::Command::new("skopeo");
+        command
+            .args(["copy", "--all", "--preserve-digests", "--quiet"])
+            .args(registry.skopeo_flags("dest-"))
+            .arg(format!("oci:{dir}"))
+            .arg(format!("docker://{}/{repository}:1.0", registry.host()));
+        let output = run_bounded(&mut command, Duration::from_secs(60));
+        assert!(output.status.success(), "push {repository}: {}", text(&output.stderr));
+        if repository == "team/bundle" {
+            root = digest.to_string();
+        }
+    }
+    root
+}
+
+fn export(args: &[&str], out: &Path) -> Output {
+    ferry().arg("export").args(args).arg("-o").arg(out).arg("--registry-insecure").arg("--json").output().unwrap()
+}
+
+/// Nested bundles, a two-platform index, shared layers: one archive, each blob once,
+/// byte-identical at concurrency 1 and 8, and it verifies.
+#[test]
+fn exports_a_nested_bundle_from_a_registry() {
+    let registry = Registry::start(Variant::Plain);
+    let scratch = tempfile::tempdir().unwrap();
+    let root = seed_bundle(&registry, scratch.path());
+    let reference = format!("{}/team/bundle:1.0", registry.host());
+
+    let one = scratch.path().join("one.tar");
+    let eight = scratch.path().join("eight.tar");
+    let first = export(&["-b", &reference, "--concurrency", "1"], &one);
+    assert!(first.status.success(), "{}", text(&first.stderr));
+    let second = export(&["-b", &reference, "--concurrency", "8"], &eight);
+    assert!(second.status.success(), "{}", text(&second.stderr));
+    assert!(std::fs::read(&one).unwrap() == std::fs::read(&eight).unwrap(), "AR-W6: byte-identical at any concurrency");
+
+    let summary = json(&first);
+    assert_eq!(summary["bundles"], 2);
+    assert!(summary["dedupSavedBytes"].as_u64().unwrap() > 0, "the shared base layer is stored once");
+
+    let verified = ferry().arg("verify").arg(&one).arg("--json").output().unwrap();
+    assert!(verified.status.success(), "{}", text(&verified.stdout));
+    let inspected = json(&ferry().arg("inspect").arg(&one).arg("--json").output().unwrap());
+    let artifacts = inspected["artifacts"].as_array().unwrap();
+    assert_eq!(artifacts.len(), 5, "root, nested bundle, app, svc index and sidecar: {inspected}");
+    let root_entry = artifacts.iter().find(|a| a["root"] == true).unwrap();
+    assert_eq!(root_entry["digest"], root.as_str());
+    assert_eq!(root_entry["rootTag"], "1.0");
+    let index = artifacts.iter().find(|a| a["kind"] == "index").unwrap();
+    assert_eq!(index["platforms"].as_array().unwrap().len(), 2);
+    let names: Vec<&str> = artifacts.iter().map(|a| a["name"].as_str().unwrap()).collect();
+    assert!(names.iter().all(|n| n.starts_with(registry.host())), "{names:?}");
+}
+
+/// `--lock` with a BundleLock exports the bundle and keeps its tag; `-i` of a bundle is refused.
+#[test]
+fn exports_from_a_bundle_lock_and_refuses_i_for_bundles() {
+    let registry = Registry::start(Variant::Plain);
+    let scratch = tempfile::tempdir().unwrap();
+    let root = seed_bundle(&registry, scratch.path());
+    let lock: PathBuf = scratch.path().join("bundle.lock.yml");
+    std::fs::write(
+        &lock,
+        format!(
+            "---\napiVersion: imgpkg.carvel.dev/v1alpha1\nbundle:\n  image: {}/team/bundle@{root}\n  tag: \"1.0\"\nkind: BundleLock\n",
+            registry.host()
+        ),
+    )
+    .unwrap();
+    let archive = scratch.path().join("lock.tar");
+    let output = export(&["--lock", lock.to_str().unwrap()], &archive);
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    assert_eq!(json(&output)["bundles"], 2);
+
+    let refused = export(&["-i", &format!("{}/team/bundle:1.0", registry.host())], &scratch.path().join("x.tar"));
+    assert_eq!(refused.status.code(), Some(1));
+    assert!(text(&refused.stderr).contains("is a bundle; use -b"), "{}", text(&refused.stderr));
+}
+
+/// A lock entry missing from its registry stops the export with its name, and nothing is
+/// written under the final name.
+#[test]
+fn a_missing_lock_entry_is_named() {
+    let registry = Registry::start(Variant::Plain);
+    let scratch = tempfile::tempdir().unwrap();
+    seed_bundle(&registry, scratch.path());
+    // Delete the app image from the registry (deletes are enabled in the harness).
+    let app = format!("{}/v2/team/app/manifests/", registry.url());
+    let head = std::process::Command::new("curl")
+        .args(["-sfI", "-H", "Accept: application/vnd.oci.image.manifest.v1+json"])
+        .arg(format!("{app}1.0"))
+        .output()
+        .unwrap();
+    let digest = text(&head.stdout)
+        .lines()
+        .find_map(|l| l.to_ascii_lowercase().strip_prefix("docker-content-digest: ").map(|d| d.trim().to_string()))
+        .expect("the app image's digest");
+    let deleted = std::process::Command::new("curl")
+        .args(["-sf", "-X", "DELETE"])
+        .arg(format!("{app}{digest}"))
+        .status()
+        .unwrap();
+    assert!(deleted.success());
+
+    let archive = scratch.path().join("missing.tar");
+    let output = export(&["-b", &format!("{}/team/bundle:1.0", registry.host())], &archive);
+    assert_eq!(output.status.code(), Some(1));
+    let message = text(&output.stderr);
+    assert!(message.contains(&format!("{}/team/app@{digest}", registry.host())), "{message}");
+    assert!(!archive.exists());
+}
