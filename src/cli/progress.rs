@@ -1,6 +1,7 @@
 //! The terminal side of [`Reporter`]: a progress bar on a terminal, plain periodic lines when
 //! stderr is not one (logs, CI), nothing with `--quiet`.
 
+use std::collections::BTreeMap;
 use std::io::IsTerminal;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -10,6 +11,7 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use super::output;
 use ferry::engine::Reporter;
+use ferry::model::{Descriptor, Digest};
 
 /// Shows progress according to where stderr goes.
 pub struct Progress {
@@ -17,6 +19,8 @@ pub struct Progress {
     quiet: bool,
     plain: Mutex<PlainState>,
     done: AtomicU64,
+    /// Transfers under way, by digest, with their sizes.
+    in_flight: Mutex<BTreeMap<Digest, u64>>,
 }
 
 struct PlainState {
@@ -41,6 +45,18 @@ impl Progress {
             quiet,
             plain: Mutex::new(PlainState { phase: String::new(), total: 0, last: Instant::now() }),
             done: AtomicU64::new(0),
+            in_flight: Mutex::new(BTreeMap::new()),
+        }
+    }
+
+    /// "3 in flight, largest 512.0 MiB sha256:0123456789ab": what a long transfer is waiting on.
+    fn in_flight_summary(&self) -> String {
+        let in_flight = self.in_flight.lock().expect("progress lock");
+        match in_flight.iter().max_by_key(|(_, size)| **size) {
+            Some((digest, size)) => {
+                format!("{} in flight, largest {} {}", in_flight.len(), output::human_bytes(*size), digest.short())
+            }
+            None => String::new(),
         }
     }
 
@@ -56,7 +72,8 @@ impl Reporter for Progress {
     fn phase(&self, name: &str, items: u64, bytes: u64) {
         self.done.store(0, Ordering::Relaxed);
         if let Some(bar) = &self.bar {
-            bar.set_message(name.to_string());
+            bar.set_prefix(name.to_string());
+            bar.set_message(String::new());
             bar.set_length(bytes);
             bar.set_position(0);
             bar.reset_eta();
@@ -77,12 +94,27 @@ impl Reporter for Progress {
                 plain.last = Instant::now();
                 let percent = (done * 100).checked_div(plain.total).unwrap_or(100);
                 output::note(&format!(
-                    "{}: {} of {} ({percent}%)",
+                    "{}: {} of {} ({percent}%) {}",
                     plain.phase,
                     output::human_bytes(done),
-                    output::human_bytes(plain.total)
+                    output::human_bytes(plain.total),
+                    self.in_flight_summary()
                 ));
             }
+        }
+    }
+
+    fn item_started(&self, descriptor: &Descriptor) {
+        self.in_flight.lock().expect("progress lock").insert(descriptor.digest, descriptor.size);
+        if let Some(bar) = &self.bar {
+            bar.set_message(self.in_flight_summary());
+        }
+    }
+
+    fn item_done(&self, descriptor: &Descriptor, _skipped: bool) {
+        self.in_flight.lock().expect("progress lock").remove(&descriptor.digest);
+        if let Some(bar) = &self.bar {
+            bar.set_message(self.in_flight_summary());
         }
     }
 

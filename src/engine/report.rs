@@ -9,6 +9,8 @@ pub trait Reporter: Sync {
     fn phase(&self, _name: &str, _items: u64, _bytes: u64) {}
     /// Bytes moved or hashed since the last call.
     fn bytes(&self, _count: u64) {}
+    /// A blob transfer starts (it ends with [`Reporter::item_done`]).
+    fn item_started(&self, _descriptor: &Descriptor) {}
     /// A blob or manifest is finished; `skipped` when the destination already had it.
     fn item_done(&self, _descriptor: &Descriptor, _skipped: bool) {}
     /// Something the user should know that does not stop the work.

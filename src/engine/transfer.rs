@@ -118,6 +118,7 @@ fn copy_blob(
         reporter.item_done(descriptor, true);
         return Ok(true);
     }
+    reporter.item_started(descriptor);
     let mut attempt = 0;
     loop {
         let result = source.blob(descriptor).and_then(|reader| {

@@ -26,11 +26,20 @@ impl ReadAhead {
         std::thread::spawn(move || {
             // Ends when the stream ends, fails, or the consumer is gone (a send or recv fails).
             while let Ok(mut buffer) = empty_rx.recv() {
-                let outcome = fill(&mut inner, &mut buffer);
-                let last = !matches!(outcome, Ok(n) if n > 0);
-                let message = outcome.map(|n| (buffer, n));
-                if filled_tx.send(message).is_err() || last {
+                let (filled, error) = fill(&mut inner, &mut buffer);
+                if filled > 0 && filled_tx.send(Ok((buffer, filled))).is_err() {
                     return;
+                }
+                match error {
+                    Some(error) => {
+                        let _ = filled_tx.send(Err(error));
+                        return;
+                    }
+                    None if filled == 0 => {
+                        let _ = filled_tx.send(Ok((Vec::new(), 0)));
+                        return;
+                    }
+                    None => {}
                 }
             }
         });
@@ -38,23 +47,19 @@ impl ReadAhead {
     }
 }
 
-/// Reads until at least half the buffer is filled or the stream ends; returns the byte count.
-fn fill(inner: &mut impl Read, buffer: &mut [u8]) -> io::Result<usize> {
+/// Reads until at least half the buffer is filled, the stream ends (no error, 0 bytes) or
+/// fails; returns the bytes read and the failure, which is passed on after those bytes.
+fn fill(inner: &mut impl Read, buffer: &mut [u8]) -> (usize, Option<io::Error>) {
     let mut filled = 0;
     while filled < buffer.len() / 2 {
         match inner.read(&mut buffer[filled..]) {
             Ok(0) => break,
             Ok(n) => filled += n,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) if filled > 0 => {
-                // Deliver what arrived; the error comes back on the next read of the stream.
-                let _ = e;
-                break;
-            }
-            Err(e) => return Err(e),
+            Err(e) => return (filled, Some(e)),
         }
     }
-    Ok(filled)
+    (filled, None)
 }
 
 impl Read for ReadAhead {

@@ -84,8 +84,9 @@ impl Write for Hasher {
 
 /// Wraps a reader of one blob; see the module documentation.
 ///
-/// A consumer learns that the bytes were good only when `read` returns `Ok(0)`: stopping
-/// early proves nothing, so sinks read to the end (see [`copy_verified`]).
+/// The check runs when the last byte arrives, before the read that delivers it returns, so a
+/// consumer that stops at the descriptor's size never holds unverified final bytes; a consumer
+/// that stops earlier proves nothing, so sinks read to the end (see [`copy_verified`]).
 pub struct VerifyingReader<R> {
     inner: R,
     digest: Digest,
@@ -185,6 +186,12 @@ impl<R: Read> Read for VerifyingReader<R> {
             return Err(self.fail(err));
         }
         self.hasher.update(&buf[..n]);
+        if self.hasher.bytes() == self.size {
+            // Check before handing over the last bytes: a consumer that stops at the expected
+            // size (an HTTP client sending Content-Length bytes) must still never pass on a
+            // blob that fails verification.
+            self.check_end()?;
+        }
         if let Some(counter) = &self.on_progress {
             counter.fetch_add(n as u64, Ordering::Relaxed);
         }
@@ -243,10 +250,18 @@ mod tests {
     }
 
     #[test]
+    fn the_last_bytes_are_withheld_when_the_digest_is_wrong() {
+        let mut reader = VerifyingReader::new(&b"abd"[..], sha256_digest(b"abc"), 3, "test");
+        let mut buf = [0u8; 3];
+        assert!(reader.read(&mut buf).is_err(), "no byte of a bad blob's last read is delivered");
+    }
+
+    #[test]
     fn never_delivers_more_than_the_descriptor_size() {
         let mut reader = VerifyingReader::new(&b"abcdef"[..], sha256_digest(b"abc"), 3, "test");
         let mut buf = [0u8; 16];
-        assert_eq!(reader.read(&mut buf).unwrap(), 3);
+        // The read that reaches the size already fails: the stream is longer than declared.
         assert!(reader.read(&mut buf).is_err());
+        assert!(reader.verification_failure().is_some());
     }
 }

@@ -129,6 +129,8 @@ impl RegistryClient {
             .tls_config(tls)
             .timeout_connect(Some(Duration::from_secs(30)))
             .timeout_recv_response(Some(options.response_header_timeout))
+            // A body that stalls part-way fails after the same wait, and is then resumed.
+            .timeout_per_read(Some(options.response_header_timeout))
             .max_idle_connections(options.connections.max(1) * 4)
             .max_idle_connections_per_host(options.connections.max(1))
             .user_agent(concat!("ferry/", env!("CARGO_PKG_VERSION")))
@@ -172,7 +174,16 @@ impl RegistryClient {
         let mut attempt = 0;
         let mut reauthenticated = false;
         loop {
-            let authorization = self.authorization(op)?;
+            let authorization = match self.authorization(op) {
+                Ok(authorization) => authorization,
+                Err(error) if error.is_transient() && attempt < self.options.retries => {
+                    self.report_retry(op, attempt + 1, &error.to_string());
+                    attempt += 1;
+                    std::thread::sleep(self.backoff(attempt, None));
+                    continue;
+                }
+                Err(error) => return Err(error),
+            };
             let result = self.send_once(op, &method, url, headers, &authorization, &mut body);
             let retry_after = match result {
                 Ok(response) if response.status() == 401 && !reauthenticated => {
@@ -248,6 +259,12 @@ impl RegistryClient {
         let transport = |e: ureq::Error| op.error(transport_kind(e));
         let invalid = |e: http::Error| op.error(RegistryErrorKind::Protocol(format!("cannot build the request: {e}")));
         match body {
+            // Requests that may carry a body say Content-Length: 0 rather than go chunked
+            // (distribution-spec: "the POST request MUST include Content-Length: 0").
+            RequestBody::Empty if method != http::Method::GET && method != http::Method::HEAD => {
+                let request = builder.header("Content-Length", "0").body(&[][..]).map_err(invalid)?;
+                self.agent.run(request).map_err(transport)
+            }
             RequestBody::Empty => {
                 let request = builder.body(()).map_err(invalid)?;
                 self.agent.run(request).map_err(transport)

@@ -232,7 +232,8 @@ impl ResumableBody {
         let length = header(&response, "content-length").and_then(|s| s.parse::<u64>().ok());
         let expected = self.size - from.unwrap_or(0);
         if from.is_some() && status != 206 {
-            return Err(self.op.error(RegistryErrorKind::Protocol(format!(
+            // Not resumable here; a transport-level failure, so the engine fetches it again whole.
+            return Err(self.op.error(RegistryErrorKind::Transport(format!(
                 "the registry answered HTTP {status} to a Range request; the blob must be fetched again whole"
             ))));
         }

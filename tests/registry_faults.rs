@@ -1,0 +1,862 @@
+//! The registry client under the faults DESIGN.md section 6 says it must survive, produced on
+//! demand by the in-process fault server in `tests/fault` (section 7: "a fake server only for
+//! faults a real registry won't produce on demand"): resets and truncation mid-body (resumed
+//! with `Range`), 5xx and 429 (with `Retry-After`), wrong bytes and wrong digest headers
+//! (failing, never retried), silence (header timeout), token expiry (refreshed, one shared
+//! cache), redirects (no `Authorization` forwarded), chunk-size limits and monolithic uploads.
+//!
+//! Every retry must be reported through `on_retry`, and no error or retry message may carry the
+//! password or a token. Every test runs under `bounded` (tests/fault/harness.rs), so none can hang the suite.
+
+mod fault;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use fault::harness::{
+    PASSWORD, REPO, Retries, TEST_LIMIT, USER, anonymous, assert_no_secrets, blob_reader, bounded, connect, content,
+    descriptor_of, layers, login, open_image, options, range_start, read_blob, registry_error, repository,
+    requests_for,
+};
+use fault::{Fault, FaultServer, Logged, Rule, digest_of};
+use ferry::model::layout::LayoutIndex;
+use ferry::model::{RawManifest, Reference, media};
+use ferry::store::registry::{RegistryErrorKind, RegistrySink, RegistrySource, list_tags};
+use ferry::store::{Plan, Sink, Source, StoreError};
+use ferry::verify::VerifyError;
+
+// ---------------------------------------------------------------------------------------------
+// Pull: interrupted bodies
+
+/// Fault 1: a reset in the middle of a blob body is resumed with `Range: bytes=N-` from the
+/// byte it stopped at, the 206 answer completes the blob, and the resume is reported.
+#[test]
+fn a_reset_mid_blob_resumes_with_range() {
+    bounded(TEST_LIMIT, || {
+        let server = FaultServer::start();
+        let layer = content(1, 3 << 20);
+        let image = server.seed_image(REPO, "v1", vec![layer.clone()]);
+        let digest = image.layers[0].0.clone();
+        let sent = (1 << 20) + 123;
+        server.add(Rule::new(Some("GET"), &digest, Fault::ResetAfter(sent)));
+        let retries = Retries::default();
+        let source = RegistrySource::new(connect(options(&retries), anonymous()));
+        let (_, manifest) = open_image(&source, &image);
+
+        let bytes = read_blob(&source, &layers(&manifest)[0]).expect("the blob despite the reset");
+        assert!(bytes == layer, "the resumed blob has exactly the original bytes");
+
+        let gets = requests_for(&server, "GET", &digest);
+        assert_eq!(gets.len(), 2, "one reset, one resume: {gets:#?}");
+        assert_eq!(gets[0].header("range"), None);
+        let resumed_at = range_start(&gets[1]).expect("the second GET asks for a range");
+        assert!(resumed_at > 0 && resumed_at <= sent as u64, "resumed at {resumed_at}, {sent} bytes were sent");
+        assert_eq!(gets[1].status, Some(206));
+        let messages = retries.messages();
+        assert_eq!(messages.len(), 1, "the one resume is reported: {messages:?}");
+        assert!(
+            messages[0].contains("resuming") && messages[0].contains(&format!("at byte {resumed_at}")),
+            "{messages:?}"
+        );
+    });
+}
+
+/// Fault 1, second variant: a registry that ignores `Range` and answers 200 with the whole
+/// blob must not have that body spliced onto the bytes already read: the read fails, saying
+/// so, and a fresh read of the whole blob (what the engine does next) succeeds.
+#[test]
+fn a_reset_mid_blob_on_a_registry_ignoring_range_fails_cleanly_and_a_whole_retry_succeeds() {
+    bounded(TEST_LIMIT, || {
+        let server = FaultServer::start();
+        server.limits(|limits| limits.honour_range = false);
+        let layer = content(2, 1 << 20);
+        let image = server.seed_image(REPO, "v1", vec![layer.clone()]);
+        let digest = image.layers[0].0.clone();
+        server.add(Rule::new(Some("GET"), &digest, Fault::ResetAfter(64 << 10)));
+        let retries = Retries::default();
+        let source = RegistrySource::new(connect(options(&retries), anonymous()));
+        let (_, manifest) = open_image(&source, &image);
+        let descriptor = &layers(&manifest)[0];
+
+        let err = read_blob(&source, descriptor).expect_err("a 200 answer to a Range request cannot continue a blob");
+        assert!(!matches!(err, StoreError::Verify(_)), "the bytes were never spliced: {err}");
+        let text = err.to_string();
+        assert!(text.contains("Range") || text.contains("reading the body"), "{text}");
+        let resumes = requests_for(&server, "GET", &digest).iter().filter(|r| r.header("range").is_some()).count();
+        assert!(resumes >= 1, "the client asked for the rest with Range first");
+        assert_eq!(retries.messages().len(), resumes, "every resume attempt is reported: {:?}", retries.messages());
+
+        let bytes = read_blob(&source, descriptor).expect("the whole blob on a fresh read");
+        assert!(bytes == layer);
+    });
+}
+
+/// The doc of `ResumableBody` (src/store/registry/source.rs) promises that when a registry
+/// ignores `Range`, "the read fails, and the engine retries the whole blob". The engine
+/// (src/engine/transfer.rs `copy_blob`) retries only errors whose `is_transient()` is true.
+#[test]
+fn a_reset_mid_blob_on_a_registry_ignoring_range_is_retried_by_the_engine() {
+    bounded(TEST_LIMIT, || {
+        let server = FaultServer::start();
+        server.limits(|limits| limits.honour_range = false);
+        let image = server.seed_image(REPO, "v1", vec![content(3, 1 << 20)]);
+        let digest = image.layers[0].0.clone();
+        server.add(Rule::new(Some("GET"), &digest, Fault::ResetAfter(64 << 10)));
+        let source = RegistrySource::new(connect(options(&Retries::default()), anonymous()));
+        let (_, manifest) = open_image(&source, &image);
+
+        let err = read_blob(&source, &layers(&manifest)[0]).expect_err("the resume cannot work");
+        assert!(err.is_transient(), "the engine must retry the whole blob, but this error is final: {err}");
+    });
+}
+
+/// Fault 4: a body cut short (its `Content-Length` promised more, then a clean close) is
+/// resumed like a reset.
+#[test]
+fn a_truncated_body_is_resumed() {
+    bounded(TEST_LIMIT, || {
+        let server = FaultServer::start();
+        let layer = content(4, 2 << 20);
+        let image = server.seed_image(REPO, "v1", vec![layer.clone()]);
+        let digest = image.layers[0].0.clone();
+        server.add(Rule::new(Some("GET"), &digest, Fault::TruncateAfter(1 << 20)));
+        let retries = Retries::default();
+        let source = RegistrySource::new(connect(options(&retries), anonymous()));
+        let (_, manifest) = open_image(&source, &image);
+
+        let bytes = read_blob(&source, &layers(&manifest)[0]).expect("the blob despite the truncation");
+        assert!(bytes == layer);
+        let gets = requests_for(&server, "GET", &digest);
+        assert_eq!(gets.len(), 2, "{gets:#?}");
+        assert_eq!(range_start(&gets[1]), Some(1 << 20), "resumed exactly where the body stopped");
+        let messages = retries.messages();
+        assert_eq!(messages.len(), 1, "{messages:?}");
+        assert!(messages[0].contains(&format!("at byte {}", 1 << 20)), "{messages:?}");
+    });
+}
+
+/// Fault 4, persistent: every answer is cut short, so the client resumes `retries` times, then
+/// gives up with a transient error naming the byte it reached (the engine may retry later).
+#[test]
+fn a_body_truncated_every_time_gives_up_after_the_retry_budget() {
+    bounded(TEST_LIMIT, || {
+        let server = FaultServer::start();
+        let image = server.seed_image(REPO, "v1", vec![content(5, 1 << 20)]);
+        let digest = image.layers[0].0.clone();
+        server.add(Rule::new(Some("GET"), &digest, Fault::TruncateAfter(100_000)).times(100));
+        let retries = Retries::default();
+        let source = RegistrySource::new(connect(options(&retries), anonymous()));
+        let (_, manifest) = open_image(&source, &image);
+
+        let err = read_blob(&source, &layers(&manifest)[0]).expect_err("the body never completes");
+        assert!(err.is_transient(), "a broken connection is worth another try later: {err}");
+        assert!(err.to_string().contains("at byte 400000"), "4 answers of 100000 bytes each: {err}");
+        assert_eq!(requests_for(&server, "GET", &digest).len(), 4, "the first GET and 3 resumes, no more");
+        assert_eq!(retries.messages().len(), 3, "{:?}", retries.messages());
+    });
+}
+
+/// A body that stops flowing after its head arrived (the server holds the connection open and
+/// silent) must not hang the transfer: DESIGN.md section 6 asks for "a per-request timeout".
+/// The server here goes silent for 8 s and then closes; a client with a 1 s timeout should
+/// notice well before that and resume.
+#[test]
+fn a_body_that_stalls_midway_times_out_and_resumes() {
+    bounded(TEST_LIMIT, || {
+        let server = FaultServer::start();
+        let layer = content(6, 1 << 20);
+        let image = server.seed_image(REPO, "v1", vec![layer.clone()]);
+        let digest = image.layers[0].0.clone();
+        let stall = Fault::StallBody { after: 256 << 10, pause: Duration::from_secs(8) };
+        server.add(Rule::new(Some("GET"), &digest, stall));
+        let retries = Retries::default();
+        let mut options = options(&retries);
+        options.response_header_timeout = Duration::from_secs(1);
+        let source = RegistrySource::new(connect(options, anonymous()));
+        let (_, manifest) = open_image(&source, &image);
+
+        let started = Instant::now();
+        let bytes = read_blob(&source, &layers(&manifest)[0]).expect("the blob, resumed after the stall");
+        let waited = started.elapsed();
+        assert!(bytes == layer);
+        assert!(waited < Duration::from_secs(4), "the stalled body held the read for {waited:?}");
+        assert_eq!(retries.messages().len(), 1, "{:?}", retries.messages());
+    });
+}
+
+// ---------------------------------------------------------------------------------------------
+// Pull: error statuses and silence
+
+/// Fault 2: 500, 502 and 503 on the resolve (HEAD), the manifest GET and the blob GET are
+/// retried until the registry answers; each retry is reported with the status it followed.
+#[test]
+fn server_errors_are_retried_until_the_registry_answers() {
+    bounded(TEST_LIMIT, || {
+        let server = FaultServer::start();
+        let layer = content(7, 300_000);
+        let image = server.seed_image(REPO, "v1", vec![layer.clone()]);
+        let digest = image.layers[0].0.clone();
+        server.add(Rule::new(Some("HEAD"), "/manifests/", Fault::Status(500)));
+        server.add(Rule::new(Some("GET"), "/manifests/", Fault::Status(502)).times(2));
+        server.add(Rule::new(Some("GET"), &digest, Fault::Status(503)).times(3));
+        let retries = Retries::default();
+        let source = RegistrySource::new(connect(options(&retries), anonymous()));
+
+        let (_, manifest) = open_image(&source, &image);
+        let bytes = read_blob(&source, &layers(&manifest)[0]).expect("the blob after three 503s");
+        assert!(bytes == layer);
+        assert_eq!(server.faults_applied(), 6);
+        let messages = retries.messages();
+        assert_eq!(messages.len(), 6, "every retry is reported: {messages:?}");
+        for (status, count) in [(500, 1), (502, 2), (503, 3)] {
+            let reported = messages.iter().filter(|m| m.contains(&format!("HTTP {status}"))).count();
+            assert_eq!(reported, count, "retries after HTTP {status}: {messages:?}");
+        }
+    });
+}
+
+/// Fault 2, persistent: a registry that keeps failing gets exactly `1 + retries` requests, and
+/// the error says what failed; it stays transient for the engine.
+#[test]
+fn server_errors_past_the_retry_budget_fail_after_exactly_the_budget() {
+    bounded(TEST_LIMIT, || {
+        let server = FaultServer::start();
+        let image = server.seed_image(REPO, "v1", vec![content(8, 1000)]);
+        let digest = image.layers[0].0.clone();
+        server.add(Rule::new(Some("GET"), &digest, Fault::Status(503)).times(100));
+        let retries = Retries::default();
+        let source = RegistrySource::new(connect(options(&retries), anonymous()));
+        let (_, manifest) = open_image(&source, &image);
+
+        let err = read_blob(&source, &layers(&manifest)[0]).expect_err("the registry never recovers");
+        let remote = registry_error(&err);
+        assert_eq!(remote.status(), Some(503), "{err}");
+        assert!(err.is_transient());
+        let text = err.to_string();
+        assert!(text.contains(&format!("fetching blob {digest}")) && text.contains(REPO), "{text}");
+        assert_eq!(requests_for(&server, "GET", &digest).len(), 4, "one request and three retries");
+        assert_eq!(retries.messages().len(), 3, "{:?}", retries.messages());
+    });
+}
+
+/// Fault 3: 429 with `Retry-After: 1` is retried after the second the registry asked for (not
+/// the 10 ms backoff), and reported.
+#[test]
+fn too_many_requests_waits_as_long_as_retry_after_says() {
+    bounded(TEST_LIMIT, || {
+        let server = FaultServer::start();
+        let layer = content(9, 200_000);
+        let image = server.seed_image(REPO, "v1", vec![layer.clone()]);
+        let digest = image.layers[0].0.clone();
+        server.add(Rule::new(Some("GET"), &digest, Fault::TooManyRequests { retry_after: 1 }));
+        let retries = Retries::default();
+        let source = RegistrySource::new(connect(options(&retries), anonymous()));
+        let (_, manifest) = open_image(&source, &image);
+
+        let started = Instant::now();
+        let bytes = read_blob(&source, &layers(&manifest)[0]).expect("the blob after the 429");
+        let waited = started.elapsed();
+        assert!(bytes == layer);
+        assert!(waited >= Duration::from_millis(950), "Retry-After: 1 was not honoured (waited {waited:?})");
+        assert!(waited < Duration::from_secs(5), "waited {waited:?}");
+        let messages = retries.messages();
+        assert_eq!(messages.len(), 1, "{messages:?}");
+        assert!(messages[0].contains("429"), "{messages:?}");
+    });
+}
+
+/// Fault 7: a server that accepts the request and never sends the head is given up on after
+/// `response_header_timeout`, and the request is tried again.
+#[test]
+fn headers_that_never_come_time_out_and_the_request_is_retried() {
+    bounded(TEST_LIMIT, || {
+        let server = FaultServer::start();
+        let layer = content(10, 100_000);
+        let image = server.seed_image(REPO, "v1", vec![layer.clone()]);
+        let digest = image.layers[0].0.clone();
+        server.add(Rule::new(Some("GET"), &digest, Fault::Stall(Duration::from_secs(5))));
+        let retries = Retries::default();
+        let mut options = options(&retries);
+        options.response_header_timeout = Duration::from_secs(1);
+        let source = RegistrySource::new(connect(options, anonymous()));
+        let (_, manifest) = open_image(&source, &image);
+
+        let started = Instant::now();
+        let bytes = read_blob(&source, &layers(&manifest)[0]).expect("the blob on the second try");
+        let waited = started.elapsed();
+        assert!(bytes == layer);
+        assert!(waited >= Duration::from_millis(900), "gave up before the timeout: {waited:?}");
+        assert!(waited < Duration::from_millis(3500), "waited {waited:?} for a 1 s timeout");
+        let messages = retries.messages();
+        assert_eq!(messages.len(), 1, "{messages:?}");
+        assert!(messages[0].contains("timed out"), "{messages:?}");
+    });
+}
+
+/// Fault 7, persistent: silence on every attempt ends in a timeout error after `1 + retries`
+/// timeouts, not a hang.
+#[test]
+fn headers_that_never_come_fail_with_a_timeout_after_the_retry_budget() {
+    bounded(TEST_LIMIT, || {
+        let server = FaultServer::start();
+        let image = server.seed_image(REPO, "v1", vec![content(11, 1000)]);
+        server.add(Rule::new(Some("HEAD"), "/manifests/", Fault::Stall(Duration::from_secs(4))).times(100));
+        let retries = Retries::default();
+        let mut options = options(&retries);
+        options.response_header_timeout = Duration::from_secs(1);
+        options.retries = 1;
+        let source = RegistrySource::new(connect(options, anonymous()));
+
+        let started = Instant::now();
+        let err = source.resolve(&image.reference.parse().unwrap()).expect_err("the registry never answers");
+        let waited = started.elapsed();
+        assert!(matches!(registry_error(&err).kind, RegistryErrorKind::Timeout(_)), "{err:?}");
+        assert!(err.is_transient());
+        assert!(waited >= Duration::from_millis(1800) && waited < Duration::from_secs(5), "waited {waited:?}");
+        assert_eq!(server.count(Some("HEAD"), "/manifests/"), 2);
+        assert_eq!(retries.messages().len(), 1, "{:?}", retries.messages());
+    });
+}
+
+// ---------------------------------------------------------------------------------------------
+// Pull: wrong content
+
+/// Fault 5: different bytes of the right length fail verification with an error that names the
+/// expected and the actual digest; the failure is final (an integrity error, not retried) and
+/// the blob was fetched once.
+#[test]
+fn wrong_blob_bytes_fail_naming_both_digests_and_are_not_retried() {
+    bounded(TEST_LIMIT, || {
+        let server = FaultServer::start();
+        let layer = content(12, 500_000);
+        let image = server.seed_image(REPO, "v1", vec![layer.clone()]);
+        let digest = image.layers[0].0.clone();
+        server.add(Rule::new(Some("GET"), &digest, Fault::WrongBody).times(100));
+        let retries = Retries::default();
+        let source = RegistrySource::new(connect(options(&retries), anonymous()));
+        let (_, manifest) = open_image(&source, &image);
+
+        let err = read_blob(&source, &layers(&manifest)[0]).expect_err("altered bytes must not verify");
+        let actual = digest_of(&layer.iter().map(|byte| !byte).collect::<Vec<u8>>());
+        match &err {
+            StoreError::Verify(VerifyError::Digest { expected, actual: found, .. }) => {
+                assert_eq!(expected.to_string(), digest);
+                assert_eq!(found.to_string(), actual);
+            }
+            other => panic!("expected a digest mismatch, got {other:?}"),
+        }
+        let text = err.to_string();
+        assert!(text.contains(&digest) && text.contains(&actual), "the message names both digests: {text}");
+        assert!(err.is_integrity() && !err.is_transient(), "{err}");
+        assert_eq!(requests_for(&server, "GET", &digest).len(), 1, "no retry of a digest mismatch");
+        assert!(retries.messages().is_empty(), "{:?}", retries.messages());
+    });
+}
+
+/// Fault 6: a manifest GET whose `Docker-Content-Digest` is not the digest of its bytes fails,
+/// naming both, and is not retried.
+#[test]
+fn a_wrong_docker_content_digest_on_a_manifest_get_fails() {
+    bounded(TEST_LIMIT, || {
+        let server = FaultServer::start();
+        let image = server.seed_image(REPO, "v1", vec![content(13, 1000)]);
+        server.add(Rule::new(Some("GET"), "/manifests/", Fault::WrongDigestHeader).times(100));
+        let retries = Retries::default();
+        let source = RegistrySource::new(connect(options(&retries), anonymous()));
+        let descriptor = source.resolve(&image.reference.parse().unwrap()).expect("HEAD is not faulted");
+
+        let err = source.manifest(&descriptor).expect_err("the registry contradicts the bytes");
+        assert!(matches!(registry_error(&err).kind, RegistryErrorKind::Protocol(_)), "{err:?}");
+        let text = err.to_string();
+        let wrong = requests_for(&server, "GET", "/manifests/")[0].path.clone();
+        assert!(text.contains(&image.manifest_digest), "names the digest of the bytes: {text}");
+        assert!(text.contains(&digest_of(format!("not {wrong}").as_bytes())), "names the digest claimed: {text}");
+        assert!(!err.is_transient());
+        assert_eq!(server.count(Some("GET"), "/manifests/"), 1);
+        assert!(retries.messages().is_empty());
+    });
+}
+
+/// A manifest GET by digest that serves another (valid) manifest fails verification naming
+/// the digest asked for and the digest served.
+#[test]
+fn another_manifest_served_for_a_digest_fails_naming_both_digests() {
+    bounded(TEST_LIMIT, || {
+        let server = FaultServer::start();
+        let image = server.seed_image(REPO, "v1", vec![content(14, 1000)]);
+        let other = server.seed_image("team/other", "v1", vec![content(15, 1000)]);
+        let source = RegistrySource::new(connect(options(&Retries::default()), anonymous()));
+        let descriptor = source.resolve(&image.reference.parse().unwrap()).unwrap();
+        server.add(Rule::new(Some("GET"), "/manifests/", Fault::ReplaceBody(other.manifest.clone())));
+
+        let err = source.manifest(&descriptor).expect_err("bytes of another manifest");
+        let text = err.to_string();
+        assert!(matches!(err, StoreError::Verify(VerifyError::Digest { .. })), "{err:?}");
+        assert!(text.contains(&image.manifest_digest) && text.contains(&other.manifest_digest), "{text}");
+        assert!(err.is_integrity() && !err.is_transient());
+    });
+}
+
+// ---------------------------------------------------------------------------------------------
+// Authentication
+
+/// Fault 8: tokens come from the registry's own token endpoint; one token serves every request
+/// of every thread (one shared cache), and when the registry stops accepting it, the next
+/// request gets 401, the client fetches a new token once and goes on.
+#[test]
+fn an_expired_token_is_refreshed_once_and_the_token_cache_is_shared() {
+    bounded(TEST_LIMIT, || {
+        let server = FaultServer::start_with_auth(USER, PASSWORD);
+        let contents: Vec<Vec<u8>> = (0..8).map(|i| content(100 + i, 64 << 10)).collect();
+        let image = server.seed_image(REPO, "v1", contents.clone());
+        let retries = Retries::default();
+        let source = RegistrySource::new(connect(options(&retries), login(PASSWORD)));
+        let (_, manifest) = open_image(&source, &image);
+        let descriptors = layers(&manifest);
+        assert_eq!(server.token_requests(), 1, "one token for the resolve and the manifest");
+
+        let read_everything = |source: &RegistrySource| {
+            std::thread::scope(|scope| {
+                for _ in 0..8 {
+                    scope.spawn(|| {
+                        for (descriptor, expected) in descriptors.iter().zip(&contents) {
+                            assert!(read_blob(source, descriptor).expect("a layer") == *expected);
+                        }
+                    });
+                }
+            });
+        };
+        read_everything(&source);
+        assert_eq!(server.token_requests(), 1, "64 reads on 8 threads share the one token");
+        let challenges = server.challenges();
+
+        server.expire_tokens();
+        assert!(read_blob(&source, &descriptors[0]).expect("a layer after the token expired") == contents[0]);
+        assert_eq!(server.challenges(), challenges + 1, "the stale token got one 401");
+        assert_eq!(server.token_requests(), 2, "one new token");
+        read_everything(&source);
+        assert_eq!(server.token_requests(), 2, "the new token is shared too");
+        assert!(retries.messages().is_empty(), "re-authentication is not a retry: {:?}", retries.messages());
+        let bearer = requests_for(&server, "GET", "/blobs/").iter().all(|r| r.header("authorization").is_some());
+        assert!(bearer, "blob GETs go out authorised once the challenge is known");
+    });
+}
+
+/// Fault 8 in the middle of a transfer: the connection resets mid-blob and, by the time the
+/// client resumes, its token has expired: the resume gets 401, the client fetches a new token
+/// and the `Range` request completes the blob. Nothing secret reaches the retry messages.
+#[test]
+fn a_token_expiring_between_a_reset_and_its_resume_is_refreshed() {
+    bounded(TEST_LIMIT, || {
+        let server = FaultServer::start_with_auth(USER, PASSWORD);
+        let layer = content(16, 1 << 20);
+        let image = server.seed_image(REPO, "v1", vec![layer.clone()]);
+        let digest = image.layers[0].0.clone();
+        server.add(Rule::new(Some("GET"), &digest, Fault::ResetAfter(200 << 10)));
+        server.add(Rule::new(Some("GET"), &digest, Fault::ExpireTokens).with_header("range"));
+        let retries = Retries::default();
+        let source = RegistrySource::new(connect(options(&retries), login(PASSWORD)));
+        let (_, manifest) = open_image(&source, &image);
+
+        let bytes = read_blob(&source, &layers(&manifest)[0]).expect("the blob with a fresh token");
+        assert!(bytes == layer);
+        let gets = requests_for(&server, "GET", &digest);
+        let statuses: Vec<Option<u16>> = gets.iter().map(|r| r.status).collect();
+        assert_eq!(statuses, [None, Some(401), Some(206)], "reset, stale token, resumed: {gets:#?}");
+        assert_eq!(server.token_requests(), 2);
+        let messages = retries.messages();
+        assert_eq!(messages.len(), 1, "{messages:?}");
+        assert_no_secrets(&server, &messages);
+    });
+}
+
+/// Fault 8 under a streamed upload: a 401 on the monolithic PUT cannot be answered by replaying
+/// the stream, so the upload fails with a transient error (the engine reopens the blob), and
+/// the next attempt fetches a new token and succeeds.
+#[test]
+fn a_token_expiring_under_a_streamed_upload_fails_transiently_and_the_next_attempt_succeeds() {
+    bounded(TEST_LIMIT, || {
+        let server = FaultServer::start_with_auth(USER, PASSWORD);
+        let data = content(17, 1 << 20);
+        let descriptor = descriptor_of(&data, media::OCI_LAYER_GZIP);
+        server.add(Rule::new(Some("PUT"), "/blobs/uploads/", Fault::ExpireTokens));
+        let retries = Retries::default();
+        let sink = RegistrySink::new(connect(options(&retries), login(PASSWORD)), repository(&server));
+
+        let mut reader = blob_reader(data.clone(), descriptor.digest, descriptor.size);
+        let err = sink.put_blob(&descriptor, &mut reader).expect_err("the PUT met an expired token");
+        assert!(err.is_transient(), "the engine must try again: {err}");
+        assert_no_secrets(&server, &[err.to_string(), format!("{err:?}")]);
+        assert_eq!(server.token_requests(), 1);
+
+        let mut reader = blob_reader(data.clone(), descriptor.digest, descriptor.size);
+        sink.put_blob(&descriptor, &mut reader).expect("the second attempt");
+        assert_eq!(server.token_requests(), 2, "one new token");
+        assert!(server.blob(REPO, &descriptor.digest.to_string()).as_deref() == Some(&data[..]));
+        assert_no_secrets(&server, &retries.messages());
+    });
+}
+
+/// A token endpoint that fails once with 503 is a transient failure like any other: the
+/// request that needed the token should be retried (and the retry reported) instead of failing
+/// the resolve outright.
+#[test]
+fn a_token_endpoint_failing_once_is_retried() {
+    bounded(TEST_LIMIT, || {
+        let server = FaultServer::start_with_auth(USER, PASSWORD);
+        let image = server.seed_image(REPO, "v1", vec![content(18, 1000)]);
+        server.add(Rule::new(Some("GET"), "/token", Fault::Status(503)));
+        let retries = Retries::default();
+        let source = RegistrySource::new(connect(options(&retries), login(PASSWORD)));
+
+        let result = source.resolve(&image.reference.parse().unwrap());
+        let err_text = result.as_ref().err().map(ToString::to_string).unwrap_or_default();
+        assert_no_secrets(&server, &[err_text.as_str()]);
+        assert!(result.is_ok(), "one 503 from the token endpoint failed the resolve: {err_text}");
+        assert_eq!(server.count(Some("GET"), "/token"), 2, "the failed token request was made again");
+        assert_eq!(server.token_requests(), 1, "the issuer answered once");
+        assert_eq!(retries.messages().len(), 1, "{:?}", retries.messages());
+    });
+}
+
+/// Wrong credentials: the token endpoint's 401 ends the operation at once (not transient, the
+/// endpoint asked once), with a hint, and without the password in the message.
+#[test]
+fn a_wrong_password_fails_once_with_a_hint_and_without_leaking_it() {
+    bounded(TEST_LIMIT, || {
+        let server = FaultServer::start_with_auth(USER, PASSWORD);
+        let image = server.seed_image(REPO, "v1", vec![content(19, 1000)]);
+        let wrong = "wr0ng-PASSWORD-77a1";
+        let retries = Retries::default();
+        let source = RegistrySource::new(connect(options(&retries), login(wrong)));
+
+        let err = source.resolve(&image.reference.parse().unwrap()).expect_err("wrong credentials");
+        let text = err.to_string();
+        assert_eq!(registry_error(&err).status(), Some(401), "{text}");
+        assert_no_secrets(&server, &[text.as_str()]);
+        assert!(!err.is_transient());
+        assert!(text.contains("--registry-username"), "the message says what to check: {text}");
+        assert!(!text.contains(wrong) && !format!("{err:?}").contains(wrong), "the password leaked: {text}");
+        assert_eq!(server.token_requests(), 1);
+        assert!(retries.messages().is_empty());
+    });
+}
+
+/// Fault 9: a blob GET redirected (307) to another server, as registries do to a CDN or object
+/// store, does not carry the registry's `Authorization` there, neither on the first GET nor on
+/// the `Range` resume after a reset on the other server.
+#[test]
+fn a_redirected_blob_get_does_not_forward_authorization() {
+    bounded(TEST_LIMIT, || {
+        let server = FaultServer::start_with_auth(USER, PASSWORD);
+        let cdn = FaultServer::start();
+        let layer = content(20, 1 << 20);
+        let image = server.seed_image(REPO, "v1", vec![layer.clone()]);
+        let digest = image.layers[0].0.clone();
+        cdn.put_blob(REPO, layer.clone());
+        server.add(Rule::new(Some("GET"), &digest, Fault::Redirect(cdn.base_url())).times(100));
+        cdn.add(Rule::new(Some("GET"), &digest, Fault::ResetAfter(300 << 10)));
+        let retries = Retries::default();
+        let source = RegistrySource::new(connect(options(&retries), login(PASSWORD)));
+        let (_, manifest) = open_image(&source, &image);
+
+        let bytes = read_blob(&source, &layers(&manifest)[0]).expect("the blob from the other server");
+        assert!(bytes == layer);
+        let at_registry = requests_for(&server, "GET", &digest);
+        assert!(at_registry.iter().all(|r| r.status == Some(307)), "{at_registry:#?}");
+        let authorised = at_registry.iter().filter(|r| r.header("authorization").is_some()).count();
+        assert_eq!(authorised, at_registry.len(), "the registry itself got the token");
+        let at_cdn = requests_for(&cdn, "GET", &digest);
+        assert_eq!(at_cdn.len(), 2, "the GET and its resume: {at_cdn:#?}");
+        assert!(range_start(&at_cdn[1]).is_some());
+        for request in &at_cdn {
+            assert_eq!(request.header("authorization"), None, "Authorization went to another host: {request:#?}");
+        }
+        assert_eq!(retries.messages().len(), 1);
+        assert_no_secrets(&server, &retries.messages());
+    });
+}
+
+// ---------------------------------------------------------------------------------------------
+// Push
+
+/// Fault 10: a registry that refuses PATCH chunks over 4 MiB (416) takes a 9.5 MiB blob in
+/// 4 MiB chunks; the PATCHes continue each other (`Content-Range`), the final PUT carries the
+/// digest, and the registry's copy is byte for byte the blob (it checks the digest itself).
+#[test]
+fn a_chunked_upload_fits_a_4_mib_chunk_limit_and_commits_exact_bytes() {
+    bounded(TEST_LIMIT, || {
+        let server = FaultServer::start();
+        server.limits(|limits| limits.max_chunk = Some(4 << 20));
+        let data = content(21, (9 << 20) + (512 << 10));
+        let descriptor = descriptor_of(&data, media::OCI_LAYER_GZIP);
+        let retries = Retries::default();
+        let mut options = options(&retries);
+        options.chunk_size = Some(4 << 20);
+        let sink = RegistrySink::new(connect(options, anonymous()), repository(&server));
+
+        assert!(!sink.has_blob(&descriptor).unwrap());
+        let mut reader = blob_reader(data.clone(), descriptor.digest, descriptor.size);
+        sink.put_blob(&descriptor, &mut reader).expect("a chunked upload");
+
+        let patches = requests_for(&server, "PATCH", "/blobs/uploads/");
+        let sizes: Vec<usize> = patches.iter().map(|r| r.body_len).collect();
+        assert_eq!(sizes, [4 << 20, 4 << 20, 1536 << 10]);
+        let ranges: Vec<&str> = patches.iter().filter_map(|r| r.header("content-range")).collect();
+        assert_eq!(ranges, ["0-4194303", "4194304-8388607", "8388608-9961471"]);
+        assert!(patches.iter().all(|r| r.status == Some(202)));
+        let put = &requests_for(&server, "PUT", "/blobs/uploads/")[0];
+        assert_eq!(put.status, Some(201), "{put:#?}");
+        assert!(
+            put.query.contains(&format!("digest={}", descriptor.digest.to_string().replace(':', "%3A"))),
+            "{put:#?}"
+        );
+        assert!(put.query.starts_with("_state="), "the Location's own query is kept: {put:#?}");
+        assert!(server.blob(REPO, &descriptor.digest.to_string()).as_deref() == Some(&data[..]));
+        assert!(sink.has_blob(&descriptor).unwrap());
+        assert!(retries.messages().is_empty());
+    });
+}
+
+/// Fault 10, control: chunks larger than the registry accepts fail with the registry's 416 on
+/// the first PATCH, without retrying (a refusal is not transient), and nothing is committed.
+#[test]
+fn chunks_over_the_registry_limit_fail_on_the_first_patch() {
+    bounded(TEST_LIMIT, || {
+        let server = FaultServer::start();
+        server.limits(|limits| limits.max_chunk = Some(4 << 20));
+        let data = content(22, 9 << 20);
+        let descriptor = descriptor_of(&data, media::OCI_LAYER_GZIP);
+        let retries = Retries::default();
+        let mut options = options(&retries);
+        options.chunk_size = Some(8 << 20);
+        let sink = RegistrySink::new(connect(options, anonymous()), repository(&server));
+
+        let mut reader = blob_reader(data, descriptor.digest, descriptor.size);
+        let err = sink.put_blob(&descriptor, &mut reader).expect_err("8 MiB chunks are refused");
+        assert_eq!(registry_error(&err).status(), Some(416), "{err}");
+        assert!(!err.is_transient());
+        assert_eq!(server.count(Some("PATCH"), "/blobs/uploads/"), 1);
+        assert!(server.blob(REPO, &descriptor.digest.to_string()).is_none());
+        assert!(retries.messages().is_empty());
+    });
+}
+
+/// Fault 11: a monolithic upload is one POST and one PUT whose `Content-Length` is the blob
+/// size (no chunked transfer coding) and whose `digest` matches; what was pushed then reads
+/// back through a source, manifest and all.
+#[test]
+fn a_monolithic_upload_sends_content_length_and_the_digest_and_reads_back() {
+    bounded(TEST_LIMIT, || {
+        let server = FaultServer::start();
+        let layer = content(23, 3 << 20);
+        let config = br#"{"architecture":"amd64","os":"linux"}"#.to_vec();
+        let layer_descriptor = descriptor_of(&layer, media::OCI_LAYER_GZIP);
+        let config_descriptor = descriptor_of(&config, media::OCI_CONFIG);
+        let retries = Retries::default();
+        let client = connect(options(&retries), anonymous());
+        let mut sink = RegistrySink::new(Arc::clone(&client), repository(&server));
+
+        for (bytes, descriptor) in [(&layer, &layer_descriptor), (&config, &config_descriptor)] {
+            let mut reader = blob_reader(bytes.clone(), descriptor.digest, descriptor.size);
+            sink.put_blob(descriptor, &mut reader).expect("a monolithic upload");
+        }
+        let puts = requests_for(&server, "PUT", "/blobs/uploads/");
+        assert_eq!(puts.len(), 2);
+        let put = &puts[0];
+        assert_eq!(put.header("content-length"), Some((3 << 20).to_string().as_str()), "{put:#?}");
+        assert_eq!(put.header("transfer-encoding"), None, "{put:#?}");
+        assert_eq!(put.body_len, 3 << 20);
+        assert_eq!(put.status, Some(201));
+        assert_eq!(server.count(Some("PATCH"), "/"), 0);
+        assert!(server.blob(REPO, &layer_descriptor.digest.to_string()).as_deref() == Some(&layer[..]));
+
+        let manifest_bytes = serde_json::json!({
+            "schemaVersion": 2,
+            "mediaType": media::OCI_MANIFEST,
+            "config": config_descriptor,
+            "layers": [layer_descriptor],
+        })
+        .to_string()
+        .into_bytes();
+        let manifest = RawManifest::parse(manifest_bytes, Some(media::OCI_MANIFEST)).unwrap();
+        sink.put_manifest(&manifest).expect("the manifest by digest");
+        sink.add_tag("v1".into(), manifest.clone());
+        let plan = Plan {
+            index: LayoutIndex::new(Vec::new(), BTreeMap::new()),
+            manifests: Vec::new(),
+            blobs: Vec::new(),
+            omitted: Vec::new(),
+        };
+        sink.finish(&plan).expect("the tag");
+        assert_eq!(server.manifest(REPO, "v1").as_deref(), Some(manifest.bytes()));
+
+        let source = RegistrySource::new(client);
+        let reference: Reference = format!("{}/{REPO}:v1", server.host()).parse().unwrap();
+        let resolved = source.resolve(&reference).unwrap();
+        assert_eq!(resolved.digest, manifest.digest());
+        let fetched = source.manifest(&resolved).unwrap();
+        assert!(read_blob(&source, &layers(&fetched)[0]).unwrap() == layer);
+        assert!(retries.messages().is_empty());
+    });
+}
+
+/// A monolithic upload whose source bytes do not match the descriptor commits nothing under
+/// the digest, and the failure is final (no retry can make wrong bytes right).
+#[test]
+fn a_monolithic_upload_of_altered_bytes_commits_nothing() {
+    bounded(TEST_LIMIT, || {
+        let server = FaultServer::start();
+        let data = content(24, 1 << 20);
+        let descriptor = descriptor_of(&data, media::OCI_LAYER_GZIP);
+        let altered: Vec<u8> = data.iter().map(|byte| byte ^ 1).collect();
+        let retries = Retries::default();
+        let sink = RegistrySink::new(connect(options(&retries), anonymous()), repository(&server));
+
+        let mut reader = blob_reader(altered, descriptor.digest, descriptor.size);
+        let err = sink.put_blob(&descriptor, &mut reader).expect_err("the bytes do not verify");
+        assert!(!err.is_transient(), "{err}");
+        assert!(server.blob(REPO, &descriptor.digest.to_string()).is_none());
+        assert!(!sink.has_blob(&descriptor).unwrap());
+        assert!(retries.messages().is_empty());
+    });
+}
+
+/// `Sink::put_blob` reads its reader "to its end (which is what verifies it)" (src/store/mod.rs),
+/// and `upload_monolithic` maps a failure back to the reader's verification error. But the HTTP
+/// client stops reading the stream once it has sent `Content-Length` bytes, so the verifying
+/// reader never reaches its end check: altered bytes go out whole, and the error is the
+/// registry's `400 DIGEST_INVALID` (not an integrity error) -- or, on a registry that does not
+/// check, nothing at all.
+#[test]
+fn a_monolithic_upload_of_altered_bytes_is_a_verify_error() {
+    bounded(TEST_LIMIT, || {
+        let server = FaultServer::start();
+        let data = content(29, 1 << 20);
+        let descriptor = descriptor_of(&data, media::OCI_LAYER_GZIP);
+        let altered: Vec<u8> = data.iter().map(|byte| byte ^ 1).collect();
+        let sink = RegistrySink::new(connect(options(&Retries::default()), anonymous()), repository(&server));
+
+        let mut reader = blob_reader(altered, descriptor.digest, descriptor.size);
+        let err = sink.put_blob(&descriptor, &mut reader).expect_err("the bytes do not verify");
+        assert!(matches!(err, StoreError::Verify(VerifyError::Digest { .. })), "{err:?}");
+        assert!(err.is_integrity());
+        let puts = requests_for(&server, "PUT", "/blobs/uploads/");
+        assert!(puts.iter().all(|put| put.status != Some(400)), "the altered blob was sent whole: {puts:#?}");
+    });
+}
+
+/// Every request of an upload says its `Content-Length`, also when its body is empty: the
+/// distribution-spec requires `Content-Length: 0` on the POST that opens a chunked upload, and
+/// registries behind strict proxies answer 411 to a body sent with chunked transfer coding.
+#[test]
+fn upload_requests_without_a_body_say_content_length_0() {
+    bounded(TEST_LIMIT, || {
+        let server = FaultServer::start();
+        server.limits(|limits| limits.require_content_length = true);
+        let data = content(30, 100_000);
+        let descriptor = descriptor_of(&data, media::OCI_LAYER_GZIP);
+        let mut options = options(&Retries::default());
+        options.chunk_size = Some(64 << 10);
+        let sink = RegistrySink::new(connect(options, anonymous()), repository(&server));
+
+        let mut reader = blob_reader(data.clone(), descriptor.digest, descriptor.size);
+        let result = sink.put_blob(&descriptor, &mut reader);
+        let unsized_requests: Vec<Logged> = server
+            .requests()
+            .into_iter()
+            .filter(|r| matches!(r.method.as_str(), "POST" | "PUT" | "PATCH") && r.header("content-length").is_none())
+            .collect();
+        assert!(unsized_requests.is_empty(), "requests without Content-Length: {unsized_requests:#?}");
+        result.expect("a chunked upload to a registry that insists on Content-Length");
+        assert!(server.blob(REPO, &descriptor.digest.to_string()).as_deref() == Some(&data[..]));
+    });
+}
+
+/// A 500 on the monolithic PUT: the streamed body cannot be replayed, so the client does not
+/// retry it itself (no half-consumed stream goes out again) but fails transiently; a second
+/// attempt with a fresh reader, as the engine makes, succeeds.
+#[test]
+fn a_server_error_on_a_streamed_put_is_not_replayed_but_left_to_a_fresh_attempt() {
+    bounded(TEST_LIMIT, || {
+        let server = FaultServer::start();
+        let data = content(25, 1 << 20);
+        let descriptor = descriptor_of(&data, media::OCI_LAYER_GZIP);
+        server.add(Rule::new(Some("PUT"), "/blobs/uploads/", Fault::Status(500)));
+        let retries = Retries::default();
+        let sink = RegistrySink::new(connect(options(&retries), anonymous()), repository(&server));
+
+        let mut reader = blob_reader(data.clone(), descriptor.digest, descriptor.size);
+        let err = sink.put_blob(&descriptor, &mut reader).expect_err("the PUT failed");
+        assert_eq!(registry_error(&err).status(), Some(500));
+        assert!(err.is_transient());
+        assert_eq!(server.count(Some("PUT"), "/blobs/uploads/"), 1, "the stream was not sent twice");
+        assert!(retries.messages().is_empty(), "{:?}", retries.messages());
+
+        let mut reader = blob_reader(data.clone(), descriptor.digest, descriptor.size);
+        sink.put_blob(&descriptor, &mut reader).expect("a fresh attempt");
+        assert!(server.blob(REPO, &descriptor.digest.to_string()).as_deref() == Some(&data[..]));
+    });
+}
+
+/// A registry that refuses a large single PUT (413) makes the sink switch to chunks: that
+/// attempt fails transiently, the next one uploads in PATCH chunks and commits.
+#[test]
+fn a_registry_refusing_large_puts_gets_chunks_on_the_next_attempt() {
+    bounded(TEST_LIMIT, || {
+        let server = FaultServer::start();
+        server.limits(|limits| limits.max_monolithic = Some(1 << 20));
+        let data = content(26, 3 << 20);
+        let descriptor = descriptor_of(&data, media::OCI_LAYER_GZIP);
+        let sink = RegistrySink::new(connect(options(&Retries::default()), anonymous()), repository(&server));
+
+        let mut reader = blob_reader(data.clone(), descriptor.digest, descriptor.size);
+        let err = sink.put_blob(&descriptor, &mut reader).expect_err("413 on the single PUT");
+        assert!(err.is_transient(), "{err}");
+        let mut reader = blob_reader(data.clone(), descriptor.digest, descriptor.size);
+        sink.put_blob(&descriptor, &mut reader).expect("chunks on the next attempt");
+        assert!(server.count(Some("PATCH"), "/blobs/uploads/") >= 1);
+        assert!(server.blob(REPO, &descriptor.digest.to_string()).as_deref() == Some(&data[..]));
+    });
+}
+
+/// A manifest PUT whose answer reports another digest than the bytes pushed fails, naming both.
+#[test]
+fn a_manifest_push_answered_with_another_digest_fails() {
+    bounded(TEST_LIMIT, || {
+        let server = FaultServer::start();
+        let source_image = server.seed_image(REPO, "v1", vec![content(27, 1000)]);
+        server.add(Rule::new(Some("PUT"), "/manifests/", Fault::WrongDigestHeader));
+        let sink = RegistrySink::new(connect(options(&Retries::default()), anonymous()), repository(&server));
+
+        let manifest = RawManifest::parse(source_image.manifest.clone(), Some(media::OCI_MANIFEST)).unwrap();
+        let err = sink.put_manifest(&manifest).expect_err("the registry reports another digest");
+        let text = err.to_string();
+        assert!(text.contains(&source_image.manifest_digest), "{text}");
+        assert!(matches!(registry_error(&err).kind, RegistryErrorKind::Protocol(_)), "{err:?}");
+    });
+}
+
+// ---------------------------------------------------------------------------------------------
+// Tags
+
+/// Tag listing follows `Link` pages and retries a 503 between them, reporting it.
+#[test]
+fn tag_listing_survives_a_server_error_between_pages() {
+    bounded(TEST_LIMIT, || {
+        let server = FaultServer::start();
+        server.limits(|limits| limits.tags_page = 2);
+        for tag in ["a", "b", "c", "d", "e"] {
+            server.seed_image(REPO, tag, vec![content(28, 100)]);
+        }
+        server.add(Rule::new(Some("GET"), "/tags/list", Fault::Status(503)).after(1));
+        let retries = Retries::default();
+        let client = connect(options(&retries), anonymous());
+
+        let tags = list_tags(&client, &repository(&server)).expect("every page");
+        assert_eq!(tags, ["a", "b", "c", "d", "e"]);
+        assert_eq!(server.count(Some("GET"), "/tags/list"), 4, "three pages and one retry");
+        assert_eq!(retries.messages().len(), 1);
+    });
+}
