@@ -276,3 +276,59 @@ fn image_keeps_its_tag_and_never_contacts_the_source() {
         )
     );
 }
+
+/// An interrupted import, re-run, uploads only what is missing: blobs removed from the target
+/// after a first import are exactly what the second one uploads.
+#[test]
+fn a_rerun_uploads_only_what_is_missing() {
+    let registry = Registry::start(Variant::Plain);
+    let scratch = tempfile::tempdir().unwrap();
+    let archive = export_fixture("multiarch", scratch.path());
+    let first = import(&archive, &registry, "partial/multi", scratch.path(), &[]);
+    assert!(first.status.success(), "{}", text(&first.stderr));
+    let uploaded = json(&first)["blobsUploaded"].as_u64().unwrap();
+    assert!(uploaded >= 3);
+
+    // Take two layers away, as if the first run had stopped before them.
+    let index: Value =
+        serde_json::from_slice(&std::fs::read(fixture("layouts/multiarch/index.json")).unwrap()).unwrap();
+    let index_digest = index["manifests"][0]["digest"].as_str().unwrap();
+    let index_bytes =
+        std::fs::read(fixture(&format!("layouts/multiarch/blobs/sha256/{}", &index_digest[7..]))).unwrap();
+    let child: Value = serde_json::from_slice(&index_bytes).unwrap();
+    let child_digest = child["manifests"][0]["digest"].as_str().unwrap();
+    let child_bytes =
+        std::fs::read(fixture(&format!("layouts/multiarch/blobs/sha256/{}", &child_digest[7..]))).unwrap();
+    let manifest: Value = serde_json::from_slice(&child_bytes).unwrap();
+    let layers: Vec<&str> =
+        manifest["layers"].as_array().unwrap().iter().map(|l| l["digest"].as_str().unwrap()).collect();
+    for digest in &layers {
+        let deleted = std::process::Command::new("curl")
+            .args(["-sf", "-X", "DELETE"])
+            .arg(format!("{}/v2/partial/multi/blobs/{digest}", registry.url()))
+            .status()
+            .unwrap();
+        assert!(deleted.success(), "delete {digest}");
+    }
+    let second = import(&archive, &registry, "partial/multi", scratch.path(), &[]);
+    assert!(second.status.success(), "{}", text(&second.stderr));
+    assert_eq!(json(&second)["blobsUploaded"].as_u64().unwrap(), layers.len() as u64, "only the missing layers");
+}
+
+/// An unauthorised target ends with exit 1 and says how to pass credentials.
+#[test]
+fn an_unauthorised_target_is_explained() {
+    let registry = Registry::start(Variant::TlsBasicAuth);
+    let scratch = tempfile::tempdir().unwrap();
+    let archive = export_fixture("plain-oci", scratch.path());
+    let output = ferry(scratch.path())
+        .arg("import")
+        .arg(&archive)
+        .args(["--to-repo", &format!("{}/denied/x", registry.host())])
+        .args(["--registry-ca-cert-path", registry.ca_cert_path().unwrap().to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    let message = text(&output.stderr);
+    assert!(message.contains("HTTP 401") && message.contains("--registry-username"), "{message}");
+}
