@@ -228,3 +228,39 @@ fn export_an_image_through_token_auth() {
     assert_eq!(bundle.status.code(), Some(1));
     assert!(stderr(&bundle).contains("is not a bundle") && stderr(&bundle).contains("use -i"), "{}", stderr(&bundle));
 }
+
+/// Docker credential helpers (`credHelpers`, then `credsStore`) run as
+/// `docker-credential-NAME get`, with the server on stdin; "not found" means anonymous.
+#[test]
+fn credentials_from_docker_credential_helpers() {
+    use std::os::unix::fs::PermissionsExt;
+
+    let registry = Registry::start(Variant::TlsBasicAuth);
+    let scratch = tempfile::tempdir().unwrap();
+    seed(&registry, scratch.path());
+    let (user, password) = registry.credentials().unwrap();
+    let bin = scratch.path().join("bin");
+    std::fs::create_dir(&bin).unwrap();
+    let helper = bin.join("docker-credential-ferrytest");
+    let script = format!(
+        "#!/bin/sh\nread server\n[ \"$1\" = get ] && [ \"$server\" = \"{host}\" ] || {{ echo 'credentials not found in native keychain'; exit 1; }}\nprintf '{{\"ServerURL\":\"%s\",\"Username\":\"{user}\",\"Secret\":\"{password}\"}}' \"$server\"\n",
+        host = registry.host()
+    );
+    std::fs::write(&helper, script).unwrap();
+    std::fs::set_permissions(&helper, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap_or_default());
+    let repo = format!("{}/team/app", registry.host());
+
+    for config in [
+        format!(r#"{{"credHelpers":{{"{}":"ferrytest"}}}}"#, registry.host()),
+        r#"{"credsStore":"ferrytest"}"#.to_string(),
+    ] {
+        let home = tempfile::tempdir().unwrap();
+        std::fs::create_dir(home.path().join(".docker")).unwrap();
+        std::fs::write(home.path().join(".docker/config.json"), &config).unwrap();
+        let listed =
+            ferry(home.path()).env("PATH", &path).args(["tag", "list", &repo]).args(reach(&registry)).output().unwrap();
+        assert!(listed.status.success(), "{config}: {}", stderr(&listed));
+        assert_eq!(stdout(&listed), "v1\nv2\n");
+    }
+}
