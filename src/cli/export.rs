@@ -25,8 +25,12 @@ use ferry::store::registry::RegistrySource;
 /// ARCHIVE.partial and renamed only when complete; the same input always gives a
 /// byte-identical archive.
 ///
+/// An interrupted export (Ctrl-C, a lost network, a full disk) keeps ARCHIVE.partial: run the
+/// same command again with --resume to hash what it holds and fetch only what is missing.
+///
 /// Examples:
 ///   ferry export -b registry.example.com/team/bundle:1.0 -o bundle.tar
+///   ferry export -b registry.example.com/team/bundle:1.0 -o bundle.tar --resume
 ///   ferry export -i registry.example.com/team/app@sha256:... -o app.tar
 ///   ferry export --oci-layout ./layout -o layout.tar
 #[derive(Args, Debug)]
@@ -51,6 +55,12 @@ pub struct ExportArgs {
     /// Also carry layers marked non-distributable (foreign), which are left out by default
     #[arg(long)]
     pub include_non_distributable_layers: bool,
+    /// Continue an interrupted export of the same content: every blob ARCHIVE.partial already
+    /// holds is hashed again and kept when intact; only missing or damaged blobs are fetched,
+    /// and the archive comes out identical to an uninterrupted one. A partial file written for
+    /// other content is not trusted: the export says why and starts over.
+    #[arg(long)]
+    pub resume: bool,
     /// Print the summary as JSON on stdout
     #[arg(long)]
     pub json: bool,
@@ -66,6 +76,7 @@ impl ExportArgs {
         let options = ExportOptions {
             transfer: TransferOptions { workers: global.workers(), ..TransferOptions::default() },
             include_non_distributable: self.include_non_distributable_layers,
+            resume: self.resume,
         };
         let progress = Progress::new(global.quiet);
         let parse = |text: &str| text.parse::<Reference>().map_err(|e| Failure::new(anyhow::Error::new(e), false));
@@ -91,6 +102,14 @@ impl ExportArgs {
         if self.json {
             output::json(&summary);
         } else if !global.quiet {
+            if summary.reused_blobs > 0 {
+                output::note(&format!(
+                    "resumed: {} blobs ({}) were already intact in {}.partial",
+                    summary.reused_blobs,
+                    human_bytes(summary.reused_bytes),
+                    summary.archive
+                ));
+            }
             output::note(&format!(
                 "wrote {} ({}): {} artifacts, {} bundles, {} manifests, {} blobs; dedup saved {} in {:.1}s",
                 summary.archive,

@@ -16,7 +16,7 @@ use crate::model::lock::AnyLock;
 use crate::model::{Digest, Reference, sha256_digest};
 use crate::store::layout_dir::LayoutDirSource;
 use crate::store::layout_tar::LayoutTarSink;
-use crate::store::{Source, StoreError};
+use crate::store::{Plan, Source, StoreError};
 
 /// What an export did.
 #[derive(Debug, Serialize)]
@@ -32,6 +32,10 @@ pub struct ExportSummary {
     pub blob_bytes: u64,
     /// Bytes that would have been written again without deduplication.
     pub dedup_saved_bytes: u64,
+    /// Blobs a resumed export found intact in `ARCHIVE.partial` and did not fetch again.
+    pub reused_blobs: u64,
+    /// The bytes of those blobs.
+    pub reused_bytes: u64,
     pub omitted_layers: Vec<String>,
     pub seconds: f64,
 }
@@ -45,6 +49,11 @@ pub enum ExportError {
     Incomplete { source_name: String, problems: Vec<String>, integrity: bool },
     #[error(transparent)]
     Transfer(#[from] TransferError),
+    /// The transfer failed after the partial archive was laid out: it is kept for `--resume`.
+    #[error(
+        "{source}\n{partial} keeps what was written: run the same export again with --resume to fetch only the rest"
+    )]
+    Interrupted { partial: String, source: TransferError },
     #[error("{}", .problems.join("\n"))]
     WrongKind { problems: Vec<String> },
 }
@@ -54,7 +63,7 @@ impl ExportError {
         match self {
             ExportError::Store(err) => err.is_integrity(),
             ExportError::Incomplete { integrity, .. } => *integrity,
-            ExportError::Transfer(err) => err.is_integrity(),
+            ExportError::Transfer(err) | ExportError::Interrupted { source: err, .. } => err.is_integrity(),
             ExportError::WrongKind { .. } => false,
         }
     }
@@ -65,6 +74,9 @@ impl ExportError {
 pub struct ExportOptions {
     pub transfer: TransferOptions,
     pub include_non_distributable: bool,
+    /// Take up the `ARCHIVE.partial` of an interrupted export of the same content, keeping
+    /// the blobs it holds intact (spec/archive.md AR-W7).
+    pub resume: bool,
 }
 
 /// What the roots must be (imgpkg's `-b` and `-i`).
@@ -146,7 +158,10 @@ pub fn export(
     }
     let plan = build_plan(&graph);
     let mut sink = LayoutTarSink::new(output);
-    transfer(source, &mut sink, &plan, &options.transfer, reporter)?;
+    take_up_partial(&mut sink, &plan, options.resume, reporter)?;
+    let partial = sink.partial_path().to_path_buf();
+    transfer(source, &mut sink, &plan, &options.transfer, reporter).map_err(|err| failed_transfer(err, &partial))?;
+    let (reused_blobs, reused_bytes) = sink.intact_blobs();
 
     let archive_bytes =
         std::fs::metadata(output).map_err(|e| StoreError::io(format!("reading {}", output.display()), e))?.len();
@@ -162,9 +177,50 @@ pub fn export(
         archive_bytes,
         blob_bytes: plan.blob_bytes(),
         dedup_saved_bytes: per_artifact.saturating_sub(unique),
+        reused_blobs,
+        reused_bytes,
         omitted_layers: plan.omitted.iter().map(|d| d.digest.to_string()).collect(),
         seconds: started.elapsed().as_secs_f64(),
     })
+}
+
+/// With `resume`, re-hashes what an earlier, interrupted export left in `ARCHIVE.partial` and
+/// keeps its intact blobs; a partial file laid out for other content is overwritten, saying why.
+/// Without, an existing partial file is overwritten, with a hint that it could have been reused.
+fn take_up_partial(
+    sink: &mut LayoutTarSink,
+    plan: &Plan,
+    resume: bool,
+    reporter: &dyn Reporter,
+) -> Result<(), StoreError> {
+    let partial = sink.partial_path().to_path_buf();
+    if !partial.exists() {
+        return Ok(());
+    }
+    if !resume {
+        reporter.warn(&format!(
+            "overwriting {} left by an earlier export (pass --resume to keep the blobs it holds)",
+            partial.display()
+        ));
+        return Ok(());
+    }
+    reporter.phase("checking", plan.blobs.len() as u64, plan.blob_bytes());
+    if let Some(reason) = sink.resume(plan, &|bytes| reporter.bytes(bytes))? {
+        reporter.warn(&format!("not resuming from {}: {reason}; starting over", partial.display()));
+    }
+    Ok(())
+}
+
+/// A failed transfer, saying how to go on when a partial archive was left: a full disk once
+/// (every worker writing when the disk fills up fails the same way, and that message already
+/// says what to do), anything else with the hint to `--resume`.
+fn failed_transfer(mut err: TransferError, partial: &Path) -> ExportError {
+    let mut disk_full = false;
+    err.failures.retain(|failure| !LayoutTarSink::is_disk_full(failure) || !std::mem::replace(&mut disk_full, true));
+    if disk_full || !partial.exists() {
+        return ExportError::Transfer(err);
+    }
+    ExportError::Interrupted { partial: partial.display().to_string(), source: err }
 }
 
 /// `-b` must name a bundle and `-i` must not, as with imgpkg.

@@ -1,22 +1,33 @@
 //! The archive sink: lays the archive out from the plan, then lets many workers write blobs
 //! at their offsets concurrently; publishes the file under its final name only at the end.
+//!
+//! An interrupted export leaves `ARCHIVE.partial` behind. Because the layout is a pure function
+//! of the plan, [`LayoutTarSink::resume`] can take that file up again (spec/archive.md AR-W7):
+//! when its length and every header, `oci-layout` and `index.json` byte are what this plan lays
+//! out, its blob regions are hashed again in parallel and the intact ones are kept, so only what
+//! is missing or damaged is fetched. A file laid out for anything else is overwritten.
 
+use std::collections::HashSet;
 use std::fs::{File, OpenOptions};
-use std::io::{self, Write};
+use std::io::{self, Read, Write};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use super::header::write_header;
-use super::layout::{ArchiveLayout, EntryKind};
+use super::header::{BLOCK, padded, write_header};
+use super::layout::{ArchiveLayout, EntryKind, PlannedEntry};
 use crate::model::layout::oci_layout_bytes;
-use crate::model::{Descriptor, RawManifest};
+use crate::model::{Descriptor, Digest, RawManifest};
+use crate::store::region::FileRegion;
 use crate::store::{BlobReader, Plan, Sink, StoreError};
-use crate::verify::copy_verified;
+use crate::verify::{BlobCheck, Hasher, copy_verified, hash_all};
 
 /// Copy buffer per worker: large enough for sequential disk throughput, small enough that N
 /// workers stay within a few MiB.
 const COPY_BUFFER: usize = 1 << 20;
+
+/// Zeros for tar padding and the end-of-archive marker (two blocks, the most ever written).
+const ZEROS: [u8; 2 * BLOCK as usize] = [0; 2 * BLOCK as usize];
 
 /// Writes an OCI-layout tarball at `path`, through `path.partial`.
 pub struct LayoutTarSink {
@@ -25,6 +36,54 @@ pub struct LayoutTarSink {
     partial: PathBuf,
     file: Option<Arc<File>>,
     layout: Option<ArchiveLayout>,
+    /// What [`LayoutTarSink::resume`] took up: the skeleton digest of the plan it matched.
+    resumed_for: Option<Digest>,
+    /// Blobs the resumed partial file already holds intact; [`Sink::has_blob`] says so.
+    intact: HashSet<Digest>,
+    intact_bytes: u64,
+}
+
+/// The bytes every archive of a plan starts from: its layout, `oci-layout` and `index.json`.
+struct Skeleton {
+    layout: ArchiveLayout,
+    oci_layout: Vec<u8>,
+    index: Vec<u8>,
+}
+
+impl Skeleton {
+    fn of(plan: &Plan) -> Self {
+        let oci_layout = oci_layout_bytes();
+        let index = plan.index.to_canonical_json();
+        let layout = ArchiveLayout::new(plan, oci_layout.len() as u64, index.len() as u64);
+        Skeleton { layout, oci_layout, index }
+    }
+
+    fn header(entry: &PlannedEntry) -> [u8; 512] {
+        write_header(&entry.name, entry.size, entry.kind == EntryKind::Directory)
+    }
+
+    /// The data ferry writes for an entry before any blob arrives (`oci-layout`, `index.json`).
+    fn metadata(&self, entry: &PlannedEntry) -> Option<&[u8]> {
+        match entry.kind {
+            EntryKind::OciLayout => Some(&self.oci_layout),
+            EntryKind::Index => Some(&self.index),
+            _ => None,
+        }
+    }
+
+    /// Names the skeleton's bytes (every header, `oci-layout`, `index.json`, the total size):
+    /// two plans with the same digest lay out byte-identical archives around their blobs.
+    fn digest(&self) -> Digest {
+        let mut hasher = Hasher::new();
+        hasher.update(&self.layout.total_size.to_be_bytes());
+        for entry in &self.layout.entries {
+            hasher.update(&Self::header(entry));
+            if let Some(data) = self.metadata(entry) {
+                hasher.update(data);
+            }
+        }
+        hasher.finish().0
+    }
 }
 
 impl LayoutTarSink {
@@ -37,12 +96,116 @@ impl LayoutTarSink {
             partial: PathBuf::from(partial),
             file: None,
             layout: None,
+            resumed_for: None,
+            intact: HashSet::new(),
+            intact_bytes: 0,
         }
     }
 
     /// The file being written until [`Sink::finish`] renames it.
     pub fn partial_path(&self) -> &Path {
         &self.partial
+    }
+
+    /// Takes up the partial file an interrupted export of the same plan left behind (spec/archive.md
+    /// AR-W7); call it before [`Sink::prepare`]. The file is reused only when its length and
+    /// every header, `oci-layout` and `index.json` byte are those this plan lays out; then every
+    /// blob region is hashed again (in parallel, largest first, `on_hashed` called with each
+    /// blob's size) and the intact blobs are kept: [`Sink::has_blob`] reports them, so only the
+    /// missing or damaged ones are fetched.
+    ///
+    /// Returns why an existing partial file is not reused, if it is not; [`Sink::prepare`] then
+    /// starts over. Returns `None` when there is no partial file or when it was taken up
+    /// ([`LayoutTarSink::intact_blobs`] tells how much it held).
+    pub fn resume(&mut self, plan: &Plan, on_hashed: &(dyn Fn(u64) + Sync)) -> Result<Option<String>, StoreError> {
+        let skeleton = Skeleton::of(plan);
+        let file = match OpenOptions::new().read(true).write(true).open(&self.partial) {
+            Ok(file) => file,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(StoreError::io(format!("opening {} to resume", self.partial.display()), e)),
+        };
+        if let Some(reason) = self.skeleton_mismatch(&file, &skeleton)? {
+            return Ok(Some(reason));
+        }
+
+        let file = Arc::new(file);
+        let checks: Vec<BlobCheck<'_>> = skeleton
+            .layout
+            .entries
+            .iter()
+            .filter(|entry| matches!(entry.kind, EntryKind::Blob(_)))
+            .map(|entry| {
+                let (file, offset, size) = (Arc::clone(&file), entry.data_offset(), entry.size);
+                BlobCheck {
+                    digest: entry.digest.expect("blob entries are named by digest"),
+                    size,
+                    open: Box::new(move || {
+                        Ok(Box::new(FileRegion::new(Arc::clone(&file), offset, size)) as Box<dyn Read>)
+                    }),
+                }
+            })
+            .collect();
+        let outcomes = hash_all(&checks, &self.partial.display().to_string(), on_hashed);
+        // A damaged or unwritten region is simply fetched again: the bytes on disk are ours to
+        // overwrite, so no failure here is an error.
+        for (check, outcome) in checks.iter().zip(outcomes) {
+            if outcome.is_ok() {
+                self.intact.insert(check.digest);
+                self.intact_bytes += check.size;
+            }
+        }
+        self.resumed_for = Some(skeleton.digest());
+        self.file = Some(file);
+        self.layout = Some(skeleton.layout);
+        Ok(None)
+    }
+
+    /// The blobs [`LayoutTarSink::resume`] found intact and will not fetch again: how many,
+    /// and their bytes.
+    pub fn intact_blobs(&self) -> (u64, u64) {
+        (self.intact.len() as u64, self.intact_bytes)
+    }
+
+    /// Whether a failure is a full disk (ENOSPC, or a disk quota), which the sink reports with
+    /// what to do about it.
+    pub fn is_disk_full(err: &StoreError) -> bool {
+        matches!(err, StoreError::Io { source, .. } if is_disk_full(source))
+    }
+
+    /// Why `file` cannot be the partial archive of `skeleton`'s plan, if it cannot.
+    fn skeleton_mismatch(&self, file: &File, skeleton: &Skeleton) -> Result<Option<String>, StoreError> {
+        let context = || format!("reading {} to resume", self.partial.display());
+        let len = file.metadata().map_err(|e| StoreError::io(context(), e))?.len();
+        let total = skeleton.layout.total_size;
+        if len != total {
+            return Ok(Some(format!(
+                "it is {len} bytes, but this export lays out {total} bytes (it was written for other content)"
+            )));
+        }
+        let differs = |offset: u64, expected: &[u8]| -> Result<bool, StoreError> {
+            let mut actual = vec![0u8; expected.len()];
+            file.read_exact_at(&mut actual, offset).map_err(|e| StoreError::io(context(), e))?;
+            Ok(actual != expected)
+        };
+        for entry in &skeleton.layout.entries {
+            if differs(entry.header_offset, &Skeleton::header(entry))? {
+                return Ok(Some(format!(
+                    "its tar header for {} differs from this export's (it was written for other content, or is damaged)",
+                    entry.name
+                )));
+            }
+            let metadata_differs = match skeleton.metadata(entry) {
+                Some(data) => differs(entry.data_offset(), data)?,
+                None => false,
+            };
+            if metadata_differs {
+                return Ok(Some(format!(
+                    "its {} differs from this export's (it was written for other content, or is damaged)",
+                    entry.name
+                )));
+            }
+        }
+        Ok(None)
     }
 
     fn state(&self) -> (&Arc<File>, &ArchiveLayout) {
@@ -53,9 +216,67 @@ impl LayoutTarSink {
     }
 
     fn write_at(&self, bytes: &[u8], offset: u64) -> Result<(), StoreError> {
-        let (file, _) = self.state();
-        file.write_all_at(bytes, offset).map_err(|e| StoreError::io(format!("writing {}", self.partial.display()), e))
+        let file = self.file.as_ref().expect("LayoutTarSink writes only after its file is open");
+        file.write_all_at(bytes, offset)
+            .map_err(|e| self.write_failure(format!("writing {}", self.partial.display()), e))
     }
+
+    /// A failed write, with what to do when the disk is full (the partial file is kept, and
+    /// `--resume` reuses what it holds).
+    fn write_failure(&self, context: String, err: io::Error) -> StoreError {
+        if !is_disk_full(&err) {
+            return StoreError::io(context, err);
+        }
+        let advice = format!(
+            "the disk is full ({err}); free space, then run the same export again with --resume: {} is kept and \
+             the blobs already in it are reused",
+            self.partial.display()
+        );
+        StoreError::io(context, io::Error::new(io::ErrorKind::StorageFull, advice))
+    }
+
+    /// Lays a fresh partial file out: created empty at its final size, then headers,
+    /// `oci-layout` and `index.json`. Padding and the end marker are the zeros the file starts
+    /// with.
+    fn create(&mut self, skeleton: &Skeleton) -> Result<(), StoreError> {
+        let context = || format!("creating {}", self.partial.display());
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&self.partial)
+            .map_err(|e| StoreError::io(context(), e))?;
+        // Sizing the file up front reserves its length; the blocks are allocated as blobs land.
+        file.set_len(skeleton.layout.total_size).map_err(|e| self.write_failure(context(), e))?;
+        self.file = Some(Arc::new(file));
+        for entry in &skeleton.layout.entries {
+            self.write_at(&Skeleton::header(entry), entry.header_offset)?;
+            if let Some(data) = skeleton.metadata(entry) {
+                self.write_at(data, entry.data_offset())?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Zeroes every padding and the end marker of a resumed file: whatever happened to those
+    /// bytes, the archive comes out byte-identical to an uninterrupted one (AR-W6).
+    fn rewrite_zeros(&self, layout: &ArchiveLayout) -> Result<(), StoreError> {
+        for entry in &layout.entries {
+            let end = entry.data_offset() + entry.size;
+            let padding = padded(entry.size) - entry.size;
+            self.write_at(&ZEROS[..padding as usize], end)?;
+        }
+        self.write_at(&ZEROS, layout.total_size - 2 * BLOCK)
+    }
+}
+
+/// ENOSPC, or a disk quota used up: a full disk to the user either way.
+fn is_disk_full(err: &io::Error) -> bool {
+    const ENOSPC: i32 = 28;
+    const EDQUOT: i32 = 122;
+    matches!(err.kind(), io::ErrorKind::StorageFull | io::ErrorKind::QuotaExceeded)
+        || matches!(err.raw_os_error(), Some(ENOSPC | EDQUOT))
 }
 
 /// A `Write` that writes at successive offsets of a shared file.
@@ -82,35 +303,24 @@ impl Sink for LayoutTarSink {
     }
 
     fn prepare(&mut self, plan: &Plan) -> Result<(), StoreError> {
-        let oci_layout = oci_layout_bytes();
-        let index = plan.index.to_canonical_json();
-        let layout = ArchiveLayout::new(plan, oci_layout.len() as u64, index.len() as u64);
-        let context = || format!("creating {}", self.partial.display());
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .open(&self.partial)
-            .map_err(|e| StoreError::io(context(), e))?;
-        // Sizing the file up front reserves its length; the blocks are allocated as blobs land.
-        file.set_len(layout.total_size).map_err(|e| StoreError::io(context(), e))?;
-        self.file = Some(Arc::new(file));
-        self.layout = Some(layout.clone());
-        for entry in &layout.entries {
-            let header = write_header(&entry.name, entry.size, entry.kind == EntryKind::Directory);
-            self.write_at(&header, entry.header_offset)?;
-            match entry.kind {
-                EntryKind::OciLayout => self.write_at(&oci_layout, entry.data_offset())?,
-                EntryKind::Index => self.write_at(&index, entry.data_offset())?,
-                _ => {}
-            }
+        let skeleton = Skeleton::of(plan);
+        let resumed = self.file.is_some() && self.resumed_for == Some(skeleton.digest());
+        if resumed {
+            // Headers, oci-layout and index.json were checked byte for byte by resume();
+            // manifests are rewritten by put_manifest, and blobs are intact or fetched again.
+            self.rewrite_zeros(&skeleton.layout)?;
+        } else {
+            self.intact.clear();
+            self.intact_bytes = 0;
+            self.resumed_for = None;
+            self.create(&skeleton)?;
         }
+        self.layout = Some(skeleton.layout);
         Ok(())
     }
 
-    fn has_blob(&self, _descriptor: &Descriptor) -> Result<bool, StoreError> {
-        Ok(false)
+    fn has_blob(&self, descriptor: &Descriptor) -> Result<bool, StoreError> {
+        Ok(self.intact.contains(&descriptor.digest))
     }
 
     fn put_blob(&self, descriptor: &Descriptor, reader: &mut BlobReader<'_>) -> Result<(), StoreError> {
@@ -124,7 +334,7 @@ impl Sink for LayoutTarSink {
             })?;
         let mut out = PositionalWriter { file, offset: entry.data_offset() };
         copy_verified(reader, &mut out, COPY_BUFFER).map_err(|e| {
-            StoreError::io(format!("writing blob {} to {}", descriptor.digest, self.partial.display()), e)
+            self.write_failure(format!("writing blob {} to {}", descriptor.digest, self.partial.display()), e)
         })?;
         Ok(())
     }
@@ -140,7 +350,8 @@ impl Sink for LayoutTarSink {
 
     fn finish(&mut self, _plan: &Plan) -> Result<(), StoreError> {
         let (file, _) = self.state();
-        file.sync_all().map_err(|e| StoreError::io(format!("flushing {}", self.partial.display()), e))?;
+        // A full disk can surface only here, when delayed allocation meets the disk.
+        file.sync_all().map_err(|e| self.write_failure(format!("flushing {}", self.partial.display()), e))?;
         std::fs::rename(&self.partial, &self.path).map_err(|e| {
             StoreError::io(format!("renaming {} to {}", self.partial.display(), self.path.display()), e)
         })?;
@@ -154,5 +365,130 @@ fn sync_parent_dir(path: &Path) {
     let parent = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
     if let Ok(dir) = File::open(parent) {
         let _ = dir.sync_all();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+    use crate::model::layout::LayoutIndex;
+    use crate::model::sha256_digest;
+    use crate::store::{BlobRole, PlannedBlob};
+    use crate::verify::VerifyingReader;
+
+    const LAYER: &str = "application/vnd.oci.image.layer.v1.tar";
+
+    /// A plan of blobs only (no manifests), enough to lay out and fill an archive.
+    fn plan_of(blobs: &[&[u8]]) -> Plan {
+        Plan {
+            index: LayoutIndex::new(Vec::new(), BTreeMap::new()),
+            manifests: Vec::new(),
+            blobs: blobs
+                .iter()
+                .map(|bytes| PlannedBlob {
+                    descriptor: Descriptor::new(LAYER, sha256_digest(bytes), bytes.len() as u64),
+                    role: BlobRole::Layer,
+                })
+                .collect(),
+            omitted: Vec::new(),
+        }
+    }
+
+    /// Runs what the engine runs: prepare, every blob the sink lacks, finish (when `finish`).
+    fn write(sink: &mut LayoutTarSink, plan: &Plan, blobs: &[&[u8]], finish: bool) -> Vec<Digest> {
+        sink.prepare(plan).unwrap();
+        let mut fetched = Vec::new();
+        for (blob, bytes) in plan.blobs.iter().zip(blobs) {
+            let descriptor = &blob.descriptor;
+            if sink.has_blob(descriptor).unwrap() {
+                continue;
+            }
+            let mut reader: BlobReader<'_> =
+                VerifyingReader::new(Box::new(*bytes), descriptor.digest, descriptor.size, "test");
+            sink.put_blob(descriptor, &mut reader).unwrap();
+            fetched.push(descriptor.digest);
+        }
+        if finish {
+            sink.finish(plan).unwrap();
+        }
+        fetched
+    }
+
+    /// AR-W7: a damaged blob and damaged padding in the partial file are repaired; intact blobs
+    /// are kept; the result is byte-identical to an uninterrupted archive.
+    #[test]
+    fn resume_refetches_only_damaged_blobs() {
+        let dir = tempfile::tempdir().unwrap();
+        let blobs: [&[u8]; 3] = [b"first blob, 31 bytes of content", &[7u8; 3000], b"third"];
+        let plan = plan_of(&blobs);
+        let reference = dir.path().join("reference.tar");
+        write(&mut LayoutTarSink::new(&reference), &plan, &blobs, true);
+        let expected = std::fs::read(&reference).unwrap();
+
+        let target = dir.path().join("target.tar");
+        let mut damaged = expected.clone();
+        let layout = Skeleton::of(&plan).layout;
+        let second = layout.entry(&sha256_digest(blobs[1])).unwrap();
+        damaged[(second.data_offset() + 100) as usize] ^= 0xff;
+        let third = layout.entry(&sha256_digest(blobs[2])).unwrap();
+        damaged[(third.data_offset() + 10) as usize] = b'x';
+        let end = damaged.len() - 3;
+        damaged[end] = 1;
+        std::fs::write(dir.path().join("target.tar.partial"), &damaged).unwrap();
+
+        let mut sink = LayoutTarSink::new(&target);
+        assert_eq!(sink.resume(&plan, &|_| {}).unwrap(), None);
+        assert_eq!(sink.intact_blobs(), (2, 31 + 5));
+        let fetched = write(&mut sink, &plan, &blobs, true);
+        assert_eq!(fetched, [sha256_digest(blobs[1])]);
+        assert!(std::fs::read(&target).unwrap() == expected, "the resumed archive differs");
+        assert!(!dir.path().join("target.tar.partial").exists());
+    }
+
+    /// AR-W7: a partial file laid out for another plan is not trusted, and says why.
+    #[test]
+    fn resume_refuses_a_partial_file_of_another_plan() {
+        let dir = tempfile::tempdir().unwrap();
+        let blobs: [&[u8]; 2] = [b"one", b"two"];
+        let plan = plan_of(&blobs);
+        let target = dir.path().join("target.tar");
+        let mut sink = LayoutTarSink::new(&target);
+        assert_eq!(sink.resume(&plan, &|_| {}).unwrap(), None, "no partial file: nothing to say");
+        assert_eq!(sink.intact_blobs(), (0, 0));
+
+        let other = plan_of(&[b"one", b"six"]);
+        write(&mut LayoutTarSink::new(&target), &other, &[b"one", b"six"], false);
+        let mut sink = LayoutTarSink::new(&target);
+        let reason = sink.resume(&plan, &|_| {}).unwrap().expect("a partial file of another plan is refused");
+        assert!(reason.contains("tar header for blobs/sha256/") && reason.contains("other content"), "{reason}");
+        assert_eq!(sink.intact_blobs(), (0, 0));
+
+        std::fs::write(dir.path().join("target.tar.partial"), b"short").unwrap();
+        let reason = LayoutTarSink::new(&target).resume(&plan, &|_| {}).unwrap().unwrap();
+        assert!(reason.starts_with("it is 5 bytes, but this export lays out"), "{reason}");
+
+        let fetched = write(&mut sink, &plan, &blobs, true);
+        assert_eq!(fetched.len(), 2, "everything is fetched again");
+    }
+
+    /// A full disk says so, names the partial file, and says how to go on.
+    #[test]
+    fn a_full_disk_says_what_to_do() {
+        let full = OpenOptions::new().write(true).open("/dev/full").unwrap();
+        let err = full.write_all_at(b"x", 0).unwrap_err();
+        let sink = LayoutTarSink::new(Path::new("out/bundle.tar"));
+        let failure = sink.write_failure("writing blob sha256:ab to out/bundle.tar.partial".to_string(), err);
+        assert!(LayoutTarSink::is_disk_full(&failure));
+        let message = failure.to_string();
+        assert!(
+            message.starts_with("writing blob sha256:ab to out/bundle.tar.partial: the disk is full (")
+                && message.contains("free space, then run the same export again with --resume")
+                && message.contains("out/bundle.tar.partial is kept"),
+            "{message}"
+        );
+        let other = sink.write_failure("writing".to_string(), io::Error::from(io::ErrorKind::PermissionDenied));
+        assert!(!LayoutTarSink::is_disk_full(&other));
     }
 }
