@@ -111,11 +111,11 @@ impl ExportArgs {
                 ));
             }
             output::note(&format!(
-                "wrote {} ({}): {} artifacts, {} bundles, {} manifests, {} blobs; dedup saved {} in {:.1}s",
+                "wrote {} ({}): {} bundles, {} images, {} manifests, {} blobs; dedup saved {} in {:.1}s",
                 summary.archive,
                 human_bytes(summary.archive_bytes),
-                summary.artifacts,
                 summary.bundles,
+                summary.images,
                 summary.manifests,
                 summary.blobs,
                 human_bytes(summary.dedup_saved_bytes),

@@ -26,6 +26,8 @@ pub struct ExportSummary {
     pub identity: Digest,
     pub artifacts: usize,
     pub bundles: usize,
+    /// Top-level images and indexes (artifacts that are not bundles).
+    pub images: usize,
     pub manifests: usize,
     pub blobs: usize,
     pub archive_bytes: u64,
@@ -172,6 +174,7 @@ pub fn export(
         identity: sha256_digest(&plan.index.to_canonical_json()),
         artifacts: plan.index.manifests.len(),
         bundles: graph.bundles.len(),
+        images: graph.artifacts.iter().filter(|artifact| !artifact.is_bundle).count(),
         manifests: plan.manifests.len(),
         blobs: plan.blobs.len(),
         archive_bytes,
