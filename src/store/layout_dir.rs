@@ -84,12 +84,7 @@ impl Source for LayoutDirSource {
     }
 
     fn resolve(&self, reference: &Reference) -> Result<Descriptor, StoreError> {
-        let digest = reference.digest.ok_or_else(|| StoreError::Invalid {
-            store: self.name.clone(),
-            reason: format!("{reference} names no digest; a layout is searched by digest"),
-        })?;
-        let size = self.blob_size(&digest.blob_path())?;
-        resolve_in_layout(self, &self.index, digest, size, reference)
+        resolve_in_layout(self, &self.index, reference, |digest| self.blob_size(&digest.blob_path()))
     }
 
     fn blob(&self, descriptor: &Descriptor) -> Result<BlobReader<'_>, StoreError> {

@@ -141,20 +141,24 @@ pub fn digest_of_blob_path(path: &str) -> Option<Digest> {
     path.strip_prefix("blobs/sha256/").and_then(|hex| Digest::from_hex(hex).ok())
 }
 
-/// Finds a manifest by digest in a layout (archive or directory): its media type comes from an
-/// `index.json` descriptor if one names it, else from the manifest's own `mediaType`.
+/// Finds a manifest by the digest of `reference` in a layout (archive or directory): its media
+/// type comes from an `index.json` descriptor if one names it, else from the manifest's own
+/// `mediaType`. `size_of` says how large the layout's blob of that digest is, if it has one.
 pub(crate) fn resolve_in_layout(
     source: &dyn Source,
     index: &LayoutIndex,
-    digest: Digest,
-    size: Option<u64>,
     reference: &Reference,
+    size_of: impl FnOnce(Digest) -> Result<Option<u64>, StoreError>,
 ) -> Result<Descriptor, StoreError> {
+    let digest = reference.digest.ok_or_else(|| StoreError::Invalid {
+        store: source.name().to_string(),
+        reason: format!("{reference} names no digest; a layout is searched by digest"),
+    })?;
     if let Some(listed) = index.manifests.iter().find(|d| d.digest == digest) {
         return Ok(Descriptor::new(&listed.media_type, digest, listed.size));
     }
-    let size =
-        size.ok_or_else(|| StoreError::NotFound { store: source.name().to_string(), what: reference.to_string() })?;
+    let size = size_of(digest)?
+        .ok_or_else(|| StoreError::NotFound { store: source.name().to_string(), what: reference.to_string() })?;
     let probe = Descriptor::new("", digest, size);
     let bytes = source.small_blob(&probe)?;
     let manifest = RawManifest::parse(bytes, None)

@@ -145,11 +145,7 @@ impl Source for LayoutTarSource {
     }
 
     fn resolve(&self, reference: &Reference) -> Result<Descriptor, StoreError> {
-        let digest = reference.digest.ok_or_else(|| StoreError::Invalid {
-            store: self.name.clone(),
-            reason: format!("{reference} names no digest; an archive is searched by digest"),
-        })?;
-        resolve_in_layout(self, &self.index, digest, self.blobs.get(&digest).map(|entry| entry.size), reference)
+        resolve_in_layout(self, &self.index, reference, |digest| Ok(self.blobs.get(&digest).map(|entry| entry.size)))
     }
 
     fn blob(&self, descriptor: &Descriptor) -> Result<BlobReader<'_>, StoreError> {
