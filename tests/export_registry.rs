@@ -167,3 +167,37 @@ fn a_missing_lock_entry_is_named() {
     assert!(message.contains(&format!("{}/team/app@{digest}", registry.host())), "{message}");
     assert!(!archive.exists());
 }
+
+/// imgpkg's spelling: `copy -b REF --to-tar FILE` writes the same archive as `export`, and
+/// `copy --tar FILE --to-repo REPO` imports it; registry-to-registry copy is refused with advice.
+#[test]
+fn copy_keeps_imgpkg_spelling() {
+    let registry = Registry::start(Variant::Plain);
+    let scratch = tempfile::tempdir().unwrap();
+    seed_bundle(&registry, scratch.path());
+    let reference = format!("{}/team/bundle:1.0", registry.host());
+    let exported = scratch.path().join("export.tar");
+    let copied = scratch.path().join("copy.tar");
+    assert!(export(&["-b", &reference], &exported).status.success());
+    let output =
+        ferry().args(["copy", "-b", &reference, "--to-tar"]).arg(&copied).arg("--registry-insecure").output().unwrap();
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    assert!(std::fs::read(&exported).unwrap() == std::fs::read(&copied).unwrap());
+
+    let imported = ferry()
+        .args(["copy", "--tar"])
+        .arg(&copied)
+        .args(["--to-repo", &format!("{}/mirror/bundle", registry.host()), "--registry-insecure", "--json"])
+        .output()
+        .unwrap();
+    assert!(imported.status.success(), "{}", text(&imported.stderr));
+    assert_eq!(json(&imported)["locationsRecords"], 2);
+
+    let refused = ferry()
+        .args(["copy", "-b", &reference, "--to-repo", &format!("{}/other/bundle", registry.host())])
+        .arg("--registry-insecure")
+        .output()
+        .unwrap();
+    assert_eq!(refused.status.code(), Some(2));
+    assert!(text(&refused.stderr).contains("ferry export"), "{}", text(&refused.stderr));
+}

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand};
 
 use super::exit::{Exit, Failure};
+use super::copy::CopyArgs;
 use super::export::ExportArgs;
 use super::import::ImportArgs;
 use super::output::{self, human_bytes};
@@ -51,6 +52,7 @@ impl Global {
 pub enum Command {
     Export(ExportArgs),
     Import(ImportArgs),
+    Copy(CopyArgs),
     Verify(VerifyArgs),
     Inspect(InspectArgs),
     Tag(TagArgs),

@@ -10,7 +10,6 @@ pub enum Exit {
     /// 1: the command could not do its job (I/O, missing input, a registry refused).
     Failure,
     /// 2: the command line was wrong (clap uses this code too).
-    #[allow(dead_code)]
     Usage,
     /// 3: the content failed an integrity check (a digest, a size, a malformed archive).
     Integrity,

@@ -2,6 +2,7 @@
 //! that talks to a terminal; everything it runs lives in `ferry::ops`.
 
 mod args;
+mod copy;
 mod exit;
 mod export;
 mod import;
@@ -20,6 +21,7 @@ use args::{Cli, Command};
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     let outcome = match &cli.command {
+        Command::Copy(args) => args.run(&cli.global),
         Command::Export(args) => args.run(&cli.global),
         Command::Import(args) => args.run(&cli.global),
         Command::Verify(args) => args.run(&cli.global),
