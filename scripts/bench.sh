@@ -53,3 +53,6 @@ printf 'ferry verify peak RSS: %d KiB (%.1f MiB)\n' "$rss_kib" "$(echo "$rss_kib
 
 # The registry client beside curl (issue 3): one large blob down and up.
 bash "$(dirname "$0")/bench-registry.sh"
+
+# ferry export and import of a whole bench set beside their network, disk and upload floors.
+bash "$(dirname "$0")/bench-transfer.sh"

@@ -1,0 +1,305 @@
+#!/usr/bin/env bash
+# `make bench`, transfer part: ferry export and ferry import of a whole bench set against local
+# docker-registries (plain HTTP on 127.0.0.1), each beside its floor, in the same run.
+#
+# The set: the seeded bench layout of the fixtures example (~BENCH_MIB MiB of incompressible
+# layers, 16+ images sharing base layers, one 2-platform index), pushed unchanged (skopeo
+# --preserve-digests) into a source registry, plus two bundles made here: an inner bundle
+# listing half of the images, and an outer bundle listing every image and the inner bundle
+# (nested). One BundleLock of the outer bundle names the whole set.
+#
+#   export          `ferry export --lock` of the set into a fresh archive;
+#   network floor   parallel `curl` GETs of the same unique blobs (configs and layers) to
+#                   /dev/null, as many at once as ferry's default workers (2 x cores, min 4);
+#   disk floor      `dd conv=fdatasync` of as many bytes as the archive holds;
+#   import          `ferry import` of that archive into a wiped target registry;
+#   upload floor    parallel `curl` POST + PUT of the same unique blobs into a wiped target,
+#                   with the same parallelism;
+#   re-import       `ferry import` of the same archive again, everything already present.
+#
+# Reports medians of RUNS timed runs, each after one warm-up (nothing is dropped from the page
+# cache: every tool sees the same warm cache), the ratios the goals are stated in, and ferry's
+# peak RSS (/usr/bin/time %M, the largest over the timed runs). Wiping the target is not timed.
+# Set BENCH_MIB to change the size (default 1024), RUNS the repetitions (default 3), BENCH_DIR
+# where the layout is kept and the registries store their data (default bench/work).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ferry=$PWD/target/release/ferry
+size_mib=${BENCH_MIB:-1024}
+runs=${RUNS:-3}
+bench_dir=${BENCH_DIR:-$PWD/bench/work}
+workers=$(($(nproc) * 2)); [ "$workers" -ge 4 ] || workers=4
+mkdir -p "$bench_dir"
+bench_dir=$(cd "$bench_dir" && pwd)
+layout=$bench_dir/layout-$size_mib
+
+cargo build --quiet --release --bin ferry --example fixtures
+if [ ! -f "$layout/index.json" ]; then
+  echo "generating a ${size_mib} MiB layout (seed 42) in $layout" >&2
+  rm -rf "$layout"
+  "$PWD/target/release/examples/fixtures" bench "$layout" --seed 42 --size-mib "$size_mib"
+fi
+
+# Everything else lives in one scratch directory beside the layout (same filesystem, so the
+# registries' storage and the archive see the same disk), removed on exit.
+work=$(mktemp -d "$bench_dir/transfer.XXXXXX")
+archive=$work/export.tar
+declare -A reg_pid=() reg_port=()
+cleanup() {
+  local name
+  for name in "${!reg_pid[@]}"; do
+    kill "${reg_pid[$name]}" 2>/dev/null || true
+    wait "${reg_pid[$name]}" 2>/dev/null || true
+  done
+  rm -rf "$work"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+
+# start_registry NAME: a docker-registry on 127.0.0.1 storing in $work/NAME/data (the port is
+# chosen once per NAME and kept across restarts)
+start_registry() {
+  local name=$1 dir=$work/$1
+  [ -n "${reg_port[$name]:-}" ] || reg_port[$name]=$(free_port)
+  mkdir -p "$dir/data"
+  cat >"$dir/config.yml" <<YAML
+version: 0.1
+storage:
+  filesystem:
+    rootdirectory: $dir/data
+http:
+  addr: 127.0.0.1:${reg_port[$name]}
+log:
+  level: error
+YAML
+  docker-registry serve "$dir/config.yml" >>"$dir/registry.log" 2>&1 &
+  reg_pid[$name]=$!
+  for _ in $(seq 100); do
+    curl -sf "http://127.0.0.1:${reg_port[$name]}/v2/" >/dev/null && return 0
+    sleep 0.1
+  done
+  echo "bench-transfer: registry $name did not start:" >&2
+  cat "$dir/registry.log" >&2
+  exit 1
+}
+stop_registry() {
+  kill "${reg_pid[$1]}" 2>/dev/null || true
+  wait "${reg_pid[$1]}" 2>/dev/null || true
+  unset "reg_pid[$1]"
+}
+wipe_registry() { stop_registry "$1"; rm -rf "${work:?}/$1/data"; start_registry "$1"; }
+
+start_registry source
+src=127.0.0.1:${reg_port[source]}
+
+# The plan, from the layout: what to push where, the unique blobs with the repository each is
+# linked in (docker-registry serves a blob only from a repository it was pushed to), and the
+# two bundles as a small OCI layout of their own.
+python3 - "$layout" "$src" "$work" <<'PY'
+import hashlib, io, json, os, sys, tarfile
+
+layout, host, work = sys.argv[1:]
+blobs_dir = os.path.join(layout, "blobs", "sha256")
+
+def blob_path(digest):
+    return os.path.join(blobs_dir, digest.split(":", 1)[1])
+
+blobs = {}  # digest -> (repo, size, path): configs and layers, first repository wins
+def note_blobs(repo, descriptor):
+    manifest = json.load(open(blob_path(descriptor["digest"])))
+    if "manifests" in manifest:
+        for child in manifest["manifests"]:
+            note_blobs(repo, child)
+        return
+    for d in [manifest["config"]] + manifest["layers"]:
+        blobs.setdefault(d["digest"], (repo, d["size"], blob_path(d["digest"])))
+
+entries = []  # (ref name, repo, digest)
+for d in json.load(open(os.path.join(layout, "index.json")))["manifests"]:
+    name = d["annotations"]["org.opencontainers.image.ref.name"]
+    repo = "bench/img-" + name.removeprefix("bench-")
+    entries.append((name, repo, d["digest"]))
+    note_blobs(repo, d)
+
+# Bundles: one uncompressed layer holding .imgpkg/images.yml, a config labelled as a bundle.
+out = os.path.join(work, "bundles")
+os.makedirs(os.path.join(out, "blobs", "sha256"))
+def put(data):
+    digest = "sha256:" + hashlib.sha256(data).hexdigest()
+    with open(os.path.join(out, "blobs", "sha256", digest[7:]), "wb") as f:
+        f.write(data)
+    return {"digest": digest, "size": len(data)}
+
+def bundle(repo, refs):
+    images = "---\napiVersion: imgpkg.carvel.dev/v1alpha1\nimages:\n"
+    images += "".join(f"- image: {ref}\n" for ref in refs) + "kind: ImagesLock\n"
+    tar_bytes = io.BytesIO()
+    with tarfile.open(fileobj=tar_bytes, mode="w", format=tarfile.USTAR_FORMAT) as tar:
+        for path, text in [(".imgpkg/images.yml", images),
+                           (".imgpkg/bundle.yml", "apiVersion: imgpkg.carvel.dev/v1alpha1\nkind: Bundle\n")]:
+            info = tarfile.TarInfo(path)
+            info.size, info.mode, info.mtime = len(text), 0o644, 0
+            tar.addfile(info, io.BytesIO(text.encode()))
+    layer = tar_bytes.getvalue()
+    config = json.dumps({
+        "architecture": "", "os": "",
+        "config": {"Labels": {"dev.carvel.imgpkg.bundle": "true"}},
+        "rootfs": {"type": "layers", "diff_ids": ["sha256:" + hashlib.sha256(layer).hexdigest()]},
+    }, sort_keys=True).encode()
+    config_d = dict(put(config), mediaType="application/vnd.oci.image.config.v1+json")
+    layer_d = dict(put(layer), mediaType="application/vnd.oci.image.layer.v1.tar")
+    manifest = json.dumps({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+                           "config": config_d, "layers": [layer_d]}, sort_keys=True).encode()
+    for d in (config_d, layer_d):
+        blobs.setdefault(d["digest"], (repo, d["size"], os.path.join(out, "blobs", "sha256", d["digest"][7:])))
+    return dict(put(manifest), mediaType="application/vnd.oci.image.manifest.v1+json")
+
+refs = [f"{host}/{repo}@{digest}" for _, repo, digest in entries]
+inner = bundle("bench/inner-bundle", refs[: len(refs) // 2])
+outer = bundle("bench/bundle", refs + [f"{host}/bench/inner-bundle@{inner['digest']}"])
+with open(os.path.join(out, "index.json"), "w") as f:
+    json.dump({"schemaVersion": 2, "manifests": [
+        dict(inner, annotations={"org.opencontainers.image.ref.name": "inner"}),
+        dict(outer, annotations={"org.opencontainers.image.ref.name": "outer"})]}, f)
+with open(os.path.join(out, "oci-layout"), "w") as f:
+    f.write('{"imageLayoutVersion":"1.0.0"}')
+
+with open(os.path.join(work, "seed.txt"), "w") as f:  # LAYOUT REF_NAME REPO:TAG
+    for name, repo, _ in entries:
+        f.write(f"{layout} {name} {repo}:1\n")
+    f.write(f"{out} inner bench/inner-bundle:1\n{out} outer bench/bundle:1\n")
+with open(os.path.join(work, "blobs.txt"), "w") as f:  # DIGEST REPO SIZE PATH
+    for digest, (repo, size, path) in sorted(blobs.items()):
+        f.write(f"{digest} {repo} {size} {path}\n")
+with open(os.path.join(work, "bundle.lock.yml"), "w") as f:
+    f.write(f"---\napiVersion: imgpkg.carvel.dev/v1alpha1\nbundle:\n"
+            f"  image: {host}/bench/bundle@{outer['digest']}\n  tag: \"1\"\nkind: BundleLock\n")
+print(f"{len(entries)} images and indexes, 2 bundles, {len(blobs)} unique blobs", file=sys.stderr)
+PY
+
+echo "seeding $src with the bench set" >&2
+while read -r dir name dest; do
+  skopeo copy -q --all --preserve-digests --dest-tls-verify=false \
+    "oci:$dir:$name" "docker://$src/$dest" >/dev/null
+done <"$work/seed.txt"
+unique_bytes=$(awk '{s += $3} END {printf "%.0f\n", s}' "$work/blobs.txt")
+blob_count=$(wc -l <"$work/blobs.txt")
+
+now() { date +%s.%N; }
+median() { sort -g "$1" | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+max() { sort -g "$1" | tail -n 1; }
+# timed LABEL CMD...: one run, seconds appended to $work/t.LABEL; a failure stops the bench
+timed() {
+  local label=$1 start end
+  shift
+  start=$(now)
+  if ! "$@" >"$work/last.log" 2>&1; then
+    echo "bench-transfer: $label failed: $*" >&2
+    cat "$work/last.log" >&2
+    exit 1
+  fi
+  end=$(now)
+  echo "$end - $start" | bc -l >>"$work/t.$label"
+}
+# rss LABEL CMD...: CMD under /usr/bin/time, its peak RSS (KiB) appended to $work/rss.LABEL
+rss() { local label=$1; shift; /usr/bin/time -a -o "$work/rss.$label" -f %M "$@"; }
+
+# --- export, beside the network and disk floors -------------------------------------------
+export_once() {
+  rm -f "$archive" "$archive.partial"
+  rss export "$ferry" export --lock "$work/bundle.lock.yml" -o "$archive" --registry-insecure -q
+}
+curl_get_all() {  # every unique blob from the source registry, $workers at a time
+  awk -v base="http://$src/v2" '{print base "/" $2 "/blobs/" $1}' "$work/blobs.txt" |
+    xargs -P "$workers" -n 1 curl -sf -o /dev/null
+}
+dd_once() {
+  rm -f "$work/dd.out"
+  dd if=/dev/zero of="$work/dd.out" bs=4M count="$dd_count" conv=fdatasync status=none
+}
+
+load_start=$(cut -d' ' -f1-3 /proc/loadavg)
+echo "export: ferry, network floor, disk floor ($runs runs each after a warm-up)" >&2
+timed warmup export_once
+: >"$work/rss.export"
+for _ in $(seq "$runs"); do timed export export_once; done
+archive_bytes=$(stat -c %s "$archive")
+dd_count=$(((archive_bytes + 4194303) / 4194304))
+"$ferry" verify -q "$archive" >/dev/null  # the archive the imports read is sound
+timed warmup curl_get_all
+for _ in $(seq "$runs"); do timed net curl_get_all; done
+timed warmup dd_once
+for _ in $(seq "$runs"); do timed disk dd_once; done
+rm -f "$work/dd.out"
+stop_registry source  # the import side needs only the archive
+rm -rf "${work:?}/source/data"
+
+# --- import into a wiped target, beside the upload floor; then a re-import -----------------
+start_registry target
+dst=127.0.0.1:${reg_port[target]}
+import_once() { rss "$1" "$ferry" import "$archive" --to-repo "$dst/mirror/bench" --registry-insecure -q; }
+curl_put_one() {  # DIGEST PATH: POST an upload, PUT the whole blob with ?digest
+  local location
+  location=$(curl -sf -X POST -D - -o /dev/null "http://$dst/v2/mirror/bench/blobs/uploads/" |
+    tr -d '\r' | awk 'tolower($1)=="location:"{print $2}')
+  case "$location" in http*) ;; *) location="http://$dst$location" ;; esac
+  case "$location" in *\?*) location="$location&" ;; *) location="$location?" ;; esac
+  curl -sf -X PUT -H 'Content-Type: application/octet-stream' -T "$2" "${location}digest=$1" -o /dev/null
+}
+curl_put_all() {
+  awk '{print $1, $4}' "$work/blobs.txt" | xargs -P "$workers" -n 2 bash -c 'curl_put_one "$@"' _
+}
+export -f curl_put_one
+export dst
+
+echo "import: ferry, upload floor, re-import ($runs runs each after a warm-up)" >&2
+: >"$work/rss.import"
+: >"$work/rss.reimport"
+timed warmup import_once warmup
+for _ in $(seq "$runs"); do
+  wipe_registry target
+  timed import import_once import
+done
+timed warmup import_once warmup
+for _ in $(seq "$runs"); do timed reimport import_once reimport; done
+wipe_registry target
+timed warmup curl_put_all
+for _ in $(seq "$runs"); do
+  wipe_registry target
+  timed upload curl_put_all
+done
+
+# --- report --------------------------------------------------------------------------------
+net_s=$(median "$work/t.net")
+disk_s=$(median "$work/t.disk")
+upload_s=$(median "$work/t.upload")
+reimport_s=$(median "$work/t.reimport")
+floor_s=$(echo "if ($net_s > $disk_s) $net_s else $disk_s" | bc -l)
+mib=$(echo "$unique_bytes / 1048576" | bc -l)
+archive_mib=$(echo "$archive_bytes / 1048576" | bc -l)
+
+printf '\ntransfer of the bench set: %d unique blobs, %.0f MiB unique, archive %.0f MiB;\n' \
+  "$blob_count" "$mib" "$archive_mib"
+printf 'median of %d runs, %s cores, %d parallel transfers (local docker-registry, plain HTTP),\n' \
+  "$runs" "$(nproc)" "$workers"
+printf 'load average (1, 5, 15 min) at the start %s, at the end %s\n' "$load_start" "$(cut -d' ' -f1-3 /proc/loadavg)"
+printf '%-34s %8s %10s %10s   %s\n' operation seconds MiB/s "vs floor" "every run"
+runs_of() { sort -g "$work/t.$1" | xargs printf '%.2f '; }
+row() {  # NAME LABEL FLOOR_SECONDS
+  local s
+  s=$(median "$work/t.$2")
+  printf '%-34s %8.3f %10.0f %9.2fx   %s\n' "$1" "$s" "$(echo "$mib / $s" | bc -l)" "$(echo "$s / $3" | bc -l)" "$(runs_of "$2")"
+}
+row "network floor (curl GET)" net "$floor_s"
+row "disk floor (dd conv=fdatasync)" disk "$floor_s"
+row "ferry export" export "$floor_s"
+row "upload floor (curl POST+PUT)" upload "$upload_s"
+row "ferry import (wiped target)" import "$upload_s"
+printf '%-34s %8.3f %10s %10s   %s\n' "ferry re-import (all present)" "$reimport_s" - - "$(runs_of reimport)"
+kib() { printf '%d KiB (%.1f MiB)' "$1" "$(echo "$1 / 1024" | bc -l)"; }
+printf 'ferry peak RSS: export %s, import %s, re-import %s\n' \
+  "$(kib "$(max "$work/rss.export")")" "$(kib "$(max "$work/rss.import")")" "$(kib "$(max "$work/rss.reimport")")"
+printf 'goals: export <= 1.15x the larger floor, RSS <= 32 MiB; import <= 1.1x the upload floor,\n'
+printf '       re-import < 1 s, RSS <= 64 MiB on a 3 GiB archive\n'
