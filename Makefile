@@ -27,8 +27,9 @@ check: deps
 demo: deps build
 	bash scripts/demo.sh
 
-## bench: ferry verify beside openssl and sha256sum on a generated ~1 GiB archive, and the
-## registry client beside curl on a 256 MiB blob (local docker-registry)
+## bench: ferry verify beside openssl and sha256sum on a generated ~1 GiB archive, the registry
+## client beside curl on a 256 MiB blob, and export/import of a 1 GiB bundle set beside their
+## network, disk and upload floors (local docker-registries on 127.0.0.1)
 bench: deps build
 	bash scripts/bench.sh
 

@@ -135,8 +135,8 @@ impl RegistryClient {
             .max_idle_connections_per_host(options.connections.max(1))
             .user_agent(concat!("ferry/", env!("CARGO_PKG_VERSION")))
             .accept_encoding("identity")
-            .input_buffer_size(512 * 1024)
-            .output_buffer_size(512 * 1024)
+            .input_buffer_size(256 * 1024)
+            .output_buffer_size(256 * 1024)
             .build()
             .into();
         Ok(RegistryClient {

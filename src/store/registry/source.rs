@@ -21,8 +21,8 @@ use crate::model::{Descriptor, Digest, RawManifest, Reference, Repository};
 use crate::store::read_ahead::ReadAhead;
 use crate::store::{BlobReader, Source, StoreError};
 
-const READ_AHEAD_DEPTH: usize = 4;
-const READ_AHEAD_BUFFER: usize = 1 << 20;
+const READ_AHEAD_DEPTH: usize = 3;
+const READ_AHEAD_BUFFER: usize = 512 << 10;
 use crate::verify::VerifyingReader;
 
 /// Reads images from any registry the references name.
