@@ -223,16 +223,19 @@ dd_once() {
 load_start=$(cut -d' ' -f1-3 /proc/loadavg)
 echo "export: ferry, network floor, disk floor ($runs runs each after a warm-up)" >&2
 timed warmup export_once
-: >"$work/rss.export"
-for _ in $(seq "$runs"); do timed export export_once; done
 archive_bytes=$(stat -c %s "$archive")
 dd_count=$(((archive_bytes + 4194303) / 4194304))
+timed warmup dd_once
+# Export and dd alternate, so both meet the same state of this (noisy) disk in every round.
+: >"$work/rss.export"
+for _ in $(seq "$runs"); do
+  timed export export_once
+  timed disk dd_once
+done
+rm -f "$work/dd.out"
 "$ferry" verify -q "$archive" >/dev/null  # the archive the imports read is sound
 timed warmup curl_get_all
 for _ in $(seq "$runs"); do timed net curl_get_all; done
-timed warmup dd_once
-for _ in $(seq "$runs"); do timed disk dd_once; done
-rm -f "$work/dd.out"
 stop_registry source  # the import side needs only the archive
 rm -rf "${work:?}/source/data"
 
