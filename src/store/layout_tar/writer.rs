@@ -279,16 +279,53 @@ fn is_disk_full(err: &io::Error) -> bool {
         || matches!(err.raw_os_error(), Some(ENOSPC | EDQUOT))
 }
 
-/// A `Write` that writes at successive offsets of a shared file.
+/// How much a worker writes before asking the kernel to start writing it back.
+const WRITEBACK_WINDOW: u64 = 8 << 20;
+
+/// A `Write` that writes at successive offsets of a shared file, starting the writeback of
+/// every full window as it goes: left alone, the kernel keeps a whole archive dirty in the page
+/// cache (up to `dirty_background_ratio` of memory) and writes it only at the final fsync,
+/// after the network work instead of during it.
 struct PositionalWriter<'a> {
     file: &'a File,
     offset: u64,
+    unflushed_from: u64,
+}
+
+impl<'a> PositionalWriter<'a> {
+    fn new(file: &'a File, offset: u64) -> Self {
+        PositionalWriter { file, offset, unflushed_from: offset }
+    }
+
+    /// Starts (does not wait for) the writeback of what was written since the last call.
+    fn start_writeback(&mut self) {
+        let length = self.offset - self.unflushed_from;
+        if length == 0 {
+            return;
+        }
+        start_writeback(self.file, self.unflushed_from, length);
+        self.unflushed_from = self.offset;
+    }
+}
+
+/// `sync_file_range(SYNC_FILE_RANGE_WRITE)`: queue the range for writing, return at once. A
+/// hint only; failure changes nothing (the final fsync is what makes the archive durable).
+fn start_writeback(file: &File, offset: u64, length: u64) {
+    use std::os::fd::AsRawFd;
+    let (Ok(offset), Ok(length)) = (i64::try_from(offset), i64::try_from(length)) else { return };
+    // SAFETY: the descriptor is open for the life of `file`; the call only reads its arguments.
+    unsafe {
+        libc::sync_file_range(file.as_raw_fd(), offset, length, libc::SYNC_FILE_RANGE_WRITE);
+    }
 }
 
 impl Write for PositionalWriter<'_> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         self.file.write_all_at(buf, self.offset)?;
         self.offset += buf.len() as u64;
+        if self.offset - self.unflushed_from >= WRITEBACK_WINDOW {
+            self.start_writeback();
+        }
         Ok(buf.len())
     }
 
@@ -332,10 +369,11 @@ impl Sink for LayoutTarSink {
                     reason: format!("blob {} is not in the plan", descriptor.digest),
                 }
             })?;
-        let mut out = PositionalWriter { file, offset: entry.data_offset() };
+        let mut out = PositionalWriter::new(file, entry.data_offset());
         copy_verified(reader, &mut out, COPY_BUFFER).map_err(|e| {
             self.write_failure(format!("writing blob {} to {}", descriptor.digest, self.partial.display()), e)
         })?;
+        out.start_writeback();
         Ok(())
     }
 
