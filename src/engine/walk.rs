@@ -122,6 +122,12 @@ impl Graph {
         out
     }
 
+    /// Bytes of every top-level artifact with everything it references, each artifact counted
+    /// on its own: what the content would take without deduplication.
+    pub fn bytes_without_dedup(&self) -> u64 {
+        self.artifacts.iter().map(|artifact| self.closure(&artifact.descriptor).values().sum::<u64>()).sum()
+    }
+
     /// The artifact entry for a digest, if it is top-level.
     pub fn artifact(&self, digest: &Digest) -> Option<&Artifact> {
         self.artifacts.iter().find(|a| a.descriptor.digest == *digest)

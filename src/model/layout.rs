@@ -56,6 +56,15 @@ impl LayoutIndex {
         Ok(index)
     }
 
+    /// The non-distributable layers an export left out, as recorded in the index annotation
+    /// `dev.ferry.omitted-layers` (spec/archive.md AR-4); empty when none were.
+    pub fn omitted_layers(&self) -> Vec<String> {
+        self.annotations
+            .get(super::annotations::OMITTED_LAYERS)
+            .map(|list| list.split(',').filter(|digest| !digest.is_empty()).map(str::to_string).collect())
+            .unwrap_or_default()
+    }
+
     /// Canonical JSON: keys sorted, no insignificant whitespace.
     pub fn to_canonical_json(&self) -> Vec<u8> {
         canonical_json(self)

@@ -168,7 +168,7 @@ pub fn export(
     let archive_bytes =
         std::fs::metadata(output).map_err(|e| StoreError::io(format!("reading {}", output.display()), e))?.len();
     let unique: u64 = plan.blob_bytes() + plan.manifest_bytes();
-    let per_artifact: u64 = graph.artifacts.iter().map(|a| graph.closure(&a.descriptor).values().sum::<u64>()).sum();
+    let per_artifact = graph.bytes_without_dedup();
     Ok(ExportSummary {
         archive: output.display().to_string(),
         identity: sha256_digest(&plan.index.to_canonical_json()),

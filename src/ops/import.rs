@@ -150,13 +150,11 @@ pub fn import_archive(
 
 /// Non-distributable layers left out at export cannot be fetched offline.
 fn refuse_omitted_layers(archive: &str, index: &LayoutIndex) -> Result<(), ImportError> {
-    let Some(list) = index.annotations.get(annotations::OMITTED_LAYERS).filter(|l| !l.is_empty()) else {
+    let layers = index.omitted_layers();
+    if layers.is_empty() {
         return Ok(());
-    };
-    Err(ImportError::MissingNonDistributable {
-        archive: archive.to_string(),
-        layers: list.split(',').map(str::to_string).collect(),
-    })
+    }
+    Err(ImportError::MissingNonDistributable { archive: archive.to_string(), layers })
 }
 
 /// imgpkg's tags: `sha256-<hex>.imgpkg` on every top-level artifact, and the root's original

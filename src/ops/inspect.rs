@@ -64,13 +64,8 @@ pub fn inspect_archive(path: &Path, workers: usize) -> Result<InspectReport, Sto
     let graph = walk(&archive, artifacts_of_index(archive.index()), &options);
     let artifacts = graph.artifacts.iter().map(|artifact| describe(&graph, artifact)).collect();
     let unique_bytes = archive.blob_entries().map(|(_, entry)| entry.size).sum();
-    let total_bytes = graph.artifacts.iter().map(|a| graph.closure(&a.descriptor).values().sum::<u64>()).sum();
-    let omitted_layers = archive
-        .index()
-        .annotations
-        .get(annotations::OMITTED_LAYERS)
-        .map(|list| list.split(',').map(str::to_string).collect())
-        .unwrap_or_default();
+    let total_bytes = graph.bytes_without_dedup();
+    let omitted_layers = archive.index().omitted_layers();
     Ok(InspectReport {
         archive: path.display().to_string(),
         identity: sha256_digest(archive.index_bytes()),

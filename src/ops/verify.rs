@@ -11,7 +11,7 @@ use serde::Serialize;
 
 use super::artifacts_of_index;
 use crate::engine::{Reporter, WalkOptions, walk};
-use crate::model::{Digest, annotations, media, sha256_digest};
+use crate::model::{Digest, media, sha256_digest};
 use crate::store::layout_tar::LayoutTarSource;
 use crate::store::{Source, StoreError};
 use crate::verify::{BlobCheck, hash_all};
@@ -83,12 +83,7 @@ pub fn verify_archive(path: &Path, workers: usize, reporter: &dyn Reporter) -> R
         let subject = problem.subject.map_or_else(|| problem.message.clone(), |d| d.to_string());
         failures.entry(subject).or_insert_with(|| problem.message.clone());
     }
-    let recorded_omitted: BTreeSet<String> = archive
-        .index()
-        .annotations
-        .get(annotations::OMITTED_LAYERS)
-        .map(|list| list.split(',').map(str::to_string).collect())
-        .unwrap_or_default();
+    let recorded_omitted: BTreeSet<String> = archive.index().omitted_layers().into_iter().collect();
     for (digest, (descriptor, _)) in &graph.blobs {
         let subject = digest.to_string();
         match archive.entry(digest) {
