@@ -11,23 +11,10 @@ bench=$PWD/target/release/examples/registry_bench
 cargo build --quiet --release --example registry_bench
 
 work=$(mktemp -d -t ferry-bench-registry.XXXXXX)
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])' 2>/dev/null || echo 5099)
-cat > "$work/config.yml" <<YAML
-version: 0.1
-storage:
-  filesystem:
-    rootdirectory: $work/data
-  delete:
-    enabled: true
-http:
-  addr: 127.0.0.1:$port
-log:
-  level: error
-YAML
-docker-registry serve "$work/config.yml" >"$work/registry.log" 2>&1 &
-registry_pid=$!
-trap 'kill $registry_pid 2>/dev/null; wait $registry_pid 2>/dev/null || true; rm -rf "$work"' EXIT
-for _ in $(seq 50); do curl -sf "http://127.0.0.1:$port/v2/" >/dev/null && break; sleep 0.1; done
+source scripts/registry.sh
+registry_start "$work"
+port=$REGISTRY_PORT
+trap 'registry_stop $REGISTRY_PID; rm -rf "$work"' EXIT
 
 head -c $((blob_mib * 1024 * 1024)) /dev/urandom >"$work/blob"
 digest="sha256:$(sha256sum "$work/blob" | cut -d' ' -f1)"

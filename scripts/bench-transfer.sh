@@ -47,46 +47,24 @@ archive=$work/export.tar
 declare -A reg_pid=() reg_port=()
 cleanup() {
   local name
-  for name in "${!reg_pid[@]}"; do
-    kill "${reg_pid[$name]}" 2>/dev/null || true
-    wait "${reg_pid[$name]}" 2>/dev/null || true
-  done
+  for name in "${!reg_pid[@]}"; do registry_stop "${reg_pid[$name]}"; done
   rm -rf "$work"
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+source scripts/registry.sh
 
-# start_registry NAME: a docker-registry on 127.0.0.1 storing in $work/NAME/data (the port is
-# chosen once per NAME and kept across restarts)
+# start_registry NAME: a registry storing in $work/NAME/data (the port is chosen once per NAME
+# and kept across restarts)
 start_registry() {
-  local name=$1 dir=$work/$1
-  [ -n "${reg_port[$name]:-}" ] || reg_port[$name]=$(free_port)
-  mkdir -p "$dir/data"
-  cat >"$dir/config.yml" <<YAML
-version: 0.1
-storage:
-  filesystem:
-    rootdirectory: $dir/data
-http:
-  addr: 127.0.0.1:${reg_port[$name]}
-log:
-  level: error
-YAML
-  docker-registry serve "$dir/config.yml" >>"$dir/registry.log" 2>&1 &
-  reg_pid[$name]=$!
-  for _ in $(seq 100); do
-    curl -sf "http://127.0.0.1:${reg_port[$name]}/v2/" >/dev/null && return 0
-    sleep 0.1
-  done
-  echo "bench-transfer: registry $name did not start:" >&2
-  cat "$dir/registry.log" >&2
-  exit 1
+  local name=$1
+  registry_start "$work/$name" "${reg_port[$name]:-}"
+  reg_port[$name]=$REGISTRY_PORT
+  reg_pid[$name]=$REGISTRY_PID
 }
 stop_registry() {
-  kill "${reg_pid[$1]}" 2>/dev/null || true
-  wait "${reg_pid[$1]}" 2>/dev/null || true
+  registry_stop "${reg_pid[$1]}"
   unset "reg_pid[$1]"
 }
 wipe_registry() { stop_registry "$1"; rm -rf "${work:?}/$1/data"; start_registry "$1"; }

@@ -40,21 +40,10 @@ set -e
 echo "exit code: $code"
 [ "$code" -eq 3 ]
 step "importing into a local registry (docker-registry on 127.0.0.1, plain HTTP)"
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])' 2>/dev/null || echo 5098)
-cat > "$work/registry.yml" <<YAML
-version: 0.1
-storage:
-  filesystem:
-    rootdirectory: $work/registry
-http:
-  addr: 127.0.0.1:$port
-log:
-  level: error
-YAML
-docker-registry serve "$work/registry.yml" >"$work/registry.log" 2>&1 &
-registry_pid=$!
-trap 'kill $registry_pid 2>/dev/null; wait $registry_pid 2>/dev/null || true; rm -rf "$work"' EXIT
-for _ in $(seq 50); do curl -sf "http://127.0.0.1:$port/v2/" >/dev/null && break; sleep 0.1; done
+source scripts/registry.sh
+registry_start "$work/registry"
+port=$REGISTRY_PORT
+trap 'registry_stop $REGISTRY_PID; rm -rf "$work"' EXIT
 "$ferry" import "$work/bundle.tar" --to-repo "127.0.0.1:$port/demo/bundle" --registry-insecure \
   --lock-output "$work/bundle.lock.yml"
 cat "$work/bundle.lock.yml"

@@ -1,0 +1,43 @@
+# Sourced by the demo and bench scripts: one local docker-registry (CNCF distribution) on
+# 127.0.0.1, plain HTTP, deletes enabled, storing under a directory of the caller's.
+#
+#   registry_start DIR [PORT]   start it (on a free port unless PORT is given) and wait until
+#                               /v2/ answers; sets REGISTRY_PID and REGISTRY_PORT; on failure
+#                               prints the registry's log and exits 1
+#   registry_stop PID           stop it and reap it (never fails)
+
+registry_free_port() {
+  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+}
+
+registry_start() {
+  local dir=$1
+  REGISTRY_PORT=${2:-$(registry_free_port)}
+  mkdir -p "$dir/data"
+  cat >"$dir/config.yml" <<YAML
+version: 0.1
+storage:
+  filesystem:
+    rootdirectory: $dir/data
+  delete:
+    enabled: true
+http:
+  addr: 127.0.0.1:$REGISTRY_PORT
+log:
+  level: error
+YAML
+  docker-registry serve "$dir/config.yml" >>"$dir/registry.log" 2>&1 &
+  REGISTRY_PID=$!
+  for _ in $(seq 100); do
+    curl -sf "http://127.0.0.1:$REGISTRY_PORT/v2/" >/dev/null && return 0
+    sleep 0.1
+  done
+  echo "docker-registry in $dir did not start:" >&2
+  cat "$dir/registry.log" >&2
+  exit 1
+}
+
+registry_stop() {
+  kill "$1" 2>/dev/null || true
+  wait "$1" 2>/dev/null || true
+}
