@@ -13,14 +13,11 @@ use std::time::Instant;
 
 use serde::Serialize;
 
-use super::{artifacts_of_index, locations, verify};
-use crate::engine::{
-    Graph, NoReport, Reporter, TransferError, TransferOptions, WalkOptions, build_plan, transfer, walk,
-};
+use super::{locations, verify};
+use crate::engine::{Graph, NoReport, Reporter, TransferError, TransferOptions, build_plan, transfer};
 use crate::model::layout::LayoutIndex;
 use crate::model::lock::{BundleLock, ImageRef, ImagesLock};
 use crate::model::{Digest, RawManifest, Repository, annotations};
-use crate::store::layout_tar::LayoutTarSource;
 use crate::store::memory::MemorySource;
 use crate::store::registry::{RegistryClient, RegistrySink, RegistrySource};
 use crate::store::{Plan, Source, StoreError};
@@ -96,17 +93,14 @@ pub fn import_archive(
 ) -> Result<ImportSummary, ImportError> {
     let started = Instant::now();
     let archive_name = path.display().to_string();
-    let report = verify::verify_archive(path, options.transfer.workers, reporter)?;
-    if !report.ok {
-        return Err(ImportError::Integrity { archive: archive_name, failures: report.failures });
-    }
-    let archive = LayoutTarSource::open(path)?;
+    // The check walks the archive's graph (walk problems are verify failures), so a sound
+    // archive comes back opened and walked.
+    let (report, checked) = verify::check_archive(path, options.transfer.workers, reporter)?;
+    let (archive, graph) = match checked {
+        Some(checked) if report.ok => checked,
+        _ => return Err(ImportError::Integrity { archive: archive_name, failures: report.failures }),
+    };
     refuse_omitted_layers(&archive_name, archive.index())?;
-    let walk_options = WalkOptions { workers: options.transfer.workers, include_non_distributable: true };
-    let graph = walk(&archive, artifacts_of_index(archive.index()), &walk_options);
-    if let Some(problem) = graph.problems.first() {
-        return Err(ImportError::Integrity { archive: archive_name, failures: vec![problem.message.clone()] });
-    }
     let plan = build_plan(&graph);
 
     // Everything in the archive, then the tags of its top-level artifacts.

@@ -10,7 +10,7 @@ use std::path::Path;
 use serde::Serialize;
 
 use super::artifacts_of_index;
-use crate::engine::{Reporter, WalkOptions, walk};
+use crate::engine::{Graph, Reporter, WalkOptions, walk};
 use crate::model::{Digest, media, sha256_digest};
 use crate::store::layout_tar::LayoutTarSource;
 use crate::store::{Source, StoreError};
@@ -35,6 +35,16 @@ pub struct VerifyReport {
 /// its content (it does not exist, permission denied) is an `Err`; everything about the
 /// content is in the report.
 pub fn verify_archive(path: &Path, workers: usize, reporter: &dyn Reporter) -> Result<VerifyReport, StoreError> {
+    check_archive(path, workers, reporter).map(|(report, _)| report)
+}
+
+/// [`verify_archive`], also handing back the opened archive and its walked graph when the
+/// archive could be indexed, so a caller that goes on (import) reads the metadata once.
+pub fn check_archive(
+    path: &Path,
+    workers: usize,
+    reporter: &dyn Reporter,
+) -> Result<(VerifyReport, Option<(LayoutTarSource, Graph)>), StoreError> {
     let mut report = VerifyReport {
         archive: path.display().to_string(),
         identity: None,
@@ -49,7 +59,7 @@ pub fn verify_archive(path: &Path, workers: usize, reporter: &dyn Reporter) -> R
         Ok(archive) => archive,
         Err(err) if err.is_integrity() || matches!(err, StoreError::Invalid { .. }) => {
             report.failures.push(err.to_string());
-            return Ok(report);
+            return Ok((report, None));
         }
         Err(err) => return Err(err),
     };
@@ -114,5 +124,8 @@ pub fn verify_archive(path: &Path, workers: usize, reporter: &dyn Reporter) -> R
     }
     report.failures = failures.into_values().collect();
     report.ok = report.failures.is_empty();
-    Ok(report)
+    // The hashing jobs and the entry list borrow the archive; it is handed back after them.
+    drop(checks);
+    drop(entries);
+    Ok((report, Some((archive, graph))))
 }
