@@ -55,6 +55,7 @@ impl ImportArgs {
             let integrity = err.is_integrity();
             Failure::new(err, integrity)
         })?;
+        let published = &summary.published;
         if self.json {
             output::json(&summary);
         } else if !global.quiet {
@@ -62,15 +63,15 @@ impl ImportArgs {
                 "imported {} into {}: {} blobs uploaded ({}), {} already present, {} manifests, {} tags, {} locations records in {:.1}s",
                 summary.archive,
                 summary.repository,
-                summary.blobs_uploaded,
-                human_bytes(summary.bytes_uploaded),
-                summary.blobs_present,
-                summary.manifests,
-                summary.tags.len(),
-                summary.locations_records,
+                published.blobs_uploaded,
+                human_bytes(published.bytes_uploaded),
+                published.blobs_present,
+                published.manifests,
+                published.tags.len(),
+                published.locations_records,
                 summary.seconds
             ));
-            if let Some(lock) = &summary.lock_output {
+            if let Some(lock) = &published.lock_output {
                 output::note(&format!("wrote {lock}"));
             }
         }

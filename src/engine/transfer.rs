@@ -34,6 +34,8 @@ pub fn default_workers() -> usize {
 pub struct TransferStats {
     pub blobs_copied: u64,
     pub blobs_skipped: u64,
+    /// Blobs the sink took without their bytes (a cross-repository mount).
+    pub blobs_linked: u64,
     pub bytes_copied: u64,
     pub manifests: u64,
     pub elapsed: Duration,
@@ -81,8 +83,9 @@ pub fn transfer(
     let mut failures = Vec::new();
     for (blob, outcome) in jobs.iter().zip(outcomes) {
         match outcome {
-            Some(Ok(true)) => stats.blobs_skipped += 1,
-            Some(Ok(false)) => {
+            Some(Ok(BlobOutcome::Present)) => stats.blobs_skipped += 1,
+            Some(Ok(BlobOutcome::Linked)) => stats.blobs_linked += 1,
+            Some(Ok(BlobOutcome::Copied)) => {
                 stats.blobs_copied += 1;
                 stats.bytes_copied += blob.descriptor.size;
             }
@@ -103,7 +106,14 @@ pub fn transfer(
     Ok(stats)
 }
 
-/// Copies one blob; returns whether the sink already had it.
+/// How one blob reached the sink.
+enum BlobOutcome {
+    Present,
+    Linked,
+    Copied,
+}
+
+/// Copies one blob, unless the sink has it already or can take it without its bytes.
 fn copy_blob(
     source: &dyn Source,
     sink: &dyn Sink,
@@ -111,12 +121,17 @@ fn copy_blob(
     options: &TransferOptions,
     reporter: &dyn Reporter,
     moved: &Arc<AtomicU64>,
-) -> Result<bool, StoreError> {
+) -> Result<BlobOutcome, StoreError> {
     let descriptor = &blob.descriptor;
     if sink.has_blob(descriptor)? {
         moved.fetch_add(descriptor.size, Ordering::Relaxed);
         reporter.item_done(descriptor, true);
-        return Ok(true);
+        return Ok(BlobOutcome::Present);
+    }
+    if sink.link_blob(descriptor)? {
+        moved.fetch_add(descriptor.size, Ordering::Relaxed);
+        reporter.item_done(descriptor, true);
+        return Ok(BlobOutcome::Linked);
     }
     reporter.item_started(descriptor);
     let mut attempt = 0;
@@ -128,7 +143,7 @@ fn copy_blob(
         match result {
             Ok(()) => {
                 reporter.item_done(descriptor, false);
-                return Ok(false);
+                return Ok(BlobOutcome::Copied);
             }
             Err(err) if err.is_transient() && attempt < options.retries => {
                 attempt += 1;

@@ -41,6 +41,18 @@ impl Artifact {
         }
     }
 
+    /// The tag a root was named by (imgpkg gives it to the copy too): its reference's tag, or
+    /// what an archive's `index.json` recorded of it.
+    pub fn root_tag(&self) -> Option<String> {
+        if !self.is_root {
+            return None;
+        }
+        self.annotations
+            .get(crate::model::annotations::ROOT_TAG)
+            .cloned()
+            .or_else(|| self.original.as_ref().and_then(|original| original.tag.clone()))
+    }
+
     /// A short way to name it in messages.
     pub fn label(&self) -> String {
         match (&self.original, &self.ref_name) {

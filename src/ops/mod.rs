@@ -5,6 +5,7 @@ pub mod export;
 pub mod import;
 pub mod inspect;
 pub mod locations;
+pub mod relocate;
 pub mod tags;
 pub mod verify;
 

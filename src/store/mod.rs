@@ -125,6 +125,12 @@ pub trait Sink: Sync {
     /// Whether the sink already holds this blob intact (a resumed or repeated transfer).
     fn has_blob(&self, descriptor: &Descriptor) -> Result<bool, StoreError>;
 
+    /// Takes the blob without its bytes when the sink can (a registry mounting it from another
+    /// repository); `false` means it must be sent with [`Sink::put_blob`].
+    fn link_blob(&self, _descriptor: &Descriptor) -> Result<bool, StoreError> {
+        Ok(false)
+    }
+
     /// Stores one blob, reading `reader` to its end (which is what verifies it). Called from
     /// several threads at once.
     fn put_blob(&self, descriptor: &Descriptor, reader: &mut BlobReader<'_>) -> Result<(), StoreError>;

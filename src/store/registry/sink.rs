@@ -3,6 +3,7 @@
 //! otherwise uploaded streamed (one PUT with Content-Length, or PATCH chunks when configured
 //! or when the registry refuses a large PUT); manifests by digest, then tags.
 
+use std::collections::HashMap;
 use std::io::Read;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -30,8 +31,8 @@ pub struct RegistrySink {
     client: Arc<RegistryClient>,
     repository: Repository,
     name: String,
-    /// Repositories of the same registry to mount blobs from, tried in order.
-    mount_sources: Vec<String>,
+    /// Where in the same registry each blob can be mounted from.
+    mount_sources: HashMap<Digest, String>,
     /// Tags to point at manifests once everything is in place.
     tags: Vec<(String, RawManifest)>,
     /// Set after a registry refused a monolithic upload as too large.
@@ -45,14 +46,15 @@ impl RegistrySink {
             name: repository.to_string(),
             client,
             repository,
-            mount_sources: Vec::new(),
+            mount_sources: HashMap::new(),
             tags: Vec::new(),
             chunked: AtomicBool::new(chunked),
         }
     }
 
-    /// Blobs will be mounted from these repositories (same registry) when they hold them.
-    pub fn mount_from(&mut self, repositories: Vec<String>) {
+    /// Blobs will be mounted from these repositories (paths in the same registry, by digest)
+    /// instead of uploaded; a blob the registry cannot mount is uploaded as usual.
+    pub fn mount_from(&mut self, repositories: HashMap<Digest, String>) {
         self.mount_sources = repositories;
     }
 
@@ -85,10 +87,13 @@ impl RegistrySink {
         }
     }
 
-    /// Tries to mount `digest` from the known repositories (distribution-spec "mounting a
-    /// blob from another repository").
+    /// Tries to mount `digest` from the repository known to hold it (distribution-spec
+    /// "mounting a blob from another repository").
     fn try_mount(&self, digest: &Digest) -> Result<Mount, RegistryError> {
-        let Some(from) = self.mount_sources.first() else { return Ok(Mount::NotTried) };
+        let Some(from) = self.mount_sources.get(digest) else { return Ok(Mount::NotTried) };
+        if *from == self.repository.path {
+            return Ok(Mount::NotTried);
+        }
         let op = self.operation(format!("mounting blob {digest} from {from}"), &[format!("repository:{from}:pull")]);
         let url = self.url(&format!("blobs/uploads/?mount={digest}&from={}", percent_encode(from)));
         let response = self.client.send(&op, Method::POST, &url, &[], RequestBody::Empty, false)?;
@@ -194,13 +199,23 @@ impl Sink for RegistrySink {
         Ok(response.status() != 404)
     }
 
+    fn link_blob(&self, descriptor: &Descriptor) -> Result<bool, StoreError> {
+        match self.try_mount(&descriptor.digest).map_err(StoreError::from)? {
+            Mount::Mounted => Ok(true),
+            Mount::NotTried => Ok(false),
+            Mount::UploadAt(location) => {
+                // The registry opened an upload instead; cancel it (best effort) and let
+                // put_blob upload the bytes.
+                let op = self.operation(format!("cancelling upload of {}", descriptor.digest), &[]);
+                let _ = self.client.send(&op, Method::DELETE, &location, &[], RequestBody::Empty, true);
+                Ok(false)
+            }
+        }
+    }
+
     fn put_blob(&self, descriptor: &Descriptor, reader: &mut BlobReader<'_>) -> Result<(), StoreError> {
         let op = self.operation(format!("uploading blob {}", descriptor.digest), &[]);
-        let location = match self.try_mount(&descriptor.digest).map_err(StoreError::from)? {
-            Mount::Mounted => return Ok(()),
-            Mount::UploadAt(location) => location,
-            Mount::NotTried => self.start_upload(&op).map_err(StoreError::from)?,
-        };
+        let location = self.start_upload(&op).map_err(StoreError::from)?;
         if self.chunked.load(Ordering::Relaxed) {
             self.upload_chunked(&op, &location, descriptor, reader)
         } else {

@@ -1,0 +1,230 @@
+//! Publishing a walked graph into one repository the imgpkg way (IMGPKG-COMPAT "Copying into one
+//! repository", DESIGN.md section 5): every blob and manifest, `sha256-<hex>.imgpkg` tags on every
+//! top-level artifact and the root's own tag, one ImageLocations record per bundle, every tag read
+//! back and compared, and the `--lock-output` file. Shared by `import` (from an archive) and
+//! `copy` (from a registry); the caller has already checked the graph.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use serde::Serialize;
+
+use super::locations;
+use crate::engine::{Graph, NoReport, Reporter, TransferError, TransferOptions, build_plan, transfer};
+use crate::model::layout::LayoutIndex;
+use crate::model::lock::{BundleLock, ImageRef, ImagesLock};
+use crate::model::{Digest, RawManifest, Repository};
+use crate::store::memory::MemorySource;
+use crate::store::registry::{RegistryClient, RegistrySink, RegistrySource};
+use crate::store::{Plan, Source, StoreError};
+
+/// What publishing into a repository did.
+#[derive(Debug, Default, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Publication {
+    pub blobs_uploaded: u64,
+    pub blobs_present: u64,
+    /// Blobs mounted from another repository of the same registry instead of uploaded.
+    pub blobs_mounted: u64,
+    pub bytes_uploaded: u64,
+    pub manifests: u64,
+    pub tags: Vec<String>,
+    pub locations_records: usize,
+    pub lock_output: Option<String>,
+}
+
+/// Why publishing failed.
+#[derive(Debug, thiserror::Error)]
+pub enum PublishError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Transfer(#[from] TransferError),
+    #[error("after the push, {reference} points at {actual}, not {expected} ({what})")]
+    Mismatch { reference: String, expected: Digest, actual: Digest, what: String },
+}
+
+impl PublishError {
+    pub fn is_integrity(&self) -> bool {
+        match self {
+            PublishError::Store(err) => err.is_integrity(),
+            PublishError::Transfer(err) => err.is_integrity(),
+            PublishError::Mismatch { .. } => false,
+        }
+    }
+}
+
+/// How to publish.
+#[derive(Debug, Clone, Default)]
+pub struct PublishOptions {
+    pub transfer: TransferOptions,
+    /// Write a BundleLock (a root bundle) or ImagesLock (image roots) here.
+    pub lock_output: Option<PathBuf>,
+    /// Repositories of the target's registry that hold blobs, by digest: those blobs are
+    /// mounted (distribution-spec cross-repository mount) instead of uploaded.
+    pub mount_sources: HashMap<Digest, String>,
+}
+
+/// Copies everything in `graph` from `source` into `repository`, then tags, records and checks.
+pub fn publish(
+    source: &dyn Source,
+    graph: &Graph,
+    client: &Arc<RegistryClient>,
+    repository: &Repository,
+    options: &PublishOptions,
+    reporter: &dyn Reporter,
+) -> Result<Publication, PublishError> {
+    let plan = build_plan(graph);
+    let mut sink = RegistrySink::new(Arc::clone(client), repository.clone());
+    sink.mount_from(options.mount_sources.clone());
+    let artifact_tags = artifact_tags(graph);
+    for tag in &artifact_tags {
+        sink.add_tag(tag.tag.clone(), tag.manifest.clone());
+    }
+    let stats = transfer(source, &mut sink, &plan, &options.transfer, reporter)?;
+
+    // One ImageLocations record per bundle, pushed and tagged after everything it lists.
+    let (records, record_plan, record_blobs) = locations_plan(graph);
+    let mut record_sink = RegistrySink::new(Arc::clone(client), repository.clone());
+    for tag in &records {
+        record_sink.add_tag(tag.tag.clone(), tag.manifest.clone());
+    }
+    let record_stats = transfer(&record_blobs, &mut record_sink, &record_plan, &options.transfer, &NoReport)?;
+
+    check_tags(client, repository, artifact_tags.iter().chain(&records))?;
+    let lock_output = match &options.lock_output {
+        Some(file) => Some(write_lock(file, repository, graph)?),
+        None => None,
+    };
+    let mut tags: Vec<String> = artifact_tags.iter().chain(&records).map(|t| t.tag.clone()).collect();
+    tags.sort();
+    tags.dedup();
+    Ok(Publication {
+        blobs_uploaded: stats.blobs_copied + record_stats.blobs_copied,
+        blobs_present: stats.blobs_skipped + record_stats.blobs_skipped,
+        blobs_mounted: stats.blobs_linked + record_stats.blobs_linked,
+        bytes_uploaded: stats.bytes_copied + record_stats.bytes_copied,
+        manifests: stats.manifests + record_stats.manifests,
+        tags,
+        locations_records: graph.bundles.len(),
+        lock_output,
+    })
+}
+
+/// One tag to write: the name and the manifest it points at, with what it is for messages.
+struct TagPlan {
+    tag: String,
+    manifest: RawManifest,
+    what: String,
+}
+
+/// imgpkg's tags: `sha256-<hex>.imgpkg` on every top-level artifact, and the root's original
+/// tag on the root (IMGPKG-COMPAT "Copying into one repository").
+fn artifact_tags(graph: &Graph) -> Vec<TagPlan> {
+    let mut tags: BTreeMap<String, TagPlan> = BTreeMap::new();
+    for artifact in &graph.artifacts {
+        let Some(manifest) = graph.manifests.get(&artifact.descriptor.digest) else { continue };
+        let what = artifact.label();
+        let digest_tag = format!("{}.imgpkg", artifact.descriptor.digest.tag_form());
+        tags.entry(digest_tag.clone()).or_insert(TagPlan {
+            tag: digest_tag,
+            manifest: manifest.clone(),
+            what: what.clone(),
+        });
+        if let Some(tag) = artifact.root_tag() {
+            tags.insert(tag.clone(), TagPlan { tag, manifest: manifest.clone(), what });
+        }
+    }
+    tags.into_values().collect()
+}
+
+/// The record images of every bundle, as a plan over an in-memory source.
+fn locations_plan(graph: &Graph) -> (Vec<TagPlan>, Plan, MemorySource) {
+    let mut blobs = MemorySource::new();
+    let mut tags = Vec::new();
+    let mut manifests = Vec::new();
+    let mut planned = Vec::new();
+    for (bundle, content) in &graph.bundles {
+        let entries: Vec<(String, bool)> = content
+            .entries
+            .iter()
+            .map(|entry| {
+                let is_bundle = entry
+                    .reference
+                    .digest
+                    .and_then(|digest| graph.artifact(&digest))
+                    .is_some_and(|artifact| artifact.is_bundle);
+                (entry.reference.to_string(), is_bundle)
+            })
+            .collect();
+        let image = locations::build(&entries, &mut blobs);
+        let what = format!("image locations of bundle {bundle}");
+        tags.push(TagPlan { tag: locations::record_tag(bundle), manifest: image.manifest.clone(), what: what.clone() });
+        let own_tag = format!("{}.imgpkg", image.manifest.digest().tag_form());
+        tags.push(TagPlan { tag: own_tag, manifest: image.manifest.clone(), what });
+        planned.extend(image.blobs);
+        manifests.push(image.manifest);
+    }
+    planned.sort_by_key(|blob| blob.descriptor.digest);
+    planned.dedup_by_key(|blob| blob.descriptor.digest);
+    manifests.sort_by_key(|manifest| manifest.digest());
+    manifests.dedup_by_key(|manifest| manifest.digest());
+    let plan =
+        Plan { index: LayoutIndex::new(Vec::new(), BTreeMap::new()), manifests, blobs: planned, omitted: Vec::new() };
+    (tags, plan, blobs)
+}
+
+/// Resolves every tag in the target and compares it with what was pushed.
+fn check_tags<'a>(
+    client: &Arc<RegistryClient>,
+    repository: &Repository,
+    tags: impl Iterator<Item = &'a TagPlan>,
+) -> Result<(), PublishError> {
+    let target = RegistrySource::new(Arc::clone(client));
+    for tag in tags {
+        let reference = repository.at_tag(&tag.tag);
+        let found = target.resolve(&reference)?;
+        if found.digest != tag.manifest.digest() {
+            return Err(PublishError::Mismatch {
+                reference: reference.to_string(),
+                expected: tag.manifest.digest(),
+                actual: found.digest,
+                what: tag.what.clone(),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// `--lock-output`: a BundleLock when the archive's root is a bundle, else an ImagesLock of its
+/// roots, each rewritten to `REPO@sha256:..` (IMGPKG-COMPAT "Copying into one repository").
+fn write_lock(file: &Path, repository: &Repository, graph: &Graph) -> Result<String, PublishError> {
+    let roots: Vec<_> = graph.artifacts.iter().filter(|artifact| artifact.is_root).collect();
+    let text = match roots.as_slice() {
+        [root] if root.is_bundle => {
+            let tag = root.root_tag();
+            BundleLock::new(repository.at_digest(root.descriptor.digest).to_string(), tag).to_yaml()
+        }
+        _ => ImagesLock::new(
+            roots
+                .iter()
+                .map(|root| ImageRef {
+                    annotations: BTreeMap::new(),
+                    image: repository.at_digest(root.descriptor.digest).to_string(),
+                })
+                .collect(),
+        )
+        .to_yaml(),
+    };
+    write_private(file, &text).map_err(|e| StoreError::io(format!("writing {}", file.display()), e))?;
+    Ok(file.display().to_string())
+}
+
+/// Lock files are written with mode 0600, as imgpkg writes them.
+fn write_private(file: &Path, text: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut out = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(file)?;
+    out.write_all(text.as_bytes())
+}
