@@ -8,6 +8,7 @@ use super::exit::{Exit, Failure};
 use super::copy::CopyArgs;
 use super::export::ExportArgs;
 use super::import::ImportArgs;
+use super::pull::PullArgs;
 use super::output::{self, human_bytes};
 use super::progress::Progress;
 use super::registry::RegistryFlags;
@@ -53,6 +54,7 @@ pub enum Command {
     Export(ExportArgs),
     Import(ImportArgs),
     Copy(CopyArgs),
+    Pull(PullArgs),
     Verify(VerifyArgs),
     Inspect(InspectArgs),
     Tag(TagArgs),

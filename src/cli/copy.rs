@@ -1,25 +1,38 @@
 //! `ferry copy`: imgpkg's spelling of export (`--to-tar`) and import (`--tar ... --to-repo`),
-//! so scripts written for imgpkg keep working.
+//! so scripts written for imgpkg keep working, and the copy from registries straight into one
+//! repository (`-b|-i|--lock ... --to-repo`).
 
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use clap::Args;
 
 use super::args::Global;
 use super::exit::{Exit, Failure};
-use super::export::ExportArgs;
+use super::export::{ExportArgs, registry_roots};
 use super::import::ImportArgs;
+use super::output::{self, human_bytes};
+use super::progress::Progress;
+use ferry::engine::TransferOptions;
+use ferry::model::Repository;
+use ferry::ops::copy::{CopyOptions, copy_to_repo};
+use ferry::store::registry::RegistrySource;
 
 /// Copy a bundle or images into an archive, or an archive into a repository (imgpkg's copy).
 ///
 /// `ferry copy -b REF --to-tar FILE` is `ferry export -b REF -o FILE`, and
 /// `ferry copy --tar FILE --to-repo REPO` is `ferry import FILE --to-repo REPO`; flags keep
-/// imgpkg's names. Copying straight from one registry to another is not supported yet: export,
-/// then import.
+/// imgpkg's names.
+///
+/// `ferry copy -b REF --to-repo REPO` copies from the registries straight into one repository,
+/// with no archive between: every blob is verified as it passes, blobs already in another
+/// repository of the target registry are mounted instead of uploaded, and the tags, the
+/// sha256-<hex>.image-locations.imgpkg records and --lock-output are those of ferry import.
 ///
 /// Examples:
 ///   ferry copy -b registry.example.com/team/bundle:1.0 --to-tar bundle.tar
 ///   ferry copy --tar bundle.tar --to-repo registry.internal/team/bundle --lock-output lock.yml
+///   ferry copy -b registry.example.com/team/bundle:1.0 --to-repo registry.example.com/prod/bundle
 #[derive(Args, Debug)]
 #[command(verbatim_doc_comment)]
 #[command(group = clap::ArgGroup::new("from").required(true).multiple(false))]
@@ -46,7 +59,7 @@ pub struct CopyArgs {
     /// With --to-repo: write a BundleLock or ImagesLock of the new location
     #[arg(long, value_name = "FILE")]
     pub lock_output: Option<PathBuf>,
-    /// With --to-tar: carry non-distributable layers too
+    /// Carry non-distributable layers too (left out by default)
     #[arg(long)]
     pub include_non_distributable_layers: bool,
     /// With --to-tar: finish an interrupted copy, reusing what FILE.partial holds
@@ -77,6 +90,12 @@ impl CopyArgs {
                 };
                 export.run(global)
             }
+            (None, None, Some(to_repo)) => {
+                if self.resume {
+                    return Err(usage("--resume goes with --to-tar"));
+                }
+                self.registry_to_repo(to_repo, global)
+            }
             (Some(tar), None, Some(to_repo)) => {
                 if self.resume || self.include_non_distributable_layers {
                     return Err(usage("--resume and --include-non-distributable-layers go with --to-tar"));
@@ -89,10 +108,50 @@ impl CopyArgs {
                 };
                 import.run(global)
             }
-            (Some(_), Some(_), _) => Err(usage("--tar copies into a repository: use --to-repo")),
-            _ => Err(usage(
-                "copying from one registry to another is not supported yet: run `ferry export ... -o FILE` then `ferry import FILE --to-repo REPO`",
-            )),
+            _ => Err(usage("--tar copies into a repository: use --to-repo")),
         }
+    }
+
+    /// From the registries straight into `to_repo`.
+    fn registry_to_repo(&self, to_repo: &str, global: &Global) -> Result<Exit, Failure> {
+        let repository = Repository::parse(to_repo).map_err(|e| Failure::new(e, false))?;
+        let client = global.registry.client(global.workers()).map_err(|e| Failure::new(e, false))?;
+        let source = RegistrySource::new(Arc::clone(&client));
+        let (roots, expect) =
+            registry_roots(&source, self.bundle.as_deref(), self.image.as_deref(), self.lock.as_deref())?;
+        let options = CopyOptions {
+            transfer: TransferOptions { workers: global.workers(), ..TransferOptions::default() },
+            include_non_distributable: self.include_non_distributable_layers,
+            lock_output: self.lock_output.clone(),
+        };
+        let progress = Progress::new(global.quiet);
+        let result = copy_to_repo(&source, roots, expect, &client, &repository, &options, &progress);
+        progress.finish();
+        let summary = result.map_err(|err| {
+            let integrity = err.is_integrity();
+            Failure::new(err, integrity)
+        })?;
+        let published = &summary.published;
+        if self.json {
+            output::json(&summary);
+        } else if !global.quiet {
+            output::note(&format!(
+                "copied {} into {}: {} blobs uploaded ({}), {} mounted, {} already present, {} manifests, {} tags, {} locations records in {:.1}s",
+                summary.sources.join(", "),
+                summary.repository,
+                published.blobs_uploaded,
+                human_bytes(published.bytes_uploaded),
+                published.blobs_mounted,
+                published.blobs_present,
+                published.manifests,
+                published.tags.len(),
+                published.locations_records,
+                summary.seconds
+            ));
+            if let Some(lock) = &published.lock_output {
+                output::note(&format!("wrote {lock}"));
+            }
+        }
+        Ok(Exit::Success)
     }
 }

@@ -79,7 +79,6 @@ impl ExportArgs {
             resume: self.resume,
         };
         let progress = Progress::new(global.quiet);
-        let parse = |text: &str| text.parse::<Reference>().map_err(|e| Failure::new(anyhow::Error::new(e), false));
         let result = if let Some(layout) = &self.oci_layout {
             let source = LayoutDirSource::open(layout).map_err(|e| fail(e.into()))?;
             let roots = export::layout_roots(&source);
@@ -87,14 +86,8 @@ impl ExportArgs {
         } else {
             let client = global.registry.client(global.workers()).map_err(|e| Failure::new(e, false))?;
             let source = RegistrySource::new(client);
-            let (roots, expect) = if let Some(lock) = &self.lock {
-                export::lock_roots(&source, lock).map_err(fail)?
-            } else if let Some(bundle) = &self.bundle {
-                (vec![root(&source, &parse(bundle)?)?], Expect::Bundle)
-            } else {
-                let image = self.image.as_deref().expect("clap requires one input");
-                (vec![root(&source, &parse(image)?)?], Expect::Image)
-            };
+            let (roots, expect) =
+                registry_roots(&source, self.bundle.as_deref(), self.image.as_deref(), self.lock.as_deref())?;
             export::export(&source, roots, expect, &self.output, &options, &progress)
         };
         progress.finish();
@@ -127,9 +120,26 @@ impl ExportArgs {
     }
 }
 
-fn root(source: &dyn Source, reference: &Reference) -> Result<ferry::engine::Artifact, Failure> {
-    export::reference_root(source, reference).map_err(|e| {
+/// The roots `-b`, `-i` or `--lock` name in the registries (exactly one is given), and what they
+/// must be.
+pub fn registry_roots(
+    source: &dyn Source,
+    bundle: Option<&str>,
+    image: Option<&str>,
+    lock: Option<&std::path::Path>,
+) -> Result<(Vec<ferry::engine::Artifact>, Expect), Failure> {
+    if let Some(lock) = lock {
+        return export::lock_roots(source, lock).map_err(fail);
+    }
+    let (text, expect) = match (bundle, image) {
+        (Some(bundle), _) => (bundle, Expect::Bundle),
+        (None, Some(image)) => (image, Expect::Image),
+        (None, None) => unreachable!("clap requires one input"),
+    };
+    let reference = text.parse::<Reference>().map_err(|e| Failure::new(anyhow::Error::new(e), false))?;
+    let root = export::reference_root(source, &reference).map_err(|e| {
         let integrity = e.is_integrity();
         Failure::new(e, integrity)
-    })
+    })?;
+    Ok((vec![root], expect))
 }

@@ -8,6 +8,7 @@ mod export;
 mod import;
 mod output;
 mod progress;
+mod pull;
 mod registry;
 mod tag;
 
@@ -27,6 +28,7 @@ pub fn main() -> ExitCode {
         Command::Verify(args) => args.run(&cli.global),
         Command::Inspect(args) => args.run(&cli.global),
         Command::Tag(args) => args.run(&cli.global),
+        Command::Pull(args) => args.run(&cli.global),
     };
     match outcome {
         Ok(exit) => exit.code(),

@@ -13,7 +13,7 @@ mod report;
 mod transfer;
 mod walk;
 
-pub use bundle::{BundleContent, LockEntry, read_bundle};
+pub use bundle::{BundleContent, LockEntry, is_bundle_config, read_bundle};
 pub use plan::build_plan;
 pub use pool::run_all;
 pub use report::{NoReport, Reporter};

@@ -144,20 +144,7 @@ pub fn export(
     let graph = walk(source, roots, &walk_options);
     fail_on_problems(source, &graph)?;
     check_expectation(&graph, expect)?;
-    for omitted in graph.omitted.values() {
-        let users: Vec<String> = graph
-            .artifacts
-            .iter()
-            .filter(|artifact| graph.closure(&artifact.descriptor).contains_key(&omitted.digest))
-            .map(|artifact| artifact.label())
-            .collect();
-        reporter.warn(&format!(
-            "leaving out non-distributable layer {} ({} bytes) of {}; pass --include-non-distributable-layers to carry it",
-            omitted.digest,
-            omitted.size,
-            users.join(", ")
-        ));
-    }
+    warn_omitted(&graph, reporter);
     let plan = build_plan(&graph);
     let mut sink = LayoutTarSink::new(output);
     take_up_partial(&mut sink, &plan, options.resume, reporter)?;
@@ -185,6 +172,24 @@ pub fn export(
         omitted_layers: plan.omitted.iter().map(|d| d.digest.to_string()).collect(),
         seconds: started.elapsed().as_secs_f64(),
     })
+}
+
+/// Says which non-distributable layers are left out, and of which images.
+pub(super) fn warn_omitted(graph: &Graph, reporter: &dyn Reporter) {
+    for omitted in graph.omitted.values() {
+        let users: Vec<String> = graph
+            .artifacts
+            .iter()
+            .filter(|artifact| graph.closure(&artifact.descriptor).contains_key(&omitted.digest))
+            .map(|artifact| artifact.label())
+            .collect();
+        reporter.warn(&format!(
+            "leaving out non-distributable layer {} ({} bytes) of {}; pass --include-non-distributable-layers to carry it",
+            omitted.digest,
+            omitted.size,
+            users.join(", ")
+        ));
+    }
 }
 
 /// With `resume`, re-hashes what an earlier, interrupted export left in `ARCHIVE.partial` and
@@ -227,7 +232,7 @@ fn failed_transfer(mut err: TransferError, partial: &Path) -> ExportError {
 }
 
 /// `-b` must name a bundle and `-i` must not, as with imgpkg.
-fn check_expectation(graph: &Graph, expect: Expect) -> Result<(), ExportError> {
+pub(super) fn check_expectation(graph: &Graph, expect: Expect) -> Result<(), ExportError> {
     let wrong: Vec<String> = graph
         .artifacts
         .iter()
@@ -250,7 +255,7 @@ fn check_expectation(graph: &Graph, expect: Expect) -> Result<(), ExportError> {
 
 /// An export carries everything or nothing: any problem found by the walk stops it, and every
 /// problem is named.
-fn fail_on_problems(source: &dyn Source, graph: &Graph) -> Result<(), ExportError> {
+pub(super) fn fail_on_problems(source: &dyn Source, graph: &Graph) -> Result<(), ExportError> {
     if graph.problems.is_empty() {
         return Ok(());
     }

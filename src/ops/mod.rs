@@ -1,10 +1,14 @@
 //! Use cases: each composes a source, a sink and the engine into one thing a user asks for.
 //! They return typed reports; printing them is the CLI's job.
 
+pub mod copy;
 pub mod export;
+pub mod extract;
 pub mod import;
 pub mod inspect;
+pub mod located;
 pub mod locations;
+pub mod pull;
 pub mod relocate;
 pub mod tags;
 pub mod verify;

@@ -29,11 +29,28 @@ use crate::verify::VerifyingReader;
 pub struct RegistrySource {
     client: Arc<RegistryClient>,
     locations: Mutex<HashMap<Digest, Repository>>,
+    /// A relocated bundle's repository: references by digest are looked up there, never at
+    /// the origin they name (imgpkg's rule for a relocated bundle).
+    relocated_to: Option<Repository>,
 }
 
 impl RegistrySource {
     pub fn new(client: Arc<RegistryClient>) -> Self {
-        RegistrySource { client, locations: Mutex::new(HashMap::new()) }
+        RegistrySource { client, locations: Mutex::new(HashMap::new()), relocated_to: None }
+    }
+
+    /// A source that resolves every reference carrying a digest in `repository` instead of
+    /// where it names (a bundle relocated there with its images).
+    pub fn relocated_to(client: Arc<RegistryClient>, repository: Repository) -> Self {
+        RegistrySource { client, locations: Mutex::new(HashMap::new()), relocated_to: Some(repository) }
+    }
+
+    /// Where `reference` is looked up: itself, or its digest in the relocation repository.
+    pub fn locate(&self, reference: &Reference) -> Reference {
+        match (&self.relocated_to, reference.digest) {
+            (Some(repository), Some(digest)) => repository.at_digest(digest),
+            _ => reference.clone(),
+        }
     }
 
     pub fn client(&self) -> &RegistryClient {
@@ -90,6 +107,8 @@ impl Source for RegistrySource {
 
     /// HEAD with every manifest type accepted; a GET when the registry gives no digest.
     fn resolve(&self, reference: &Reference) -> Result<Descriptor, StoreError> {
+        let located = self.locate(reference);
+        let reference = &located;
         let repository = &reference.repository;
         let target = match (&reference.digest, &reference.tag) {
             (Some(digest), _) => digest.to_string(),

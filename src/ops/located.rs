@@ -1,0 +1,96 @@
+//! Where a bundle's images are now (spec/cli.md PL-2, IMGPKG-COMPAT "The ImageLocations
+//! record"): a bundle relocated into a repository carries its images there, which the record
+//! `sha256-<hex>.image-locations.imgpkg` says; without a record, each lock entry is looked up
+//! there by digest. The origins a lock names are never contacted to decide this.
+
+use std::sync::Arc;
+
+use super::locations::{self, record_tag};
+use crate::engine::LockEntry;
+use crate::model::lock::ImageLocations;
+use crate::model::{Digest, ManifestKind, Repository};
+use crate::store::registry::{RegistryClient, RegistrySource};
+use crate::store::{Source, StoreError};
+
+/// What a bundle's repository holds of its lock entries.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Whereabouts {
+    /// The repository has the bundle's ImageLocations record: every entry is there.
+    Recorded(ImageLocations),
+    /// No record, but every entry was found there by digest.
+    AllPresent,
+    /// No record, and these entries (their lock references) are not there.
+    Missing { missing: Vec<String>, total: usize },
+}
+
+impl Whereabouts {
+    /// Whether the lock's images are all in the bundle's repository.
+    pub fn relocated(&self) -> bool {
+        !matches!(self, Whereabouts::Missing { .. })
+    }
+}
+
+/// Finds out whether `repository` holds the images of bundle `digest`, whose lock lists
+/// `entries`.
+pub fn whereabouts(
+    client: &Arc<RegistryClient>,
+    repository: &Repository,
+    digest: Digest,
+    entries: &[LockEntry],
+) -> Result<Whereabouts, StoreError> {
+    if let Some(record) = read_record(client, repository, digest)? {
+        return Ok(Whereabouts::Recorded(record));
+    }
+    let there = RegistrySource::relocated_to(Arc::clone(client), repository.clone());
+    let mut missing = Vec::new();
+    for entry in entries {
+        match there.resolve(&entry.reference) {
+            Ok(_) => {}
+            Err(err) if is_absent(&err) => missing.push(entry.reference.to_string()),
+            Err(err) => return Err(err),
+        }
+    }
+    if missing.is_empty() {
+        Ok(Whereabouts::AllPresent)
+    } else {
+        Ok(Whereabouts::Missing { missing, total: entries.len() })
+    }
+}
+
+/// Reads the ImageLocations record of bundle `digest` in `repository`; a 404, 401 or 403 on its
+/// tag means there is none (imgpkg's rule).
+pub fn read_record(
+    client: &Arc<RegistryClient>,
+    repository: &Repository,
+    digest: Digest,
+) -> Result<Option<ImageLocations>, StoreError> {
+    let source = RegistrySource::new(Arc::clone(client));
+    let tag = record_tag(&digest);
+    let descriptor = match source.resolve(&repository.at_tag(&tag)) {
+        Ok(descriptor) => descriptor,
+        Err(err) if is_absent(&err) => return Ok(None),
+        Err(err) => return Err(err),
+    };
+    let what = format!("{repository}:{tag}");
+    let invalid = |reason: String| StoreError::Invalid { store: what.clone(), reason };
+    let manifest = source.manifest(&descriptor)?;
+    let ManifestKind::Image(image) = manifest.kind() else {
+        return Err(invalid("the ImageLocations record is an index, not an image".into()));
+    };
+    let [layer] = image.layers.as_slice() else {
+        return Err(invalid(format!("the ImageLocations record has {} layers, not one", image.layers.len())));
+    };
+    let bytes = source.small_blob(layer)?;
+    let yaml = locations::read_layer(&bytes)
+        .ok_or_else(|| invalid(format!("its layer holds no readable {}", locations::FILE_NAME)))?;
+    ImageLocations::parse(&yaml, &what).map(Some).map_err(|e| invalid(e.to_string()))
+}
+
+/// Not there, or not readable with these credentials: both mean "no" to imgpkg.
+fn is_absent(err: &StoreError) -> bool {
+    match err {
+        StoreError::NotFound { .. } => true,
+        StoreError::Registry(remote) => matches!(remote.status(), Some(401 | 403 | 404)),
+        _ => false,
+    }
+}

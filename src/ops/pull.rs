@@ -1,0 +1,429 @@
+//! `ferry pull`: a bundle's or image's files into a directory (spec/cli.md "pull"), from a
+//! registry or from an archive. Layers are extracted by [`super::extract`] into a fresh sibling
+//! directory that becomes the output only when everything is in place; a bundle pulled from a
+//! registry gets its `.imgpkg/images.yml` pointed at its own repository when its images are
+//! there (PL-2); `--recursive` adds every nested bundle under `.imgpkg/bundles/sha256-<hex>/`.
+
+use std::collections::BTreeMap;
+use std::io::{self, Read};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use serde::Serialize;
+
+use super::export::Expect;
+use super::extract::{ExtractError, Extracted, extract};
+use super::located::{Whereabouts, whereabouts};
+use crate::engine::{Artifact, LockEntry, WalkOptions, is_bundle_config, walk};
+use crate::model::lock::{ImageRef, ImagesLock};
+use crate::model::media::{self, Compression};
+use crate::model::{Descriptor, Digest, ImageManifest, ManifestKind, Reference, Repository};
+use crate::store::registry::{RegistryClient, RegistrySource};
+use crate::store::{Source, StoreError};
+
+const LOCK_PATH: &str = ".imgpkg/images.yml";
+
+/// Options of a pull.
+#[derive(Debug, Clone, Default)]
+pub struct PullOptions {
+    pub recursive: bool,
+    pub workers: usize,
+}
+
+/// What happened to a bundle's lock file.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LockOutcome {
+    pub rewritten: bool,
+    /// The repository the entries now point at, when rewritten.
+    pub repository: Option<String>,
+    /// Why the lock was kept as the bundle carries it.
+    pub reason: Option<String>,
+}
+
+/// One bundle written by a pull.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PulledBundle {
+    pub digest: Digest,
+    /// Where its files are, relative to the output directory ("" for the root).
+    pub path: String,
+    pub lock: LockOutcome,
+}
+
+/// What a pull did.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PullSummary {
+    pub reference: String,
+    pub digest: Digest,
+    pub bundle: bool,
+    pub output: String,
+    pub files: u64,
+    pub bytes: u64,
+    /// The root bundle first, then nested bundles (with `--recursive`); empty for an image.
+    pub bundles: Vec<PulledBundle>,
+}
+
+/// Why a pull failed.
+#[derive(Debug, thiserror::Error)]
+pub enum PullError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Extract(#[from] ExtractError),
+    #[error("{0}")]
+    WrongKind(String),
+    #[error("output directory {path}: {reason}")]
+    Output { path: String, reason: String },
+    #[error("cannot pull {reference}:\n  {}", .problems.join("\n  "))]
+    Incomplete { reference: String, problems: Vec<String>, integrity: bool },
+}
+
+impl PullError {
+    pub fn is_integrity(&self) -> bool {
+        match self {
+            PullError::Store(err) => err.is_integrity(),
+            PullError::Extract(err) => {
+                matches!(err, ExtractError::Unsafe { .. })
+                    || err.io_source().and_then(crate::verify::verify_error).is_some()
+            }
+            PullError::Incomplete { integrity, .. } => *integrity,
+            PullError::WrongKind(_) | PullError::Output { .. } => false,
+        }
+    }
+}
+
+/// Pulls `reference` from its registry into `output`.
+pub fn pull_from_registry(
+    client: &Arc<RegistryClient>,
+    reference: &Reference,
+    expect: Expect,
+    output: &Path,
+    options: &PullOptions,
+) -> Result<PullSummary, PullError> {
+    let plain = RegistrySource::new(Arc::clone(client));
+    let root = super::export::reference_root(&plain, reference)?;
+    let home = reference.repository.clone();
+    let located = |bundle: &Artifact, entries: &[LockEntry]| -> Result<LockOutcome, PullError> {
+        // The root lives where it was pulled from; a nested bundle where the walk found it.
+        let repository = if bundle.is_root { home.clone() } else { found_in(client, &home, bundle)? };
+        Ok(lock_outcome(&repository, &whereabouts(client, &repository, bundle.descriptor.digest, entries)?))
+    };
+    // Nested bundles of a relocated root are looked up in its repository, never at origin.
+    let relocated_source;
+    let source: &dyn Source = if options.recursive && root_is_relocated(client, &plain, &root, &home)? {
+        relocated_source = RegistrySource::relocated_to(Arc::clone(client), home.clone());
+        relocated_source.remember(root.descriptor.digest, &home);
+        &relocated_source
+    } else {
+        &plain
+    };
+    pull(source, root, expect, output, options, &located)
+}
+
+/// Pulls the artifact `wanted` names from the archive `source` into `output`; the lock is kept
+/// as carried (there is no repository to point it at).
+pub fn pull_from_archive(
+    source: &dyn Source,
+    artifacts: Vec<Artifact>,
+    wanted: &str,
+    expect: Expect,
+    output: &Path,
+    options: &PullOptions,
+) -> Result<PullSummary, PullError> {
+    let mut root = find_artifact(artifacts, wanted).ok_or_else(|| {
+        PullError::Store(StoreError::NotFound { store: source.name().to_string(), what: wanted.to_string() })
+    })?;
+    root.is_root = true;
+    let kept = |_: &Artifact, _: &[LockEntry]| -> Result<LockOutcome, PullError> {
+        Ok(LockOutcome {
+            rewritten: false,
+            repository: None,
+            reason: Some("pulled from an archive: the lock names the images' origins".into()),
+        })
+    };
+    pull(source, root, expect, output, options, &kept)
+}
+
+/// The archive artifact `wanted` names: by digest, by original reference or by name.
+fn find_artifact(artifacts: Vec<Artifact>, wanted: &str) -> Option<Artifact> {
+    let wanted_ref = wanted.parse::<Reference>().ok();
+    let wanted_digest = wanted.parse::<Digest>().ok().or_else(|| wanted_ref.as_ref().and_then(|r| r.digest));
+    let matches = |artifact: &Artifact| {
+        wanted_digest.is_some_and(|digest| digest == artifact.descriptor.digest)
+            || artifact.ref_name.as_deref() == Some(wanted)
+            || match (&wanted_ref, &artifact.original) {
+                (Some(wanted), Some(original)) => wanted == original,
+                _ => false,
+            }
+    };
+    let mut found: Vec<Artifact> = artifacts.into_iter().filter(matches).collect();
+    found.sort_by_key(|artifact| !artifact.is_root);
+    found.into_iter().next()
+}
+
+/// Where a nested bundle lives: in the root's repository when it is there (a relocated tree),
+/// else where its lock reference names.
+fn found_in(client: &Arc<RegistryClient>, home: &Repository, bundle: &Artifact) -> Result<Repository, PullError> {
+    let there = RegistrySource::relocated_to(Arc::clone(client), home.clone());
+    match there.resolve(&home.at_digest(bundle.descriptor.digest)) {
+        Ok(_) => Ok(home.clone()),
+        Err(StoreError::NotFound { .. }) => {
+            Ok(bundle.original.as_ref().map_or_else(|| home.clone(), |original| original.repository.clone()))
+        }
+        Err(err) => Err(err.into()),
+    }
+}
+
+/// Whether the root bundle's repository holds its images (PL-2), read from its lock.
+fn root_is_relocated(
+    client: &Arc<RegistryClient>,
+    source: &dyn Source,
+    root: &Artifact,
+    home: &Repository,
+) -> Result<bool, PullError> {
+    let manifest = source.manifest(&root.descriptor)?;
+    let ManifestKind::Image(image) = manifest.kind() else { return Ok(false) };
+    if !is_bundle_config(&source.small_blob(&image.config)?) {
+        return Ok(false);
+    }
+    let content = crate::engine::read_bundle(source, image, &root.label())
+        .map_err(|e| PullError::Store(StoreError::Invalid { store: root.label(), reason: e.to_string() }))?;
+    Ok(whereabouts(client, home, root.descriptor.digest, &content.entries)?.relocated())
+}
+
+fn lock_outcome(repository: &Repository, found: &Whereabouts) -> LockOutcome {
+    match found {
+        Whereabouts::Recorded(_) | Whereabouts::AllPresent => {
+            LockOutcome { rewritten: true, repository: Some(repository.to_string()), reason: None }
+        }
+        Whereabouts::Missing { missing, total } => LockOutcome {
+            rewritten: false,
+            repository: None,
+            reason: Some(format!(
+                "{} of {total} images are not in {repository} (e.g. {}); the lock keeps the references it was built with",
+                missing.len(),
+                missing[0]
+            )),
+        },
+    }
+}
+
+/// The common part: check the kind, extract, point locks, add nested bundles, publish.
+fn pull(
+    source: &dyn Source,
+    root: Artifact,
+    expect: Expect,
+    output: &Path,
+    options: &PullOptions,
+    locate: &dyn Fn(&Artifact, &[LockEntry]) -> Result<LockOutcome, PullError>,
+) -> Result<PullSummary, PullError> {
+    let manifest = source.manifest(&root.descriptor)?;
+    let image = match manifest.kind() {
+        ManifestKind::Image(image) => image.clone(),
+        ManifestKind::Index(_) => {
+            return Err(PullError::WrongKind(format!(
+                "{} is an image index; pull one platform's image by its digest (ferry inspect or skopeo inspect --raw lists them)",
+                root.label()
+            )));
+        }
+    };
+    let is_bundle = is_bundle_config(&source.small_blob(&image.config)?);
+    match (expect, is_bundle) {
+        (Expect::Bundle, false) => {
+            return Err(PullError::WrongKind(format!("{} is not a bundle; use -i to pull it as an image", root.label())));
+        }
+        (Expect::Image, true) => {
+            return Err(PullError::WrongKind(format!("{} is a bundle; use -b to pull it", root.label())));
+        }
+        _ => {}
+    }
+    let staging = Staging::new(output)?;
+    let mut totals = Extracted::default();
+    let mut bundles = Vec::new();
+    add(&mut totals, extract_image(source, &image, staging.path(), &root.label())?);
+    if is_bundle {
+        bundles.push(point_lock(staging.path(), "", &root, locate)?);
+    }
+    if is_bundle && options.recursive {
+        for nested in nested_bundles(source, &root, options)? {
+            let relative = format!(".imgpkg/bundles/{}", nested.descriptor.digest.tag_form());
+            let dir = staging.path().join(&relative);
+            std::fs::create_dir_all(&dir).map_err(|e| io_error(&dir, e))?;
+            let ManifestKind::Image(image) = source.manifest(&nested.descriptor)?.kind().clone() else { continue };
+            add(&mut totals, extract_image(source, &image, &dir, &nested.label())?);
+            bundles.push(point_lock(&dir, &relative, &nested, locate)?);
+        }
+    }
+    staging.publish()?;
+    Ok(PullSummary {
+        reference: root.label(),
+        digest: root.descriptor.digest,
+        bundle: is_bundle,
+        output: output.display().to_string(),
+        files: totals.files,
+        bytes: totals.bytes,
+        bundles,
+    })
+}
+
+fn add(totals: &mut Extracted, more: Extracted) {
+    totals.files += more.files;
+    totals.bytes += more.bytes;
+}
+
+/// Every bundle below `root`, at any depth, found by the engine's walk.
+fn nested_bundles(source: &dyn Source, root: &Artifact, options: &PullOptions) -> Result<Vec<Artifact>, PullError> {
+    let walk_options = WalkOptions { workers: options.workers.max(1), include_non_distributable: true };
+    let graph = walk(source, vec![root.clone()], &walk_options);
+    if !graph.problems.is_empty() {
+        return Err(PullError::Incomplete {
+            reference: root.label(),
+            problems: graph.problems.iter().map(|p| p.message.clone()).collect(),
+            integrity: graph.problems.iter().any(|p| p.integrity),
+        });
+    }
+    let mut nested: BTreeMap<Digest, Artifact> = BTreeMap::new();
+    for artifact in graph.artifacts.into_iter().filter(|a| a.is_bundle && a.descriptor.digest != root.descriptor.digest)
+    {
+        nested.entry(artifact.descriptor.digest).or_insert(artifact);
+    }
+    Ok(nested.into_values().collect())
+}
+
+/// Extracts every layer of `image`, in order, into `dir`; each is verified to its last byte.
+fn extract_image(source: &dyn Source, image: &ImageManifest, dir: &Path, label: &str) -> Result<Extracted, PullError> {
+    let mut totals = Extracted::default();
+    for (number, layer) in image.layers.iter().enumerate() {
+        let name = format!("layer {} of {label} ({})", number + 1, layer.digest);
+        add(&mut totals, extract_layer(source, layer, dir, &name)?);
+    }
+    Ok(totals)
+}
+
+fn extract_layer(source: &dyn Source, layer: &Descriptor, dir: &Path, name: &str) -> Result<Extracted, PullError> {
+    let compression = media::layer_compression(&layer.media_type).ok_or_else(|| {
+        PullError::WrongKind(format!("{name} has media type {:?}, which is not a tar layer", layer.media_type))
+    })?;
+    let mut verified = source.blob(layer)?;
+    let done = {
+        let stream: Box<dyn Read + '_> = match compression {
+            Compression::None => Box::new(&mut verified),
+            Compression::Gzip => Box::new(flate2::read::GzDecoder::new(&mut verified)),
+            Compression::Zstd => Box::new(
+                zstd::stream::read::Decoder::new(&mut verified).map_err(|e| StoreError::io(format!("reading {name}"), e))?,
+            ),
+        };
+        extract(stream, dir, name).map_err(|err| match err {
+            ExtractError::Io { context, source, .. } if crate::verify::verify_error(&source).is_some() => {
+                PullError::Store(StoreError::io(context, source))
+            }
+            other => PullError::Extract(other),
+        })?
+    };
+    // Read what the tar reader left (end blocks, compression trailer) so the digest is checked.
+    io::copy(&mut verified, &mut io::sink()).map_err(|e| StoreError::io(format!("reading {name}"), e))?;
+    Ok(done)
+}
+
+/// Points the lock written in `dir` at the bundle's repository when `locate` says its images
+/// are there (PL-2); otherwise leaves it and says why.
+fn point_lock(
+    dir: &Path,
+    relative: &str,
+    bundle: &Artifact,
+    locate: &dyn Fn(&Artifact, &[LockEntry]) -> Result<LockOutcome, PullError>,
+) -> Result<PulledBundle, PullError> {
+    let file = dir.join(LOCK_PATH);
+    let what = format!("{LOCK_PATH} of bundle {}", bundle.label());
+    let text = std::fs::read_to_string(&file).map_err(|e| io_error(&file, e))?;
+    let invalid = |reason: String| PullError::Store(StoreError::Invalid { store: what.clone(), reason });
+    let lock = ImagesLock::parse(&text, &what).map_err(|e| invalid(e.to_string()))?;
+    let references = lock.references(&what).map_err(|e| invalid(e.to_string()))?;
+    let entries: Vec<LockEntry> = references
+        .into_iter()
+        .zip(&lock.images)
+        .map(|(reference, entry)| LockEntry { entry: entry.clone(), reference })
+        .collect();
+    let outcome = locate(bundle, &entries)?;
+    if let Some(repository) = outcome.repository.as_deref().filter(|_| outcome.rewritten) {
+        let repository = Repository::parse(repository).map_err(|e| invalid(e.to_string()))?;
+        let rewritten = ImagesLock::new(
+            entries
+                .iter()
+                .map(|entry| ImageRef {
+                    image: match entry.reference.digest {
+                        Some(digest) => repository.at_digest(digest).to_string(),
+                        None => entry.entry.image.clone(),
+                    },
+                    annotations: entry.entry.annotations.clone(),
+                })
+                .collect(),
+        );
+        std::fs::write(&file, rewritten.to_yaml()).map_err(|e| io_error(&file, e))?;
+    }
+    Ok(PulledBundle { digest: bundle.descriptor.digest, path: relative.to_string(), lock: outcome })
+}
+
+fn io_error(path: &Path, err: io::Error) -> PullError {
+    PullError::Store(StoreError::io(format!("writing {}", path.display()), err))
+}
+
+/// A fresh directory beside the output, renamed to it only when the pull is complete and
+/// removed otherwise: a failed pull leaves nothing, and no user file is ever replaced.
+struct Staging {
+    dir: Option<tempfile::TempDir>,
+    output: PathBuf,
+}
+
+impl Staging {
+    fn new(output: &Path) -> Result<Staging, PullError> {
+        let refuse = |reason: &str| PullError::Output { path: output.display().to_string(), reason: reason.to_string() };
+        let text = output.as_os_str().to_string_lossy();
+        if text.is_empty() || matches!(text.trim_end_matches('/'), "" | "." | "..") {
+            return Err(refuse("must name a new directory, not /, . or .."));
+        }
+        let name = output.file_name().ok_or_else(|| refuse("must name a new directory"))?;
+        let parent = match output.parent() {
+            Some(parent) if !parent.as_os_str().is_empty() => parent.to_path_buf(),
+            _ => PathBuf::from("."),
+        };
+        if let (Ok(target), Ok(current)) = (output.canonicalize(), std::env::current_dir()) {
+            if target == Path::new("/") || current.starts_with(&target) {
+                return Err(refuse("is the current directory or one of its parents"));
+            }
+        }
+        match std::fs::read_dir(output).map(|mut entries| entries.next().is_some()) {
+            Ok(true) => {
+                return Err(refuse("exists and is not empty; ferry never overwrites files: choose a new directory"));
+            }
+            Ok(false) => {}
+            Err(err) if err.kind() == io::ErrorKind::NotFound => {}
+            Err(err) if err.kind() == io::ErrorKind::NotADirectory => return Err(refuse("is a file")),
+            Err(err) => return Err(refuse(&err.to_string())),
+        }
+        let prefix = format!("{}.ferry-pull-", name.to_string_lossy());
+        let dir = tempfile::Builder::new()
+            .prefix(&prefix)
+            .tempdir_in(&parent)
+            .map_err(|e| refuse(&format!("cannot create a directory in {}: {e}", parent.display())))?;
+        Ok(Staging { dir: Some(dir), output: output.to_path_buf() })
+    }
+
+    fn path(&self) -> &Path {
+        self.dir.as_ref().expect("staging directory until published").path()
+    }
+
+    fn publish(mut self) -> Result<(), PullError> {
+        let dir = self.dir.take().expect("published once");
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755))
+            .map_err(|e| io_error(dir.path(), e))?;
+        let kept = dir.keep();
+        std::fs::rename(&kept, &self.output).map_err(|e| {
+            let _ = std::fs::remove_dir_all(&kept);
+            io_error(&self.output, e)
+        })
+    }
+}
