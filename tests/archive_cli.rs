@@ -235,11 +235,7 @@ fn skopeo_reads_the_archive_and_keeps_every_digest() {
             format!("oci-archive:{}:{name}", archive.display())
         };
 
-        let raw = Process::new("skopeo")
-            .args(["inspect", "--raw"])
-            .arg(&source)
-            .output()
-            .unwrap();
+        let raw = Process::new("skopeo").args(["inspect", "--raw"]).arg(&source).output().unwrap();
         assert!(raw.status.success(), "{layout}: {}", String::from_utf8_lossy(&raw.stderr));
         let raw_digest = format!("sha256:{}", sha256_hex(&raw.stdout));
         assert_eq!(raw_digest, digest, "{layout}: skopeo sees the same manifest bytes");

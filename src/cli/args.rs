@@ -4,13 +4,13 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
-use super::exit::{Exit, Failure};
 use super::copy::CopyArgs;
+use super::exit::{Exit, Failure};
 use super::export::ExportArgs;
 use super::import::ImportArgs;
-use super::pull::PullArgs;
 use super::output::{self, human_bytes};
 use super::progress::Progress;
+use super::pull::PullArgs;
 use super::registry::RegistryFlags;
 use super::tag::TagArgs;
 use ferry::engine::TransferOptions;

@@ -76,8 +76,7 @@ impl PullArgs {
                 pull_from_archive(&source, artifacts, wanted, expect, &self.output, &options)
             }
             None => {
-                let reference =
-                    wanted.parse::<Reference>().map_err(|e| Failure::new(anyhow::Error::new(e), false))?;
+                let reference = wanted.parse::<Reference>().map_err(|e| Failure::new(anyhow::Error::new(e), false))?;
                 let client = global.registry.client(global.workers()).map_err(|e| Failure::new(e, false))?;
                 pull_from_registry(&client, &reference, expect, &self.output, &options)
             }

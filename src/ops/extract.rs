@@ -112,7 +112,8 @@ impl Extractor<'_> {
                 Ok(Some(bytes))
             }
             tar::EntryType::Symlink => {
-                let link = entry.link_name_bytes().map(|b| String::from_utf8_lossy(&b).into_owned()).unwrap_or_default();
+                let link =
+                    entry.link_name_bytes().map(|b| String::from_utf8_lossy(&b).into_owned()).unwrap_or_default();
                 self.check_symlink(&relative, &link, raw_name)?;
                 self.clear(&target, raw_name)?;
                 std::os::unix::fs::symlink(&link, &target)
@@ -121,11 +122,11 @@ impl Extractor<'_> {
                 Ok(None)
             }
             tar::EntryType::Link => {
-                let link = entry.link_name_bytes().map(|b| String::from_utf8_lossy(&b).into_owned()).unwrap_or_default();
-                let source = self
-                    .clean(&link)?
-                    .filter(|source| self.written.contains(source))
-                    .ok_or_else(|| self.refuse(raw_name, format!("hard link to {link:?}, which is not an earlier file of this layer")))?;
+                let link =
+                    entry.link_name_bytes().map(|b| String::from_utf8_lossy(&b).into_owned()).unwrap_or_default();
+                let source = self.clean(&link)?.filter(|source| self.written.contains(source)).ok_or_else(|| {
+                    self.refuse(raw_name, format!("hard link to {link:?}, which is not an earlier file of this layer"))
+                })?;
                 self.clear(&target, raw_name)?;
                 fs::hard_link(self.root.join(&source), &target)
                     .map_err(|e| self.io(format!("linking {}", relative.display()), e))?;
@@ -139,7 +140,9 @@ impl Extractor<'_> {
     /// The entry's path relative to the root, or an error if it could leave it.
     fn clean(&self, raw: &str) -> Result<Option<PathBuf>, ExtractError> {
         if raw.len() > MAX_NAME_BYTES {
-            return Err(self.refuse(&raw[..64], format!("its name is {} bytes long (limit {MAX_NAME_BYTES})", raw.len())));
+            return Err(
+                self.refuse(&raw[..64], format!("its name is {} bytes long (limit {MAX_NAME_BYTES})", raw.len()))
+            );
         }
         if raw.contains('\0') {
             return Err(self.refuse(raw, "its name holds a NUL byte"));
@@ -149,7 +152,9 @@ impl Extractor<'_> {
             match component {
                 Component::Normal(part) => clean.push(part),
                 Component::CurDir => {}
-                Component::RootDir | Component::Prefix(_) => return Err(self.refuse(raw, "absolute names are not allowed")),
+                Component::RootDir | Component::Prefix(_) => {
+                    return Err(self.refuse(raw, "absolute names are not allowed"));
+                }
                 Component::ParentDir => return Err(self.refuse(raw, "names with '..' could leave the directory")),
             }
         }
@@ -235,7 +240,10 @@ fn kind_name(kind: tar::EntryType) -> &'static str {
 mod tests {
     use super::*;
 
-    fn tar_of(entries: &[(&str, tar::EntryType, &[u8], Option<&str>)]) -> Vec<u8> {
+    /// Name, kind, content and link target of one test entry.
+    type Entry<'a> = (&'a str, tar::EntryType, &'a [u8], Option<&'a str>);
+
+    fn tar_of(entries: &[Entry<'_>]) -> Vec<u8> {
         let mut builder = tar::Builder::new(Vec::new());
         for (name, kind, data, link) in entries {
             let mut header = tar::Header::new_gnu();
@@ -254,7 +262,9 @@ mod tests {
         builder.into_inner().unwrap()
     }
 
-    fn run(entries: &[(&str, tar::EntryType, &[u8], Option<&str>)]) -> (tempfile::TempDir, Result<Extracted, ExtractError>) {
+    fn run(
+        entries: &[(&str, tar::EntryType, &[u8], Option<&str>)],
+    ) -> (tempfile::TempDir, Result<Extracted, ExtractError>) {
         let outer = tempfile::tempdir().unwrap();
         let root = outer.path().join("out");
         fs::create_dir(&root).unwrap();
@@ -266,8 +276,11 @@ mod tests {
 
     #[test]
     fn plain_files_and_directories_land_with_safe_modes() {
-        let (outer, result) =
-            run(&[("./a/", Directory, b"", None), ("a/b.txt", Regular, b"hello", None), ("c", Symlink, b"", Some("a/b.txt"))]);
+        let (outer, result) = run(&[
+            ("./a/", Directory, b"", None),
+            ("a/b.txt", Regular, b"hello", None),
+            ("c", Symlink, b"", Some("a/b.txt")),
+        ]);
         let done = result.unwrap();
         assert_eq!((done.files, done.bytes), (1, 5));
         let root = outer.path().join("out");
@@ -279,7 +292,7 @@ mod tests {
 
     #[test]
     fn every_escape_is_refused_and_nothing_is_written_outside() {
-        let cases: Vec<Vec<(&str, tar::EntryType, &[u8], Option<&str>)>> = vec![
+        let cases: Vec<Vec<Entry<'_>>> = vec![
             vec![("../evil", Regular, b"x", None)],
             vec![("a/../../evil", Regular, b"x", None)],
             vec![("/tmp/evil", Regular, b"x", None)],

@@ -108,4 +108,3 @@ fn refuse_omitted_layers(archive: &str, index: &LayoutIndex) -> Result<(), Impor
     }
     Err(ImportError::MissingNonDistributable { archive: archive.to_string(), layers })
 }
-

@@ -24,6 +24,9 @@ use crate::store::{Source, StoreError};
 
 const LOCK_PATH: &str = ".imgpkg/images.yml";
 
+/// Decides what becomes of a pulled bundle's lock, given the bundle and its entries.
+type Locator<'a> = dyn Fn(&Artifact, &[LockEntry]) -> Result<LockOutcome, PullError> + 'a;
+
 /// Options of a pull.
 #[derive(Debug, Clone, Default)]
 pub struct PullOptions {
@@ -218,7 +221,7 @@ fn pull(
     expect: Expect,
     output: &Path,
     options: &PullOptions,
-    locate: &dyn Fn(&Artifact, &[LockEntry]) -> Result<LockOutcome, PullError>,
+    locate: &Locator<'_>,
 ) -> Result<PullSummary, PullError> {
     let manifest = source.manifest(&root.descriptor)?;
     let image = match manifest.kind() {
@@ -233,7 +236,10 @@ fn pull(
     let is_bundle = is_bundle_config(&source.small_blob(&image.config)?);
     match (expect, is_bundle) {
         (Expect::Bundle, false) => {
-            return Err(PullError::WrongKind(format!("{} is not a bundle; use -i to pull it as an image", root.label())));
+            return Err(PullError::WrongKind(format!(
+                "{} is not a bundle; use -i to pull it as an image",
+                root.label()
+            )));
         }
         (Expect::Image, true) => {
             return Err(PullError::WrongKind(format!("{} is a bundle; use -b to pull it", root.label())));
@@ -313,7 +319,8 @@ fn extract_layer(source: &dyn Source, layer: &Descriptor, dir: &Path, name: &str
             Compression::None => Box::new(&mut verified),
             Compression::Gzip => Box::new(flate2::read::GzDecoder::new(&mut verified)),
             Compression::Zstd => Box::new(
-                zstd::stream::read::Decoder::new(&mut verified).map_err(|e| StoreError::io(format!("reading {name}"), e))?,
+                zstd::stream::read::Decoder::new(&mut verified)
+                    .map_err(|e| StoreError::io(format!("reading {name}"), e))?,
             ),
         };
         extract(stream, dir, name).map_err(|err| match err {
@@ -330,12 +337,7 @@ fn extract_layer(source: &dyn Source, layer: &Descriptor, dir: &Path, name: &str
 
 /// Points the lock written in `dir` at the bundle's repository when `locate` says its images
 /// are there (PL-2); otherwise leaves it and says why.
-fn point_lock(
-    dir: &Path,
-    relative: &str,
-    bundle: &Artifact,
-    locate: &dyn Fn(&Artifact, &[LockEntry]) -> Result<LockOutcome, PullError>,
-) -> Result<PulledBundle, PullError> {
+fn point_lock(dir: &Path, relative: &str, bundle: &Artifact, locate: &Locator<'_>) -> Result<PulledBundle, PullError> {
     let file = dir.join(LOCK_PATH);
     let what = format!("{LOCK_PATH} of bundle {}", bundle.label());
     let text = std::fs::read_to_string(&file).map_err(|e| io_error(&file, e))?;
@@ -380,7 +382,8 @@ struct Staging {
 
 impl Staging {
     fn new(output: &Path) -> Result<Staging, PullError> {
-        let refuse = |reason: &str| PullError::Output { path: output.display().to_string(), reason: reason.to_string() };
+        let refuse =
+            |reason: &str| PullError::Output { path: output.display().to_string(), reason: reason.to_string() };
         let text = output.as_os_str().to_string_lossy();
         if text.is_empty() || matches!(text.trim_end_matches('/'), "" | "." | "..") {
             return Err(refuse("must name a new directory, not /, . or .."));
@@ -404,6 +407,8 @@ impl Staging {
             Err(err) if err.kind() == io::ErrorKind::NotADirectory => return Err(refuse("is a file")),
             Err(err) => return Err(refuse(&err.to_string())),
         }
+        std::fs::create_dir_all(&parent)
+            .map_err(|e| refuse(&format!("cannot create its parent {}: {e}", parent.display())))?;
         let prefix = format!("{}.ferry-pull-", name.to_string_lossy());
         let dir = tempfile::Builder::new()
             .prefix(&prefix)
