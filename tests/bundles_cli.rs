@@ -418,3 +418,53 @@ fn pull_protects_the_output_directory_and_checks_the_kind() {
     succeed(&["pull", "-b", &source, "-o", empty.to_str().unwrap()]);
     assert!(empty.join(".imgpkg/images.yml").is_file());
 }
+
+/// A bundle copied into another registry is described and pulled from there alone: with its
+/// origin registry stopped, `describe` shows every entry in the new repository (origins named,
+/// not contacted) and `pull -r` rewrites every lock. `describe --tar` needs no registry.
+#[test]
+fn a_relocated_bundle_is_described_and_pulled_without_its_origin() {
+    let origin = Registry::start(Variant::Plain);
+    let target = Registry::start(Variant::Plain);
+    let scratch = tempfile::tempdir().unwrap();
+    let root = seed::seed_bundle(&origin, scratch.path());
+    let source = format!("{}/team/bundle:1.0", origin.host());
+    let archive = scratch.path().join("bundle.tar");
+    succeed(&["export", "-b", &source, "-o", archive.to_str().unwrap()]);
+    let relocated = format!("{}/prod/bundle", target.host());
+    succeed(&["copy", "-b", &source, "--to-repo", &relocated]);
+    let origin_host = origin.host().to_string();
+    drop(origin);
+
+    let described = json_of(&succeed(&["describe", "-b", &format!("{relocated}:1.0"), "--json"]));
+    let tree = &described["bundle"];
+    assert_eq!(tree["kind"], "bundle");
+    assert_eq!(tree["digest"], root.as_str());
+    let mut nodes = Vec::new();
+    let mut stack: Vec<&Value> = tree["children"].as_array().unwrap().iter().collect();
+    while let Some(node) = stack.pop() {
+        stack.extend(node["children"].as_array().unwrap());
+        nodes.push(node);
+    }
+    assert_eq!(nodes.len(), 4, "app, svc index, nested bundle, sidecar: {described}");
+    for node in &nodes {
+        assert!(node["reference"].as_str().unwrap().starts_with(&format!("{relocated}@sha256:")), "{node}");
+        assert!(node["origin"].as_str().unwrap().starts_with(&format!("{origin_host}/team/")), "{node}");
+        assert_eq!(node["relocated"], true);
+        assert!(node["annotations"]["kbld.carvel.dev/id"].is_string(), "{node}");
+    }
+    let index = nodes.iter().find(|n| n["kind"] == "index").unwrap();
+    assert_eq!(index["platforms"].as_array().unwrap().len(), 2);
+
+    let pulled = scratch.path().join("pulled");
+    succeed(&["pull", "-b", &format!("{relocated}:1.0"), "-o", pulled.to_str().unwrap(), "-r"]);
+    let locks = locks_under(&pulled);
+    assert_eq!(locks.len(), 2);
+    assert!(locks.values().all(|lock| !lock.contains(&origin_host)), "{locks:?}");
+
+    let offline = ferry().args(["describe", "--tar", archive.to_str().unwrap()]).output().unwrap();
+    assert!(offline.status.success(), "{}", text(&offline.stderr));
+    let printed = text(&offline.stdout);
+    assert!(printed.starts_with(&format!("bundle {source}")), "{printed}");
+    assert!(printed.contains("index ") && printed.contains("[linux/amd64, linux/arm64]"), "{printed}");
+}

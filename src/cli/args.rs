@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand};
 
 use super::copy::CopyArgs;
+use super::describe::DescribeArgs;
 use super::exit::{Exit, Failure};
 use super::export::ExportArgs;
 use super::import::ImportArgs;
@@ -55,6 +56,7 @@ pub enum Command {
     Import(ImportArgs),
     Copy(CopyArgs),
     Pull(PullArgs),
+    Describe(DescribeArgs),
     Verify(VerifyArgs),
     Inspect(InspectArgs),
     Tag(TagArgs),

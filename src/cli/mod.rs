@@ -3,6 +3,7 @@
 
 mod args;
 mod copy;
+mod describe;
 mod exit;
 mod export;
 mod import;
@@ -29,6 +30,7 @@ pub fn main() -> ExitCode {
         Command::Inspect(args) => args.run(&cli.global),
         Command::Tag(args) => args.run(&cli.global),
         Command::Pull(args) => args.run(&cli.global),
+        Command::Describe(args) => args.run(&cli.global),
     };
     match outcome {
         Ok(exit) => exit.code(),

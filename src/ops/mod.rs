@@ -2,6 +2,7 @@
 //! They return typed reports; printing them is the CLI's job.
 
 pub mod copy;
+pub mod describe;
 pub mod export;
 pub mod extract;
 pub mod import;
