@@ -54,4 +54,17 @@ step "the repository's tags (imgpkg's internal tags included)"
 step "a second import uploads nothing"
 "$ferry" import "$work/bundle.tar" --to-repo "127.0.0.1:$port/demo/bundle" --registry-insecure
 
+bundle_ref=$(awk '/image:/ {print $2}' "$work/bundle.lock.yml")
+
+step "the relocated bundle's tree, read from the new repository alone"
+"$ferry" describe -b "$bundle_ref" --registry-insecure
+
+step "pulling it back: every .imgpkg/images.yml now points at the new repository"
+"$ferry" pull -b "$bundle_ref" -o "$work/pulled" -r --registry-insecure
+(cd "$work/pulled" && find . -name images.yml)
+cat "$work/pulled/.imgpkg/images.yml"
+
+step "copying it registry to registry: the blobs are mounted, not uploaded again"
+"$ferry" copy -b "$bundle_ref" --to-repo "127.0.0.1:$port/prod/bundle" --registry-insecure
+
 step "demo complete"

@@ -421,7 +421,8 @@ fn pull_protects_the_output_directory_and_checks_the_kind() {
 
 /// A bundle copied into another registry is described and pulled from there alone: with its
 /// origin registry stopped, `describe` shows every entry in the new repository (origins named,
-/// not contacted) and `pull -r` rewrites every lock. `describe --tar` needs no registry.
+/// not contacted), `pull -r` rewrites every lock and `copy` copies it on. `describe --tar`
+/// needs no registry.
 #[test]
 fn a_relocated_bundle_is_described_and_pulled_without_its_origin() {
     let origin = Registry::start(Variant::Plain);
@@ -461,6 +462,18 @@ fn a_relocated_bundle_is_described_and_pulled_without_its_origin() {
     let locks = locks_under(&pulled);
     assert_eq!(locks.len(), 2);
     assert!(locks.values().all(|lock| !lock.contains(&origin_host)), "{locks:?}");
+
+    // Copying the relocated bundle on reads it from its repository too, mounting every blob.
+    let again = json_of(&succeed(&[
+        "copy",
+        "-b",
+        &format!("{relocated}:1.0"),
+        "--to-repo",
+        &format!("{}/again/bundle", target.host()),
+        "--json",
+    ]));
+    assert!(again["blobsMounted"].as_u64().unwrap() > 0, "{again}");
+    assert_eq!(tags(&format!("{}/again/bundle", target.host())).get("1.0"), Some(&root));
 
     let offline = ferry().args(["describe", "--tar", archive.to_str().unwrap()]).output().unwrap();
     assert!(offline.status.success(), "{}", text(&offline.stderr));

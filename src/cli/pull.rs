@@ -94,10 +94,14 @@ impl PullArgs {
         if quiet {
             return;
         }
+        let digest = summary.digest.to_string();
+        let named = if summary.reference.contains(&digest) {
+            summary.reference.clone()
+        } else {
+            format!("{} ({digest})", summary.reference)
+        };
         output::note(&format!(
-            "pulled {} ({}) into {}: {} files, {}",
-            summary.reference,
-            summary.digest,
+            "pulled {named} into {}: {} files, {}",
             summary.output,
             summary.files,
             human_bytes(summary.bytes)

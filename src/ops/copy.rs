@@ -11,6 +11,7 @@ use std::time::Instant;
 use serde::Serialize;
 
 use super::export::{Expect, ExportError, check_expectation, fail_on_problems, warn_omitted};
+use super::located::bundle_source;
 use super::relocate::{Publication, PublishError, PublishOptions, publish};
 use crate::engine::{Artifact, Graph, Reporter, TransferOptions, WalkOptions, walk};
 use crate::model::{Digest, Repository};
@@ -68,6 +69,19 @@ pub fn copy_to_repo(
 ) -> Result<CopySummary, CopyError> {
     let started = Instant::now();
     let sources = roots.iter().map(Artifact::label).collect();
+    // A relocated bundle is copied from its repository, as imgpkg does, never from its origins.
+    let relocated_source;
+    let source = match (expect, roots.as_slice()) {
+        (Expect::Bundle, [root]) => match &root.original {
+            Some(original) => {
+                relocated_source =
+                    bundle_source(client, source, root, &original.repository).map_err(ExportError::from)?.0;
+                &relocated_source
+            }
+            None => source,
+        },
+        _ => source,
+    };
     let walk_options =
         WalkOptions { workers: options.transfer.workers, include_non_distributable: options.include_non_distributable };
     let graph = walk(source, roots, &walk_options);
@@ -77,7 +91,7 @@ pub fn copy_to_repo(
     let publish_options = PublishOptions {
         transfer: options.transfer.clone(),
         lock_output: options.lock_output.clone(),
-        mount_sources: mount_sources(&graph, repository),
+        mount_sources: mount_sources(source, &graph, repository),
     };
     let published = publish(source, &graph, client, repository, &publish_options, reporter)?;
     Ok(CopySummary {
@@ -92,11 +106,11 @@ pub fn copy_to_repo(
 
 /// For every blob of an artifact that lives in the target's registry, the repository it can be
 /// mounted from (the first artifact naming it wins; the mount falls back to an upload anyway).
-fn mount_sources(graph: &Graph, target: &Repository) -> HashMap<Digest, String> {
+fn mount_sources(source: &RegistrySource, graph: &Graph, target: &Repository) -> HashMap<Digest, String> {
     let mut sources = HashMap::new();
     for artifact in &graph.artifacts {
         let Some(original) = &artifact.original else { continue };
-        let from = &original.repository;
+        let from = &source.locate(original).repository;
         if from.registry != target.registry || from.path == target.path {
             continue;
         }

@@ -9,9 +9,9 @@ use std::sync::Arc;
 use serde::Serialize;
 
 use super::export::reference_root;
-use super::located::whereabouts;
-use crate::engine::{Artifact, Graph, WalkOptions, is_bundle_config, read_bundle, walk};
-use crate::model::{Digest, ManifestKind, Reference, Repository};
+use super::located::bundle_source;
+use crate::engine::{Artifact, Graph, WalkOptions, walk};
+use crate::model::{Digest, ManifestKind, Reference};
 use crate::store::registry::{RegistryClient, RegistrySource};
 use crate::store::{Source, StoreError};
 
@@ -66,14 +66,7 @@ pub fn describe_in_registry(
     let plain = RegistrySource::new(Arc::clone(client));
     let root = reference_root(&plain, reference)?;
     let home = reference.repository.clone();
-    let relocated = is_relocated(client, &plain, &root, &home)?;
-    let source = if relocated {
-        let source = RegistrySource::relocated_to(Arc::clone(client), home.clone());
-        source.remember(root.descriptor.digest, &home);
-        source
-    } else {
-        plain
-    };
+    let (source, relocated) = bundle_source(client, &plain, &root, &home)?;
     let graph = walk_from(&source, vec![root.clone()], workers)?;
     let place = |digest: Digest, origin: Option<&Reference>| match (relocated, origin) {
         (true, _) | (false, None) => home.at_digest(digest).to_string(),
@@ -125,28 +118,6 @@ fn walk_from(source: &dyn Source, roots: Vec<Artifact>, workers: usize) -> Resul
         return Err(DescribeError::NotABundle(format!("{label} is not a bundle (its config has no bundle label)")));
     }
     Ok(graph)
-}
-
-/// Whether the root bundle's repository holds its images (PL-2).
-fn is_relocated(
-    client: &Arc<RegistryClient>,
-    source: &dyn Source,
-    root: &Artifact,
-    home: &Repository,
-) -> Result<bool, DescribeError> {
-    let manifest = source.manifest(&root.descriptor)?;
-    let ManifestKind::Image(image) = manifest.kind() else {
-        return Err(DescribeError::NotABundle(format!("{} is an image index, not a bundle", root.label())));
-    };
-    if !is_bundle_config(&source.small_blob(&image.config)?) {
-        return Err(DescribeError::NotABundle(format!(
-            "{} is not a bundle (its config has no bundle label); ferry inspect describes archives of images",
-            root.label()
-        )));
-    }
-    let content = read_bundle(source, image, &root.label())
-        .map_err(|e| StoreError::Invalid { store: root.label(), reason: e.to_string() })?;
-    Ok(whereabouts(client, home, root.descriptor.digest, &content.entries)?.relocated())
 }
 
 /// The node of `artifact`, with its lock entries below it when it is a bundle. `seen` holds the

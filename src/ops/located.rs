@@ -94,3 +94,33 @@ fn is_absent(err: &StoreError) -> bool {
         _ => false,
     }
 }
+
+/// The source to read bundle `root`'s tree from, and whether it is relocated: when `home` (the
+/// repository `root` was resolved in through `plain`) holds the bundle's images, every lock
+/// entry is read there by digest and the origins are never contacted; otherwise entries are
+/// read where the locks name them. A root that is not a bundle reads as named.
+pub fn bundle_source(
+    client: &Arc<RegistryClient>,
+    plain: &RegistrySource,
+    root: &crate::engine::Artifact,
+    home: &Repository,
+) -> Result<(RegistrySource, bool), StoreError> {
+    let unrelocated = || {
+        let source = RegistrySource::new(Arc::clone(client));
+        source.remember(root.descriptor.digest, home);
+        (source, false)
+    };
+    let manifest = plain.manifest(&root.descriptor)?;
+    let ManifestKind::Image(image) = manifest.kind() else { return Ok(unrelocated()) };
+    if !crate::engine::is_bundle_config(&plain.small_blob(&image.config)?) {
+        return Ok(unrelocated());
+    }
+    let content = crate::engine::read_bundle(plain, image, &root.label())
+        .map_err(|e| StoreError::Invalid { store: root.label(), reason: e.to_string() })?;
+    if !whereabouts(client, home, root.descriptor.digest, &content.entries)?.relocated() {
+        return Ok(unrelocated());
+    }
+    let source = RegistrySource::relocated_to(Arc::clone(client), home.clone());
+    source.remember(root.descriptor.digest, home);
+    Ok((source, true))
+}

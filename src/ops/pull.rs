@@ -14,7 +14,7 @@ use serde::Serialize;
 
 use super::export::Expect;
 use super::extract::{ExtractError, Extracted, extract};
-use super::located::{Whereabouts, whereabouts};
+use super::located::{Whereabouts, bundle_source, whereabouts};
 use crate::engine::{Artifact, LockEntry, WalkOptions, is_bundle_config, walk};
 use crate::model::lock::{ImageRef, ImagesLock};
 use crate::model::media::{self, Compression};
@@ -116,9 +116,8 @@ pub fn pull_from_registry(
     };
     // Nested bundles of a relocated root are looked up in its repository, never at origin.
     let relocated_source;
-    let source: &dyn Source = if options.recursive && root_is_relocated(client, &plain, &root, &home)? {
-        relocated_source = RegistrySource::relocated_to(Arc::clone(client), home.clone());
-        relocated_source.remember(root.descriptor.digest, &home);
+    let source: &dyn Source = if options.recursive {
+        relocated_source = bundle_source(client, &plain, &root, &home)?.0;
         &relocated_source
     } else {
         &plain
@@ -178,23 +177,6 @@ fn found_in(client: &Arc<RegistryClient>, home: &Repository, bundle: &Artifact) 
         }
         Err(err) => Err(err.into()),
     }
-}
-
-/// Whether the root bundle's repository holds its images (PL-2), read from its lock.
-fn root_is_relocated(
-    client: &Arc<RegistryClient>,
-    source: &dyn Source,
-    root: &Artifact,
-    home: &Repository,
-) -> Result<bool, PullError> {
-    let manifest = source.manifest(&root.descriptor)?;
-    let ManifestKind::Image(image) = manifest.kind() else { return Ok(false) };
-    if !is_bundle_config(&source.small_blob(&image.config)?) {
-        return Ok(false);
-    }
-    let content = crate::engine::read_bundle(source, image, &root.label())
-        .map_err(|e| PullError::Store(StoreError::Invalid { store: root.label(), reason: e.to_string() }))?;
-    Ok(whereabouts(client, home, root.descriptor.digest, &content.entries)?.relocated())
 }
 
 fn lock_outcome(repository: &Repository, found: &Whereabouts) -> LockOutcome {
