@@ -18,7 +18,7 @@ use ferry::model::Repository;
 use ferry::ops::copy::{CopyOptions, copy_to_repo};
 use ferry::store::registry::RegistrySource;
 
-/// Copy a bundle or images into an archive, or an archive into a repository (imgpkg's copy).
+/// Copy a bundle or images into an archive or a repository, or an archive into a repository (imgpkg's copy).
 ///
 /// `ferry copy -b REF --to-tar FILE` is `ferry export -b REF -o FILE`, and
 /// `ferry copy --tar FILE --to-repo REPO` is `ferry import FILE --to-repo REPO`; flags keep
