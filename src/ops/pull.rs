@@ -210,7 +210,8 @@ fn pull(
         ManifestKind::Image(image) => image.clone(),
         ManifestKind::Index(_) => {
             return Err(PullError::WrongKind(format!(
-                "{} is an image index; pull one platform's image by its digest (ferry inspect or skopeo inspect --raw lists them)",
+                "{} is an image index; pull one platform's image by its digest (`skopeo inspect --raw docker://{}` lists them)",
+                root.label(),
                 root.label()
             )));
         }
