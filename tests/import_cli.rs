@@ -277,6 +277,60 @@ fn image_keeps_its_tag_and_never_contacts_the_source() {
     );
 }
 
+/// An ImagesLock goes through export and import (and through `copy --to-repo`) keeping its
+/// entries' order and annotations in `--lock-output`, as imgpkg does.
+#[test]
+fn an_images_lock_keeps_its_order_and_annotations() {
+    let registry = Registry::start(Variant::Plain);
+    let scratch = tempfile::tempdir().unwrap();
+    let layout = scratch.path().join("layout");
+    let one = write_image_layout(&layout, "one", &[("1.txt", b"1")]).manifest_digest;
+    let two = write_image_layout(&layout, "two", &[("2.txt", b"2")]).manifest_digest;
+    registry.push_layout(&layout, "one", "team/one:1");
+    registry.push_layout(&layout, "two", "team/two:1");
+    // The lock lists them in the reverse of digest order, one with annotations, one without.
+    let (first, second) = if one > two { (&one, &two) } else { (&two, &one) };
+    let host = registry.host();
+    let input = scratch.path().join("images.yml");
+    std::fs::write(
+        &input,
+        format!(
+            "---\napiVersion: imgpkg.carvel.dev/v1alpha1\nimages:\n- annotations:\n    kbld.carvel.dev/id: first\n    note: \"kept: yes\"\n  image: {host}/team/{}@{first}\n- image: {host}/team/{}@{second}\nkind: ImagesLock\n",
+            if first == &one { "one" } else { "two" },
+            if second == &one { "one" } else { "two" },
+        ),
+    )
+    .unwrap();
+    let expected = |repo: &str| {
+        format!(
+            "---\napiVersion: imgpkg.carvel.dev/v1alpha1\nimages:\n- annotations:\n    kbld.carvel.dev/id: first\n    note: \"kept: yes\"\n  image: {host}/{repo}@{first}\n- image: {host}/{repo}@{second}\nkind: ImagesLock\n"
+        )
+    };
+
+    let archive = scratch.path().join("images.tar");
+    let output = ferry(scratch.path())
+        .args(["export", "-q", "--lock", input.to_str().unwrap(), "-o", archive.to_str().unwrap()])
+        .args(access(&registry))
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    let lock = scratch.path().join("imported.yml");
+    let output =
+        import(&archive, &registry, "mirror/images", scratch.path(), &["--lock-output", lock.to_str().unwrap()]);
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    assert_eq!(std::fs::read_to_string(&lock).unwrap(), expected("mirror/images"));
+
+    let copied = scratch.path().join("copied.yml");
+    let output = ferry(scratch.path())
+        .args(["copy", "--lock", input.to_str().unwrap(), "--to-repo", &format!("{host}/prod/images")])
+        .args(["--lock-output", copied.to_str().unwrap()])
+        .args(access(&registry))
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    assert_eq!(std::fs::read_to_string(&copied).unwrap(), expected("prod/images"));
+}
+
 /// An interrupted import, re-run, uploads only what is missing: blobs removed from the target
 /// after a first import are exactly what the second one uploads.
 #[test]

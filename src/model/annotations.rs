@@ -13,6 +13,12 @@ pub const IS_BUNDLE: &str = "dev.ferry.bundle";
 pub const IS_ROOT: &str = "dev.ferry.root";
 /// The tag the root was exported from, if it was named by tag (imgpkg re-applies it on import).
 pub const ROOT_TAG: &str = "dev.ferry.root-tag";
+/// On the entries of an ImagesLock export: that entry's lock annotations, as a JSON object, so
+/// an import's `--lock-output` gives them back (imgpkg keeps them).
+pub const LOCK_ANNOTATIONS: &str = "dev.ferry.lock-annotations";
+/// On the entries of an ImagesLock export: the entry's position in the lock (from 0), so an
+/// import's `--lock-output` keeps the lock's order.
+pub const LOCK_POSITION: &str = "dev.ferry.lock-position";
 /// Index-level: the archive format version ferry wrote.
 pub const FORMAT: &str = "dev.ferry.archive-format";
 /// Index-level: comma-separated digests of non-distributable layers left out of the archive.

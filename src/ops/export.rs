@@ -13,7 +13,7 @@ use crate::engine::{
     Artifact, Graph, Reporter, TransferError, TransferOptions, WalkOptions, build_plan, transfer, walk,
 };
 use crate::model::lock::AnyLock;
-use crate::model::{Digest, Reference, sha256_digest};
+use crate::model::{Digest, Reference, annotations, sha256_digest};
 use crate::store::layout_dir::LayoutDirSource;
 use crate::store::layout_tar::LayoutTarSink;
 use crate::store::{Plan, Source, StoreError};
@@ -122,8 +122,16 @@ pub fn lock_roots(source: &dyn Source, path: &Path) -> Result<(Vec<Artifact>, Ex
         }
         AnyLock::Images(lock) => {
             let references = lock.references(&what).map_err(|e| invalid(e.to_string()))?;
-            let roots =
-                references.iter().map(|reference| reference_root(source, reference)).collect::<Result<_, _>>()?;
+            let mut roots = Vec::with_capacity(references.len());
+            for (position, (reference, entry)) in references.iter().zip(&lock.images).enumerate() {
+                let mut root = reference_root(source, reference)?;
+                root.annotations.insert(annotations::LOCK_POSITION.into(), position.to_string());
+                if !entry.annotations.is_empty() {
+                    let notes = serde_json::to_string(&entry.annotations).expect("string maps serialise");
+                    root.annotations.insert(annotations::LOCK_ANNOTATIONS.into(), notes);
+                }
+                roots.push(root);
+            }
             Ok((roots, Expect::Any))
         }
     }

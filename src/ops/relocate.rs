@@ -11,10 +11,10 @@ use std::sync::Arc;
 use serde::Serialize;
 
 use super::locations;
-use crate::engine::{Graph, NoReport, Reporter, TransferError, TransferOptions, build_plan, transfer};
+use crate::engine::{Artifact, Graph, NoReport, Reporter, TransferError, TransferOptions, build_plan, transfer};
 use crate::model::layout::LayoutIndex;
 use crate::model::lock::{BundleLock, ImageRef, ImagesLock};
-use crate::model::{Digest, RawManifest, Repository};
+use crate::model::{Digest, RawManifest, Repository, annotations};
 use crate::store::memory::MemorySource;
 use crate::store::registry::{RegistryClient, RegistrySink, RegistrySource};
 use crate::store::{Plan, Source, StoreError};
@@ -200,22 +200,32 @@ fn check_tags<'a>(
 /// `--lock-output`: a BundleLock when the archive's root is a bundle, else an ImagesLock of its
 /// roots, each rewritten to `REPO@sha256:..` (IMGPKG-COMPAT "Copying into one repository").
 fn write_lock(file: &Path, repository: &Repository, graph: &Graph) -> Result<String, PublishError> {
-    let roots: Vec<_> = graph.artifacts.iter().filter(|artifact| artifact.is_root).collect();
+    let mut roots: Vec<_> = graph.artifacts.iter().filter(|artifact| artifact.is_root).collect();
     let text = match roots.as_slice() {
         [root] if root.is_bundle => {
-            let tag = root.root_tag();
-            BundleLock::new(repository.at_digest(root.descriptor.digest).to_string(), tag).to_yaml()
+            BundleLock::new(repository.at_digest(root.descriptor.digest).to_string(), root.root_tag()).to_yaml()
         }
-        _ => ImagesLock::new(
-            roots
-                .iter()
-                .map(|root| ImageRef {
-                    annotations: BTreeMap::new(),
-                    image: repository.at_digest(root.descriptor.digest).to_string(),
-                })
-                .collect(),
-        )
-        .to_yaml(),
+        _ => {
+            // An ImagesLock input's order and annotations, as recorded at export (AR-6).
+            let position = |artifact: &Artifact| {
+                artifact.annotations.get(annotations::LOCK_POSITION).and_then(|p| p.parse::<usize>().ok())
+            };
+            roots.sort_by_key(|artifact| position(artifact).unwrap_or(usize::MAX));
+            ImagesLock::new(
+                roots
+                    .iter()
+                    .map(|root| ImageRef {
+                        annotations: root
+                            .annotations
+                            .get(annotations::LOCK_ANNOTATIONS)
+                            .and_then(|json| serde_json::from_str(json).ok())
+                            .unwrap_or_default(),
+                        image: repository.at_digest(root.descriptor.digest).to_string(),
+                    })
+                    .collect(),
+            )
+            .to_yaml()
+        }
     };
     write_private(file, &text).map_err(|e| StoreError::io(format!("writing {}", file.display()), e))?;
     Ok(file.display().to_string())
