@@ -12,6 +12,7 @@ use super::import::ImportArgs;
 use super::output::{self, human_bytes};
 use super::progress::Progress;
 use super::pull::PullArgs;
+use super::push::PushArgs;
 use super::registry::RegistryFlags;
 use super::tag::TagArgs;
 use ferry::engine::TransferOptions;
@@ -55,6 +56,7 @@ pub enum Command {
     Export(ExportArgs),
     Import(ImportArgs),
     Copy(CopyArgs),
+    Push(PushArgs),
     Pull(PullArgs),
     Describe(DescribeArgs),
     Verify(VerifyArgs),

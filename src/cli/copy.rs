@@ -83,6 +83,7 @@ impl CopyArgs {
                     image: self.image.clone(),
                     lock: self.lock.clone(),
                     oci_layout: None,
+                    build: Default::default(),
                     output: to_tar.clone(),
                     include_non_distributable_layers: self.include_non_distributable_layers,
                     resume: self.resume,

@@ -8,10 +8,13 @@ use super::args::Global;
 use super::exit::{Exit, Failure};
 use super::output::{self, human_bytes};
 use super::progress::Progress;
+use super::push::BuildFlags;
 use ferry::engine::TransferOptions;
 use ferry::model::Reference;
 use ferry::ops::export::{self, Expect, ExportError, ExportOptions};
+use ferry::ops::build::build;
 use ferry::store::Source;
+use ferry::store::overlay::Overlay;
 use ferry::store::layout_dir::LayoutDirSource;
 use ferry::store::registry::RegistrySource;
 
@@ -19,7 +22,10 @@ use ferry::store::registry::RegistrySource;
 ///
 /// -b exports an imgpkg bundle with every image its lock lists (nested bundles and every
 /// platform of an index included); -i exports one image or index; --lock exports what a
-/// BundleLock or ImagesLock names; --oci-layout archives a local OCI image layout directory.
+/// BundleLock or ImagesLock names; --oci-layout archives a local OCI image layout directory;
+/// -f builds a bundle from files on disk (exactly as ferry push -b would, so importing the
+/// archive gives the bundle the digest a push would have) and exports it with every image its
+/// lock names, with no staging registry.
 /// Every blob is verified as it arrives, written once however many images share it, by
 /// parallel workers straight into its place in the archive. The archive is written as
 /// ARCHIVE.partial and renamed only when complete; the same input always gives a
@@ -33,6 +39,7 @@ use ferry::store::registry::RegistrySource;
 ///   ferry export -b registry.example.com/team/bundle:1.0 -o bundle.tar --resume
 ///   ferry export -i registry.example.com/team/app@sha256:... -o app.tar
 ///   ferry export --oci-layout ./layout -o layout.tar
+///   ferry export -f ./bundle -o bundle.tar
 #[derive(Args, Debug)]
 #[command(verbatim_doc_comment)]
 #[command(group = clap::ArgGroup::new("input").required(true).multiple(false))]
@@ -49,6 +56,8 @@ pub struct ExportArgs {
     /// OCI image layout directory to archive
     #[arg(long, value_name = "DIR", group = "input")]
     pub oci_layout: Option<PathBuf>,
+    #[command(flatten)]
+    pub build: BuildFlags,
     /// Archive to write
     #[arg(short, long, value_name = "ARCHIVE")]
     pub output: PathBuf,
@@ -79,7 +88,14 @@ impl ExportArgs {
             resume: self.resume,
         };
         let progress = Progress::new(global.quiet);
-        let result = if let Some(layout) = &self.oci_layout {
+        let result = if !self.build.files.is_empty() {
+            let built = build(&self.build.options(true)).map_err(|e| Failure::new(e, false))?;
+            let client = global.registry.client(global.workers()).map_err(|e| Failure::new(e, false))?;
+            let registry = RegistrySource::new(client);
+            let source = Overlay::new(&built, &registry);
+            let root = export::built_root(built.descriptor());
+            export::export(&source, vec![root], Expect::Bundle, &self.output, &options, &progress)
+        } else if let Some(layout) = &self.oci_layout {
             let source = LayoutDirSource::open(layout).map_err(|e| fail(e.into()))?;
             let roots = export::layout_roots(&source);
             export::export(&source, roots, Expect::Any, &self.output, &options, &progress)

@@ -10,6 +10,7 @@ mod import;
 mod output;
 mod progress;
 mod pull;
+mod push;
 mod registry;
 mod tag;
 
@@ -29,6 +30,7 @@ pub fn main() -> ExitCode {
         Command::Verify(args) => args.run(&cli.global),
         Command::Inspect(args) => args.run(&cli.global),
         Command::Tag(args) => args.run(&cli.global),
+        Command::Push(args) => args.run(&cli.global),
         Command::Pull(args) => args.run(&cli.global),
         Command::Describe(args) => args.run(&cli.global),
     };

@@ -164,6 +164,25 @@ impl ImagesLock {
         Ok(lock)
     }
 
+    /// Parses an ImagesLock and reports every bad entry, not only the first: `ferry push`
+    /// checks a lock once, completely, where imgpkg would accept it and fail later.
+    pub fn parse_reporting_all(text: &str, what: &str) -> Result<Self, Vec<LockError>> {
+        let lock: ImagesLock = parse_typed(text, what, KIND_IMAGES_LOCK).map_err(|e| vec![e])?;
+        let problems: Vec<LockError> = lock
+            .images
+            .iter()
+            .enumerate()
+            .filter_map(|(index, entry)| {
+                Reference::parse_digest_form(&entry.image).err().map(|source| LockError::Entry {
+                    what: what.to_string(),
+                    index,
+                    source,
+                })
+            })
+            .collect();
+        if problems.is_empty() { Ok(lock) } else { Err(problems) }
+    }
+
     /// Every entry's reference, normalised; each must be in digest form.
     pub fn references(&self, what: &str) -> Result<Vec<Reference>, LockError> {
         self.images

@@ -98,6 +98,14 @@ pub fn layout_roots(source: &LayoutDirSource) -> Vec<Artifact> {
     roots
 }
 
+/// The root of a bundle built from files (`export -f`): it has no reference, so the archive
+/// names it by its digest.
+pub fn built_root(descriptor: crate::model::Descriptor) -> Artifact {
+    let mut artifact = Artifact::new(descriptor);
+    artifact.is_root = true;
+    artifact
+}
+
 /// A root named by reference, resolved in `source`.
 pub fn reference_root(source: &dyn Source, reference: &Reference) -> Result<Artifact, StoreError> {
     let descriptor = source.resolve(reference)?;

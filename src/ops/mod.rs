@@ -1,6 +1,7 @@
 //! Use cases: each composes a source, a sink and the engine into one thing a user asks for.
 //! They return typed reports; printing them is the CLI's job.
 
+pub mod build;
 pub mod copy;
 pub mod describe;
 pub mod export;
@@ -10,6 +11,7 @@ pub mod inspect;
 pub mod located;
 pub mod locations;
 pub mod pull;
+pub mod push;
 pub mod relocate;
 pub mod tags;
 pub mod verify;

@@ -232,7 +232,7 @@ fn write_lock(file: &Path, repository: &Repository, graph: &Graph) -> Result<Str
 }
 
 /// Lock files are written with mode 0600, as imgpkg writes them.
-fn write_private(file: &Path, text: &str) -> std::io::Result<()> {
+pub(super) fn write_private(file: &Path, text: &str) -> std::io::Result<()> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
     let mut out = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(file)?;

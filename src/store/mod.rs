@@ -9,6 +9,7 @@
 pub mod layout_dir;
 pub mod layout_tar;
 pub mod memory;
+pub mod overlay;
 mod plan;
 pub mod read_ahead;
 mod region;
