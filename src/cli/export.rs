@@ -11,11 +11,11 @@ use super::progress::Progress;
 use super::push::BuildFlags;
 use ferry::engine::TransferOptions;
 use ferry::model::Reference;
-use ferry::ops::export::{self, Expect, ExportError, ExportOptions};
 use ferry::ops::build::build;
+use ferry::ops::export::{self, Expect, ExportError, ExportOptions};
 use ferry::store::Source;
-use ferry::store::overlay::Overlay;
 use ferry::store::layout_dir::LayoutDirSource;
+use ferry::store::overlay::Overlay;
 use ferry::store::registry::RegistrySource;
 
 /// Write a bundle or images, with everything they reference, into one OCI-layout archive.

@@ -237,7 +237,8 @@ fn check_imgpkg_dir(
         }
     }
     let Some(entry) = entries.get(LOCK_PATH) else {
-        problems.push(format!("{} has no images.yml: a bundle needs {LOCK_PATH}", holders[0].join(".imgpkg").display()));
+        problems
+            .push(format!("{} has no images.yml: a bundle needs {LOCK_PATH}", holders[0].join(".imgpkg").display()));
         return None;
     };
     let what = entry.source.display().to_string();
