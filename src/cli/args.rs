@@ -71,11 +71,21 @@ pub enum Command {
 /// index.json, which names the whole archive because every other entry is named by its digest.
 /// Exits 0 only if everything holds, 3 if anything does not; every failure is listed.
 ///
-/// Example: ferry verify bundle.tar
+/// An archive split into volumes (export --volume-size) is verified in place, given its
+/// ARCHIVE.volumes.json, any of its volumes, or its name: every volume must be there with the
+/// size its table lists, and a damaged blob is reported with the volume it lies in.
+///
+/// Examples:
+///   ferry verify bundle.tar
+///   ferry verify bundle.tar.volumes.json --volume-digests
 #[derive(Args, Debug)]
+#[command(verbatim_doc_comment)]
 pub struct VerifyArgs {
-    /// Archive to verify
+    /// Archive to verify (a file, a volume table, or any of its volumes)
     pub archive: PathBuf,
+    /// Also hash every volume whole against the sha256 its table lists (reads everything twice)
+    #[arg(long)]
+    pub volume_digests: bool,
     /// Print the report as JSON on stdout
     #[arg(long)]
     pub json: bool,
@@ -99,7 +109,8 @@ pub struct InspectArgs {
 impl VerifyArgs {
     pub fn run(&self, global: &Global) -> Result<Exit, Failure> {
         let progress = Progress::new(global.quiet || self.json);
-        let result = verify::verify_archive(&self.archive, global.workers(), &progress);
+        let options = verify::VerifyOptions { workers: global.workers(), volume_digests: self.volume_digests };
+        let result = verify::verify_archive(&self.archive, &options, &progress);
         progress.finish();
         let report = result.map_err(|err| Failure::new(err, false))?;
         if self.json {
@@ -113,8 +124,9 @@ impl VerifyArgs {
             }
             let identity = report.identity.map_or_else(|| "unknown".to_string(), |d| d.to_string());
             if report.ok {
+                let volumes = if report.volumes > 0 { format!(" ({} volumes)", report.volumes) } else { String::new() };
                 output::data(&format!(
-                    "OK {}: {} artifacts, {} blobs, {} verified\nidentity {identity}",
+                    "OK {}{volumes}: {} artifacts, {} blobs, {} verified\nidentity {identity}",
                     report.archive,
                     report.artifacts,
                     report.blobs,

@@ -84,6 +84,7 @@ impl CopyArgs {
                     lock: self.lock.clone(),
                     oci_layout: None,
                     build: Default::default(),
+                    volume_size: None,
                     output: to_tar.clone(),
                     include_non_distributable_layers: self.include_non_distributable_layers,
                     resume: self.resume,

@@ -70,6 +70,11 @@ pub struct ExportArgs {
     /// other content is not trusted: the export says why and starts over.
     #[arg(long)]
     pub resume: bool,
+    /// Split the archive into volumes of at most SIZE (e.g. 4GiB for FAT32, 4480MB for a DVD):
+    /// ARCHIVE.001, ARCHIVE.002, ... and ARCHIVE.volumes.json listing each one's size and
+    /// sha256. Concatenated, the volumes are the archive; ferry reads them in place.
+    #[arg(long, value_name = "SIZE", value_parser = super::registry::parse_size)]
+    pub volume_size: Option<u64>,
     /// Print the summary as JSON on stdout
     #[arg(long)]
     pub json: bool,
@@ -86,6 +91,7 @@ impl ExportArgs {
             transfer: TransferOptions { workers: global.workers(), ..TransferOptions::default() },
             include_non_distributable: self.include_non_distributable_layers,
             resume: self.resume,
+            volume_size: self.volume_size,
         };
         let progress = Progress::new(global.quiet);
         let result = if !self.build.files.is_empty() {
@@ -119,9 +125,13 @@ impl ExportArgs {
                     summary.archive
                 ));
             }
+            let written = if summary.volumes > 0 {
+                format!("{} volumes of {} with {}.volumes.json", summary.volumes, summary.archive, summary.archive)
+            } else {
+                summary.archive.clone()
+            };
             output::note(&format!(
-                "wrote {} ({}): {} bundles, {} images, {} manifests, {} blobs; dedup saved {} in {:.1}s",
-                summary.archive,
+                "wrote {written} ({}): {} bundles, {} images, {} manifests, {} blobs; dedup saved {} in {:.1}s",
                 human_bytes(summary.archive_bytes),
                 summary.bundles,
                 summary.images,

@@ -8,6 +8,7 @@ pub mod lock;
 pub mod manifest;
 pub mod media;
 pub mod reference;
+pub mod volume_table;
 
 pub use digest::{Digest, DigestError};
 pub use manifest::{Descriptor, ImageIndex, ImageManifest, ManifestKind, Platform, RawManifest};

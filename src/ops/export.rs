@@ -31,6 +31,8 @@ pub struct ExportSummary {
     pub manifests: usize,
     pub blobs: usize,
     pub archive_bytes: u64,
+    /// Volumes written (0: one file).
+    pub volumes: usize,
     pub blob_bytes: u64,
     /// Bytes that would have been written again without deduplication.
     pub dedup_saved_bytes: u64,
@@ -79,6 +81,9 @@ pub struct ExportOptions {
     /// Take up the `ARCHIVE.partial` of an interrupted export of the same content, keeping
     /// the blobs it holds intact (spec/archive.md AR-W7).
     pub resume: bool,
+    /// Split the archive into volumes of at most this many bytes, with a table of contents
+    /// (spec/archive.md AR-S1).
+    pub volume_size: Option<u64>,
 }
 
 /// What the roots must be (imgpkg's `-b` and `-i`).
@@ -162,14 +167,20 @@ pub fn export(
     check_expectation(&graph, expect)?;
     warn_omitted(&graph, reporter);
     let plan = build_plan(&graph);
-    let mut sink = LayoutTarSink::new(output);
+    let mut sink = match options.volume_size {
+        Some(size) => LayoutTarSink::split(output, size),
+        None => LayoutTarSink::new(output),
+    };
     take_up_partial(&mut sink, &plan, options.resume, reporter)?;
     let partial = sink.partial_path().to_path_buf();
     transfer(source, &mut sink, &plan, &options.transfer, reporter).map_err(|err| failed_transfer(err, &partial))?;
     let (reused_blobs, reused_bytes) = sink.intact_blobs();
 
-    let archive_bytes =
-        std::fs::metadata(output).map_err(|e| StoreError::io(format!("reading {}", output.display()), e))?.len();
+    let archive_bytes = sink.archive_size();
+    let volumes = match options.volume_size {
+        Some(size) => archive_bytes.div_ceil(size) as usize,
+        None => 0,
+    };
     let unique: u64 = plan.blob_bytes() + plan.manifest_bytes();
     let per_artifact = graph.bytes_without_dedup();
     Ok(ExportSummary {
@@ -181,6 +192,7 @@ pub fn export(
         manifests: plan.manifests.len(),
         blobs: plan.blobs.len(),
         archive_bytes,
+        volumes,
         blob_bytes: plan.blob_bytes(),
         dedup_saved_bytes: per_artifact.saturating_sub(unique),
         reused_blobs,

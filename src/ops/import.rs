@@ -79,7 +79,8 @@ pub fn import_archive(
     let archive_name = path.display().to_string();
     // The check walks the archive's graph (walk problems are verify failures), so a sound
     // archive comes back opened and walked.
-    let (report, checked) = verify::check_archive(path, options.transfer.workers, reporter)?;
+    let verify_options = verify::VerifyOptions { workers: options.transfer.workers, volume_digests: false };
+    let (report, checked) = verify::check_archive(path, &verify_options, reporter)?;
     let (archive, graph) = match checked {
         Some(checked) if report.ok => checked,
         _ => return Err(ImportError::Integrity { archive: archive_name, failures: report.failures }),

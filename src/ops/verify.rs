@@ -12,7 +12,8 @@ use serde::Serialize;
 use super::artifacts_of_index;
 use crate::engine::{Graph, Reporter, WalkOptions, walk};
 use crate::model::{Digest, media, sha256_digest};
-use crate::store::layout_tar::LayoutTarSource;
+use crate::store::layout_tar::{ArchiveEntry, LayoutTarSource};
+use crate::store::volumes::Volumes;
 use crate::store::{Source, StoreError};
 use crate::verify::{BlobCheck, hash_all};
 
@@ -25,24 +26,82 @@ pub struct VerifyReport {
     pub identity: Option<Digest>,
     pub ok: bool,
     pub artifacts: usize,
+    /// Volumes the archive is split into (0: one file).
+    pub volumes: usize,
     pub blobs: usize,
     pub bytes: u64,
     pub failures: Vec<String>,
     pub warnings: Vec<String>,
 }
 
+/// How to verify.
+#[derive(Debug, Clone, Default)]
+pub struct VerifyOptions {
+    pub workers: usize,
+    /// For an archive split into volumes, also hash every volume whole against the sha256 its
+    /// table of contents lists (a second read of every byte; blobs are verified either way).
+    pub volume_digests: bool,
+}
+
+/// Which volumes an entry's bytes lie in, for messages about a split archive.
+fn where_in(volumes: &Volumes, entry: &ArchiveEntry) -> String {
+    let (Some(first), Some(last)) =
+        (volumes.describe(entry.data_offset), volumes.describe(entry.data_offset + entry.size.saturating_sub(1)))
+    else {
+        return String::new();
+    };
+    if first == last { format!(" (in {first})") } else { format!(" (in {first} to {last})") }
+}
+
+/// Every volume hashed whole against its table entry; the failures by volume name.
+fn check_volume_digests(archive: &LayoutTarSource, reporter: &dyn Reporter) -> Vec<(String, String)> {
+    let Some(table) = archive.table() else { return Vec::new() };
+    let parts = archive.volumes().parts();
+    let checks: Vec<BlobCheck<'_>> = table
+        .volumes
+        .iter()
+        .zip(parts)
+        .map(|(listed, part)| BlobCheck {
+            digest: listed.digest,
+            size: listed.size,
+            open: Box::new(move || Ok(Box::new(archive.open_range(part.start, part.len)) as Box<dyn std::io::Read>)),
+        })
+        .collect();
+    reporter.phase("hashing volumes", checks.len() as u64, archive.file_size());
+    let outcomes = hash_all(&checks, archive.name(), &|size| reporter.bytes(size));
+    let count = parts.len();
+    outcomes
+        .into_iter()
+        .zip(parts)
+        .enumerate()
+        .filter_map(|(index, (outcome, part))| {
+            outcome.err().map(|err| {
+                let name = part.path.display().to_string();
+                (
+                    name.clone(),
+                    format!("volume {} of {count}, {name}, does not match the sha256 in its table: {err}", index + 1),
+                )
+            })
+        })
+        .collect()
+}
+
 /// Verifies the archive at `path`. An archive that cannot be opened for a reason other than
 /// its content (it does not exist, permission denied) is an `Err`; everything about the
 /// content is in the report.
-pub fn verify_archive(path: &Path, workers: usize, reporter: &dyn Reporter) -> Result<VerifyReport, StoreError> {
-    check_archive(path, workers, reporter).map(|(report, _)| report)
+pub fn verify_archive(
+    path: &Path,
+    options: &VerifyOptions,
+    reporter: &dyn Reporter,
+) -> Result<VerifyReport, StoreError> {
+    check_archive(path, options, reporter).map(|(report, _)| report)
 }
 
 /// [`verify_archive`], also handing back the opened archive and its walked graph when the
 /// archive could be indexed, so a caller that goes on (import) reads the metadata once.
 pub fn check_archive(
     path: &Path,
-    workers: usize,
+    options: &VerifyOptions,
     reporter: &dyn Reporter,
 ) -> Result<(VerifyReport, Option<(LayoutTarSource, Graph)>), StoreError> {
     let mut report = VerifyReport {
@@ -50,6 +109,7 @@ pub fn check_archive(
         identity: None,
         ok: false,
         artifacts: 0,
+        volumes: 0,
         blobs: 0,
         bytes: 0,
         failures: Vec::new(),
@@ -65,6 +125,7 @@ pub fn check_archive(
     };
     report.identity = Some(sha256_digest(archive.index_bytes()));
     report.artifacts = archive.index().manifests.len();
+    report.volumes = archive.table().map_or(0, |table| table.volumes.len());
 
     // One failure message per subject: the first (most specific) wins.
     let mut failures: BTreeMap<String, String> = BTreeMap::new();
@@ -81,14 +142,17 @@ pub fn check_archive(
         .collect();
     reporter.phase("hashing", checks.len() as u64, report.bytes);
     let outcomes = hash_all(&checks, archive.name(), &|size| reporter.bytes(size));
-    for ((digest, _), outcome) in entries.iter().zip(outcomes) {
+    for ((digest, entry), outcome) in entries.iter().zip(outcomes) {
         if let Err(failure) = outcome {
-            failures.insert(digest.to_string(), failure.to_string());
+            failures.insert(digest.to_string(), format!("{failure}{}", where_in(archive.volumes(), entry)));
         }
     }
+    if options.volume_digests {
+        failures.extend(check_volume_digests(&archive, reporter));
+    }
 
-    let options = WalkOptions { workers, include_non_distributable: true };
-    let graph = walk(&archive, artifacts_of_index(archive.index()), &options);
+    let walk_options = WalkOptions { workers: options.workers, include_non_distributable: true };
+    let graph = walk(&archive, artifacts_of_index(archive.index()), &walk_options);
     for problem in &graph.problems {
         let subject = problem.subject.map_or_else(|| problem.message.clone(), |d| d.to_string());
         failures.entry(subject).or_insert_with(|| problem.message.clone());

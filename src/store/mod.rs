@@ -14,6 +14,7 @@ mod plan;
 pub mod read_ahead;
 mod region;
 pub mod registry;
+pub mod volumes;
 
 use std::io::{self, Read};
 

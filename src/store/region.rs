@@ -1,20 +1,21 @@
-//! A reader over a byte range of a file, by positional reads (`pread`): many readers can share
-//! one open file from many threads, nothing is mapped, and memory stays one buffer per reader.
+//! A reader over a byte range of an archive's files, by positional reads (`pread`): many readers
+//! can share the open files from many threads, nothing is mapped, and memory stays one buffer
+//! per reader. The range may cross from one volume into the next.
 
-use std::fs::File;
 use std::io::{self, Read};
-use std::os::unix::fs::FileExt;
 use std::sync::Arc;
+
+use super::volumes::Volumes;
 
 /// Reads `len` bytes of `file` starting at `offset`.
 pub struct FileRegion {
-    file: Arc<File>,
+    file: Arc<Volumes>,
     offset: u64,
     remaining: u64,
 }
 
 impl FileRegion {
-    pub fn new(file: Arc<File>, offset: u64, len: u64) -> Self {
+    pub fn new(file: Arc<Volumes>, offset: u64, len: u64) -> Self {
         FileRegion { file, offset, remaining: len }
     }
 }

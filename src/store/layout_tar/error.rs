@@ -9,6 +9,16 @@ pub struct ArchiveError {
     pub problem: ArchiveProblem,
 }
 
+impl ArchiveProblem {
+    /// The archive byte the problem was found at, when it is about a position.
+    pub fn offset(&self) -> Option<u64> {
+        match self {
+            ArchiveProblem::BadHeader { offset, .. } | ArchiveProblem::MissingEnd { offset } => Some(*offset),
+            _ => None,
+        }
+    }
+}
+
 /// What is wrong with an archive, by rule of spec/archive.md.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ArchiveProblem {
@@ -40,4 +50,6 @@ pub enum ArchiveProblem {
     MissingMetadata { name: &'static str },
     #[error("{name}: {reason} (AR-R8)")]
     BadMetadata { name: String, reason: String },
+    #[error("{reason} (AR-S3)")]
+    Volume { reason: String },
 }

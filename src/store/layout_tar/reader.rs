@@ -2,8 +2,6 @@
 //! entry against spec/archive.md, then serves blobs in place by positional reads.
 
 use std::collections::{HashMap, HashSet};
-use std::fs::File;
-use std::os::unix::fs::FileExt;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -14,8 +12,10 @@ use super::header::{
 use crate::model::layout::{
     INDEX_FILE, LayoutIndex, MAX_INDEX_BYTES, MAX_OCI_LAYOUT_BYTES, OCI_LAYOUT_FILE, check_oci_layout,
 };
+use crate::model::volume_table::VolumeTable;
 use crate::model::{Descriptor, Digest, Reference};
 use crate::store::region::FileRegion;
+use crate::store::volumes::Volumes;
 use crate::store::{BlobReader, Source, StoreError, digest_of_blob_path, resolve_in_layout};
 use crate::verify::VerifyingReader;
 
@@ -30,26 +30,52 @@ pub struct ArchiveEntry {
 /// An open, indexed, structurally valid archive.
 pub struct LayoutTarSource {
     name: String,
-    file: Arc<File>,
+    file: Arc<Volumes>,
     file_size: u64,
     blobs: HashMap<Digest, ArchiveEntry>,
     blob_order: Vec<Digest>,
     index: LayoutIndex,
     index_bytes: Vec<u8>,
+    /// The table of contents of a split archive.
+    table: Option<VolumeTable>,
 }
 
 impl LayoutTarSource {
     /// Opens and indexes an archive. Fails on the first structural problem (AR-R1..AR-R8).
     pub fn open(path: &Path) -> Result<Self, StoreError> {
         let name = path.display().to_string();
-        let file = File::open(path).map_err(|e| StoreError::io(format!("opening {name}"), e))?;
-        let metadata = file.metadata().map_err(|e| StoreError::io(format!("reading {name}"), e))?;
-        if !metadata.is_file() {
-            return Err(StoreError::Invalid { store: name, reason: "not a regular file".into() });
+        let (file, table) = super::volume_set::open(path)?;
+        let archive = Self::open_volumes(file, name)?;
+        if let Some(table) = &table {
+            let identity = crate::model::sha256_digest(&archive.index_bytes);
+            if table.identity != identity || table.size != archive.file_size {
+                return Err(StoreError::Archive(ArchiveError {
+                    archive: archive.name.clone(),
+                    problem: ArchiveProblem::Volume {
+                        reason: format!(
+                            "the table of contents does not match its volumes: it names identity {} and {} bytes, the volumes hold identity {identity} and {} bytes",
+                            table.identity, table.size, archive.file_size
+                        ),
+                    },
+                }));
+            }
         }
-        let file_size = metadata.len();
+        Ok(LayoutTarSource { table, ..archive })
+    }
+
+    /// Opens and indexes an archive whose files are already open (one, or its volumes).
+    pub fn open_volumes(file: Volumes, name: String) -> Result<Self, StoreError> {
+        let file_size = file.len();
         let archive_error = |problem| StoreError::Archive(ArchiveError { archive: name.clone(), problem });
-        let entries = index_entries(&file, file_size, &name)?;
+        let entries = index_entries(&file, file_size, &name).map_err(|err| match err {
+            // In a split archive, say which volume the damage is in (swapped, foreign or damaged).
+            StoreError::Archive(ArchiveError { archive, problem }) if file.is_split() && problem.offset().is_some() => {
+                let place = file.describe(problem.offset().unwrap_or(0)).unwrap_or_default();
+                let reason = format!("{problem}, in {place} (damaged, or the volumes are out of order)");
+                StoreError::Archive(ArchiveError { archive, problem: ArchiveProblem::Volume { reason } })
+            }
+            other => other,
+        })?;
 
         let mut blobs = HashMap::new();
         let mut blob_order = Vec::new();
@@ -89,7 +115,16 @@ impl LayoutTarSource {
         let index_bytes = read_small(&index_entry, MAX_INDEX_BYTES)?;
         let index =
             LayoutIndex::parse(&index_bytes, INDEX_FILE).map_err(|e| bad_metadata(INDEX_FILE, e.to_string()))?;
-        Ok(LayoutTarSource { name, file: Arc::new(file), file_size, blobs, blob_order, index, index_bytes })
+        Ok(LayoutTarSource {
+            name,
+            file: Arc::new(file),
+            file_size,
+            blobs,
+            blob_order,
+            index,
+            index_bytes,
+            table: None,
+        })
     }
 
     /// The archive's `index.json`.
@@ -106,6 +141,16 @@ impl LayoutTarSource {
         self.file_size
     }
 
+    /// The table of contents, when the archive is split into volumes.
+    pub fn table(&self) -> Option<&VolumeTable> {
+        self.table.as_ref()
+    }
+
+    /// The archive's files: one, or its volumes in order.
+    pub fn volumes(&self) -> &Volumes {
+        &self.file
+    }
+
     /// Every blob entry, in archive order.
     pub fn blob_entries(&self) -> impl Iterator<Item = (Digest, &ArchiveEntry)> {
         self.blob_order.iter().map(|digest| (*digest, &self.blobs[digest]))
@@ -119,6 +164,11 @@ impl LayoutTarSource {
     /// The raw bytes of an entry, unverified (for hashing the entry against its own name).
     pub fn open_entry(&self, entry: &ArchiveEntry) -> FileRegion {
         FileRegion::new(Arc::clone(&self.file), entry.data_offset, entry.size)
+    }
+
+    /// The raw bytes `offset..offset + len` of the archive, across volumes.
+    pub fn open_range(&self, offset: u64, len: u64) -> FileRegion {
+        FileRegion::new(Arc::clone(&self.file), offset, len)
     }
 
     fn entry_for(&self, descriptor: &Descriptor) -> Result<&ArchiveEntry, StoreError> {
@@ -157,7 +207,7 @@ impl Source for LayoutTarSource {
 
 /// One pass over the headers: validates each (AR-R1..AR-R7) and returns the regular-file
 /// entries that make up the layout.
-fn index_entries(file: &File, file_size: u64, archive: &str) -> Result<Vec<ArchiveEntry>, StoreError> {
+fn index_entries(file: &Volumes, file_size: u64, archive: &str) -> Result<Vec<ArchiveEntry>, StoreError> {
     let fail = |problem| StoreError::Archive(ArchiveError { archive: archive.to_string(), problem });
     let read_block = |offset: u64| -> Result<[u8; 512], StoreError> {
         let mut block = [0u8; 512];

@@ -10,15 +10,18 @@
 use std::collections::HashSet;
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Write};
-use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+
+use rayon::prelude::*;
 
 use super::header::{BLOCK, padded, write_header};
 use super::layout::{ArchiveLayout, EntryKind, PlannedEntry};
 use crate::model::layout::oci_layout_bytes;
-use crate::model::{Descriptor, Digest, RawManifest};
+use crate::model::volume_table::{self, MEDIA_TYPE, VolumeEntry, VolumeTable};
+use crate::model::{Descriptor, Digest, RawManifest, sha256_digest};
 use crate::store::region::FileRegion;
+use crate::store::volumes::Volumes;
 use crate::store::{BlobReader, Plan, Sink, StoreError};
 use crate::verify::{BlobCheck, Hasher, copy_verified, hash_all};
 
@@ -29,12 +32,15 @@ const COPY_BUFFER: usize = 256 << 10;
 /// Zeros for tar padding and the end-of-archive marker (two blocks, the most ever written).
 const ZEROS: [u8; 2 * BLOCK as usize] = [0; 2 * BLOCK as usize];
 
-/// Writes an OCI-layout tarball at `path`, through `path.partial`.
+/// Writes an OCI-layout tarball at `path`, through `path.partial`, or split into volumes
+/// `path.001`, `path.002`, ... (through `path.NNN.partial`) with their table of contents.
 pub struct LayoutTarSink {
     name: String,
     path: PathBuf,
     partial: PathBuf,
-    file: Option<Arc<File>>,
+    /// Split into volumes of at most this many bytes (spec/archive.md AR-S1).
+    volume_size: Option<u64>,
+    file: Option<Arc<Volumes>>,
     layout: Option<ArchiveLayout>,
     /// What [`LayoutTarSink::resume`] took up: the skeleton digest of the plan it matched.
     resumed_for: Option<Digest>,
@@ -94,6 +100,7 @@ impl LayoutTarSink {
             name: path.display().to_string(),
             path: path.to_path_buf(),
             partial: PathBuf::from(partial),
+            volume_size: None,
             file: None,
             layout: None,
             resumed_for: None,
@@ -102,9 +109,53 @@ impl LayoutTarSink {
         }
     }
 
-    /// The file being written until [`Sink::finish`] renames it.
+    /// A sink writing volumes of at most `volume_size` bytes and their table (AR-S1).
+    pub fn split(path: &Path, volume_size: u64) -> Self {
+        let mut sink = Self::new(path);
+        sink.volume_size = Some(volume_size.max(1));
+        sink.partial = Self::with_suffix(&sink.volume_path(1), ".partial");
+        sink
+    }
+
+    fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
+        let mut name = path.as_os_str().to_owned();
+        name.push(suffix);
+        PathBuf::from(name)
+    }
+
+    fn archive_name(&self) -> String {
+        self.path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()
+    }
+
+    /// `ARCHIVE.NNN`, volume `number` (from 1).
+    fn volume_path(&self, number: usize) -> PathBuf {
+        self.path.with_file_name(volume_table::volume_name(&self.archive_name(), number))
+    }
+
+    /// The files written until [`Sink::finish`] renames them, with their lengths.
+    fn partial_files(&self, total: u64) -> Vec<(PathBuf, u64)> {
+        match self.volume_size {
+            None => vec![(self.partial.clone(), total)],
+            Some(size) => {
+                let count = total.div_ceil(size).max(1);
+                (1..=count)
+                    .map(|n| {
+                        let len = if n == count { total - size * (count - 1) } else { size };
+                        (Self::with_suffix(&self.volume_path(n as usize), ".partial"), len)
+                    })
+                    .collect()
+            }
+        }
+    }
+
+    /// The file being written until [`Sink::finish`] renames it (the first volume's, when split).
     pub fn partial_path(&self) -> &Path {
         &self.partial
+    }
+
+    /// The bytes of the archive laid out (all volumes together).
+    pub fn archive_size(&self) -> u64 {
+        self.layout.as_ref().map_or(0, |layout| layout.total_size)
     }
 
     /// Takes up the partial file an interrupted export of the same plan left behind (spec/archive.md
@@ -119,11 +170,26 @@ impl LayoutTarSink {
     /// ([`LayoutTarSink::intact_blobs`] tells how much it held).
     pub fn resume(&mut self, plan: &Plan, on_hashed: &(dyn Fn(u64) + Sync)) -> Result<Option<String>, StoreError> {
         let skeleton = Skeleton::of(plan);
-        let file = match OpenOptions::new().read(true).write(true).open(&self.partial) {
-            Ok(file) => file,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(StoreError::io(format!("opening {} to resume", self.partial.display()), e)),
-        };
+        let mut files = Vec::new();
+        for (index, (path, len)) in self.partial_files(skeleton.layout.total_size).into_iter().enumerate() {
+            let file = match OpenOptions::new().read(true).write(true).open(&path) {
+                Ok(file) => file,
+                Err(e) if e.kind() == io::ErrorKind::NotFound && index == 0 => return Ok(None),
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                    return Ok(Some(format!("{} is missing (this export lays out more volumes)", path.display())));
+                }
+                Err(e) => return Err(StoreError::io(format!("opening {} to resume", path.display()), e)),
+            };
+            let actual = file.metadata().map_err(|e| StoreError::io(format!("reading {}", path.display()), e))?.len();
+            if actual != len && self.volume_size.is_some() {
+                return Ok(Some(format!(
+                    "{} is {actual} bytes, but this export lays out {len} bytes there (it was written for other content)",
+                    path.display()
+                )));
+            }
+            files.push((path, file, actual));
+        }
+        let file = Volumes::new(files);
         if let Some(reason) = self.skeleton_mismatch(&file, &skeleton)? {
             return Ok(Some(reason));
         }
@@ -173,9 +239,9 @@ impl LayoutTarSink {
     }
 
     /// Why `file` cannot be the partial archive of `skeleton`'s plan, if it cannot.
-    fn skeleton_mismatch(&self, file: &File, skeleton: &Skeleton) -> Result<Option<String>, StoreError> {
+    fn skeleton_mismatch(&self, file: &Volumes, skeleton: &Skeleton) -> Result<Option<String>, StoreError> {
         let context = || format!("reading {} to resume", self.partial.display());
-        let len = file.metadata().map_err(|e| StoreError::io(context(), e))?.len();
+        let len = file.len();
         let total = skeleton.layout.total_size;
         if len != total {
             return Ok(Some(format!(
@@ -208,7 +274,7 @@ impl LayoutTarSink {
         Ok(None)
     }
 
-    fn state(&self) -> (&Arc<File>, &ArchiveLayout) {
+    fn state(&self) -> (&Arc<Volumes>, &ArchiveLayout) {
         match (&self.file, &self.layout) {
             (Some(file), Some(layout)) => (file, layout),
             _ => panic!("LayoutTarSink used before prepare()"),
@@ -239,17 +305,21 @@ impl LayoutTarSink {
     /// `oci-layout` and `index.json`. Padding and the end marker are the zeros the file starts
     /// with.
     fn create(&mut self, skeleton: &Skeleton) -> Result<(), StoreError> {
-        let context = || format!("creating {}", self.partial.display());
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .open(&self.partial)
-            .map_err(|e| StoreError::io(context(), e))?;
-        // Sizing the file up front reserves its length; the blocks are allocated as blobs land.
-        file.set_len(skeleton.layout.total_size).map_err(|e| self.write_failure(context(), e))?;
-        self.file = Some(Arc::new(file));
+        let mut files = Vec::new();
+        for (path, len) in self.partial_files(skeleton.layout.total_size) {
+            let context = || format!("creating {}", path.display());
+            let file = OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .open(&path)
+                .map_err(|e| StoreError::io(context(), e))?;
+            // Sizing the file up front reserves its length; the blocks are allocated as blobs land.
+            file.set_len(len).map_err(|e| self.write_failure(context(), e))?;
+            files.push((path, file, len));
+        }
+        self.file = Some(Arc::new(Volumes::new(files)));
         for entry in &skeleton.layout.entries {
             self.write_at(&Skeleton::header(entry), entry.header_offset)?;
             if let Some(data) = skeleton.metadata(entry) {
@@ -257,6 +327,52 @@ impl LayoutTarSink {
             }
         }
         Ok(())
+    }
+
+    /// The table of contents of the volumes just written: each volume hashed (in parallel,
+    /// read back from the page cache).
+    fn table(&self, file: &Arc<Volumes>, layout: &ArchiveLayout, volume_size: u64) -> Result<VolumeTable, StoreError> {
+        let index = layout
+            .entries
+            .iter()
+            .find(|entry| entry.kind == EntryKind::Index)
+            .expect("every archive has an index.json");
+        let mut index_bytes = vec![0u8; index.size as usize];
+        file.read_exact_at(&mut index_bytes, index.data_offset())
+            .map_err(|e| StoreError::io(format!("reading back {}", self.partial.display()), e))?;
+        let digests: Vec<Result<Digest, StoreError>> = file
+            .parts()
+            .par_iter()
+            .map(|part| {
+                let mut region = FileRegion::new(Arc::clone(file), part.start, part.len);
+                let mut hasher = Hasher::new();
+                let mut buffer = vec![0u8; 1 << 20];
+                loop {
+                    match region.read(&mut buffer) {
+                        Ok(0) => return Ok(hasher.finish().0),
+                        Ok(n) => hasher.update(&buffer[..n]),
+                        Err(e) => return Err(StoreError::io(format!("hashing {}", part.path.display()), e)),
+                    }
+                }
+            })
+            .collect();
+        let archive = self.archive_name();
+        let mut volumes = Vec::new();
+        for (number, (part, digest)) in file.parts().iter().zip(digests).enumerate() {
+            volumes.push(VolumeEntry {
+                name: volume_table::volume_name(&archive, number + 1),
+                size: part.len,
+                digest: digest?,
+            });
+        }
+        Ok(VolumeTable {
+            media_type: MEDIA_TYPE.to_string(),
+            archive,
+            identity: sha256_digest(&index_bytes),
+            size: file.len(),
+            volume_size,
+            volumes,
+        })
     }
 
     /// Zeroes every padding and the end marker of a resumed file: whatever happened to those
@@ -282,18 +398,18 @@ fn is_disk_full(err: &io::Error) -> bool {
 /// How much a worker writes before asking the kernel to start writing it back.
 const WRITEBACK_WINDOW: u64 = 8 << 20;
 
-/// A `Write` that writes at successive offsets of a shared file, starting the writeback of
-/// every full window as it goes: left alone, the kernel keeps a whole archive dirty in the page
-/// cache (up to `dirty_background_ratio` of memory) and writes it only at the final fsync,
-/// after the network work instead of during it.
+/// A `Write` that writes at successive offsets of the archive's files, starting the writeback
+/// of every full window as it goes: left alone, the kernel keeps a whole archive dirty in the
+/// page cache (up to `dirty_background_ratio` of memory) and writes it only at the final
+/// fsync, after the network work instead of during it.
 struct PositionalWriter<'a> {
-    file: &'a File,
+    file: &'a Volumes,
     offset: u64,
     unflushed_from: u64,
 }
 
 impl<'a> PositionalWriter<'a> {
-    fn new(file: &'a File, offset: u64) -> Self {
+    fn new(file: &'a Volumes, offset: u64) -> Self {
         PositionalWriter { file, offset, unflushed_from: offset }
     }
 
@@ -303,19 +419,8 @@ impl<'a> PositionalWriter<'a> {
         if length == 0 {
             return;
         }
-        start_writeback(self.file, self.unflushed_from, length);
+        self.file.start_writeback(self.unflushed_from, length);
         self.unflushed_from = self.offset;
-    }
-}
-
-/// `sync_file_range(SYNC_FILE_RANGE_WRITE)`: queue the range for writing, return at once. A
-/// hint only; failure changes nothing (the final fsync is what makes the archive durable).
-fn start_writeback(file: &File, offset: u64, length: u64) {
-    use std::os::fd::AsRawFd;
-    let (Ok(offset), Ok(length)) = (i64::try_from(offset), i64::try_from(length)) else { return };
-    // SAFETY: the descriptor is open for the life of `file`; the call only reads its arguments.
-    unsafe {
-        libc::sync_file_range(file.as_raw_fd(), offset, length, libc::SYNC_FILE_RANGE_WRITE);
     }
 }
 
@@ -387,15 +492,37 @@ impl Sink for LayoutTarSink {
     }
 
     fn finish(&mut self, _plan: &Plan) -> Result<(), StoreError> {
-        let (file, _) = self.state();
+        let (file, layout) = self.state();
         // A full disk can surface only here, when delayed allocation meets the disk.
         file.sync_all().map_err(|e| self.write_failure(format!("flushing {}", self.partial.display()), e))?;
-        std::fs::rename(&self.partial, &self.path).map_err(|e| {
-            StoreError::io(format!("renaming {} to {}", self.partial.display(), self.path.display()), e)
-        })?;
+        let Some(volume_size) = self.volume_size else {
+            rename(&self.partial, &self.path)?;
+            sync_parent_dir(&self.path);
+            return Ok(());
+        };
+        // Volumes: each renamed, stale higher volumes of an earlier export removed, then the
+        // table written last (its presence says the volumes are complete).
+        let table = self.table(file, layout, volume_size)?;
+        for (number, part) in file.parts().iter().enumerate() {
+            rename(&part.path, &self.volume_path(number + 1))?;
+        }
+        let mut stale = file.parts().len() + 1;
+        while std::fs::remove_file(self.volume_path(stale)).is_ok() {
+            stale += 1;
+        }
+        let table_path = Self::with_suffix(&self.path, volume_table::SUFFIX);
+        let temporary = Self::with_suffix(&table_path, ".partial");
+        std::fs::write(&temporary, table.to_json())
+            .and_then(|()| File::open(&temporary)?.sync_all())
+            .map_err(|e| self.write_failure(format!("writing {}", temporary.display()), e))?;
+        rename(&temporary, &table_path)?;
         sync_parent_dir(&self.path);
         Ok(())
     }
+}
+
+fn rename(from: &Path, to: &Path) -> Result<(), StoreError> {
+    std::fs::rename(from, to).map_err(|e| StoreError::io(format!("renaming {} to {}", from.display(), to.display()), e))
 }
 
 /// Makes a rename durable; best effort, since not every filesystem supports syncing a directory.
@@ -515,7 +642,7 @@ mod tests {
     #[test]
     fn a_full_disk_says_what_to_do() {
         let full = OpenOptions::new().write(true).open("/dev/full").unwrap();
-        let err = full.write_all_at(b"x", 0).unwrap_err();
+        let err = std::os::unix::fs::FileExt::write_all_at(&full, b"x", 0).unwrap_err();
         let sink = LayoutTarSink::new(Path::new("out/bundle.tar"));
         let failure = sink.write_failure("writing blob sha256:ab to out/bundle.tar.partial".to_string(), err);
         assert!(LayoutTarSink::is_disk_full(&failure));

@@ -1,0 +1,101 @@
+//! Finding and opening an archive's files: one file, or the volumes its table of contents
+//! (`ARCHIVE.volumes.json`) lists, given the table, any volume or the archive's own name
+//! (spec/archive.md AR-S2). Every listed volume must be there with its listed size, and no
+//! further volume may sit beside them, before a byte is read.
+
+use std::fs::File;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use super::error::{ArchiveError, ArchiveProblem};
+use crate::model::volume_table::{self, MAX_TABLE_BYTES, VolumeTable};
+use crate::store::StoreError;
+use crate::store::volumes::Volumes;
+
+/// The table of contents `path` stands for, if it names a split archive: the table itself, a
+/// volume beside its table, or an archive name with no file but a table.
+pub fn table_path(path: &Path) -> Option<PathBuf> {
+    let name = path.file_name()?.to_str()?;
+    if name.ends_with(volume_table::SUFFIX) {
+        return Some(path.to_path_buf());
+    }
+    let beside = |archive: &str| path.with_file_name(format!("{archive}{}", volume_table::SUFFIX));
+    if let Some(archive) = volume_table::archive_of_volume(name) {
+        let table = beside(archive);
+        if table.is_file() {
+            return Some(table);
+        }
+    }
+    let table = beside(name);
+    (!path.exists() && table.is_file()).then_some(table)
+}
+
+/// Opens the archive `path` names: its volumes (checked against their table) or its one file.
+pub fn open(path: &Path) -> Result<(Volumes, Option<VolumeTable>), StoreError> {
+    let name = path.display().to_string();
+    let Some(table_path) = table_path(path) else {
+        let file = File::open(path).map_err(|e| StoreError::io(format!("opening {name}"), e))?;
+        let metadata = file.metadata().map_err(|e| StoreError::io(format!("reading {name}"), e))?;
+        if !metadata.is_file() {
+            return Err(StoreError::Invalid { store: name, reason: "not a regular file".into() });
+        }
+        return Ok((Volumes::single(path, file, metadata.len()), None));
+    };
+    let table = read_table(&table_path)?;
+    let problem = |reason: String| {
+        StoreError::Archive(ArchiveError { archive: name.clone(), problem: ArchiveProblem::Volume { reason } })
+    };
+    let count = table.volumes.len();
+    let mut files = Vec::with_capacity(count);
+    for (index, volume) in table.volumes.iter().enumerate() {
+        let path = table_path.with_file_name(&volume.name);
+        let which = format!("volume {} of {count}, {}", index + 1, path.display());
+        let file = match File::open(&path) {
+            Ok(file) => file,
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
+                return Err(problem(format!("{which}, is missing")));
+            }
+            Err(err) => return Err(StoreError::io(format!("opening {which}"), err)),
+        };
+        let metadata = file.metadata().map_err(|e| StoreError::io(format!("reading {which}"), e))?;
+        if !metadata.is_file() {
+            return Err(problem(format!("{which}, is not a regular file")));
+        }
+        if metadata.len() != volume.size {
+            let hint = if metadata.len() < volume.size {
+                "truncated: copy it again"
+            } else {
+                "not the volume the table lists"
+            };
+            return Err(problem(format!(
+                "{which}, is {} bytes, but the table says {} ({hint})",
+                metadata.len(),
+                volume.size
+            )));
+        }
+        files.push((path, file, volume.size));
+    }
+    let extra = table_path.with_file_name(volume_table::volume_name(&table.archive, count + 1));
+    if extra.exists() {
+        return Err(problem(format!(
+            "{} lies beside the {count} volumes of {} but is not in their table: it belongs to another export; move it away",
+            extra.display(),
+            table_path.display()
+        )));
+    }
+    Ok((Volumes::new(files), Some(table)))
+}
+
+fn read_table(path: &Path) -> Result<VolumeTable, StoreError> {
+    let what = path.display().to_string();
+    let file = File::open(path).map_err(|e| StoreError::io(format!("opening {what}"), e))?;
+    let mut bytes = Vec::new();
+    file.take(MAX_TABLE_BYTES + 1).read_to_end(&mut bytes).map_err(|e| StoreError::io(format!("reading {what}"), e))?;
+    let problem = |reason: String| {
+        StoreError::Archive(ArchiveError { archive: what.clone(), problem: ArchiveProblem::Volume { reason } })
+    };
+    if bytes.len() as u64 > MAX_TABLE_BYTES {
+        return Err(problem(format!("the table of contents is over {MAX_TABLE_BYTES} bytes")));
+    }
+    VolumeTable::parse(&bytes, &what).map_err(problem)
+}

@@ -1,0 +1,172 @@
+//! An archive's bytes as one range over one file or over ordered volumes (spec/archive.md
+//! "Volumes"): positional reads and writes at archive offsets, split where they cross from one
+//! volume into the next, so the archive reader and writer never know whether the archive is
+//! split. Volumes are read in place: nothing is ever joined on disk.
+
+use std::fs::File;
+use std::io;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+
+/// One file holding the archive bytes `start..start + len`.
+#[derive(Debug)]
+pub struct Volume {
+    pub path: PathBuf,
+    file: File,
+    pub start: u64,
+    pub len: u64,
+}
+
+/// The archive's files in order; a plain archive is a set of one.
+#[derive(Debug)]
+pub struct Volumes {
+    parts: Vec<Volume>,
+    total: u64,
+}
+
+impl Volumes {
+    /// One file holding the whole archive.
+    pub fn single(path: &Path, file: File, len: u64) -> Self {
+        Volumes { parts: vec![Volume { path: path.to_path_buf(), file, start: 0, len }], total: len }
+    }
+
+    /// Files in archive order, each with its length.
+    pub fn new(files: Vec<(PathBuf, File, u64)>) -> Self {
+        let mut parts = Vec::with_capacity(files.len());
+        let mut start = 0;
+        for (path, file, len) in files {
+            parts.push(Volume { path, file, start, len });
+            start += len;
+        }
+        Volumes { parts, total: start }
+    }
+
+    pub fn len(&self) -> u64 {
+        self.total
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.total == 0
+    }
+
+    pub fn parts(&self) -> &[Volume] {
+        &self.parts
+    }
+
+    /// Whether the archive is split into more than one file.
+    pub fn is_split(&self) -> bool {
+        self.parts.len() > 1
+    }
+
+    /// The index of the volume holding archive byte `offset` (the last one past the end).
+    pub fn index_of(&self, offset: u64) -> usize {
+        self.parts.partition_point(|part| part.start + part.len <= offset).min(self.parts.len().saturating_sub(1))
+    }
+
+    /// How to name the volume holding `offset` in a message ("volume 2 of 4, bundle.tar.002"),
+    /// or `None` for an archive in one file.
+    pub fn describe(&self, offset: u64) -> Option<String> {
+        self.is_split().then(|| {
+            let index = self.index_of(offset);
+            format!("volume {} of {}, {}", index + 1, self.parts.len(), self.parts[index].path.display())
+        })
+    }
+
+    /// Reads at most up to the end of the volume holding `offset`.
+    pub fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize> {
+        if offset >= self.total || buf.is_empty() {
+            return Ok(0);
+        }
+        let part = &self.parts[self.index_of(offset)];
+        let within = offset - part.start;
+        let want = buf.len().min(usize::try_from(part.len - within).unwrap_or(usize::MAX));
+        part.file.read_at(&mut buf[..want], within)
+    }
+
+    pub fn read_exact_at(&self, mut buf: &mut [u8], mut offset: u64) -> io::Result<()> {
+        while !buf.is_empty() {
+            match self.read_at(buf, offset)? {
+                0 => return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "the archive ends early")),
+                n => {
+                    buf = &mut buf[n..];
+                    offset += n as u64;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    pub fn write_all_at(&self, mut buf: &[u8], mut offset: u64) -> io::Result<()> {
+        while !buf.is_empty() {
+            if offset >= self.total {
+                return Err(io::Error::other("a write past the end of the archive"));
+            }
+            let part = &self.parts[self.index_of(offset)];
+            let within = offset - part.start;
+            let n = buf.len().min(usize::try_from(part.len - within).unwrap_or(usize::MAX));
+            part.file.write_all_at(&buf[..n], within)?;
+            buf = &buf[n..];
+            offset += n as u64;
+        }
+        Ok(())
+    }
+
+    /// Starts the writeback of archive bytes `offset..offset + length` (a hint; see the writer).
+    pub fn start_writeback(&self, offset: u64, length: u64) {
+        let end = offset + length;
+        for part in &self.parts {
+            let (from, to) = (offset.max(part.start), end.min(part.start + part.len));
+            if from < to {
+                start_writeback(&part.file, from - part.start, to - from);
+            }
+        }
+    }
+
+    /// Makes every volume durable.
+    pub fn sync_all(&self) -> io::Result<()> {
+        self.parts.iter().try_for_each(|part| part.file.sync_all())
+    }
+}
+
+/// `sync_file_range(SYNC_FILE_RANGE_WRITE)`: queue the range for writing, return at once. A
+/// hint only; failure changes nothing (the final fsync is what makes the archive durable).
+fn start_writeback(file: &File, offset: u64, length: u64) {
+    use std::os::fd::AsRawFd;
+    let (Ok(offset), Ok(length)) = (i64::try_from(offset), i64::try_from(length)) else { return };
+    // SAFETY: the descriptor is open for the life of `file`; the call only reads its arguments.
+    unsafe {
+        libc::sync_file_range(file.as_raw_fd(), offset, length, libc::SYNC_FILE_RANGE_WRITE);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_and_writes_cross_volume_boundaries() {
+        let dir = tempfile::tempdir().unwrap();
+        let files: Vec<(PathBuf, File, u64)> = [3u64, 4, 2]
+            .iter()
+            .enumerate()
+            .map(|(i, &len)| {
+                let path = dir.path().join(format!("v.{i:03}"));
+                let file =
+                    std::fs::OpenOptions::new().read(true).write(true).create(true).truncate(true).open(&path).unwrap();
+                file.set_len(len).unwrap();
+                (path, file, len)
+            })
+            .collect();
+        let volumes = Volumes::new(files);
+        assert_eq!(volumes.len(), 9);
+        volumes.write_all_at(b"abcdefghi", 0).unwrap();
+        assert_eq!(std::fs::read(dir.path().join("v.001")).unwrap(), b"defg");
+        let mut middle = [0u8; 5];
+        volumes.read_exact_at(&mut middle, 2).unwrap();
+        assert_eq!(&middle, b"cdefg");
+        assert_eq!(volumes.index_of(6), 1);
+        assert_eq!(volumes.index_of(7), 2);
+        assert!(volumes.describe(8).unwrap().starts_with("volume 3 of 3, "));
+        assert!(volumes.write_all_at(b"xy", 8).is_err());
+    }
+}
