@@ -118,11 +118,15 @@ impl ExportArgs {
             output::json(&summary);
         } else if !global.quiet {
             if summary.reused_blobs > 0 {
+                let partial = if summary.volumes > 0 {
+                    format!("the partial volumes of {}", summary.archive)
+                } else {
+                    format!("{}.partial", summary.archive)
+                };
                 output::note(&format!(
-                    "resumed: {} blobs ({}) were already intact in {}.partial",
+                    "resumed: {} blobs ({}) were already intact in {partial}",
                     summary.reused_blobs,
                     human_bytes(summary.reused_bytes),
-                    summary.archive
                 ));
             }
             let written = if summary.volumes > 0 {

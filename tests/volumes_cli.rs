@@ -1,0 +1,253 @@
+//! Archives split into volumes (spec/archive.md AR-S1..AR-S3): the volumes concatenate to the
+//! single-file archive, are read in place by verify, inspect and import (given the table, any
+//! volume or the name), resume across volumes, and every kind of damage is named by volume with
+//! nothing pushed to a real registry (tests/support).
+
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::process::Output;
+use std::time::Duration;
+
+use assert_cmd::Command;
+use serde_json::Value;
+use support::{Registry, Variant};
+
+fn ferry() -> Command {
+    let mut command = Command::cargo_bin("ferry").unwrap();
+    command.timeout(Duration::from_secs(90)).env_remove("FERRY_CONCURRENCY");
+    command
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+fn json_of(output: &Output) -> Value {
+    serde_json::from_slice(&output.stdout).unwrap_or_else(|e| panic!("{e}: {}", text(&output.stdout)))
+}
+
+fn fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/layouts").join(name)
+}
+
+/// Exports a fixture layout to `out` (in volumes of `volume_size` when given).
+fn export(layout: &str, out: &Path, volume_size: Option<&str>) -> Output {
+    let mut command = ferry();
+    command.args(["export", "--json", "--oci-layout"]).arg(fixture(layout)).arg("-o").arg(out);
+    if let Some(size) = volume_size {
+        command.args(["--volume-size", size]);
+    }
+    let output = command.output().unwrap();
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    output
+}
+
+fn volumes_of(dir: &Path, archive: &str) -> Vec<PathBuf> {
+    let mut found: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| {
+            let name = p.file_name().unwrap().to_str().unwrap();
+            name.strip_prefix(&format!("{archive}."))
+                .is_some_and(|n| n.len() == 3 && n.bytes().all(|b| b.is_ascii_digit()))
+        })
+        .collect();
+    found.sort();
+    found
+}
+
+fn verify(path: &Path, extra: &[&str]) -> Output {
+    ferry().arg("verify").arg(path).args(extra).output().unwrap()
+}
+
+fn import(path: &Path, registry: &Registry, repo: &str) -> Output {
+    ferry()
+        .arg("import")
+        .arg(path)
+        .args(["--to-repo", &format!("{}/{repo}", registry.host()), "--registry-insecure", "--json"])
+        .output()
+        .unwrap()
+}
+
+/// Every tag of `repo` with its digest (empty when the repository does not exist).
+fn tags(registry: &Registry, repo: &str) -> Vec<(String, String)> {
+    let output = ferry()
+        .args(["tag", "list", &format!("{}/{repo}", registry.host()), "--digests", "--imgpkg-internal-tags", "--json"])
+        .arg("--registry-insecure")
+        .output()
+        .unwrap();
+    if !output.status.success() {
+        return Vec::new();
+    }
+    json_of(&output)
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| (t["tag"].as_str().unwrap().to_string(), t["digest"].as_str().unwrap().to_string()))
+        .collect()
+}
+
+/// The volumes are the single-file archive cut in pieces; verify, inspect and import read them
+/// from the table, from any volume or from the name, and import the same digests and tags.
+#[test]
+fn volumes_round_trip_like_the_single_file() {
+    let registry = Registry::start(Variant::Plain);
+    let scratch = tempfile::tempdir().unwrap();
+    let single = scratch.path().join("single.tar");
+    export("bundle", &single, None);
+    let split = scratch.path().join("split.tar");
+    let summary = json_of(&export("bundle", &split, Some("8KiB")));
+    let volumes = volumes_of(scratch.path(), "split.tar");
+    assert!(volumes.len() >= 3, "{volumes:?}");
+    assert_eq!(summary["volumes"], volumes.len());
+    assert!(!split.exists(), "no single file is written");
+    let joined: Vec<u8> = volumes.iter().flat_map(|v| std::fs::read(v).unwrap()).collect();
+    assert!(joined == std::fs::read(&single).unwrap(), "AR-S1: the volumes concatenate to the archive");
+    for volume in &volumes[..volumes.len() - 1] {
+        assert_eq!(std::fs::metadata(volume).unwrap().len(), 8192);
+    }
+    let table: Value =
+        serde_json::from_slice(&std::fs::read(scratch.path().join("split.tar.volumes.json")).unwrap()).unwrap();
+    assert_eq!(table["volumes"].as_array().unwrap().len(), volumes.len());
+    let sha = std::process::Command::new("sha256sum").arg(&volumes[1]).output().unwrap();
+    assert_eq!(table["volumes"][1]["digest"], format!("sha256:{}", &text(&sha.stdout)[..64]), "sha256sum agrees");
+
+    let table_path = scratch.path().join("split.tar.volumes.json");
+    for given in [&table_path, &volumes[1], &split] {
+        let output = verify(given, &["--volume-digests", "--json"]);
+        assert!(output.status.success(), "{}: {}", given.display(), text(&output.stdout));
+        assert_eq!(json_of(&output)["volumes"], volumes.len());
+    }
+    let inspected = ferry().arg("inspect").arg(&volumes[0]).arg("--json").output().unwrap();
+    assert!(inspected.status.success(), "{}", text(&inspected.stderr));
+    assert_eq!(json_of(&inspected)["identity"], table["identity"]);
+
+    let from_file = import(&single, &registry, "from/file");
+    assert!(from_file.status.success(), "{}", text(&from_file.stderr));
+    let from_volumes = import(&table_path, &registry, "from/volumes");
+    assert!(from_volumes.status.success(), "{}", text(&from_volumes.stderr));
+    assert_eq!(json_of(&from_volumes)["identity"], json_of(&from_file)["identity"]);
+    assert_eq!(tags(&registry, "from/volumes"), tags(&registry, "from/file"));
+}
+
+/// Each kind of damage fails verify (exit 3) naming the volume, and import pushes nothing.
+#[test]
+fn every_damaged_volume_set_is_named_and_pushes_nothing() {
+    let registry = Registry::start(Variant::Plain);
+    let scratch = tempfile::tempdir().unwrap();
+    let other = scratch.path().join("other");
+    std::fs::create_dir(&other).unwrap();
+    export("multiarch", &other.join("split.tar"), Some("8KiB"));
+
+    type Damage = fn(&Path, &[PathBuf], &Path);
+    let cases: Vec<(&str, Damage, &str)> = vec![
+        ("missing", |_, v, _| std::fs::remove_file(&v[2]).unwrap(), "split.tar.003, is missing"),
+        (
+            "swapped",
+            |_, v, _| {
+                let (one, two) = (std::fs::read(&v[1]).unwrap(), std::fs::read(&v[2]).unwrap());
+                std::fs::write(&v[1], two).unwrap();
+                std::fs::write(&v[2], one).unwrap();
+            },
+            "out of order",
+        ),
+        (
+            "truncated",
+            |_, v, _| {
+                let last = v.last().unwrap();
+                let len = std::fs::metadata(last).unwrap().len();
+                std::fs::OpenOptions::new().write(true).open(last).unwrap().set_len(len - 100).unwrap();
+            },
+            "(truncated: copy it again)",
+        ),
+        (
+            "flipped",
+            |_, v, _| {
+                let mut bytes = std::fs::read(&v[1]).unwrap();
+                let at = bytes.len() / 2;
+                bytes[at] ^= 0x01;
+                std::fs::write(&v[1], bytes).unwrap();
+            },
+            "split.tar.002",
+        ),
+        (
+            "extra",
+            |dir, v, _| {
+                std::fs::copy(&v[0], dir.join(format!("split.tar.{:03}", v.len() + 1))).unwrap();
+            },
+            "is not in their table",
+        ),
+        (
+            "foreign table",
+            |dir, _, other| {
+                std::fs::copy(other.join("split.tar.volumes.json"), dir.join("split.tar.volumes.json")).unwrap();
+            },
+            "split.tar.",
+        ),
+    ];
+    for (number, (name, damage, expected)) in cases.into_iter().enumerate() {
+        let dir = scratch.path().join(format!("case-{number}"));
+        std::fs::create_dir(&dir).unwrap();
+        export("bundle", &dir.join("split.tar"), Some("8KiB"));
+        let volumes = volumes_of(&dir, "split.tar");
+        assert!(volumes.len() >= 4, "{name}: {volumes:?}");
+        damage(&dir, &volumes, &other);
+        let table = dir.join("split.tar.volumes.json");
+        let output = verify(&table, &[]);
+        assert_eq!(output.status.code(), Some(3), "{name}: {}", text(&output.stdout));
+        assert!(text(&output.stdout).contains(expected), "{name}: {expected:?} not in {}", text(&output.stdout));
+
+        let repo = format!("damaged/{number}");
+        let imported = import(&table, &registry, &repo);
+        assert_eq!(imported.status.code(), Some(3), "{name}: {}", text(&imported.stderr));
+        assert!(tags(&registry, &repo).is_empty(), "{name}: nothing may be pushed");
+    }
+}
+
+/// An export interrupted with its volumes written resumes across them: damaged blobs are
+/// fetched again, intact ones kept, and the result is byte-identical.
+#[test]
+fn resume_works_across_volumes() {
+    let scratch = tempfile::tempdir().unwrap();
+    let archive = scratch.path().join("split.tar");
+    export("bundle", &archive, Some("8KiB"));
+    let volumes = volumes_of(scratch.path(), "split.tar");
+    let originals: Vec<Vec<u8>> = volumes.iter().map(|v| std::fs::read(v).unwrap()).collect();
+    // Back to the state of an interrupted export: partial volumes, no table, one volume hit.
+    std::fs::remove_file(scratch.path().join("split.tar.volumes.json")).unwrap();
+    for volume in &volumes {
+        let mut partial = volume.clone().into_os_string();
+        partial.push(".partial");
+        std::fs::rename(volume, &partial).unwrap();
+    }
+    // Damage the largest blob where it lies, so it alone is fetched again.
+    let largest = std::fs::read_dir(fixture("bundle").join("blobs/sha256"))
+        .unwrap()
+        .map(|e| std::fs::read(e.unwrap().path()).unwrap())
+        .max_by_key(Vec::len)
+        .unwrap();
+    let joined: Vec<u8> = originals.concat();
+    let start =
+        joined.windows(largest.len()).position(|w| w == largest.as_slice()).expect("the blob is in the archive");
+    let at = start + largest.len() / 2;
+    let (volume, within) = (at / 8192, at % 8192);
+    let partial = format!("{}.partial", volumes[volume].display());
+    let mut damaged = std::fs::read(&partial).unwrap();
+    damaged[within] ^= 0xff;
+    std::fs::write(&partial, damaged).unwrap();
+
+    let output = ferry()
+        .args(["export", "--json", "--resume", "--volume-size", "8KiB", "--oci-layout"])
+        .arg(fixture("bundle"))
+        .arg("-o")
+        .arg(&archive)
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    let summary = json_of(&output);
+    assert_eq!(summary["reusedBlobs"].as_u64().unwrap(), summary["blobs"].as_u64().unwrap() - 1, "{summary}");
+    let again: Vec<Vec<u8>> = volumes.iter().map(|v| std::fs::read(v).unwrap()).collect();
+    assert!(again == originals, "byte-identical to the uninterrupted export");
+    assert!(verify(&archive, &["--volume-digests"]).status.success());
+}
