@@ -251,3 +251,97 @@ fn resume_works_across_volumes() {
     assert!(again == originals, "byte-identical to the uninterrupted export");
     assert!(verify(&archive, &["--volume-digests"]).status.success());
 }
+
+/// Incompressible bytes, so a layer is as large as its file.
+fn noise(len: usize, mut seed: u64) -> Vec<u8> {
+    (0..len)
+        .map(|_| {
+            seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            (seed >> 33) as u8
+        })
+        .collect()
+}
+
+fn import_stdin(bytes: Vec<u8>, registry: &Registry, repo: &str) -> Output {
+    ferry()
+        .args(["import", "-", "--to-repo", &format!("{}/{repo}", registry.host()), "--registry-insecure", "--json"])
+        .write_stdin(bytes)
+        .output()
+        .unwrap()
+}
+
+/// Whether the registry holds blob `digest` in `repo`.
+fn has_blob(registry: &Registry, repo: &str, digest: &str) -> bool {
+    let status = std::process::Command::new("curl")
+        .args(["-sf", "-o", "/dev/null", "-I"])
+        .args(registry.curl_args())
+        .arg(format!("{}/v2/{repo}/blobs/{digest}", registry.url()))
+        .status()
+        .unwrap();
+    status.success()
+}
+
+/// An archive through a pipe (its volumes concatenated) verifies and imports the same digests
+/// and tags as the file; a 6 MiB layer is uploaded as it streams past.
+#[test]
+fn a_pipe_imports_like_the_file() {
+    let registry = Registry::start(Variant::Plain);
+    let scratch = tempfile::tempdir().unwrap();
+    let layout = scratch.path().join("layout");
+    let image = support::write_image_layout(&layout, "big", &[("big.bin", &noise(6 << 20, 3))]);
+    let single = scratch.path().join("big.tar");
+    let output = ferry().args(["export", "-q", "--oci-layout"]).arg(&layout).arg("-o").arg(&single).output().unwrap();
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    let split = scratch.path().join("split.tar");
+    let output = ferry()
+        .args(["export", "-q", "--volume-size", "2MiB", "--oci-layout"])
+        .arg(&layout)
+        .arg("-o")
+        .arg(&split)
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    let joined: Vec<u8> =
+        volumes_of(scratch.path(), "split.tar").iter().flat_map(|v| std::fs::read(v).unwrap()).collect();
+
+    let verified = ferry().args(["verify", "-", "--json"]).write_stdin(joined.clone()).output().unwrap();
+    assert!(verified.status.success(), "{}", text(&verified.stdout));
+    let piped = import_stdin(joined, &registry, "piped/big");
+    assert!(piped.status.success(), "{}", text(&piped.stderr));
+    assert!(json_of(&piped)["bytesUploaded"].as_u64().unwrap() >= 6 << 20);
+    let file = import(&single, &registry, "file/big");
+    assert!(file.status.success(), "{}", text(&file.stderr));
+    assert_eq!(tags(&registry, "piped/big"), tags(&registry, "file/big"));
+    assert!(tags(&registry, "piped/big").iter().any(|(_, digest)| *digest == image.manifest_digest));
+}
+
+/// A stream cut in the middle, or with a flipped byte in its large layer, pushes no manifest
+/// and no tag, says what had arrived, and the damaged layer never lands in the registry.
+#[test]
+fn a_cut_or_corrupt_stream_pushes_nothing() {
+    let registry = Registry::start(Variant::Plain);
+    let scratch = tempfile::tempdir().unwrap();
+    let layout = scratch.path().join("layout");
+    let image = support::write_image_layout(&layout, "big", &[("big.bin", &noise(6 << 20, 5))]);
+    let archive = scratch.path().join("big.tar");
+    let output = ferry().args(["export", "-q", "--oci-layout"]).arg(&layout).arg("-o").arg(&archive).output().unwrap();
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    let bytes = std::fs::read(&archive).unwrap();
+
+    let cut = import_stdin(bytes[..bytes.len() / 2].to_vec(), &registry, "cut/big");
+    assert_eq!(cut.status.code(), Some(3), "{}", text(&cut.stderr));
+    let message = text(&cut.stderr);
+    assert!(message.contains("the stream was cut") && message.contains("had arrived verified"), "{message}");
+    assert!(tags(&registry, "cut/big").is_empty());
+    let cut_verify = ferry().args(["verify", "-"]).write_stdin(bytes[..bytes.len() / 2].to_vec()).output().unwrap();
+    assert_eq!(cut_verify.status.code(), Some(3));
+
+    let mut flipped = bytes.clone();
+    let at = flipped.len() - 3 * (1 << 20);
+    flipped[at] ^= 0x01;
+    let corrupt = import_stdin(flipped, &registry, "corrupt/big");
+    assert_eq!(corrupt.status.code(), Some(3), "{}", text(&corrupt.stderr));
+    assert!(text(&corrupt.stderr).contains(&image.layer_digest), "{}", text(&corrupt.stderr));
+    assert!(tags(&registry, "corrupt/big").is_empty());
+    assert!(!has_blob(&registry, "corrupt/big", &image.layer_digest), "a damaged layer is never committed");
+}

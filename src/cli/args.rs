@@ -78,10 +78,11 @@ pub enum Command {
 /// Examples:
 ///   ferry verify bundle.tar
 ///   ferry verify bundle.tar.volumes.json --volume-digests
+///   cat bundle.tar.0* | ferry verify -
 #[derive(Args, Debug)]
 #[command(verbatim_doc_comment)]
 pub struct VerifyArgs {
-    /// Archive to verify (a file, a volume table, or any of its volumes)
+    /// Archive to verify (a file, a volume table, any of its volumes, or - for stdin)
     pub archive: PathBuf,
     /// Also hash every volume whole against the sha256 its table lists (reads everything twice)
     #[arg(long)]
@@ -110,7 +111,12 @@ impl VerifyArgs {
     pub fn run(&self, global: &Global) -> Result<Exit, Failure> {
         let progress = Progress::new(global.quiet || self.json);
         let options = verify::VerifyOptions { workers: global.workers(), volume_digests: self.volume_digests };
-        let result = verify::verify_archive(&self.archive, &options, &progress);
+        let result = if self.archive.as_os_str() == "-" {
+            let input = super::stdin_archive()?;
+            Ok(ferry::ops::stream::verify_stream(input, global.workers(), &progress))
+        } else {
+            verify::verify_archive(&self.archive, &options, &progress)
+        };
         progress.finish();
         let report = result.map_err(|err| Failure::new(err, false))?;
         if self.json {

@@ -11,6 +11,7 @@ use super::progress::Progress;
 use ferry::engine::TransferOptions;
 use ferry::model::Repository;
 use ferry::ops::import::{ImportOptions, import_archive};
+use ferry::ops::stream::import_stream;
 
 /// Push an archive into one repository, verified, tagged and recorded the imgpkg way.
 ///
@@ -22,12 +23,20 @@ use ferry::ops::import::{ImportOptions, import_archive};
 /// The registries named in the archive are never contacted. Re-running is cheap and changes
 /// nothing.
 ///
-/// Example:
+/// An archive in volumes is read in place from its table, any volume or its name. With `-`,
+/// the archive is read from standard input in one pass (cat bundle.tar.* | ferry import - ...,
+/// or from a tape): each blob is verified and uploaded as it streams past, and manifests and
+/// tags are pushed only once the whole stream has arrived intact; a cut or damaged stream
+/// pushes no manifest and no tag.
+///
+/// Examples:
 ///   ferry import bundle.tar --to-repo registry.internal/team/bundle --lock-output bundle.lock.yml
+///   ferry import bundle.tar.volumes.json --to-repo registry.internal/team/bundle
+///   cat bundle.tar.0* | ferry import - --to-repo registry.internal/team/bundle
 #[derive(Args, Debug)]
 #[command(verbatim_doc_comment)]
 pub struct ImportArgs {
-    /// Archive written by `ferry export`
+    /// Archive written by `ferry export` (a file, a volume table, any volume, or - for stdin)
     pub archive: PathBuf,
     /// The one repository everything goes into, e.g. registry.internal/team/bundle
     #[arg(long, value_name = "REPO")]
@@ -49,7 +58,12 @@ impl ImportArgs {
             lock_output: self.lock_output.clone(),
         };
         let progress = Progress::new(global.quiet);
-        let result = import_archive(&self.archive, client, &repository, &options, &progress);
+        let result = if self.archive.as_os_str() == "-" {
+            let input = super::stdin_archive()?;
+            import_stream(input, client, &repository, &options, &progress)
+        } else {
+            import_archive(&self.archive, client, &repository, &options, &progress)
+        };
         progress.finish();
         let summary = result.map_err(|err| {
             let integrity = err.is_integrity();

@@ -20,6 +20,21 @@ use clap::Parser;
 
 use args::{Cli, Command};
 
+/// Standard input as an archive stream (`-`), refused when it is a terminal.
+fn stdin_archive() -> Result<std::io::BufReader<std::io::Stdin>, exit::Failure> {
+    use std::io::IsTerminal;
+    let stdin = std::io::stdin();
+    if stdin.is_terminal() {
+        return Err(exit::Failure {
+            error: anyhow::anyhow!(
+                "the archive is to come from standard input (-), which is a terminal: pipe it in, e.g. cat bundle.tar | ferry ... -"
+            ),
+            exit: exit::Exit::Usage,
+        });
+    }
+    Ok(std::io::BufReader::with_capacity(1 << 20, stdin))
+}
+
 /// Parses the arguments, runs the command and returns its exit code.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();

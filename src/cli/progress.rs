@@ -80,7 +80,12 @@ impl Reporter for Progress {
         } else if !self.quiet {
             let mut plain = self.plain.lock().expect("progress lock");
             *plain = PlainState { phase: name.to_string(), total: bytes, last: Instant::now() };
-            output::note(&format!("{name}: {items} blobs, {}", output::human_bytes(bytes)));
+            if bytes > 0 {
+                output::note(&format!("{name}: {items} blobs, {}", output::human_bytes(bytes)));
+            } else {
+                // A stream: its size is not known in advance.
+                output::note(&format!("{name}..."));
+            }
         }
     }
 
@@ -92,14 +97,18 @@ impl Reporter for Progress {
             let mut plain = self.plain.lock().expect("progress lock");
             if plain.last.elapsed() >= Duration::from_secs(5) {
                 plain.last = Instant::now();
-                let percent = (done * 100).checked_div(plain.total).unwrap_or(100);
-                output::note(&format!(
-                    "{}: {} of {} ({percent}%) {}",
-                    plain.phase,
-                    output::human_bytes(done),
-                    output::human_bytes(plain.total),
-                    self.in_flight_summary()
-                ));
+                if plain.total == 0 {
+                    output::note(&format!("{}: {} so far", plain.phase, output::human_bytes(done)));
+                } else {
+                    let percent = (done * 100).checked_div(plain.total).unwrap_or(100);
+                    output::note(&format!(
+                        "{}: {} of {} ({percent}%) {}",
+                        plain.phase,
+                        output::human_bytes(done),
+                        output::human_bytes(plain.total),
+                        self.in_flight_summary()
+                    ));
+                }
             }
         }
     }

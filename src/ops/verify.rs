@@ -11,6 +11,7 @@ use serde::Serialize;
 
 use super::artifacts_of_index;
 use crate::engine::{Graph, Reporter, WalkOptions, walk};
+use crate::model::layout::LayoutIndex;
 use crate::model::{Digest, media, sha256_digest};
 use crate::store::layout_tar::{ArchiveEntry, LayoutTarSource};
 use crate::store::volumes::Volumes;
@@ -86,6 +87,56 @@ fn check_volume_digests(archive: &LayoutTarSource, reporter: &dyn Reporter) -> V
         .collect()
 }
 
+/// The checks after hashing, for any archive (a file, volumes or a stream): walks from
+/// `index.json` and records as failures every walk problem, every referenced blob missing from
+/// `stored` (digest -> size) or stored with another size (non-distributable layers the index
+/// records as left out excepted); unreferenced blobs are warnings. Returns the walked graph.
+pub(super) fn check_graph(
+    source: &dyn Source,
+    index: &LayoutIndex,
+    stored: &BTreeMap<Digest, u64>,
+    workers: usize,
+    failures: &mut BTreeMap<String, String>,
+    warnings: &mut Vec<String>,
+) -> Graph {
+    let walk_options = WalkOptions { workers, include_non_distributable: true };
+    let graph = walk(source, artifacts_of_index(index), &walk_options);
+    for problem in &graph.problems {
+        let subject = problem.subject.map_or_else(|| problem.message.clone(), |d| d.to_string());
+        failures.entry(subject).or_insert_with(|| problem.message.clone());
+    }
+    let recorded_omitted: BTreeSet<String> = index.omitted_layers().into_iter().collect();
+    for (digest, (descriptor, _)) in &graph.blobs {
+        let subject = digest.to_string();
+        match stored.get(digest) {
+            Some(&size) if size != descriptor.size => {
+                failures.entry(subject).or_insert_with(|| {
+                    format!(
+                        "blob {digest}: a descriptor says {} bytes but the archive entry holds {size} (AR-R9)",
+                        descriptor.size
+                    )
+                });
+            }
+            Some(_) => {}
+            None if media::is_non_distributable(&descriptor.media_type) && recorded_omitted.contains(&subject) => {
+                warnings.push(format!("non-distributable layer {digest} was left out at export, as recorded"));
+            }
+            None => {
+                failures
+                    .entry(subject)
+                    .or_insert_with(|| format!("blob {digest} is referenced but missing from the archive"));
+            }
+        }
+    }
+    let referenced: BTreeSet<Digest> = graph.manifests.keys().chain(graph.blobs.keys()).copied().collect();
+    for digest in stored.keys() {
+        if !referenced.contains(digest) {
+            warnings.push(format!("blob {digest} is not referenced by any artifact"));
+        }
+    }
+    graph
+}
+
 /// Verifies the archive at `path`. An archive that cannot be opened for a reason other than
 /// its content (it does not exist, permission denied) is an `Err`; everything about the
 /// content is in the report.
@@ -151,41 +202,8 @@ pub fn check_archive(
         failures.extend(check_volume_digests(&archive, reporter));
     }
 
-    let walk_options = WalkOptions { workers: options.workers, include_non_distributable: true };
-    let graph = walk(&archive, artifacts_of_index(archive.index()), &walk_options);
-    for problem in &graph.problems {
-        let subject = problem.subject.map_or_else(|| problem.message.clone(), |d| d.to_string());
-        failures.entry(subject).or_insert_with(|| problem.message.clone());
-    }
-    let recorded_omitted: BTreeSet<String> = archive.index().omitted_layers().into_iter().collect();
-    for (digest, (descriptor, _)) in &graph.blobs {
-        let subject = digest.to_string();
-        match archive.entry(digest) {
-            Some(entry) if entry.size != descriptor.size => {
-                failures.entry(subject).or_insert_with(|| {
-                    format!(
-                        "blob {digest}: a descriptor says {} bytes but the archive entry holds {} (AR-R9)",
-                        descriptor.size, entry.size
-                    )
-                });
-            }
-            Some(_) => {}
-            None if media::is_non_distributable(&descriptor.media_type) && recorded_omitted.contains(&subject) => {
-                report.warnings.push(format!("non-distributable layer {digest} was left out at export, as recorded"));
-            }
-            None => {
-                failures
-                    .entry(subject)
-                    .or_insert_with(|| format!("blob {digest} is referenced but missing from the archive"));
-            }
-        }
-    }
-    let referenced: BTreeSet<Digest> = graph.manifests.keys().chain(graph.blobs.keys()).copied().collect();
-    for (digest, _) in &entries {
-        if !referenced.contains(digest) {
-            report.warnings.push(format!("blob {digest} is not referenced by any artifact"));
-        }
-    }
+    let stored: BTreeMap<Digest, u64> = entries.iter().map(|(digest, entry)| (*digest, entry.size)).collect();
+    let graph = check_graph(&archive, archive.index(), &stored, options.workers, &mut failures, &mut report.warnings);
     report.failures = failures.into_values().collect();
     report.ok = report.failures.is_empty();
     // The hashing jobs and the entry list borrow the archive; it is handed back after them.

@@ -9,6 +9,7 @@ mod error;
 pub mod header;
 mod layout;
 mod reader;
+pub mod stream;
 pub mod volume_set;
 mod writer;
 

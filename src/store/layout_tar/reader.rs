@@ -272,7 +272,7 @@ fn index_entries(file: &Volumes, file_size: u64, archive: &str) -> Result<Vec<Ar
 
 /// Validates an entry's name and type; returns the name without a leading `./` and, for
 /// directories, without a trailing `/`.
-fn check_entry_name(raw: &str, kind: HeaderKind) -> Result<String, ArchiveProblem> {
+pub(super) fn check_entry_name(raw: &str, kind: HeaderKind) -> Result<String, ArchiveProblem> {
     if raw.starts_with('/') {
         return Err(ArchiveProblem::AbsolutePath { name: raw.to_string() });
     }

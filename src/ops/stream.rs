@@ -1,0 +1,281 @@
+//! Archives read from a stream in one pass (`ferry verify -`, `ferry import -`; spec/cli.md
+//! "Streams"): nothing seeks and nothing is copied to disk. Relying on the metadata-first order
+//! (AR-W1), small blobs (manifests, configs, bundle locks: up to 4 MiB each, 64 MiB in all) are
+//! kept in memory for the walk; every other blob is verified as it streams past and handed on
+//! (to the registry, by import). Only when the stream has ended, complete and verified, is the
+//! graph checked and anything that names content (a manifest, a tag) pushed.
+
+use std::collections::{BTreeMap, HashMap};
+use std::io::{self, Read};
+use std::sync::Arc;
+use std::time::Instant;
+
+use super::import::{ImportError, ImportOptions, ImportSummary};
+use super::relocate::{PublishOptions, publish};
+use super::verify::{VerifyReport, check_graph};
+use crate::engine::{Graph, Reporter};
+use crate::model::layout::{
+    INDEX_FILE, LayoutIndex, MAX_INDEX_BYTES, MAX_OCI_LAYOUT_BYTES, OCI_LAYOUT_FILE, check_oci_layout,
+};
+use crate::model::manifest::MAX_MANIFEST_BYTES;
+use crate::model::{Descriptor, Digest, Reference, Repository, sha256_digest};
+use crate::store::layout_tar::stream::TarStream;
+use crate::store::registry::{RegistryClient, RegistrySink};
+use crate::store::{BlobReader, Sink, Source, StoreError, digest_of_blob_path, resolve_in_layout};
+use crate::verify::VerifyingReader;
+
+/// The most bytes of small blobs kept in memory for the walk.
+const RETAINED_TOTAL: u64 = 64 << 20;
+/// How a stream is named in messages.
+pub const STREAM_NAME: &str = "standard input";
+
+/// What arrived through the stream.
+pub struct Streamed {
+    index: LayoutIndex,
+    index_bytes: Vec<u8>,
+    /// Small blobs, kept for the walk (and uploaded from here by import).
+    retained: HashMap<Digest, Vec<u8>>,
+    retained_bytes: u64,
+    /// Every blob that arrived verified, with its size.
+    arrived: BTreeMap<Digest, u64>,
+    bytes: u64,
+}
+
+/// A stream that failed: why, and what had arrived before.
+#[derive(Debug, thiserror::Error)]
+#[error("{cause}\n{blobs} blob(s), {bytes} bytes, had arrived verified before that; no manifest and no tag was pushed")]
+pub struct StreamError {
+    pub cause: StoreError,
+    pub blobs: usize,
+    pub bytes: u64,
+}
+
+impl Source for Streamed {
+    fn name(&self) -> &str {
+        STREAM_NAME
+    }
+
+    fn resolve(&self, reference: &Reference) -> Result<Descriptor, StoreError> {
+        resolve_in_layout(self, &self.index, reference, |digest| Ok(self.arrived.get(&digest).copied()))
+    }
+
+    fn blob(&self, descriptor: &Descriptor) -> Result<BlobReader<'_>, StoreError> {
+        let Some(bytes) = self.retained.get(&descriptor.digest) else {
+            let reason = if self.arrived.contains_key(&descriptor.digest) {
+                "it streamed past without being kept (it is large, or the 64 MiB kept for metadata was used up)"
+            } else {
+                "it is not in the stream"
+            };
+            return Err(StoreError::NotFound {
+                store: STREAM_NAME.into(),
+                what: format!("blob {}: {reason}", descriptor.digest),
+            });
+        };
+        let reader: Box<dyn Read + Send> = Box::new(io::Cursor::new(bytes.clone()));
+        Ok(VerifyingReader::new(reader, descriptor.digest, descriptor.size, STREAM_NAME))
+    }
+}
+
+/// Reads the whole stream. Each blob too large to keep is passed to `pass_on` with its
+/// verifying reader, which it must read to the end (or leave: the rest is read and verified
+/// here). `on_index` sees `index.json` as soon as it arrives.
+pub fn read_stream(
+    input: impl Read + Send,
+    on_index: &dyn Fn(&LayoutIndex) -> Result<(), StoreError>,
+    pass_on: &mut dyn FnMut(&Descriptor, &mut BlobReader<'_>) -> Result<(), StoreError>,
+    reporter: &dyn Reporter,
+) -> Result<Streamed, StreamError> {
+    let mut streamed = Streamed {
+        index: LayoutIndex::new(Vec::new(), BTreeMap::new()),
+        index_bytes: Vec::new(),
+        retained: HashMap::new(),
+        retained_bytes: 0,
+        arrived: BTreeMap::new(),
+        bytes: 0,
+    };
+    let mut stream = TarStream::new(input, STREAM_NAME);
+    let outcome = read_entries(&mut stream, &mut streamed, on_index, pass_on, reporter);
+    match outcome {
+        Ok(()) => Ok(streamed),
+        Err(cause) => Err(StreamError { cause, blobs: streamed.arrived.len(), bytes: streamed.bytes }),
+    }
+}
+
+fn read_entries<R: Read + Send>(
+    stream: &mut TarStream<R>,
+    streamed: &mut Streamed,
+    on_index: &dyn Fn(&LayoutIndex) -> Result<(), StoreError>,
+    pass_on: &mut dyn FnMut(&Descriptor, &mut BlobReader<'_>) -> Result<(), StoreError>,
+    reporter: &dyn Reporter,
+) -> Result<(), StoreError> {
+    let (mut saw_layout, mut saw_index) = (false, false);
+    let invalid = |reason: String| StoreError::Invalid { store: STREAM_NAME.into(), reason };
+    while let Some(entry) = stream.next_entry()? {
+        let read_small = |stream: &mut TarStream<R>, limit: u64| -> Result<Vec<u8>, StoreError> {
+            if entry.size > limit {
+                return Err(invalid(format!(
+                    "{} is {} bytes, over its {limit}-byte limit (AR-R7)",
+                    entry.name, entry.size
+                )));
+            }
+            let mut bytes = Vec::with_capacity(entry.size as usize);
+            stream.data().read_to_end(&mut bytes).map_err(|e| StoreError::io(format!("reading {}", entry.name), e))?;
+            Ok(bytes)
+        };
+        match entry.name.as_str() {
+            OCI_LAYOUT_FILE => {
+                let bytes = read_small(stream, MAX_OCI_LAYOUT_BYTES)?;
+                check_oci_layout(&bytes, OCI_LAYOUT_FILE).map_err(|e| invalid(e.to_string()))?;
+                saw_layout = true;
+            }
+            INDEX_FILE => {
+                let bytes = read_small(stream, MAX_INDEX_BYTES)?;
+                streamed.index = LayoutIndex::parse(&bytes, INDEX_FILE).map_err(|e| invalid(e.to_string()))?;
+                streamed.index_bytes = bytes;
+                saw_index = true;
+                on_index(&streamed.index)?;
+            }
+            name => {
+                let digest = digest_of_blob_path(name).expect("entry names were validated");
+                let descriptor = Descriptor::new("application/octet-stream", digest, entry.size);
+                let data: Box<dyn Read + Send + '_> = Box::new(stream.data());
+                let mut reader = VerifyingReader::new(data, digest, entry.size, STREAM_NAME);
+                let keep = entry.size <= MAX_MANIFEST_BYTES && streamed.retained_bytes + entry.size <= RETAINED_TOTAL;
+                let context = || format!("reading blob {digest}");
+                if keep {
+                    let mut bytes = Vec::with_capacity(entry.size as usize);
+                    reader.read_to_end(&mut bytes).map_err(|e| StoreError::io(context(), e))?;
+                    streamed.retained_bytes += entry.size;
+                    streamed.retained.insert(digest, bytes);
+                } else {
+                    pass_on(&descriptor, &mut reader)?;
+                    io::copy(&mut reader, &mut io::sink()).map_err(|e| StoreError::io(context(), e))?;
+                }
+                streamed.arrived.insert(digest, entry.size);
+                streamed.bytes += entry.size;
+                reporter.bytes(entry.size);
+            }
+        }
+    }
+    if !saw_layout || !saw_index {
+        let missing = if saw_layout { INDEX_FILE } else { OCI_LAYOUT_FILE };
+        return Err(invalid(format!("the stream holds no {missing}: it is not an OCI image layout archive")));
+    }
+    Ok(())
+}
+
+/// The graph checks of a verification over what arrived: failures and warnings into `report`.
+fn check_streamed(streamed: &Streamed, workers: usize, report: &mut VerifyReport) -> Graph {
+    let mut failures = BTreeMap::new();
+    let graph = check_graph(streamed, &streamed.index, &streamed.arrived, workers, &mut failures, &mut report.warnings);
+    report.failures.extend(failures.into_values());
+    report.ok = report.failures.is_empty();
+    graph
+}
+
+fn empty_report() -> VerifyReport {
+    VerifyReport {
+        archive: STREAM_NAME.to_string(),
+        identity: None,
+        ok: false,
+        artifacts: 0,
+        volumes: 0,
+        blobs: 0,
+        bytes: 0,
+        failures: Vec::new(),
+        warnings: Vec::new(),
+    }
+}
+
+fn fill_report(report: &mut VerifyReport, streamed: &Streamed) {
+    report.identity = Some(sha256_digest(&streamed.index_bytes));
+    report.artifacts = streamed.index.manifests.len();
+    report.blobs = streamed.arrived.len();
+    report.bytes = streamed.bytes;
+}
+
+/// `ferry verify -`: every blob hashed as it streams past, then the graph checked.
+pub fn verify_stream(input: impl Read + Send, workers: usize, reporter: &dyn Reporter) -> VerifyReport {
+    let mut report = empty_report();
+    reporter.phase("verifying the stream", 0, 0);
+    let streamed = match read_stream(input, &|_| Ok(()), &mut |_, _| Ok(()), reporter) {
+        Ok(streamed) => streamed,
+        Err(err) => {
+            report
+                .failures
+                .push(format!("{}; {} blob(s), {} bytes, had arrived verified", err.cause, err.blobs, err.bytes));
+            return report;
+        }
+    };
+    fill_report(&mut report, &streamed);
+    check_streamed(&streamed, workers, &mut report);
+    report
+}
+
+/// `ferry import - --to-repo REPO`: large blobs are uploaded as they stream past (those the
+/// repository has are verified and skipped); once the stream has ended complete and verified,
+/// the rest is published exactly as an import from a file: small blobs from memory, manifests
+/// children first, tags, ImageLocations records, the tag check and `--lock-output`.
+pub fn import_stream(
+    input: impl Read + Send,
+    client: Arc<RegistryClient>,
+    repository: &Repository,
+    options: &ImportOptions,
+    reporter: &dyn Reporter,
+) -> Result<ImportSummary, ImportError> {
+    let started = Instant::now();
+    let sink = RegistrySink::new(Arc::clone(&client), repository.clone());
+    let (mut streamed_uploads, mut streamed_bytes) = (0u64, 0u64);
+    let refuse_omitted = |index: &LayoutIndex| -> Result<(), StoreError> {
+        let layers = index.omitted_layers();
+        if layers.is_empty() {
+            return Ok(());
+        }
+        Err(StoreError::Invalid {
+            store: STREAM_NAME.into(),
+            reason: format!(
+                "the archive was exported without its non-distributable layers ({}); re-export with --include-non-distributable-layers",
+                layers.join(", ")
+            ),
+        })
+    };
+    reporter.phase("streaming", 0, 0);
+    let streamed = read_stream(
+        input,
+        &refuse_omitted,
+        &mut |descriptor, reader| {
+            if sink.has_blob(descriptor)? {
+                return Ok(());
+            }
+            sink.put_blob(descriptor, reader)?;
+            streamed_uploads += 1;
+            streamed_bytes += descriptor.size;
+            Ok(())
+        },
+        reporter,
+    )
+    .map_err(|err| ImportError::Integrity { archive: STREAM_NAME.into(), failures: vec![err.to_string()] })?;
+
+    let mut report = empty_report();
+    fill_report(&mut report, &streamed);
+    let graph = check_streamed(&streamed, options.transfer.workers, &mut report);
+    if !report.ok {
+        return Err(ImportError::Integrity { archive: STREAM_NAME.into(), failures: report.failures });
+    }
+    let publish_options = PublishOptions {
+        transfer: options.transfer.clone(),
+        lock_output: options.lock_output.clone(),
+        ..PublishOptions::default()
+    };
+    let mut published = publish(&streamed, &graph, &client, repository, &publish_options, reporter)?;
+    published.blobs_uploaded += streamed_uploads;
+    published.bytes_uploaded += streamed_bytes;
+    published.blobs_present = published.blobs_present.saturating_sub(streamed_uploads);
+    Ok(ImportSummary {
+        archive: "-".to_string(),
+        repository: repository.to_string(),
+        identity: sha256_digest(&streamed.index_bytes),
+        published,
+        seconds: started.elapsed().as_secs_f64(),
+    })
+}
