@@ -16,6 +16,9 @@
 #   upload floor    parallel `curl` POST + PUT of the same unique blobs into a wiped target,
 #                   with the same parallelism;
 #   re-import       `ferry import` of the same archive again, everything already present.
+#   volumes         the same export split into VOLUME_SIZE volumes (default 256MiB): `ferry
+#                   verify` and `ferry import` of the volumes beside the same of the single
+#                   file, alternating round by round (goal: within 1.05x).
 #
 # Reports medians of RUNS timed runs, each after one warm-up (nothing is dropped from the page
 # cache: every tool sees the same warm cache), the ratios the goals are stated in, and ferry's
@@ -214,6 +217,10 @@ rm -f "$work/dd.out"
 "$ferry" verify -q "$archive" >/dev/null  # the archive the imports read is sound
 timed warmup curl_get_all
 for _ in $(seq "$runs"); do timed net curl_get_all; done
+volume_size=${VOLUME_SIZE:-256MiB}
+split=$work/split.tar
+"$ferry" export --lock "$work/bundle.lock.yml" -o "$split" --volume-size "$volume_size" --registry-insecure -q
+volume_count=$(ls "$split".[0-9][0-9][0-9] | wc -l)
 stop_registry source  # the import side needs only the archive
 rm -rf "${work:?}/source/data"
 
@@ -245,6 +252,19 @@ for _ in $(seq "$runs"); do
 done
 timed warmup import_once warmup
 for _ in $(seq "$runs"); do timed reimport import_once reimport; done
+echo "volumes: verify and import of $volume_count volumes beside the single file" >&2
+timed warmup "$ferry" verify -q "$split.volumes.json"
+for _ in $(seq "$runs"); do
+  timed verify_single "$ferry" verify -q "$archive"
+  timed verify_volumes "$ferry" verify -q "$split.volumes.json"
+done
+import_volumes_once() { "$ferry" import "$split.volumes.json" --to-repo "$dst/mirror/bench" --registry-insecure -q; }
+for _ in $(seq "$runs"); do
+  wipe_registry target
+  timed import_single import_once import_single
+  wipe_registry target
+  timed import_volumes import_volumes_once
+done
 wipe_registry target
 timed warmup curl_put_all
 for _ in $(seq "$runs"); do
@@ -279,8 +299,14 @@ row "ferry export" export "$floor_s"
 row "upload floor (curl POST+PUT)" upload "$upload_s"
 row "ferry import (wiped target)" import "$upload_s"
 printf '%-34s %8.3f %10s %10s   %s\n' "ferry re-import (all present)" "$reimport_s" - - "$(runs_of reimport)"
+verify_single_s=$(median "$work/t.verify_single")
+import_single_s=$(median "$work/t.import_single")
+row "ferry verify (single file)" verify_single "$verify_single_s"
+row "ferry verify ($volume_count volumes)" verify_volumes "$verify_single_s"
+row "ferry import (single file)" import_single "$import_single_s"
+row "ferry import ($volume_count volumes)" import_volumes "$import_single_s"
 kib() { printf '%d KiB (%.1f MiB)' "$1" "$(echo "$1 / 1024" | bc -l)"; }
 printf 'ferry peak RSS: export %s, import %s, re-import %s\n' \
   "$(kib "$(max "$work/rss.export")")" "$(kib "$(max "$work/rss.import")")" "$(kib "$(max "$work/rss.reimport")")"
 printf 'goals: export <= 1.15x the larger floor, RSS <= 32 MiB; import <= 1.1x the upload floor,\n'
-printf '       re-import < 1 s, RSS <= 64 MiB on a 3 GiB archive\n'
+printf '       re-import < 1 s, RSS <= 64 MiB on a 3 GiB archive; volumes within 1.05x of the single file\n'
