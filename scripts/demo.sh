@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # The main job end to end on a sample: generate a sample imgpkg bundle (a root bundle with a
 # nested bundle, a plain image and a 2-platform index) as an OCI layout, archive it with
-# ferry, verify and inspect the archive, and read it back with skopeo as an independent tool.
+# ferry (also in volumes), verify and inspect the archive (also from a pipe), read it back with
+# skopeo as an independent tool, import it into a local registry, then describe, pull and copy
+# the relocated bundle there.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ferry=target/release/ferry
@@ -22,6 +24,15 @@ step "ferry verify bundle.tar"
 
 step "ferry inspect bundle.tar"
 "$ferry" inspect "$work/bundle.tar"
+
+step "for removable media: the same archive in 16 KiB volumes with their table, read in place"
+"$ferry" export -q --oci-layout "$work/layouts/bundle" -o "$work/split.tar" --volume-size 16KiB
+ls "$work" | grep split.tar
+cat "$work"/split.tar.0* | cmp - "$work/bundle.tar" && echo "the volumes concatenate to bundle.tar"
+"$ferry" verify "$work/split.tar.volumes.json" --volume-digests
+
+step "and from a pipe (a tape, or cat of the volumes), in one pass"
+cat "$work"/split.tar.0* | "$ferry" verify -
 
 # skopeo 1.9 selects entries by name only when their media type is OCI (imgpkg bundles are
 # Docker schema 2; see spec/archive.md AR-1), so read the multi-platform index by its name.
@@ -51,8 +62,8 @@ cat "$work/bundle.lock.yml"
 step "the repository's tags (imgpkg's internal tags included)"
 "$ferry" tag list "127.0.0.1:$port/demo/bundle" --registry-insecure --imgpkg-internal-tags
 
-step "a second import uploads nothing"
-"$ferry" import "$work/bundle.tar" --to-repo "127.0.0.1:$port/demo/bundle" --registry-insecure
+step "a second import, from the volumes through a pipe, uploads nothing"
+cat "$work"/split.tar.0* | "$ferry" import - --to-repo "127.0.0.1:$port/demo/bundle" --registry-insecure
 
 bundle_ref=$(awk '/image:/ {print $2}' "$work/bundle.lock.yml")
 

@@ -10,8 +10,8 @@ use clap::Args;
 use super::args::Global;
 use super::exit::{Exit, Failure};
 use super::export::{ExportArgs, registry_roots};
-use super::import::ImportArgs;
-use super::output::{self, human_bytes};
+use super::import::{ImportArgs, print_publication};
+use super::output;
 use super::progress::Progress;
 use ferry::engine::TransferOptions;
 use ferry::model::Repository;
@@ -133,26 +133,11 @@ impl CopyArgs {
             let integrity = err.is_integrity();
             Failure::new(err, integrity)
         })?;
-        let published = &summary.published;
         if self.json {
             output::json(&summary);
         } else if !global.quiet {
-            output::note(&format!(
-                "copied {} into {}: {} blobs uploaded ({}), {} mounted, {} already present, {} manifests, {} tags, {} locations records in {:.1}s",
-                summary.sources.join(", "),
-                summary.repository,
-                published.blobs_uploaded,
-                human_bytes(published.bytes_uploaded),
-                published.blobs_mounted,
-                published.blobs_present,
-                published.manifests,
-                published.tags.len(),
-                published.locations_records,
-                summary.seconds
-            ));
-            if let Some(lock) = &published.lock_output {
-                output::note(&format!("wrote {lock}"));
-            }
+            let sources = summary.sources.join(", ");
+            print_publication("copied", &sources, &summary.repository, &summary.published, summary.seconds);
         }
         Ok(Exit::Success)
     }

@@ -11,6 +11,7 @@ use super::progress::Progress;
 use ferry::engine::TransferOptions;
 use ferry::model::Repository;
 use ferry::ops::import::{ImportOptions, import_archive};
+use ferry::ops::relocate::Publication;
 use ferry::ops::stream::import_stream;
 
 /// Push an archive into one repository, verified, tagged and recorded the imgpkg way.
@@ -49,6 +50,25 @@ pub struct ImportArgs {
     pub json: bool,
 }
 
+/// The one-line account of a publication into a repository (import and copy), and the lock
+/// file written.
+pub fn print_publication(verb: &str, from: &str, repository: &str, published: &Publication, seconds: f64) {
+    let mounted =
+        if published.blobs_mounted > 0 { format!(", {} mounted", published.blobs_mounted) } else { String::new() };
+    output::note(&format!(
+        "{verb} {from} into {repository}: {} blobs uploaded ({}){mounted}, {} already present, {} manifests, {} tags, {} locations records in {seconds:.1}s",
+        published.blobs_uploaded,
+        human_bytes(published.bytes_uploaded),
+        published.blobs_present,
+        published.manifests,
+        published.tags.len(),
+        published.locations_records,
+    ));
+    if let Some(lock) = &published.lock_output {
+        output::note(&format!("wrote {lock}"));
+    }
+}
+
 impl ImportArgs {
     pub fn run(&self, global: &Global) -> Result<Exit, Failure> {
         let repository = Repository::parse(&self.to_repo).map_err(|e| Failure::new(e, false))?;
@@ -69,25 +89,10 @@ impl ImportArgs {
             let integrity = err.is_integrity();
             Failure::new(err, integrity)
         })?;
-        let published = &summary.published;
         if self.json {
             output::json(&summary);
         } else if !global.quiet {
-            output::note(&format!(
-                "imported {} into {}: {} blobs uploaded ({}), {} already present, {} manifests, {} tags, {} locations records in {:.1}s",
-                summary.archive,
-                summary.repository,
-                published.blobs_uploaded,
-                human_bytes(published.bytes_uploaded),
-                published.blobs_present,
-                published.manifests,
-                published.tags.len(),
-                published.locations_records,
-                summary.seconds
-            ));
-            if let Some(lock) = &published.lock_output {
-                output::note(&format!("wrote {lock}"));
-            }
+            print_publication("imported", &summary.archive, &summary.repository, &summary.published, summary.seconds);
         }
         Ok(Exit::Success)
     }

@@ -173,20 +173,6 @@ fn check_streamed(streamed: &Streamed, workers: usize, report: &mut VerifyReport
     graph
 }
 
-fn empty_report() -> VerifyReport {
-    VerifyReport {
-        archive: STREAM_NAME.to_string(),
-        identity: None,
-        ok: false,
-        artifacts: 0,
-        volumes: 0,
-        blobs: 0,
-        bytes: 0,
-        failures: Vec::new(),
-        warnings: Vec::new(),
-    }
-}
-
 fn fill_report(report: &mut VerifyReport, streamed: &Streamed) {
     report.identity = Some(sha256_digest(&streamed.index_bytes));
     report.artifacts = streamed.index.manifests.len();
@@ -196,7 +182,7 @@ fn fill_report(report: &mut VerifyReport, streamed: &Streamed) {
 
 /// `ferry verify -`: every blob hashed as it streams past, then the graph checked.
 pub fn verify_stream(input: impl Read + Send, workers: usize, reporter: &dyn Reporter) -> VerifyReport {
-    let mut report = empty_report();
+    let mut report = VerifyReport::empty(STREAM_NAME.to_string());
     reporter.phase("verifying the stream", 0, 0);
     let streamed = match read_stream(input, &|_| Ok(()), &mut |_, _| Ok(()), reporter) {
         Ok(streamed) => streamed,
@@ -256,7 +242,7 @@ pub fn import_stream(
     )
     .map_err(|err| ImportError::Integrity { archive: STREAM_NAME.into(), failures: vec![err.to_string()] })?;
 
-    let mut report = empty_report();
+    let mut report = VerifyReport::empty(STREAM_NAME.to_string());
     fill_report(&mut report, &streamed);
     let graph = check_streamed(&streamed, options.transfer.workers, &mut report);
     if !report.ok {

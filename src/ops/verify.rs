@@ -35,6 +35,23 @@ pub struct VerifyReport {
     pub warnings: Vec<String>,
 }
 
+impl VerifyReport {
+    /// A report of `archive` with nothing checked yet.
+    pub(super) fn empty(archive: String) -> Self {
+        VerifyReport {
+            archive,
+            identity: None,
+            ok: false,
+            artifacts: 0,
+            volumes: 0,
+            blobs: 0,
+            bytes: 0,
+            failures: Vec::new(),
+            warnings: Vec::new(),
+        }
+    }
+}
+
 /// How to verify.
 #[derive(Debug, Clone, Default)]
 pub struct VerifyOptions {
@@ -155,17 +172,7 @@ pub fn check_archive(
     options: &VerifyOptions,
     reporter: &dyn Reporter,
 ) -> Result<(VerifyReport, Option<(LayoutTarSource, Graph)>), StoreError> {
-    let mut report = VerifyReport {
-        archive: path.display().to_string(),
-        identity: None,
-        ok: false,
-        artifacts: 0,
-        volumes: 0,
-        blobs: 0,
-        bytes: 0,
-        failures: Vec::new(),
-        warnings: Vec::new(),
-    };
+    let mut report = VerifyReport::empty(path.display().to_string());
     let archive = match LayoutTarSource::open(path) {
         Ok(archive) => archive,
         Err(err) if err.is_integrity() || matches!(err, StoreError::Invalid { .. }) => {
