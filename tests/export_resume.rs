@@ -531,15 +531,12 @@ fn resume_does_not_trust_a_partial_file_of_other_content() {
     assert_same_file(&archive, &reference);
 }
 
-/// A full disk: on a 10 MiB tmpfs the 18 MiB export fails before anything is fetched (the
-/// archive's space is reserved up front, AR-W2), with a message that says the disk is full, how
-/// much room the archive needs and to free space; nothing is left behind and no final name
-/// appears; once the tmpfs is grown, the export (here with `--resume`, which finds nothing to
-/// take up) writes the archive an uninterrupted export writes. A disk that fills up while
-/// writing where space cannot be reserved keeps the partial file for `--resume`: see the unit
-/// test `a_full_disk_says_what_to_do`. The tmpfs lives in a private mount namespace
-/// (`unshare -r -m`, no root needed where unprivileged user namespaces are allowed); where they
-/// are not, the test says so and passes.
+/// The issue's "a full disk (clear message, partial file kept for `--resume`)": on a 10 MiB
+/// tmpfs the 18 MiB export fails with a message that says the disk is full, names the partial
+/// file and says to free space and use `--resume`; no final name appears; once the tmpfs is
+/// grown, `--resume` keeps what was written and finishes the archive an uninterrupted export
+/// writes. The tmpfs lives in a private mount namespace (`unshare -r -m`, no root needed where
+/// unprivileged user namespaces are allowed); where they are not, the test says so and passes.
 #[test]
 fn a_full_disk_says_so_and_resume_finishes() {
     let probe = std::process::Command::new("unshare").args(["-r", "-m", "true"]).output();
@@ -550,7 +547,7 @@ fn a_full_disk_says_so_and_resume_finishes() {
     let registry = Registry::start(Variant::Plain);
     let scratch = tempfile::tempdir().unwrap();
     let home = scratch.path();
-    seed(&registry, home);
+    let layers = seed(&registry, home);
     let image = format!("{}/team/big:v1", registry.host());
     let reference = home.join("reference.tar");
     export_ok(home, &image, &reference, &[]);
@@ -591,17 +588,19 @@ fn a_full_disk_says_so_and_resume_finishes() {
 
     let message = read("full.stderr");
     assert_eq!(read("full.code").trim(), "1", "a full disk is a failure: {message}");
+    let partial = format!("{}/out.tar.partial", disk.display());
     assert!(
         message.contains("the disk is full")
-            && message.contains("nothing was fetched")
-            && message.contains("Free space, then run the export again"),
+            && message.contains(&format!("{partial} is kept"))
+            && message.contains("free space, then run the same export again with --resume"),
         "{message}"
     );
     assert_eq!(message.matches("the disk is full").count(), 1, "said once: {message}");
-    assert_eq!(read("full.ls").trim(), "", "the space is reserved up front: nothing is left behind");
+    assert_eq!(read("full.ls").trim(), "out.tar.partial", "AR-W2: the partial file is kept, no final name");
 
     let summary: Value = serde_json::from_str(&read("resumed.json")).unwrap();
-    assert_eq!(summary["reusedBlobs"], 0, "{summary}");
+    assert_eq!(summary["reusedBlobs"], 1, "the first layer fit on the disk: {summary}");
+    assert_eq!(summary["reusedBytes"], layers[0].size, "{summary}");
     assert_eq!(read("resumed.ls").trim(), "out.tar");
     assert_same_file(&home.join("resumed.tar"), &reference);
 }

@@ -315,11 +315,9 @@ impl LayoutTarSink {
                 .truncate(true)
                 .open(&path)
                 .map_err(|e| StoreError::io(context(), e))?;
-            let reserved = file.set_len(len).and_then(|()| reserve(&file, len));
+            // Sizing the file up front reserves its length; the blocks are allocated as blobs land.
+            file.set_len(len).map_err(|e| self.write_failure(context(), e))?;
             files.push((path, file, len));
-            if let Err(err) = reserved {
-                return Err(self.no_room(skeleton.layout.total_size, &files, err));
-            }
         }
         self.file = Some(Arc::new(Volumes::new(files)));
         for entry in &skeleton.layout.entries {
@@ -377,23 +375,6 @@ impl LayoutTarSink {
         })
     }
 
-    /// The archive cannot be laid out: on a full disk, the files just created are removed (they
-    /// hold nothing yet) and the message says how much room the archive needs.
-    fn no_room(&self, total: u64, files: &[(PathBuf, File, u64)], err: io::Error) -> StoreError {
-        let context = format!("creating {}", self.partial.display());
-        if !is_disk_full(&err) {
-            return StoreError::io(context, err);
-        }
-        for (path, _, _) in files {
-            let _ = std::fs::remove_file(path);
-        }
-        let advice = format!(
-            "the disk is full ({err}): {} needs {total} bytes; nothing was fetched. Free space, then run the export again",
-            self.name
-        );
-        StoreError::io(context, io::Error::new(io::ErrorKind::StorageFull, advice))
-    }
-
     /// Zeroes every padding and the end marker of a resumed file: whatever happened to those
     /// bytes, the archive comes out byte-identical to an uninterrupted one (AR-W6).
     fn rewrite_zeros(&self, layout: &ArchiveLayout) -> Result<(), StoreError> {
@@ -403,23 +384,6 @@ impl LayoutTarSink {
             self.write_at(&ZEROS[..padding as usize], end)?;
         }
         self.write_at(&ZEROS, layout.total_size - 2 * BLOCK)
-    }
-}
-
-/// Allocates the file's blocks up front (`posix_fallocate`): the archive gets contiguous space
-/// that the concurrent writers fill in place, and a disk too small for it says so before
-/// anything is fetched. Filesystems that cannot preallocate are left to allocate as blobs land.
-fn reserve(file: &File, len: u64) -> io::Result<()> {
-    use std::os::fd::AsRawFd;
-    let Ok(len) = i64::try_from(len) else { return Ok(()) };
-    if len == 0 {
-        return Ok(());
-    }
-    // SAFETY: the descriptor is open for the life of `file`; the call only reads its arguments.
-    let code = unsafe { libc::posix_fallocate(file.as_raw_fd(), 0, len) };
-    match code {
-        0 | libc::EOPNOTSUPP | libc::EINVAL => Ok(()),
-        code => Err(io::Error::from_raw_os_error(code)),
     }
 }
 
