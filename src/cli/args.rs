@@ -6,7 +6,7 @@ use clap::{Args, Parser, Subcommand};
 
 use super::copy::CopyArgs;
 use super::describe::DescribeArgs;
-use super::exit::{Exit, Failure};
+use super::exit::{Exit, Failure, fail};
 use super::export::ExportArgs;
 use super::import::ImportArgs;
 use super::output::{self, human_bytes};
@@ -152,10 +152,7 @@ impl VerifyArgs {
 
 impl InspectArgs {
     pub fn run(&self, global: &Global) -> Result<Exit, Failure> {
-        let report = inspect::inspect_archive(&self.archive, global.workers()).map_err(|err| {
-            let integrity = err.is_integrity();
-            Failure::new(err, integrity)
-        })?;
+        let report = inspect::inspect_archive(&self.archive, global.workers()).map_err(fail)?;
         if self.json {
             output::json(&report);
         } else {

@@ -8,8 +8,8 @@ use std::sync::Arc;
 use clap::Args;
 
 use super::args::Global;
-use super::exit::{Exit, Failure};
-use super::export::{ExportArgs, registry_roots};
+use super::exit::{Exit, Failure, fail};
+use super::export::{ExportArgs, RegistryInput};
 use super::import::{ImportArgs, print_publication};
 use super::output;
 use super::progress::Progress;
@@ -35,20 +35,13 @@ use ferry::store::registry::RegistrySource;
 ///   ferry copy -b registry.example.com/team/bundle:1.0 --to-repo registry.example.com/prod/bundle
 #[derive(Args, Debug)]
 #[command(verbatim_doc_comment)]
-#[command(group = clap::ArgGroup::new("from").required(true).multiple(false))]
+#[command(group = clap::ArgGroup::new("input").required(true).multiple(false))]
 #[command(group = clap::ArgGroup::new("to").required(true).multiple(false))]
 pub struct CopyArgs {
-    /// Bundle to copy
-    #[arg(short = 'b', long = "bundle", value_name = "REF", group = "from")]
-    pub bundle: Option<String>,
-    /// Image or index to copy
-    #[arg(short = 'i', long = "image", value_name = "REF", group = "from")]
-    pub image: Option<String>,
-    /// BundleLock or ImagesLock naming what to copy
-    #[arg(long = "lock", value_name = "FILE", group = "from")]
-    pub lock: Option<PathBuf>,
+    #[command(flatten)]
+    pub from: RegistryInput,
     /// Archive to copy from (written by ferry export or copy --to-tar)
-    #[arg(long = "tar", value_name = "FILE", group = "from")]
+    #[arg(long = "tar", value_name = "FILE", group = "input")]
     pub tar: Option<PathBuf>,
     /// Write an archive
     #[arg(long, value_name = "FILE", group = "to")]
@@ -79,9 +72,7 @@ impl CopyArgs {
                     return Err(usage("--lock-output goes with --to-repo"));
                 }
                 let export = ExportArgs {
-                    bundle: self.bundle.clone(),
-                    image: self.image.clone(),
-                    lock: self.lock.clone(),
+                    from: self.from.clone(),
                     oci_layout: None,
                     build: Default::default(),
                     volume_size: None,
@@ -119,8 +110,7 @@ impl CopyArgs {
         let repository = Repository::parse(to_repo).map_err(|e| Failure::new(e, false))?;
         let client = global.registry.client(global.workers()).map_err(|e| Failure::new(e, false))?;
         let source = RegistrySource::new(Arc::clone(&client));
-        let (roots, expect) =
-            registry_roots(&source, self.bundle.as_deref(), self.image.as_deref(), self.lock.as_deref())?;
+        let (roots, expect) = self.from.roots(&source)?;
         let options = CopyOptions {
             transfer: TransferOptions { workers: global.workers(), ..TransferOptions::default() },
             include_non_distributable: self.include_non_distributable_layers,
@@ -129,10 +119,7 @@ impl CopyArgs {
         let progress = Progress::new(global.quiet);
         let result = copy_to_repo(&source, roots, expect, &client, &repository, &options, &progress);
         progress.finish();
-        let summary = result.map_err(|err| {
-            let integrity = err.is_integrity();
-            Failure::new(err, integrity)
-        })?;
+        let summary = result.map_err(fail)?;
         if self.json {
             output::json(&summary);
         } else if !global.quiet {

@@ -5,10 +5,10 @@ use std::path::PathBuf;
 use clap::Args;
 
 use super::args::Global;
-use super::exit::{Exit, Failure};
+use super::exit::{Exit, Failure, fail};
 use super::output::{self, human_bytes};
 use ferry::model::Reference;
-use ferry::ops::describe::{DescribeError, Node, describe_archive, describe_in_registry};
+use ferry::ops::describe::{Node, describe_archive, describe_in_registry};
 use ferry::store::layout_tar::LayoutTarSource;
 
 /// Show a bundle's tree: nested bundles and images, where each lives and where it came from.
@@ -37,16 +37,11 @@ pub struct DescribeArgs {
     pub json: bool,
 }
 
-fn fail(err: DescribeError) -> Failure {
-    let integrity = err.is_integrity();
-    Failure::new(err, integrity)
-}
-
 impl DescribeArgs {
     pub fn run(&self, global: &Global) -> Result<Exit, Failure> {
         let nodes = match (&self.bundle, &self.tar) {
             (_, Some(archive)) => {
-                let source = LayoutTarSource::open(archive).map_err(|e| fail(e.into()))?;
+                let source = LayoutTarSource::open(archive).map_err(fail)?;
                 let artifacts = ferry::ops::artifacts_of_index(source.index());
                 describe_archive(&source, artifacts, global.workers()).map_err(fail)?
             }

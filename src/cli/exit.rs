@@ -38,3 +38,34 @@ impl Failure {
         Failure { error: error.into(), exit: if integrity { Exit::Integrity } else { Exit::Failure } }
     }
 }
+
+/// Errors that can tell an integrity failure (exit 3) from any other (exit 1).
+pub trait Classified: Into<anyhow::Error> {
+    fn is_integrity(&self) -> bool;
+}
+
+macro_rules! classified {
+    ($($error:ty),* $(,)?) => {
+        $(impl Classified for $error {
+            fn is_integrity(&self) -> bool {
+                <$error>::is_integrity(self)
+            }
+        })*
+    };
+}
+
+classified!(
+    ferry::store::StoreError,
+    ferry::ops::export::ExportError,
+    ferry::ops::import::ImportError,
+    ferry::ops::copy::CopyError,
+    ferry::ops::pull::PullError,
+    ferry::ops::push::PushError,
+    ferry::ops::describe::DescribeError,
+);
+
+/// The failure of a command whose error knows whether it is about integrity.
+pub fn fail(err: impl Classified) -> Failure {
+    let integrity = err.is_integrity();
+    Failure::new(err, integrity)
+}

@@ -5,14 +5,14 @@ use std::path::PathBuf;
 use clap::Args;
 
 use super::args::Global;
-use super::exit::{Exit, Failure};
+use super::exit::{Exit, Failure, fail};
 use super::output::{self, human_bytes};
 use super::progress::Progress;
 use super::push::BuildFlags;
 use ferry::engine::TransferOptions;
 use ferry::model::Reference;
 use ferry::ops::build::build;
-use ferry::ops::export::{self, Expect, ExportError, ExportOptions};
+use ferry::ops::export::{self, Expect, ExportOptions};
 use ferry::store::Source;
 use ferry::store::layout_dir::LayoutDirSource;
 use ferry::store::overlay::Overlay;
@@ -44,15 +44,8 @@ use ferry::store::registry::RegistrySource;
 #[command(verbatim_doc_comment)]
 #[command(group = clap::ArgGroup::new("input").required(true).multiple(false))]
 pub struct ExportArgs {
-    /// Bundle to export, e.g. registry.example.com/team/bundle:1.0
-    #[arg(short = 'b', long = "bundle", value_name = "REF", group = "input")]
-    pub bundle: Option<String>,
-    /// Image or index to export
-    #[arg(short = 'i', long = "image", value_name = "REF", group = "input")]
-    pub image: Option<String>,
-    /// BundleLock or ImagesLock file naming what to export
-    #[arg(long = "lock", value_name = "FILE", group = "input")]
-    pub lock: Option<PathBuf>,
+    #[command(flatten)]
+    pub from: RegistryInput,
     /// OCI image layout directory to archive
     #[arg(long, value_name = "DIR", group = "input")]
     pub oci_layout: Option<PathBuf>,
@@ -80,11 +73,6 @@ pub struct ExportArgs {
     pub json: bool,
 }
 
-fn fail(err: ExportError) -> Failure {
-    let integrity = err.is_integrity();
-    Failure::new(err, integrity)
-}
-
 impl ExportArgs {
     pub fn run(&self, global: &Global) -> Result<Exit, Failure> {
         let options = ExportOptions {
@@ -102,14 +90,13 @@ impl ExportArgs {
             let root = export::built_root(built.descriptor());
             export::export(&source, vec![root], Expect::Bundle, &self.output, &options, &progress)
         } else if let Some(layout) = &self.oci_layout {
-            let source = LayoutDirSource::open(layout).map_err(|e| fail(e.into()))?;
+            let source = LayoutDirSource::open(layout).map_err(fail)?;
             let roots = export::layout_roots(&source);
             export::export(&source, roots, Expect::Any, &self.output, &options, &progress)
         } else {
             let client = global.registry.client(global.workers()).map_err(|e| Failure::new(e, false))?;
             let source = RegistrySource::new(client);
-            let (roots, expect) =
-                registry_roots(&source, self.bundle.as_deref(), self.image.as_deref(), self.lock.as_deref())?;
+            let (roots, expect) = self.from.roots(&source)?;
             export::export(&source, roots, expect, &self.output, &options, &progress)
         };
         progress.finish();
@@ -150,26 +137,34 @@ impl ExportArgs {
     }
 }
 
-/// The roots `-b`, `-i` or `--lock` name in the registries (exactly one is given), and what they
-/// must be.
-pub fn registry_roots(
-    source: &dyn Source,
-    bundle: Option<&str>,
-    image: Option<&str>,
-    lock: Option<&std::path::Path>,
-) -> Result<(Vec<ferry::engine::Artifact>, Expect), Failure> {
-    if let Some(lock) = lock {
-        return export::lock_roots(source, lock).map_err(fail);
+/// What to take from the registries: `-b`, `-i` or `--lock`, in the command's one group of
+/// inputs (export and copy share it, so both read the same flags the same way).
+#[derive(Args, Debug, Default, Clone)]
+pub struct RegistryInput {
+    /// Bundle, e.g. registry.example.com/team/bundle:1.0
+    #[arg(short = 'b', long = "bundle", value_name = "REF", group = "input")]
+    pub bundle: Option<String>,
+    /// Image or index
+    #[arg(short = 'i', long = "image", value_name = "REF", group = "input")]
+    pub image: Option<String>,
+    /// BundleLock or ImagesLock file naming what to take
+    #[arg(long = "lock", value_name = "FILE", group = "input")]
+    pub lock: Option<PathBuf>,
+}
+
+impl RegistryInput {
+    /// The roots named, resolved in `source`, and what they must be.
+    pub fn roots(&self, source: &dyn Source) -> Result<(Vec<ferry::engine::Artifact>, Expect), Failure> {
+        if let Some(lock) = &self.lock {
+            return export::lock_roots(source, lock).map_err(fail);
+        }
+        let (text, expect) = match (&self.bundle, &self.image) {
+            (Some(bundle), _) => (bundle, Expect::Bundle),
+            (None, Some(image)) => (image, Expect::Image),
+            (None, None) => unreachable!("clap requires one input"),
+        };
+        let reference = text.parse::<Reference>().map_err(|e| Failure::new(anyhow::Error::new(e), false))?;
+        let root = export::reference_root(source, &reference).map_err(fail)?;
+        Ok((vec![root], expect))
     }
-    let (text, expect) = match (bundle, image) {
-        (Some(bundle), _) => (bundle, Expect::Bundle),
-        (None, Some(image)) => (image, Expect::Image),
-        (None, None) => unreachable!("clap requires one input"),
-    };
-    let reference = text.parse::<Reference>().map_err(|e| Failure::new(anyhow::Error::new(e), false))?;
-    let root = export::reference_root(source, &reference).map_err(|e| {
-        let integrity = e.is_integrity();
-        Failure::new(e, integrity)
-    })?;
-    Ok((vec![root], expect))
 }

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use clap::Args;
 
 use super::args::Global;
-use super::exit::{Exit, Failure};
+use super::exit::{Exit, Failure, fail};
 use super::output::{self, human_bytes};
 use super::progress::Progress;
 use ferry::engine::TransferOptions;
@@ -85,10 +85,7 @@ impl ImportArgs {
             import_archive(&self.archive, client, &repository, &options, &progress)
         };
         progress.finish();
-        let summary = result.map_err(|err| {
-            let integrity = err.is_integrity();
-            Failure::new(err, integrity)
-        })?;
+        let summary = result.map_err(fail)?;
         if self.json {
             output::json(&summary);
         } else if !global.quiet {

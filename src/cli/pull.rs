@@ -5,11 +5,11 @@ use std::path::PathBuf;
 use clap::Args;
 
 use super::args::Global;
-use super::exit::{Exit, Failure};
+use super::exit::{Exit, Failure, fail};
 use super::output::{self, human_bytes};
 use ferry::model::Reference;
 use ferry::ops::export::Expect;
-use ferry::ops::pull::{PullError, PullOptions, PullSummary, pull_from_archive, pull_from_registry};
+use ferry::ops::pull::{PullOptions, PullSummary, pull_from_archive, pull_from_registry};
 use ferry::store::layout_tar::LayoutTarSource;
 
 /// Write a bundle's or an image's files into a new directory (imgpkg's pull).
@@ -56,11 +56,6 @@ pub struct PullArgs {
     pub json: bool,
 }
 
-fn fail(err: PullError) -> Failure {
-    let integrity = err.is_integrity();
-    Failure::new(err, integrity)
-}
-
 impl PullArgs {
     pub fn run(&self, global: &Global) -> Result<Exit, Failure> {
         let (wanted, expect) = match (&self.bundle, &self.image) {
@@ -71,7 +66,7 @@ impl PullArgs {
         let options = PullOptions { recursive: self.recursive, workers: global.workers() };
         let summary = match &self.tar {
             Some(archive) => {
-                let source = LayoutTarSource::open(archive).map_err(|e| fail(e.into()))?;
+                let source = LayoutTarSource::open(archive).map_err(fail)?;
                 let artifacts = ferry::ops::artifacts_of_index(source.index());
                 pull_from_archive(&source, artifacts, wanted, expect, &self.output, &options)
             }

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use clap::Args;
 
 use super::args::Global;
-use super::exit::{Exit, Failure};
+use super::exit::{Exit, Failure, fail};
 use super::output::{self, human_bytes};
 use super::progress::Progress;
 use ferry::engine::TransferOptions;
@@ -108,10 +108,7 @@ impl PushArgs {
         let progress = Progress::new(global.quiet);
         let result = push(&client, &reference, &options, &progress);
         progress.finish();
-        let summary = result.map_err(|err| {
-            let integrity = err.is_integrity();
-            Failure::new(err, integrity)
-        })?;
+        let summary = result.map_err(fail)?;
         if self.json {
             output::json(&summary);
         } else if !global.quiet {
