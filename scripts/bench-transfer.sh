@@ -188,29 +188,44 @@ timed() {
 rss() { local label=$1; shift; /usr/bin/time -a -o "$work/rss.$label" -f %M "$@"; }
 
 # --- export, beside the network and disk floors -------------------------------------------
+# cpu_seconds PID: the user + system CPU seconds a running process has used so far
+cpu_seconds() { awk -v hz="$(getconf CLK_TCK)" '{printf "%.2f\n", ($14 + $15) / hz}' "/proc/$1/stat"; }
+# One export; its peak RSS goes to rss.export, and the CPU seconds of ferry and of the source
+# registry serving it go to cpu.ferry and cpu.registry (both share this machine's cores).
 export_once() {
-  rm -f "$archive" "$archive.partial"
-  rss export "$ferry" export --lock "$work/bundle.lock.yml" -o "$archive" --registry-insecure -q
+  local before
+  before=$(cpu_seconds "${reg_pid[source]}")
+  /usr/bin/time -o "$work/time.export" -f '%M %U %S' \
+    "$ferry" export --lock "$work/bundle.lock.yml" -o "$archive" --registry-insecure -q
+  echo "$(cpu_seconds "${reg_pid[source]}") - $before" | bc -l >>"$work/cpu.registry"
+  awk '{print $1}' "$work/time.export" >>"$work/rss.export"
+  awk '{print $2 + $3}' "$work/time.export" >>"$work/cpu.ferry"
 }
 curl_get_all() {  # every unique blob from the source registry, $workers at a time
   awk -v base="http://$src/v2" '{print base "/" $2 "/blobs/" $1}' "$work/blobs.txt" |
     xargs -P "$workers" -n 1 curl -sf -o /dev/null
 }
 dd_once() {
-  rm -f "$work/dd.out"
   dd if=/dev/zero of="$work/dd.out" bs=4M count="$dd_count" conv=fdatasync status=none
 }
 
 load_start=$(cut -d' ' -f1-3 /proc/loadavg)
 echo "export: ferry, network floor, disk floor ($runs runs each after a warm-up)" >&2
+# Removing the previous output is never timed: freeing a 1 GiB file takes this disk ~0.3 s.
+clear_archive() { rm -f "$archive" "$archive.partial"; }
+clear_dd() { rm -f "$work/dd.out"; }
+clear_archive
 timed warmup export_once
 archive_bytes=$(stat -c %s "$archive")
 dd_count=$(((archive_bytes + 4194303) / 4194304))
+clear_dd
 timed warmup dd_once
 # Export and dd alternate, so both meet the same state of this (noisy) disk in every round.
-: >"$work/rss.export"
+: >"$work/rss.export"; : >"$work/cpu.ferry"; : >"$work/cpu.registry"
 for _ in $(seq "$runs"); do
+  clear_archive
   timed export export_once
+  clear_dd
   timed disk dd_once
 done
 rm -f "$work/dd.out"
@@ -305,6 +320,14 @@ row "ferry verify (single file)" verify_single "$verify_single_s"
 row "ferry verify ($volume_count volumes)" verify_volumes "$verify_single_s"
 row "ferry import (single file)" import_single "$import_single_s"
 row "ferry import ($volume_count volumes)" import_volumes "$import_single_s"
+cores=$(nproc)
+cpu_ferry=$(median "$work/cpu.ferry")
+cpu_registry=$(median "$work/cpu.registry")
+cpu_bound=$(echo "($cpu_ferry + $cpu_registry) / $cores" | bc -l)
+printf 'CPU of an export (median): ferry %.2f s, the source registry %.2f s; on %d cores that work\n' \
+  "$cpu_ferry" "$cpu_registry" "$cores"
+printf '  alone takes >= %.2f s (= %.2fx the larger floor); ferry export takes %.2fx that bound\n' \
+  "$cpu_bound" "$(echo "$cpu_bound / $floor_s" | bc -l)" "$(echo "$(median "$work/t.export") / $cpu_bound" | bc -l)"
 kib() { printf '%d KiB (%.1f MiB)' "$1" "$(echo "$1 / 1024" | bc -l)"; }
 printf 'ferry peak RSS: export %s, import %s, re-import %s\n' \
   "$(kib "$(max "$work/rss.export")")" "$(kib "$(max "$work/rss.import")")" "$(kib "$(max "$work/rss.reimport")")"
