@@ -119,6 +119,11 @@ fn volumes_round_trip_like_the_single_file() {
         assert!(output.status.success(), "{}: {}", given.display(), text(&output.stdout));
         assert_eq!(json_of(&output)["volumes"], volumes.len());
     }
+    // Progress (plain lines, stderr is not a terminal) counts volumes as volumes.
+    let output = verify(&table_path, &["--volume-digests"]);
+    let progress = text(&output.stderr);
+    assert!(progress.contains(&format!("hashing volumes: {} volumes,", volumes.len())), "{progress}");
+    assert!(progress.contains("hashing: "), "{progress}");
     let inspected = ferry().arg("inspect").arg(&volumes[0]).arg("--json").output().unwrap();
     assert!(inspected.status.success(), "{}", text(&inspected.stderr));
     assert_eq!(json_of(&inspected)["identity"], table["identity"]);

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use super::output;
-use ferry::engine::Reporter;
+use ferry::engine::{Items, Reporter};
 use ferry::model::{Descriptor, Digest};
 
 /// Shows progress according to where stderr goes.
@@ -69,7 +69,7 @@ impl Progress {
 }
 
 impl Reporter for Progress {
-    fn phase(&self, name: &str, items: u64, bytes: u64) {
+    fn phase(&self, name: &str, items: Items, bytes: u64) {
         self.done.store(0, Ordering::Relaxed);
         if let Some(bar) = &self.bar {
             bar.set_prefix(name.to_string());
@@ -81,7 +81,7 @@ impl Reporter for Progress {
             let mut plain = self.plain.lock().expect("progress lock");
             *plain = PlainState { phase: name.to_string(), total: bytes, last: Instant::now() };
             if bytes > 0 {
-                output::note(&format!("{name}: {items} blobs, {}", output::human_bytes(bytes)));
+                output::note(&format!("{name}: {items}, {}", output::human_bytes(bytes)));
             } else {
                 // A stream: its size is not known in advance.
                 output::note(&format!("{name}..."));

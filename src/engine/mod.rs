@@ -16,6 +16,6 @@ mod walk;
 pub use bundle::{BundleContent, LockEntry, is_bundle_config, read_bundle};
 pub use plan::build_plan;
 pub use pool::run_all;
-pub use report::{NoReport, Reporter};
+pub use report::{Items, NoReport, Reporter};
 pub use transfer::{TransferError, TransferOptions, TransferStats, transfer};
 pub use walk::{Artifact, Graph, Problem, WalkOptions, walk};

@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use super::pool::run_all;
-use super::report::Reporter;
+use super::report::{Items, Reporter};
 use crate::store::{Plan, PlannedBlob, Sink, Source, StoreError};
 
 /// How a transfer runs.
@@ -72,7 +72,7 @@ pub fn transfer(
     sink.prepare(plan)?;
     let mut jobs: Vec<&PlannedBlob> = plan.blobs.iter().collect();
     jobs.sort_by(|a, b| b.descriptor.size.cmp(&a.descriptor.size).then(a.descriptor.digest.cmp(&b.descriptor.digest)));
-    reporter.phase("copying", jobs.len() as u64, plan.blob_bytes());
+    reporter.phase("copying", Items::blobs(jobs.len()), plan.blob_bytes());
 
     let shared_sink: &dyn Sink = sink;
     let moved = Arc::new(AtomicU64::new(0));

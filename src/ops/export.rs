@@ -10,7 +10,7 @@ use serde::Serialize;
 
 use super::artifacts_of_index;
 use crate::engine::{
-    Artifact, Graph, Reporter, TransferError, TransferOptions, WalkOptions, build_plan, transfer, walk,
+    Artifact, Graph, Items, Reporter, TransferError, TransferOptions, WalkOptions, build_plan, transfer, walk,
 };
 use crate::model::lock::AnyLock;
 use crate::model::{Digest, Reference, annotations, sha256_digest};
@@ -240,7 +240,7 @@ fn take_up_partial(
         ));
         return Ok(());
     }
-    reporter.phase("checking", plan.blobs.len() as u64, plan.blob_bytes());
+    reporter.phase("checking", Items::blobs(plan.blobs.len()), plan.blob_bytes());
     if let Some(reason) = sink.resume(plan, &|bytes| reporter.bytes(bytes))? {
         reporter.warn(&format!("not resuming from {}: {reason}; starting over", partial.display()));
     }

@@ -13,7 +13,7 @@ use std::time::Instant;
 use super::import::{ImportError, ImportOptions, ImportSummary};
 use super::relocate::{PublishOptions, publish};
 use super::verify::{VerifyReport, check_graph};
-use crate::engine::{Graph, Reporter};
+use crate::engine::{Graph, Items, Reporter};
 use crate::model::layout::{
     INDEX_FILE, LayoutIndex, MAX_INDEX_BYTES, MAX_OCI_LAYOUT_BYTES, OCI_LAYOUT_FILE, check_oci_layout,
 };
@@ -183,7 +183,7 @@ fn fill_report(report: &mut VerifyReport, streamed: &Streamed) {
 /// `ferry verify -`: every blob hashed as it streams past, then the graph checked.
 pub fn verify_stream(input: impl Read + Send, workers: usize, reporter: &dyn Reporter) -> VerifyReport {
     let mut report = VerifyReport::empty(STREAM_NAME.to_string());
-    reporter.phase("verifying the stream", 0, 0);
+    reporter.phase("verifying the stream", Items::unknown(), 0);
     let streamed = match read_stream(input, &|_| Ok(()), &mut |_, _| Ok(()), reporter) {
         Ok(streamed) => streamed,
         Err(err) => {
@@ -225,7 +225,7 @@ pub fn import_stream(
             ),
         })
     };
-    reporter.phase("streaming", 0, 0);
+    reporter.phase("streaming", Items::unknown(), 0);
     let streamed = read_stream(
         input,
         &refuse_omitted,

@@ -10,7 +10,7 @@ use std::path::Path;
 use serde::Serialize;
 
 use super::artifacts_of_index;
-use crate::engine::{Graph, Reporter, WalkOptions, walk};
+use crate::engine::{Graph, Items, Reporter, WalkOptions, walk};
 use crate::model::layout::LayoutIndex;
 use crate::model::{Digest, media, sha256_digest};
 use crate::store::layout_tar::{ArchiveEntry, LayoutTarSource};
@@ -85,7 +85,7 @@ fn check_volume_digests(archive: &LayoutTarSource, reporter: &dyn Reporter) -> V
             open: Box::new(move || Ok(Box::new(archive.open_range(part.start, part.len)) as Box<dyn std::io::Read>)),
         })
         .collect();
-    reporter.phase("hashing volumes", checks.len() as u64, archive.file_size());
+    reporter.phase("hashing volumes", Items::volumes(checks.len()), archive.file_size());
     let outcomes = hash_all(&checks, archive.name(), &|size| reporter.bytes(size));
     let count = parts.len();
     outcomes
@@ -198,7 +198,7 @@ pub fn check_archive(
             open: Box::new(|| Ok(Box::new(archive.open_entry(entry)) as Box<dyn std::io::Read>)),
         })
         .collect();
-    reporter.phase("hashing", checks.len() as u64, report.bytes);
+    reporter.phase("hashing", Items::blobs(checks.len()), report.bytes);
     let outcomes = hash_all(&checks, archive.name(), &|size| reporter.bytes(size));
     for ((digest, entry), outcome) in entries.iter().zip(outcomes) {
         if let Err(failure) = outcome {
