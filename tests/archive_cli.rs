@@ -2,20 +2,13 @@
 //! fixtures (fixtures/README.md), with skopeo and umoci as independent readers. Each test cites
 //! the rule of spec/archive.md or spec/cli.md it holds.
 
+mod cli;
+
 use std::path::{Path, PathBuf};
 use std::process::Command as Process;
-use std::time::Duration;
 
-use assert_cmd::Command;
+use cli::{ferry, json_of};
 use serde_json::Value;
-
-const TIMEOUT: Duration = Duration::from_secs(120);
-
-fn ferry() -> Command {
-    let mut command = Command::cargo_bin("ferry").unwrap();
-    command.timeout(TIMEOUT).env_remove("FERRY_CONCURRENCY");
-    command
-}
 
 fn fixture(relative: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures").join(relative)
@@ -37,11 +30,6 @@ fn export_ok(layout: &str, dir: &Path) -> PathBuf {
     let result = export(layout, &out, &[]);
     assert!(result.status.success(), "export {layout}: {}", String::from_utf8_lossy(&result.stderr));
     out
-}
-
-fn json_of(output: &std::process::Output) -> Value {
-    serde_json::from_slice(&output.stdout)
-        .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&output.stdout)))
 }
 
 fn verify_json(archive: &Path) -> (i32, Value) {

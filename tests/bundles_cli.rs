@@ -3,28 +3,11 @@
 //! blobs mounted within a registry, counted on the wire by a proxy), and `ferry pull` from a
 //! registry and from an archive (spec/cli.md "pull": PL-1 safe extraction, PL-2 lock rewrite).
 
+mod cli;
 mod seed;
 mod support;
 
-// The fixture generator's modules (examples/fixtures/), which the seed builds bundles with.
-#[allow(dead_code)]
-#[path = "../examples/fixtures/bundle.rs"]
-mod bundle;
-#[allow(dead_code)]
-#[path = "../examples/fixtures/layer_tar.rs"]
-mod layer_tar;
-#[allow(dead_code)]
-#[path = "../examples/fixtures/layout_dir.rs"]
-mod layout_dir;
-#[allow(dead_code)]
-#[path = "../examples/fixtures/layouts.rs"]
-mod layouts;
-#[allow(dead_code)]
-#[path = "../examples/fixtures/oci.rs"]
-mod oci;
-#[allow(dead_code)]
-#[path = "../examples/fixtures/prng.rs"]
-mod prng;
+include!("seed/fixture_modules.rs");
 
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
@@ -34,30 +17,10 @@ use std::path::{Path, PathBuf};
 use std::process::Output;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
 
-use assert_cmd::Command;
+use cli::{ferry, json_of, text};
 use serde_json::{Value, json};
 use support::{Registry, Variant, write_image_layout};
-
-fn ferry() -> Command {
-    let mut command = Command::cargo_bin("ferry").unwrap();
-    command.timeout(Duration::from_secs(90)).env_remove("FERRY_CONCURRENCY");
-    for (key, _) in std::env::vars() {
-        if key.starts_with("IMGPKG_") || key.starts_with("FERRY_") {
-            command.env_remove(key);
-        }
-    }
-    command
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
-
-fn json_of(output: &Output) -> Value {
-    serde_json::from_slice(&output.stdout).unwrap_or_else(|e| panic!("{e}: {}", text(&output.stdout)))
-}
 
 fn run(args: &[&str]) -> Output {
     ferry().args(args).arg("--registry-insecure").output().unwrap()

@@ -3,18 +3,11 @@
 //! archive under the final name; a reset in the middle of a layer is resumed and the archive
 //! still verifies.
 
+mod cli;
 mod fault;
 
-use std::time::Duration;
-
-use assert_cmd::Command;
+use cli::ferry;
 use fault::{Fault, FaultServer, Rule};
-
-fn ferry() -> Command {
-    let mut command = Command::cargo_bin("ferry").unwrap();
-    command.timeout(Duration::from_secs(60));
-    command
-}
 
 fn layer(seed: u8, len: usize) -> Vec<u8> {
     (0..len).map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed)).collect()

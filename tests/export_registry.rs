@@ -3,52 +3,18 @@
 //! with its lock pointing there (built by the fixture generator's own code, below); the archive
 //! holds every blob once, verifies, is the same at any concurrency, and imports back.
 
+mod cli;
 mod seed;
 mod support;
 
-// The fixture generator's modules (examples/fixtures/), compiled into this test so it can
-// build a bundle whose lock names the test registry.
-#[allow(dead_code)]
-#[path = "../examples/fixtures/bundle.rs"]
-mod bundle;
-#[allow(dead_code)]
-#[path = "../examples/fixtures/layer_tar.rs"]
-mod layer_tar;
-#[allow(dead_code)]
-#[path = "../examples/fixtures/layout_dir.rs"]
-mod layout_dir;
-#[allow(dead_code)]
-#[path = "../examples/fixtures/layouts.rs"]
-mod layouts;
-#[allow(dead_code)]
-#[path = "../examples/fixtures/oci.rs"]
-mod oci;
-#[allow(dead_code)]
-#[path = "../examples/fixtures/prng.rs"]
-mod prng;
+include!("seed/fixture_modules.rs");
 
 use std::path::{Path, PathBuf};
 use std::process::Output;
-use std::time::Duration;
 
-use assert_cmd::Command;
+use cli::{ferry, json_of, text};
 use seed::seed_bundle;
-use serde_json::Value;
 use support::{Registry, Variant};
-
-fn ferry() -> Command {
-    let mut command = Command::cargo_bin("ferry").unwrap();
-    command.timeout(Duration::from_secs(90)).env_remove("FERRY_CONCURRENCY");
-    command
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
-
-fn json(output: &Output) -> Value {
-    serde_json::from_slice(&output.stdout).unwrap_or_else(|e| panic!("{e}: {}", text(&output.stdout)))
-}
 
 fn export(args: &[&str], out: &Path) -> Output {
     ferry().arg("export").args(args).arg("-o").arg(out).arg("--registry-insecure").arg("--json").output().unwrap()
@@ -71,13 +37,13 @@ fn exports_a_nested_bundle_from_a_registry() {
     assert!(second.status.success(), "{}", text(&second.stderr));
     assert!(std::fs::read(&one).unwrap() == std::fs::read(&eight).unwrap(), "AR-W6: byte-identical at any concurrency");
 
-    let summary = json(&first);
+    let summary = json_of(&first);
     assert_eq!(summary["bundles"], 2);
     assert!(summary["dedupSavedBytes"].as_u64().unwrap() > 0, "the shared base layer is stored once");
 
     let verified = ferry().arg("verify").arg(&one).arg("--json").output().unwrap();
     assert!(verified.status.success(), "{}", text(&verified.stdout));
-    let inspected = json(&ferry().arg("inspect").arg(&one).arg("--json").output().unwrap());
+    let inspected = json_of(&ferry().arg("inspect").arg(&one).arg("--json").output().unwrap());
     let artifacts = inspected["artifacts"].as_array().unwrap();
     assert_eq!(artifacts.len(), 5, "root, nested bundle, app, svc index and sidecar: {inspected}");
     let root_entry = artifacts.iter().find(|a| a["root"] == true).unwrap();
@@ -107,7 +73,7 @@ fn exports_from_a_bundle_lock_and_refuses_i_for_bundles() {
     let archive = scratch.path().join("lock.tar");
     let output = export(&["--lock", lock.to_str().unwrap()], &archive);
     assert!(output.status.success(), "{}", text(&output.stderr));
-    assert_eq!(json(&output)["bundles"], 2);
+    assert_eq!(json_of(&output)["bundles"], 2);
 
     let refused = export(&["-i", &format!("{}/team/bundle:1.0", registry.host())], &scratch.path().join("x.tar"));
     assert_eq!(refused.status.code(), Some(1));
@@ -170,5 +136,5 @@ fn copy_keeps_imgpkg_spelling() {
         .output()
         .unwrap();
     assert!(imported.status.success(), "{}", text(&imported.stderr));
-    assert_eq!(json(&imported)["locationsRecords"], 2);
+    assert_eq!(json_of(&imported)["locationsRecords"], 2);
 }

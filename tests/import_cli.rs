@@ -2,57 +2,24 @@
 //! one repository with imgpkg's tags and ImageLocations records, idempotent re-runs, fail-closed
 //! on damaged archives, and `--lock-output`. Rules cited are from spec/cli.md "import".
 
+mod cli;
 mod support;
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::Output;
-use std::time::Duration;
 
-use assert_cmd::Command;
+use cli::{ferry_at_home, json_of, text};
 use serde_json::Value;
 use support::{Registry, Variant, write_image_layout};
-
-const TIMEOUT: Duration = Duration::from_secs(90);
-
-fn ferry(home: &Path) -> Command {
-    let mut command = Command::cargo_bin("ferry").unwrap();
-    command.timeout(TIMEOUT).env("HOME", home).env("DOCKER_CONFIG", home.join(".docker"));
-    for (key, _) in std::env::vars() {
-        if key.starts_with("IMGPKG_") || key.starts_with("FERRY_") {
-            command.env_remove(key);
-        }
-    }
-    command
-}
 
 fn fixture(relative: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures").join(relative)
 }
 
-/// Flags reaching `registry` with its credentials.
-fn access(registry: &Registry) -> Vec<String> {
-    let mut flags = match registry.ca_cert_path() {
-        Some(ca) => vec!["--registry-ca-cert-path".into(), ca.display().to_string()],
-        None => vec!["--registry-insecure".into()],
-    };
-    if let Some((user, password)) = registry.credentials() {
-        flags.extend(["--registry-username".into(), user.into(), "--registry-password".into(), password.into()]);
-    }
-    flags
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
-
-fn json(output: &Output) -> Value {
-    serde_json::from_slice(&output.stdout).unwrap_or_else(|e| panic!("{e}: {}", text(&output.stdout)))
-}
-
 fn export_fixture(layout: &str, dir: &Path) -> PathBuf {
     let archive = dir.join(format!("{layout}.tar"));
-    let output = ferry(dir)
+    let output = ferry_at_home(dir)
         .args(["export", "-q", "--oci-layout"])
         .arg(fixture(&format!("layouts/{layout}")))
         .arg("-o")
@@ -64,11 +31,11 @@ fn export_fixture(layout: &str, dir: &Path) -> PathBuf {
 }
 
 fn import(archive: &Path, registry: &Registry, repo: &str, home: &Path, extra: &[&str]) -> Output {
-    ferry(home)
+    ferry_at_home(home)
         .arg("import")
         .arg(archive)
         .args(["--to-repo", &format!("{}/{repo}", registry.host()), "--json"])
-        .args(access(registry))
+        .args(registry.access_flags())
         .args(extra)
         .output()
         .unwrap()
@@ -76,15 +43,15 @@ fn import(archive: &Path, registry: &Registry, repo: &str, home: &Path, extra: &
 
 /// Every tag of the repository with its digest, internal tags included.
 fn tags(registry: &Registry, repo: &str, home: &Path) -> Vec<(String, String)> {
-    let output = ferry(home)
+    let output = ferry_at_home(home)
         .args(["tag", "list", &format!("{}/{repo}", registry.host()), "--digests", "--imgpkg-internal-tags", "--json"])
-        .args(access(registry))
+        .args(registry.access_flags())
         .output()
         .unwrap();
     if !output.status.success() {
         return Vec::new();
     }
-    json(&output)
+    json_of(&output)
         .as_array()
         .unwrap()
         .iter()
@@ -128,13 +95,13 @@ fn bundle_round_trip_into_one_repository() {
     let first =
         import(&archive, &registry, "relocated/bundle", scratch.path(), &["--lock-output", lock.to_str().unwrap()]);
     assert!(first.status.success(), "{}", text(&first.stderr));
-    let summary = json(&first);
+    let summary = json_of(&first);
     assert!(summary["blobsUploaded"].as_u64().unwrap() > 0);
     assert_eq!(summary["locationsRecords"], 2);
 
     // Every top-level artifact of the archive is tagged sha256-<hex>.imgpkg with its digest.
-    let inspect = ferry(scratch.path()).arg("inspect").arg(&archive).arg("--json").output().unwrap();
-    let artifacts = json(&inspect)["artifacts"].as_array().unwrap().clone();
+    let inspect = ferry_at_home(scratch.path()).arg("inspect").arg(&archive).arg("--json").output().unwrap();
+    let artifacts = json_of(&inspect)["artifacts"].as_array().unwrap().clone();
     let found: BTreeSet<(String, String)> = tags(&registry, "relocated/bundle", scratch.path()).into_iter().collect();
     for artifact in &artifacts {
         let digest = artifact["digest"].as_str().unwrap();
@@ -192,7 +159,7 @@ fn bundle_round_trip_into_one_repository() {
 
     let again = import(&archive, &registry, "relocated/bundle", scratch.path(), &[]);
     assert!(again.status.success(), "{}", text(&again.stderr));
-    assert_eq!(json(&again)["blobsUploaded"], 0, "a re-import uploads nothing");
+    assert_eq!(json_of(&again)["blobsUploaded"], 0, "a re-import uploads nothing");
     let after: BTreeSet<(String, String)> = tags(&registry, "relocated/bundle", scratch.path()).into_iter().collect();
     assert_eq!(after, found, "a re-import changes no tag");
 }
@@ -253,10 +220,10 @@ fn image_keeps_its_tag_and_never_contacts_the_source() {
         let layout = scratch.path().join("layout");
         digest = write_image_layout(&layout, "app", &[("a.txt", b"a")]).manifest_digest;
         source.push_layout(&layout, "app", "team/app:1.2.3");
-        let output = ferry(scratch.path())
+        let output = ferry_at_home(scratch.path())
             .args(["export", "-q", "-i", &format!("{}/team/app:1.2.3", source.host()), "-o"])
             .arg(&archive)
-            .args(access(&source))
+            .args(source.access_flags())
             .output()
             .unwrap();
         assert!(output.status.success(), "{}", text(&output.stderr));
@@ -308,9 +275,9 @@ fn an_images_lock_keeps_its_order_and_annotations() {
     };
 
     let archive = scratch.path().join("images.tar");
-    let output = ferry(scratch.path())
+    let output = ferry_at_home(scratch.path())
         .args(["export", "-q", "--lock", input.to_str().unwrap(), "-o", archive.to_str().unwrap()])
-        .args(access(&registry))
+        .args(registry.access_flags())
         .output()
         .unwrap();
     assert!(output.status.success(), "{}", text(&output.stderr));
@@ -321,10 +288,10 @@ fn an_images_lock_keeps_its_order_and_annotations() {
     assert_eq!(std::fs::read_to_string(&lock).unwrap(), expected("mirror/images"));
 
     let copied = scratch.path().join("copied.yml");
-    let output = ferry(scratch.path())
+    let output = ferry_at_home(scratch.path())
         .args(["copy", "--lock", input.to_str().unwrap(), "--to-repo", &format!("{host}/prod/images")])
         .args(["--lock-output", copied.to_str().unwrap()])
-        .args(access(&registry))
+        .args(registry.access_flags())
         .output()
         .unwrap();
     assert!(output.status.success(), "{}", text(&output.stderr));
@@ -340,7 +307,7 @@ fn a_rerun_uploads_only_what_is_missing() {
     let archive = export_fixture("multiarch", scratch.path());
     let first = import(&archive, &registry, "partial/multi", scratch.path(), &[]);
     assert!(first.status.success(), "{}", text(&first.stderr));
-    let uploaded = json(&first)["blobsUploaded"].as_u64().unwrap();
+    let uploaded = json_of(&first)["blobsUploaded"].as_u64().unwrap();
     assert!(uploaded >= 3);
 
     // Take two layers away, as if the first run had stopped before them.
@@ -366,7 +333,7 @@ fn a_rerun_uploads_only_what_is_missing() {
     }
     let second = import(&archive, &registry, "partial/multi", scratch.path(), &[]);
     assert!(second.status.success(), "{}", text(&second.stderr));
-    assert_eq!(json(&second)["blobsUploaded"].as_u64().unwrap(), layers.len() as u64, "only the missing layers");
+    assert_eq!(json_of(&second)["blobsUploaded"].as_u64().unwrap(), layers.len() as u64, "only the missing layers");
 }
 
 /// An unauthorised target ends with exit 1 and says how to pass credentials.
@@ -375,7 +342,7 @@ fn an_unauthorised_target_is_explained() {
     let registry = Registry::start(Variant::TlsBasicAuth);
     let scratch = tempfile::tempdir().unwrap();
     let archive = export_fixture("plain-oci", scratch.path());
-    let output = ferry(scratch.path())
+    let output = ferry_at_home(scratch.path())
         .arg("import")
         .arg(&archive)
         .args(["--to-repo", &format!("{}/denied/x", registry.host())])

@@ -2,6 +2,7 @@
 //! independent tools: skopeo reads what was pushed and GNU tar unpacks its layer. Rules are
 //! from spec/cli.md "push" and spec/imgpkg.md "Building".
 
+mod cli;
 mod support;
 
 use std::collections::BTreeMap;
@@ -10,43 +11,12 @@ use std::path::{Path, PathBuf};
 use std::process::Output;
 use std::time::Duration;
 
-use assert_cmd::Command;
+use cli::{ferry, json_of, text};
 use serde_json::Value;
 use support::{Registry, Variant, run_bounded, write_image_layout};
 
-fn ferry() -> Command {
-    let mut command = Command::cargo_bin("ferry").unwrap();
-    command.timeout(Duration::from_secs(90)).env_remove("FERRY_CONCURRENCY");
-    for (key, _) in std::env::vars() {
-        if key.starts_with("IMGPKG_") || key.starts_with("FERRY_") {
-            command.env_remove(key);
-        }
-    }
-    command
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
-
-fn json_of(output: &Output) -> Value {
-    serde_json::from_slice(&output.stdout).unwrap_or_else(|e| panic!("{e}: {}", text(&output.stdout)))
-}
-
-/// Flags reaching `registry` with its credentials.
-fn access(registry: &Registry) -> Vec<String> {
-    let mut flags = match registry.ca_cert_path() {
-        Some(ca) => vec!["--registry-ca-cert-path".into(), ca.display().to_string()],
-        None => vec!["--registry-insecure".into()],
-    };
-    if let Some((user, password)) = registry.credentials() {
-        flags.extend(["--registry-username".into(), user.into(), "--registry-password".into(), password.into()]);
-    }
-    flags
-}
-
 fn push(registry: &Registry, args: &[&str]) -> Output {
-    ferry().arg("push").args(args).arg("--json").args(access(registry)).output().unwrap()
+    ferry().arg("push").args(args).arg("--json").args(registry.access_flags()).output().unwrap()
 }
 
 fn write(path: &Path, content: &[u8], mode: u32) {
@@ -241,7 +211,7 @@ fn push_refuses_with_every_problem_named() {
 
     let listed = ferry()
         .args(["tag", "list", &format!("{}/team/bad", registry.host())])
-        .args(access(&registry))
+        .args(registry.access_flags())
         .output()
         .unwrap();
     assert!(!listed.status.success() || listed.stdout.is_empty(), "nothing was pushed: {}", text(&listed.stdout));
@@ -259,7 +229,7 @@ fn export_from_files_matches_push() {
     let archive: PathBuf = scratch.path().join("bundle.tar");
     let exported = ferry()
         .args(["export", "-f", files.to_str().unwrap(), "-o", archive.to_str().unwrap(), "--json"])
-        .args(access(&registry))
+        .args(registry.access_flags())
         .output()
         .unwrap();
     assert!(exported.status.success(), "{}", text(&exported.stderr));
@@ -276,7 +246,7 @@ fn export_from_files_matches_push() {
         .arg("import")
         .arg(&archive)
         .args(["--to-repo", &format!("{}/mirror/bundle", registry.host()), "--json"])
-        .args(access(&registry))
+        .args(registry.access_flags())
         .output()
         .unwrap();
     assert!(imported.status.success(), "{}", text(&imported.stderr));

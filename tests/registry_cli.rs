@@ -3,27 +3,13 @@
 //! private CA, TLS with basic auth, TLS with token auth. Credentials come from flags, imgpkg's
 //! environment variables and Docker's config file; errors must say what to do.
 
+mod cli;
 mod support;
 
 use std::path::Path;
-use std::time::Duration;
 
-use assert_cmd::Command;
+use cli::ferry_at_home;
 use support::{Registry, Variant, write_image_layout};
-
-const TIMEOUT: Duration = Duration::from_secs(60);
-
-/// A ferry command with everything that could leak credentials from the machine removed.
-fn ferry(home: &Path) -> Command {
-    let mut command = Command::cargo_bin("ferry").unwrap();
-    command.timeout(TIMEOUT).env("HOME", home).env("DOCKER_CONFIG", home.join(".docker")).env_remove("XDG_RUNTIME_DIR");
-    for (key, _) in std::env::vars() {
-        if key.starts_with("IMGPKG_") || key.starts_with("FERRY_") || key == "REGISTRY_AUTH_FILE" {
-            command.env_remove(key);
-        }
-    }
-    command
-}
 
 /// Flags that reach `registry` (TLS trust, plain HTTP), without credentials.
 fn reach(registry: &Registry) -> Vec<String> {
@@ -70,12 +56,13 @@ fn tag_list_and_resolve_in_every_variant() {
         let mut args = reach(&registry);
         args.extend(credential_flags(&registry));
 
-        let listed = ferry(scratch.path()).args(["tag", "list", &repo, "--digests"]).args(&args).output().unwrap();
+        let listed =
+            ferry_at_home(scratch.path()).args(["tag", "list", &repo, "--digests"]).args(&args).output().unwrap();
         assert!(listed.status.success(), "{variant:?}: {}", stderr(&listed));
         assert_eq!(stdout(&listed), format!("v1\t{digest}\nv2\t{digest}\n"), "{variant:?}");
 
         let resolved =
-            ferry(scratch.path()).args(["tag", "resolve", &format!("{repo}:v1")]).args(&args).output().unwrap();
+            ferry_at_home(scratch.path()).args(["tag", "resolve", &format!("{repo}:v1")]).args(&args).output().unwrap();
         assert!(resolved.status.success(), "{variant:?}: {}", stderr(&resolved));
         assert_eq!(stdout(&resolved).trim(), format!("{repo}@{digest}"));
         if variant == Variant::TlsTokenAuth {
@@ -93,7 +80,7 @@ fn credentials_from_imgpkg_env_and_docker_config() {
     let (user, password) = registry.credentials().unwrap();
     let repo = format!("{}/team/app", registry.host());
 
-    let from_env = ferry(scratch.path())
+    let from_env = ferry_at_home(scratch.path())
         .args(["tag", "list", &repo])
         .args(reach(&registry))
         .env("IMGPKG_REGISTRY_HOSTNAME_0", registry.host())
@@ -106,7 +93,7 @@ fn credentials_from_imgpkg_env_and_docker_config() {
 
     let home = tempfile::tempdir().unwrap();
     registry.write_docker_config(&home.path().join(".docker"));
-    let from_config = ferry(home.path()).args(["tag", "list", &repo]).args(reach(&registry)).output().unwrap();
+    let from_config = ferry_at_home(home.path()).args(["tag", "list", &repo]).args(reach(&registry)).output().unwrap();
     assert!(from_config.status.success(), "{}", stderr(&from_config));
     assert_eq!(stdout(&from_config), "v1\nv2\n");
 }
@@ -120,7 +107,7 @@ fn errors_name_the_problem_and_hide_secrets() {
     let repo = format!("{}/team/app", registry.host());
     let (user, _) = registry.credentials().unwrap();
 
-    let wrong = ferry(scratch.path())
+    let wrong = ferry_at_home(scratch.path())
         .args(["tag", "list", &repo, "--registry-username", user, "--registry-password", "not-the-password-xyz"])
         .args(reach(&registry))
         .output()
@@ -132,7 +119,7 @@ fn errors_name_the_problem_and_hide_secrets() {
 
     let mut args = reach(&registry);
     args.extend(credential_flags(&registry));
-    let missing_repo = ferry(scratch.path())
+    let missing_repo = ferry_at_home(scratch.path())
         .args(["tag", "list", &format!("{}/team/nothing", registry.host())])
         .args(&args)
         .output()
@@ -140,12 +127,12 @@ fn errors_name_the_problem_and_hide_secrets() {
     assert!(stderr(&missing_repo).contains("NAME_UNKNOWN"), "{}", stderr(&missing_repo));
 
     let missing_tag =
-        ferry(scratch.path()).args(["tag", "resolve", &format!("{repo}:nope")]).args(&args).output().unwrap();
+        ferry_at_home(scratch.path()).args(["tag", "resolve", &format!("{repo}:nope")]).args(&args).output().unwrap();
     assert_eq!(missing_tag.status.code(), Some(1));
     assert!(stderr(&missing_tag).contains("tag nope not found"), "{}", stderr(&missing_tag));
 
     let untrusted =
-        ferry(scratch.path()).args(["tag", "list", &repo]).args(credential_flags(&registry)).output().unwrap();
+        ferry_at_home(scratch.path()).args(["tag", "list", &repo]).args(credential_flags(&registry)).output().unwrap();
     assert_eq!(untrusted.status.code(), Some(1));
     assert!(stderr(&untrusted).contains("--registry-ca-cert-path"), "{}", stderr(&untrusted));
 }
@@ -161,9 +148,9 @@ fn internal_tags_are_hidden_unless_asked() {
     registry.push_layout(&layout, "app", &internal);
     let repo = format!("{}/team/app", registry.host());
 
-    let plain = ferry(scratch.path()).args(["tag", "list", &repo, "--registry-insecure"]).output().unwrap();
+    let plain = ferry_at_home(scratch.path()).args(["tag", "list", &repo, "--registry-insecure"]).output().unwrap();
     assert_eq!(stdout(&plain), "v1\nv2\n");
-    let all = ferry(scratch.path())
+    let all = ferry_at_home(scratch.path())
         .args(["tag", "list", &repo, "--registry-insecure", "--imgpkg-internal-tags", "--json"])
         .output()
         .unwrap();
@@ -204,7 +191,7 @@ fn export_an_image_through_token_auth() {
     let archive = scratch.path().join("app.tar");
     let mut args = reach(&registry);
     args.extend(credential_flags(&registry));
-    let exported = ferry(scratch.path())
+    let exported = ferry_at_home(scratch.path())
         .args(["export", "-i", &format!("{}/team/app:v1", registry.host()), "-o"])
         .arg(&archive)
         .args(&args)
@@ -212,14 +199,14 @@ fn export_an_image_through_token_auth() {
         .output()
         .unwrap();
     assert!(exported.status.success(), "{}", stderr(&exported));
-    let verified = ferry(scratch.path()).arg("verify").arg(&archive).arg("--json").output().unwrap();
+    let verified = ferry_at_home(scratch.path()).arg("verify").arg(&archive).arg("--json").output().unwrap();
     assert!(verified.status.success(), "{}", stdout(&verified));
-    let inspected = ferry(scratch.path()).arg("inspect").arg(&archive).arg("--json").output().unwrap();
+    let inspected = ferry_at_home(scratch.path()).arg("inspect").arg(&archive).arg("--json").output().unwrap();
     let report: serde_json::Value = serde_json::from_slice(&inspected.stdout).unwrap();
     assert_eq!(report["artifacts"][0]["digest"], digest.as_str());
     assert_eq!(report["artifacts"][0]["rootTag"], "v1");
 
-    let bundle = ferry(scratch.path())
+    let bundle = ferry_at_home(scratch.path())
         .args(["export", "-b", &format!("{}/team/app:v1", registry.host()), "-o"])
         .arg(scratch.path().join("b.tar"))
         .args(&args)
@@ -258,8 +245,12 @@ fn credentials_from_docker_credential_helpers() {
         let home = tempfile::tempdir().unwrap();
         std::fs::create_dir(home.path().join(".docker")).unwrap();
         std::fs::write(home.path().join(".docker/config.json"), &config).unwrap();
-        let listed =
-            ferry(home.path()).env("PATH", &path).args(["tag", "list", &repo]).args(reach(&registry)).output().unwrap();
+        let listed = ferry_at_home(home.path())
+            .env("PATH", &path)
+            .args(["tag", "list", &repo])
+            .args(reach(&registry))
+            .output()
+            .unwrap();
         assert!(listed.status.success(), "{config}: {}", stderr(&listed));
         assert_eq!(stdout(&listed), "v1\nv2\n");
     }

@@ -3,29 +3,15 @@
 //! volume or the name), resume across volumes, and every kind of damage is named by volume with
 //! nothing pushed to a real registry (tests/support).
 
+mod cli;
 mod support;
 
 use std::path::{Path, PathBuf};
 use std::process::Output;
-use std::time::Duration;
 
-use assert_cmd::Command;
+use cli::{ferry, json_of, text};
 use serde_json::Value;
 use support::{Registry, Variant};
-
-fn ferry() -> Command {
-    let mut command = Command::cargo_bin("ferry").unwrap();
-    command.timeout(Duration::from_secs(90)).env_remove("FERRY_CONCURRENCY");
-    command
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
-
-fn json_of(output: &Output) -> Value {
-    serde_json::from_slice(&output.stdout).unwrap_or_else(|e| panic!("{e}: {}", text(&output.stdout)))
-}
 
 fn fixture(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/layouts").join(name)

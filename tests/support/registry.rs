@@ -255,6 +255,18 @@ impl Registry {
         self.variant.auth().then_some((USERNAME, PASSWORD))
     }
 
+    /// ferry's flags for reaching this registry: its CA (or plain HTTP) and its credentials.
+    pub fn access_flags(&self) -> Vec<String> {
+        let mut flags = match self.ca_cert_path() {
+            Some(ca) => vec!["--registry-ca-cert-path".into(), ca.display().to_string()],
+            None => vec!["--registry-insecure".into()],
+        };
+        if let Some((user, password)) = self.credentials() {
+            flags.extend(["--registry-username".into(), user.into(), "--registry-password".into(), password.into()]);
+        }
+        flags
+    }
+
     /// The process id of `docker-registry`.
     pub fn pid(&self) -> u32 {
         self.process.0.id()
