@@ -3,6 +3,7 @@
 
 pub mod annotations;
 pub mod digest;
+pub mod index_rules;
 pub mod layout;
 pub mod lock;
 pub mod manifest;

@@ -167,7 +167,14 @@ fn read_entries<R: Read + Send>(
 /// The graph checks of a verification over what arrived: failures and warnings into `report`.
 fn check_streamed(streamed: &Streamed, workers: usize, report: &mut VerifyReport) -> Graph {
     let mut failures = BTreeMap::new();
-    let graph = check_graph(streamed, &streamed.index, &streamed.arrived, workers, &mut failures, &mut report.warnings);
+    let graph = check_graph(
+        streamed,
+        (&streamed.index, &streamed.index_bytes),
+        &streamed.arrived,
+        workers,
+        &mut failures,
+        &mut report.warnings,
+    );
     report.failures.extend(failures.into_values());
     report.ok = report.failures.is_empty();
     graph

@@ -11,8 +11,9 @@ use serde::Serialize;
 
 use super::artifacts_of_index;
 use crate::engine::{Graph, Items, Reporter, WalkOptions, walk};
+use crate::model::index_rules::ferry_index_problems;
 use crate::model::layout::LayoutIndex;
-use crate::model::{Digest, media, sha256_digest};
+use crate::model::{Digest, ManifestKind, media, sha256_digest};
 use crate::store::layout_tar::{ArchiveEntry, LayoutTarSource};
 use crate::store::volumes::Volumes;
 use crate::store::{Source, StoreError};
@@ -110,7 +111,7 @@ fn check_volume_digests(archive: &LayoutTarSource, reporter: &dyn Reporter) -> V
 /// records as left out excepted); unreferenced blobs are warnings. Returns the walked graph.
 pub(super) fn check_graph(
     source: &dyn Source,
-    index: &LayoutIndex,
+    (index, index_bytes): (&LayoutIndex, &[u8]),
     stored: &BTreeMap<Digest, u64>,
     workers: usize,
     failures: &mut BTreeMap<String, String>,
@@ -122,6 +123,10 @@ pub(super) fn check_graph(
         let subject = problem.subject.map_or_else(|| problem.message.clone(), |d| d.to_string());
         failures.entry(subject).or_insert_with(|| problem.message.clone());
     }
+    for (number, problem) in ferry_index_problems(index, index_bytes).into_iter().enumerate() {
+        failures.insert(format!("{} {number:04}", problem.subject), problem.message);
+    }
+    check_media_types(index, &graph, failures);
     let recorded_omitted: BTreeSet<String> = index.omitted_layers().into_iter().collect();
     for (digest, (descriptor, _)) in &graph.blobs {
         let subject = digest.to_string();
@@ -152,6 +157,29 @@ pub(super) fn check_graph(
         }
     }
     graph
+}
+
+/// AR-R10: every descriptor pointing at a manifest (from `index.json` or an index) states the
+/// media type the manifest has. Parsing already refuses two manifest types that disagree; this
+/// catches a descriptor whose type is not a manifest type at all.
+fn check_media_types(index: &LayoutIndex, graph: &Graph, failures: &mut BTreeMap<String, String>) {
+    let children = graph.manifests.values().flat_map(|manifest| match manifest.kind() {
+        ManifestKind::Index(inner) => inner.manifests.iter().collect(),
+        ManifestKind::Image(_) => Vec::new(),
+    });
+    for descriptor in index.manifests.iter().chain(children) {
+        let Some(manifest) = graph.manifests.get(&descriptor.digest) else { continue };
+        if manifest.media_type() != descriptor.media_type {
+            failures.entry(descriptor.digest.to_string()).or_insert_with(|| {
+                format!(
+                    "manifest {}: a descriptor gives its media type as {:?}, but it is {:?} (AR-R10)",
+                    descriptor.digest,
+                    descriptor.media_type,
+                    manifest.media_type()
+                )
+            });
+        }
+    }
 }
 
 /// Verifies the archive at `path`. An archive that cannot be opened for a reason other than
@@ -210,7 +238,14 @@ pub fn check_archive(
     }
 
     let stored: BTreeMap<Digest, u64> = entries.iter().map(|(digest, entry)| (*digest, entry.size)).collect();
-    let graph = check_graph(&archive, archive.index(), &stored, options.workers, &mut failures, &mut report.warnings);
+    let graph = check_graph(
+        &archive,
+        (archive.index(), archive.index_bytes()),
+        &stored,
+        options.workers,
+        &mut failures,
+        &mut report.warnings,
+    );
     report.failures = failures.into_values().collect();
     report.ok = report.failures.is_empty();
     // The hashing jobs and the entry list borrow the archive; it is handed back after them.

@@ -1,0 +1,187 @@
+//! Archives are untrusted input (spec/archive.md AR-R*): whatever bytes a file or a pipe holds,
+//! `verify`, `inspect` and the stream reader must answer with a report or an error, never a
+//! panic. A valid archive (the committed bundle fixture, exported by the binary) is mutated
+//! from a fixed seed: bytes flipped in tar headers and JSON, size fields rewritten, the file
+//! cut short, regions copied over each other. `FERRY_MUTANTS=N` runs more of them.
+
+mod cli;
+
+use std::io::Cursor;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::path::Path;
+
+use cli::{ferry, text};
+use ferry::engine::NoReport;
+use ferry::ops::inspect::inspect_archive;
+use ferry::ops::stream::verify_stream;
+use ferry::ops::verify::{VerifyOptions, verify_archive};
+
+const BLOCK: usize = 512;
+
+/// A small deterministic generator (xorshift64*), so a failure names a seed that replays it.
+struct Prng(u64);
+
+impl Prng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+
+    fn below(&mut self, bound: usize) -> usize {
+        (self.next() % bound.max(1) as u64) as usize
+    }
+}
+
+/// Offsets of every tar header in a well-formed archive, with its entry's data size.
+fn headers(archive: &[u8]) -> Vec<(usize, usize)> {
+    let mut found = Vec::new();
+    let mut offset = 0;
+    while offset + BLOCK <= archive.len() && archive[offset..offset + BLOCK].iter().any(|&b| b != 0) {
+        let field = text(&archive[offset + 124..offset + 136]);
+        let size = usize::from_str_radix(field.trim_matches(|c: char| c == '\0' || c == ' '), 8).unwrap();
+        found.push((offset, size));
+        offset += BLOCK + size.next_multiple_of(BLOCK);
+    }
+    found
+}
+
+/// One mutant of `archive` and what was done to it.
+fn mutate(archive: &[u8], headers: &[(usize, usize)], rng: &mut Prng) -> (Vec<u8>, String) {
+    let mut bytes = archive.to_vec();
+    let (header, size) = headers[rng.below(headers.len())];
+    match rng.below(6) {
+        0 => {
+            let at = header + rng.below(BLOCK);
+            bytes[at] ^= 1 << rng.below(8);
+            (bytes, format!("bit flipped in the header at {header}, byte {at}"))
+        }
+        1 => {
+            const SIZE_BYTES: &[u8] = b"0123456777 \0x";
+            let digits: String = (0..11).map(|_| char::from(SIZE_BYTES[rng.below(SIZE_BYTES.len())])).collect();
+            bytes[header + 124..header + 135].copy_from_slice(digits.as_bytes());
+            (bytes, format!("size field of the header at {header} set to {digits:?}"))
+        }
+        2 => {
+            let cut = rng.below(archive.len());
+            bytes.truncate(cut);
+            (bytes, format!("cut to {cut} bytes"))
+        }
+        3 if size > 0 => {
+            // Entry data: JSON for metadata and manifests, where a changed character matters most.
+            let at = header + BLOCK + rng.below(size);
+            const JSON_BYTES: &[u8] = b"\"{}[],:0123456789abcdef\\ \0\xff";
+            bytes[at] = JSON_BYTES[rng.below(JSON_BYTES.len())];
+            (bytes, format!("data byte {at} of the entry at {header} replaced"))
+        }
+        4 => {
+            let (from, len) = (rng.below(archive.len()), 1 + rng.below(2 * BLOCK));
+            let to = rng.below(archive.len());
+            let len = len.min(archive.len() - from).min(archive.len() - to);
+            let chunk = archive[from..from + len].to_vec();
+            bytes[to..to + len].copy_from_slice(&chunk);
+            (bytes, format!("{len} bytes from {from} copied over {to}"))
+        }
+        _ => {
+            let name_at = header + rng.below(100);
+            const NAME_BYTES: &[u8] = b"./\0\xff.a";
+            bytes[name_at] = NAME_BYTES[rng.below(NAME_BYTES.len())];
+            (bytes, format!("name byte {name_at} of the header at {header} changed"))
+        }
+    }
+}
+
+/// How every archive reader took `bytes`: which one panicked, or whether verify passed them.
+fn read_mutant(bytes: &[u8], path: &Path) -> Result<bool, &'static str> {
+    std::fs::write(path, bytes).unwrap();
+    let options = VerifyOptions { workers: 2, volume_digests: false };
+    let Ok(verified) = catch_unwind(AssertUnwindSafe(|| verify_archive(path, &options, &NoReport))) else {
+        return Err("verify");
+    };
+    if catch_unwind(AssertUnwindSafe(|| inspect_archive(path, 2))).is_err() {
+        return Err("inspect");
+    }
+    let Ok(streamed) = catch_unwind(AssertUnwindSafe(|| verify_stream(Cursor::new(bytes), 2, &NoReport))) else {
+        return Err("verify -");
+    };
+    let passed = verified.is_ok_and(|report| report.ok);
+    assert_eq!(passed, streamed.ok, "verify and verify - agree");
+    Ok(passed)
+}
+
+/// The bundle fixture exported by the binary into `dir`: its path and bytes.
+fn valid_archive(dir: &Path) -> (std::path::PathBuf, Vec<u8>) {
+    let valid = dir.join("valid.tar");
+    let layout = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/layouts/bundle");
+    let exported = ferry().args(["export", "-q", "--oci-layout"]).arg(&layout).arg("-o").arg(&valid).output().unwrap();
+    assert!(exported.status.success(), "{}", text(&exported.stderr));
+    let bytes = std::fs::read(&valid).unwrap();
+    (valid, bytes)
+}
+
+/// AR-R10, AR-R11: changes to `index.json` that leave it valid JSON, each of the same length
+/// (so every tar header still holds), are failures of verify, of `verify -` and of the CLI.
+#[test]
+fn valid_json_changes_to_index_json_are_caught() {
+    let scratch = tempfile::tempdir().unwrap();
+    let (_, archive) = valid_archive(scratch.path());
+    let (index_header, index_size) = headers(&archive)[1];
+    let index = index_header + BLOCK..index_header + BLOCK + index_size;
+    assert_eq!(&archive[index_header..index_header + 10], b"index.json");
+    let cases = [
+        ("vnd.oci.image.manifest.v1+json", "vnd.oci.image4manifest.v1+json", "AR-R10"),
+        ("\"annotations\"", "\"ann tations\"", "canonical JSON"),
+        (
+            "dev.ferry.original-ref\":\"registry.example.com/team/svc@sha256",
+            "dev.ferry.original-ref\":\"registry.example.com/team/svc@sha556",
+            "is not a reference",
+        ),
+        (
+            "\"org.opencontainers.image.ref.name\":\"registry.example.com/team/app@",
+            "\"org.opencon0ainers.image.ref.name\":\"registry.example.com/team/app@",
+            "has no org.opencontainers.image.ref.name",
+        ),
+        ("\"dev.ferry.root\":\"true\"", "\"dev.ferry.root\":\"True\"", "ferry writes only"),
+    ];
+    for (from, to, expected) in cases {
+        let json = text(&archive[index.clone()]);
+        assert!(json.contains(from), "{from} in {json}");
+        let mut bytes = archive.clone();
+        bytes[index.clone()].copy_from_slice(json.replacen(from, to, 1).as_bytes());
+        let path = scratch.path().join("changed.tar");
+        std::fs::write(&path, &bytes).unwrap();
+        let options = VerifyOptions { workers: 2, volume_digests: false };
+        let report = verify_archive(&path, &options, &NoReport).unwrap();
+        assert!(!report.ok && report.failures.join("\n").contains(expected), "{to}: {:?}", report.failures);
+        let streamed = verify_stream(Cursor::new(&bytes), 2, &NoReport);
+        assert!(!streamed.ok && streamed.failures.join("\n").contains(expected), "{to}: {:?}", streamed.failures);
+        let cli = ferry().arg("verify").arg(&path).output().unwrap();
+        assert_eq!(cli.status.code(), Some(3), "{to}: {}", text(&cli.stdout));
+    }
+}
+
+#[test]
+fn mutated_archives_are_reported_never_panic_on() {
+    let scratch = tempfile::tempdir().unwrap();
+    let (valid, archive) = valid_archive(scratch.path());
+    let headers = headers(&archive);
+    let options = VerifyOptions { workers: 2, volume_digests: false };
+    assert!(verify_archive(&valid, &options, &NoReport).unwrap().ok, "the unmutated archive verifies");
+
+    let mutants: u64 = std::env::var("FERRY_MUTANTS").ok().and_then(|n| n.parse().ok()).unwrap_or(400);
+    let mutant_path = scratch.path().join("mutant.tar");
+    let mut panics = Vec::new();
+    let mut passed = Vec::new();
+    for seed in 1..=mutants {
+        let mut rng = Prng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1);
+        let (bytes, what) = mutate(&archive, &headers, &mut rng);
+        match read_mutant(&bytes, &mutant_path) {
+            Err(reader) => panics.push(format!("seed {seed}: {reader} panicked on an archive with {what}")),
+            Ok(true) if bytes != archive => passed.push(format!("seed {seed}: {what}")),
+            Ok(_) => {}
+        }
+    }
+    eprintln!("{} of {mutants} mutants passed verify:\n{}", passed.len(), passed.join("\n"));
+    assert!(panics.is_empty(), "{} of {mutants} mutants made a reader panic:\n{}", panics.len(), panics.join("\n"));
+}
