@@ -48,10 +48,15 @@ fn verify(path: &Path, extra: &[&str]) -> Output {
 }
 
 fn import(path: &Path, registry: &Registry, repo: &str) -> Output {
+    import_with(path, registry, repo, &[])
+}
+
+fn import_with(path: &Path, registry: &Registry, repo: &str, extra: &[&str]) -> Output {
     ferry()
         .arg("import")
         .arg(path)
         .args(["--to-repo", &format!("{}/{repo}", registry.host()), "--registry-insecure", "--json"])
+        .args(extra)
         .output()
         .unwrap()
 }
@@ -335,4 +340,44 @@ fn a_cut_or_corrupt_stream_pushes_nothing() {
     assert!(text(&corrupt.stderr).contains(&image.layer_digest), "{}", text(&corrupt.stderr));
     assert!(tags(&registry, "corrupt/big").is_empty());
     assert!(!has_blob(&registry, "corrupt/big", &image.layer_digest), "a damaged layer is never committed");
+}
+
+/// `--identity` (AR-6): verify and import of a file or a pipe refuse an archive whose
+/// index.json is not the one exported, before anything is uploaded; the right identity passes.
+#[test]
+fn identity_pins_the_exported_archive() {
+    let registry = Registry::start(Variant::Plain);
+    let scratch = tempfile::tempdir().unwrap();
+    let layout = scratch.path().join("layout");
+    let image = support::write_image_layout(&layout, "big", &[("big.bin", &noise(6 << 20, 7))]);
+    let archive = scratch.path().join("big.tar");
+    let output =
+        ferry().args(["export", "--json", "--oci-layout"]).arg(&layout).arg("-o").arg(&archive).output().unwrap();
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    let identity = json_of(&output)["identity"].as_str().unwrap().to_string();
+    let other = format!("sha256:{}", "0".repeat(64));
+    let bytes = std::fs::read(&archive).unwrap();
+
+    assert!(verify(&archive, &["--identity", &identity]).status.success());
+    let wrong = verify(&archive, &["--identity", &other]);
+    assert_eq!(wrong.status.code(), Some(3));
+    assert!(text(&wrong.stdout).contains(&format!("not the expected {other}")), "{}", text(&wrong.stdout));
+    let piped = ferry().args(["verify", "-", "--identity", &other]).write_stdin(bytes.clone()).output().unwrap();
+    assert_eq!(piped.status.code(), Some(3), "{}", text(&piped.stdout));
+
+    let refused = import_with(&archive, &registry, "file/big", &["--identity", &other]);
+    assert_eq!(refused.status.code(), Some(3), "{}", text(&refused.stderr));
+    assert!(text(&refused.stderr).contains("not the expected"), "{}", text(&refused.stderr));
+    let refused = ferry()
+        .args(["import", "-", "--to-repo", &format!("{}/pipe/big", registry.host()), "--registry-insecure"])
+        .args(["--identity", &other])
+        .write_stdin(bytes)
+        .output()
+        .unwrap();
+    assert_eq!(refused.status.code(), Some(3), "{}", text(&refused.stderr));
+    assert!(tags(&registry, "file/big").is_empty() && tags(&registry, "pipe/big").is_empty());
+    assert!(!has_blob(&registry, "pipe/big", &image.layer_digest), "refused before any upload");
+
+    let accepted = import_with(&archive, &registry, "file/big", &["--identity", &identity]);
+    assert!(accepted.status.success(), "{}", text(&accepted.stderr));
 }

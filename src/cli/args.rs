@@ -16,6 +16,7 @@ use super::push::PushArgs;
 use super::registry::RegistryFlags;
 use super::tag::TagArgs;
 use ferry::engine::TransferOptions;
+use ferry::model::Digest;
 use ferry::ops::{inspect, verify};
 
 /// Carry OCI images and imgpkg bundles across an air gap as one verifiable archive.
@@ -75,8 +76,13 @@ pub enum Command {
 /// ARCHIVE.volumes.json, any of its volumes, or its name: every volume must be there with the
 /// size its table lists, and a damaged blob is reported with the volume it lies in.
 ///
+/// Blob bytes are covered by their digests; index.json, which names them, only by itself. To
+/// know it is the index.json that was exported, and not a consistent forgery, pass the identity
+/// the export printed (carried apart from the archive) with --identity.
+///
 /// Examples:
 ///   ferry verify bundle.tar
+///   ferry verify bundle.tar --identity sha256:3f2a...   (the identity export printed)
 ///   ferry verify bundle.tar.volumes.json --volume-digests
 ///   cat bundle.tar.0* | ferry verify -
 #[derive(Args, Debug)]
@@ -87,6 +93,9 @@ pub struct VerifyArgs {
     /// Also hash every volume whole against the sha256 its table lists (reads everything twice)
     #[arg(long)]
     pub volume_digests: bool,
+    /// Fail unless the archive's identity (sha256 of its index.json) is this one
+    #[arg(long, value_name = "sha256:HEX")]
+    pub identity: Option<Digest>,
     /// Print the report as JSON on stdout
     #[arg(long)]
     pub json: bool,
@@ -118,7 +127,10 @@ impl VerifyArgs {
             verify::verify_archive(&self.archive, &options, &progress)
         };
         progress.finish();
-        let report = result.map_err(|err| Failure::new(err, false))?;
+        let mut report = result.map_err(|err| Failure::new(err, false))?;
+        if let Some(expected) = &self.identity {
+            report.expect_identity(expected);
+        }
         if self.json {
             output::json(&report);
         } else {

@@ -97,6 +97,7 @@ impl CopyArgs {
                     archive: tar.clone(),
                     to_repo: to_repo.clone(),
                     lock_output: self.lock_output.clone(),
+                    identity: None,
                     json: self.json,
                 };
                 import.run(global)

@@ -9,7 +9,7 @@ use super::exit::{Exit, Failure, fail};
 use super::output::{self, human_bytes};
 use super::progress::Progress;
 use ferry::engine::TransferOptions;
-use ferry::model::Repository;
+use ferry::model::{Digest, Repository};
 use ferry::ops::import::{ImportOptions, import_archive};
 use ferry::ops::relocate::Publication;
 use ferry::ops::stream::import_stream;
@@ -45,6 +45,10 @@ pub struct ImportArgs {
     /// Write a BundleLock (bundle archives) or ImagesLock pointing at the new location
     #[arg(long, value_name = "FILE")]
     pub lock_output: Option<PathBuf>,
+    /// Refuse the archive unless its identity (sha256 of its index.json) is this one, as the
+    /// export printed it
+    #[arg(long, value_name = "sha256:HEX")]
+    pub identity: Option<Digest>,
     /// Print the summary as JSON on stdout
     #[arg(long)]
     pub json: bool,
@@ -76,6 +80,7 @@ impl ImportArgs {
         let options = ImportOptions {
             transfer: TransferOptions { workers: global.workers(), ..TransferOptions::default() },
             lock_output: self.lock_output.clone(),
+            identity: self.identity,
         };
         let progress = Progress::new(global.quiet);
         let result = if self.archive.as_os_str() == "-" {

@@ -26,6 +26,8 @@ pub struct ImportOptions {
     pub transfer: TransferOptions,
     /// Write a BundleLock (bundle archives) or ImagesLock (image archives) here.
     pub lock_output: Option<PathBuf>,
+    /// Refuse the archive unless its identity (AR-6) is this one.
+    pub identity: Option<Digest>,
 }
 
 /// What an import did.
@@ -80,7 +82,10 @@ pub fn import_archive(
     // The check walks the archive's graph (walk problems are verify failures), so a sound
     // archive comes back opened and walked.
     let verify_options = verify::VerifyOptions { workers: options.transfer.workers, volume_digests: false };
-    let (report, checked) = verify::check_archive(path, &verify_options, reporter)?;
+    let (mut report, checked) = verify::check_archive(path, &verify_options, reporter)?;
+    if let Some(expected) = &options.identity {
+        report.expect_identity(expected);
+    }
     let (archive, graph) = match checked {
         Some(checked) if report.ok => checked,
         _ => return Err(ImportError::Integrity { archive: archive_name, failures: report.failures }),

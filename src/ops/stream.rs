@@ -12,7 +12,7 @@ use std::time::Instant;
 
 use super::import::{ImportError, ImportOptions, ImportSummary};
 use super::relocate::{PublishOptions, publish};
-use super::verify::{VerifyReport, check_graph};
+use super::verify::{VerifyReport, check_graph, identity_mismatch};
 use crate::engine::{Graph, Items, Reporter};
 use crate::model::layout::{
     INDEX_FILE, LayoutIndex, MAX_INDEX_BYTES, MAX_OCI_LAYOUT_BYTES, OCI_LAYOUT_FILE, check_oci_layout,
@@ -81,7 +81,7 @@ impl Source for Streamed {
 /// here). `on_index` sees `index.json` as soon as it arrives.
 pub fn read_stream(
     input: impl Read + Send,
-    on_index: &dyn Fn(&LayoutIndex) -> Result<(), StoreError>,
+    on_index: &dyn Fn(&LayoutIndex, &[u8]) -> Result<(), StoreError>,
     pass_on: &mut dyn FnMut(&Descriptor, &mut BlobReader<'_>) -> Result<(), StoreError>,
     reporter: &dyn Reporter,
 ) -> Result<Streamed, StreamError> {
@@ -104,7 +104,7 @@ pub fn read_stream(
 fn read_entries<R: Read + Send>(
     stream: &mut TarStream<R>,
     streamed: &mut Streamed,
-    on_index: &dyn Fn(&LayoutIndex) -> Result<(), StoreError>,
+    on_index: &dyn Fn(&LayoutIndex, &[u8]) -> Result<(), StoreError>,
     pass_on: &mut dyn FnMut(&Descriptor, &mut BlobReader<'_>) -> Result<(), StoreError>,
     reporter: &dyn Reporter,
 ) -> Result<(), StoreError> {
@@ -133,7 +133,7 @@ fn read_entries<R: Read + Send>(
                 streamed.index = LayoutIndex::parse(&bytes, INDEX_FILE).map_err(|e| invalid(e.to_string()))?;
                 streamed.index_bytes = bytes;
                 saw_index = true;
-                on_index(&streamed.index)?;
+                on_index(&streamed.index, &streamed.index_bytes)?;
             }
             name => {
                 let digest = digest_of_blob_path(name).expect("entry names were validated");
@@ -191,7 +191,7 @@ fn fill_report(report: &mut VerifyReport, streamed: &Streamed) {
 pub fn verify_stream(input: impl Read + Send, workers: usize, reporter: &dyn Reporter) -> VerifyReport {
     let mut report = VerifyReport::empty(STREAM_NAME.to_string());
     reporter.phase("verifying the stream", Items::unknown(), 0);
-    let streamed = match read_stream(input, &|_| Ok(()), &mut |_, _| Ok(()), reporter) {
+    let streamed = match read_stream(input, &|_, _| Ok(()), &mut |_, _| Ok(()), reporter) {
         Ok(streamed) => streamed,
         Err(err) => {
             report
@@ -219,7 +219,13 @@ pub fn import_stream(
     let started = Instant::now();
     let sink = RegistrySink::new(Arc::clone(&client), repository.clone());
     let (mut streamed_uploads, mut streamed_bytes) = (0u64, 0u64);
-    let refuse_omitted = |index: &LayoutIndex| -> Result<(), StoreError> {
+    // Checked as soon as index.json arrives (it comes first, AR-W1), before any upload.
+    let check_index = |index: &LayoutIndex, bytes: &[u8]| -> Result<(), StoreError> {
+        if let Some(expected) = &options.identity {
+            if let Some(mismatch) = identity_mismatch(Some(&sha256_digest(bytes)), expected) {
+                return Err(StoreError::Invalid { store: STREAM_NAME.into(), reason: mismatch });
+            }
+        }
         let layers = index.omitted_layers();
         if layers.is_empty() {
             return Ok(());
@@ -235,7 +241,7 @@ pub fn import_stream(
     reporter.phase("streaming", Items::unknown(), 0);
     let streamed = read_stream(
         input,
-        &refuse_omitted,
+        &check_index,
         &mut |descriptor, reader| {
             if sink.has_blob(descriptor)? {
                 return Ok(());

@@ -51,6 +51,27 @@ impl VerifyReport {
             warnings: Vec::new(),
         }
     }
+
+    /// Fails the report unless the archive's identity is `expected`: the identity the export
+    /// printed, carried separately (a deliberate change to `index.json` changes it; AR-6).
+    pub fn expect_identity(&mut self, expected: &Digest) {
+        if let Some(mismatch) = identity_mismatch(self.identity.as_ref(), expected) {
+            self.failures.push(mismatch);
+            self.ok = false;
+        }
+    }
+}
+
+/// Why an archive whose identity is `actual` is not the one expected, if it is not.
+pub fn identity_mismatch(actual: Option<&Digest>, expected: &Digest) -> Option<String> {
+    match actual {
+        Some(actual) if actual == expected => None,
+        Some(actual) => Some(format!(
+            "the archive's identity is {actual}, not the expected {expected}: its index.json is not the one that \
+             was exported"
+        )),
+        None => Some(format!("the archive's identity could not be read, so it is not the expected {expected}")),
+    }
 }
 
 /// How to verify.
