@@ -77,14 +77,14 @@ impl Source for Streamed {
 }
 
 /// Sees `index.json` (parsed, and its bytes) as soon as it arrives; an error stops the stream.
-pub type OnIndex = dyn Fn(&LayoutIndex, &[u8]) -> Result<(), StoreError>;
+pub type OnIndex<'a> = dyn Fn(&LayoutIndex, &[u8]) -> Result<(), StoreError> + 'a;
 
 /// Reads the whole stream. Each blob too large to keep is passed to `pass_on` with its
 /// verifying reader, which it must read to the end (or leave: the rest is read and verified
 /// here). `on_index` sees `index.json` as soon as it arrives.
 pub fn read_stream(
     input: impl Read + Send,
-    on_index: &OnIndex,
+    on_index: &OnIndex<'_>,
     pass_on: &mut dyn FnMut(&Descriptor, &mut BlobReader<'_>) -> Result<(), StoreError>,
     reporter: &dyn Reporter,
 ) -> Result<Streamed, StreamError> {
@@ -107,7 +107,7 @@ pub fn read_stream(
 fn read_entries<R: Read + Send>(
     stream: &mut TarStream<R>,
     streamed: &mut Streamed,
-    on_index: &OnIndex,
+    on_index: &OnIndex<'_>,
     pass_on: &mut dyn FnMut(&Descriptor, &mut BlobReader<'_>) -> Result<(), StoreError>,
     reporter: &dyn Reporter,
 ) -> Result<(), StoreError> {
