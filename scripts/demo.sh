@@ -17,10 +17,14 @@ cargo run --quiet --release --example fixtures -- layouts "$work/layouts"
 ls "$work/layouts"
 
 step "ferry export --oci-layout $work/layouts/bundle -o bundle.tar"
-"$ferry" export --oci-layout "$work/layouts/bundle" -o "$work/bundle.tar"
+"$ferry" export --oci-layout "$work/layouts/bundle" -o "$work/bundle.tar" --json >"$work/export.json"
+# The identity (sha256 of index.json) travels apart from the archive: it pins the one file of
+# the archive that no digest covers.
+identity=$(python3 -c 'import json, sys; print(json.load(open(sys.argv[1]))["identity"])' "$work/export.json")
+echo "identity printed by the export: $identity"
 
-step "ferry verify bundle.tar"
-"$ferry" verify "$work/bundle.tar"
+step "ferry verify bundle.tar --identity $identity"
+"$ferry" verify "$work/bundle.tar" --identity "$identity"
 
 step "ferry inspect bundle.tar"
 "$ferry" inspect "$work/bundle.tar"
@@ -56,7 +60,7 @@ registry_start "$work/registry"
 port=$REGISTRY_PORT
 trap 'registry_stop $REGISTRY_PID; rm -rf "$work"' EXIT
 "$ferry" import "$work/bundle.tar" --to-repo "127.0.0.1:$port/demo/bundle" --registry-insecure \
-  --lock-output "$work/bundle.lock.yml"
+  --identity "$identity" --lock-output "$work/bundle.lock.yml"
 cat "$work/bundle.lock.yml"
 
 step "the repository's tags (imgpkg's internal tags included)"
