@@ -336,4 +336,27 @@ mod tests {
         assert!(yaml.contains("isBundle: false"), "{yaml}");
         assert_eq!(ImageLocations::parse(&yaml, "f").unwrap(), record);
     }
+
+    const HOSTILE_HEAD: &str = "apiVersion: imgpkg.carvel.dev/v1alpha1\nkind: ImagesLock\n";
+
+    /// Lock files come from bundle layers: untrusted. Deep nesting and alias bombs are errors,
+    /// not a stack overflow or an exhausted memory.
+    #[test]
+    fn hostile_yaml_is_refused_not_crashed_on() {
+        let deep = format!("{HOSTILE_HEAD}images: {}{}\n", "[".repeat(200_000), "]".repeat(200_000));
+        assert!(ImagesLock::parse(&deep, "deep").is_err());
+        let deep_maps = format!(
+            "{HOSTILE_HEAD}images:\n{}",
+            (0..20_000).map(|i| format!("{}- a:\n", " ".repeat(i))).collect::<String>()
+        );
+        assert!(ImagesLock::parse(&deep_maps, "deep maps").is_err());
+        let mut bomb = format!("{HOSTILE_HEAD}a0: &a0 [x, x, x, x, x, x, x, x, x, x]\n");
+        for level in 1..12 {
+            let refs = vec![format!("*a{}", level - 1); 10].join(", ");
+            bomb.push_str(&format!("a{level}: &a{level} [{refs}]\n"));
+        }
+        bomb.push_str("images: *a11\n");
+        assert!(ImagesLock::parse(&bomb, "bomb").is_err());
+        assert!(BundleLock::parse(&bomb.replace("ImagesLock", "BundleLock"), "bomb").is_err());
+    }
 }
