@@ -17,6 +17,7 @@ use super::annotations::{
     REF_NAME, ROOT_TAG,
 };
 use super::layout::{INDEX_FILE, LayoutIndex};
+use super::media;
 use super::reference::Reference;
 
 /// One broken rule: what it is about (a digest, or `index.json`) and what is wrong.
@@ -29,16 +30,19 @@ pub struct IndexProblem {
 /// The prefix of every annotation key ferry writes.
 const FERRY_KEYS: &str = "dev.ferry.";
 
+/// Whether ferry wrote the archive of `index`: its index says its format, or any entry carries
+/// a ferry annotation (so a damaged format key does not turn ferry's rules off).
+pub fn is_ferry_archive(index: &LayoutIndex) -> bool {
+    index.annotations.contains_key(FORMAT)
+        || index.manifests.iter().any(|descriptor| descriptor.annotations.keys().any(|key| key.starts_with(FERRY_KEYS)))
+}
+
 /// Every rule `index` (parsed from `bytes`) breaks; none for an archive ferry did not write.
-/// An archive is ferry's when its index says its format, or when any entry carries a ferry
-/// annotation (so a damaged format key does not turn the rules off).
 pub fn ferry_index_problems(index: &LayoutIndex, bytes: &[u8]) -> Vec<IndexProblem> {
-    let format = index.annotations.get(FORMAT);
-    let ferry_entries =
-        index.manifests.iter().any(|descriptor| descriptor.annotations.keys().any(|key| key.starts_with(FERRY_KEYS)));
-    if format.is_none() && !ferry_entries {
+    if !is_ferry_archive(index) {
         return Vec::new();
     }
+    let format = index.annotations.get(FORMAT);
     let mut problems = Vec::new();
     let mut whole = |message: String| problems.push(IndexProblem { subject: INDEX_FILE.to_string(), message });
     if format.is_none() {
@@ -52,6 +56,9 @@ pub fn ferry_index_problems(index: &LayoutIndex, bytes: &[u8]) -> Vec<IndexProbl
             "{INDEX_FILE} is not the canonical JSON ferry writes (AR-W5): it was changed after export (an unknown \
              or misspelt key, reordered keys or added whitespace)"
         ));
+    }
+    if index.media_type.as_deref() != Some(media::OCI_INDEX) {
+        whole(format!("{INDEX_FILE} has mediaType {:?}; ferry writes {:?}", index.media_type, media::OCI_INDEX));
     }
     let order = |d: &super::Descriptor| (d.annotations.get(REF_NAME).cloned(), d.digest);
     if index.manifests.windows(2).any(|pair| order(&pair[0]) > order(&pair[1])) {
@@ -74,6 +81,10 @@ pub fn ferry_index_problems(index: &LayoutIndex, bytes: &[u8]) -> Vec<IndexProbl
 fn entry_problems(digest: Digest, notes: &BTreeMap<String, String>) -> Vec<String> {
     let entry = format!("{INDEX_FILE} entry {digest}");
     let mut problems = Vec::new();
+    const KNOWN: [&str; 6] = [ORIGINAL_REF, IS_BUNDLE, IS_ROOT, ROOT_TAG, LOCK_ANNOTATIONS, LOCK_POSITION];
+    for key in notes.keys().filter(|key| key.starts_with(FERRY_KEYS) && !KNOWN.contains(&key.as_str())) {
+        problems.push(format!("{entry}: {key} is not an annotation ferry writes"));
+    }
     match notes.get(REF_NAME) {
         None => problems.push(format!("{entry} has no {REF_NAME}, which ferry writes on every entry")),
         // A name pinned by digest is a reference: it must parse and name this entry.

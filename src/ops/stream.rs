@@ -12,13 +12,14 @@ use std::time::Instant;
 
 use super::import::{ImportError, ImportOptions, ImportSummary};
 use super::relocate::{PublishOptions, publish};
-use super::verify::{VerifyReport, check_graph, identity_mismatch};
+use super::verify::{VerifyReport, check_graph, check_unwritten_bytes, identity_mismatch};
 use crate::engine::{Graph, Items, Reporter};
 use crate::model::layout::{
     INDEX_FILE, LayoutIndex, MAX_INDEX_BYTES, MAX_OCI_LAYOUT_BYTES, OCI_LAYOUT_FILE, check_oci_layout,
 };
 use crate::model::manifest::MAX_MANIFEST_BYTES;
 use crate::model::{Descriptor, Digest, Reference, Repository, sha256_digest};
+use crate::store::layout_tar::header::{BLOCK, Deviation, Trailer};
 use crate::store::layout_tar::stream::TarStream;
 use crate::store::registry::{RegistryClient, RegistrySink};
 use crate::store::{BlobReader, Sink, Source, StoreError, digest_of_blob_path, resolve_in_layout};
@@ -33,6 +34,9 @@ pub const STREAM_NAME: &str = "standard input";
 pub struct Streamed {
     index: LayoutIndex,
     index_bytes: Vec<u8>,
+    /// Entries whose tar padding was not zeros, and what followed the end (AR-R12).
+    deviations: Vec<Deviation>,
+    trailer: Trailer,
     /// Small blobs, kept for the walk (and uploaded from here by import).
     retained: HashMap<Digest, Vec<u8>>,
     retained_bytes: u64,
@@ -91,13 +95,17 @@ pub fn read_stream(
     let mut streamed = Streamed {
         index: LayoutIndex::new(Vec::new(), BTreeMap::new()),
         index_bytes: Vec::new(),
+        deviations: Vec::new(),
+        trailer: Trailer { bytes: BLOCK, all_zero: true },
         retained: HashMap::new(),
         retained_bytes: 0,
         arrived: BTreeMap::new(),
         bytes: 0,
     };
     let mut stream = TarStream::new(input, STREAM_NAME);
-    let outcome = read_entries(&mut stream, &mut streamed, on_index, pass_on, reporter);
+    let outcome = read_entries(&mut stream, &mut streamed, on_index, pass_on, reporter)
+        .and_then(|()| stream.read_trailer().map(|trailer| streamed.trailer = trailer));
+    streamed.deviations = stream.deviations().to_vec();
     match outcome {
         Ok(()) => Ok(streamed),
         Err(cause) => Err(StreamError { cause, blobs: streamed.arrived.len(), bytes: streamed.bytes }),
@@ -170,6 +178,12 @@ fn read_entries<R: Read + Send>(
 /// The graph checks of a verification over what arrived: failures and warnings into `report`.
 fn check_streamed(streamed: &Streamed, workers: usize, report: &mut VerifyReport) -> Graph {
     let mut failures = BTreeMap::new();
+    check_unwritten_bytes(
+        &streamed.index,
+        (&streamed.deviations, streamed.trailer),
+        &mut failures,
+        &mut report.warnings,
+    );
     let graph = check_graph(
         streamed,
         (&streamed.index, &streamed.index_bytes),

@@ -11,9 +11,10 @@ use serde::Serialize;
 
 use super::artifacts_of_index;
 use crate::engine::{Graph, Items, Reporter, WalkOptions, walk};
-use crate::model::index_rules::ferry_index_problems;
+use crate::model::index_rules::{ferry_index_problems, is_ferry_archive};
 use crate::model::layout::LayoutIndex;
 use crate::model::{Digest, ManifestKind, media, sha256_digest};
+use crate::store::layout_tar::header::{Deviation, Trailer};
 use crate::store::layout_tar::{ArchiveEntry, LayoutTarSource};
 use crate::store::volumes::Volumes;
 use crate::store::{Source, StoreError};
@@ -180,6 +181,49 @@ pub(super) fn check_graph(
     graph
 }
 
+/// AR-R12: the bytes no digest covers are what ferry writes there: each header as AR-W4 gives
+/// it, zeros in the tar padding after each entry, and exactly one more zero block after the
+/// end-of-archive block. Failures in an archive ferry wrote. In other tools' archives only
+/// non-zero padding or trailing bytes are worth a warning (their headers differ by design, and
+/// their writers may add zero blocks up to a record size).
+pub(super) fn check_unwritten_bytes(
+    index: &LayoutIndex,
+    (deviations, trailer): (&[Deviation], Trailer),
+    failures: &mut BTreeMap<String, String>,
+    warnings: &mut Vec<String>,
+) {
+    let changed = ": the archive was changed after export (AR-R12)";
+    let ferry = is_ferry_archive(index);
+    let mut found: Vec<(String, String, bool)> = deviations
+        .iter()
+        .map(|deviation| match deviation {
+            Deviation::Padding(name) => {
+                (format!("padding {name}"), format!("the tar padding after {name} is not zeros{changed}"), true)
+            }
+            Deviation::Header(name) => (
+                format!("header {name}"),
+                format!("the tar header of {name} is not the one ferry writes (AR-W4){changed}"),
+                false,
+            ),
+        })
+        .collect();
+    if !trailer.all_zero || (ferry && !trailer.is_ferrys()) {
+        let what = if trailer.all_zero { "zeros" } else { "bytes other than zeros" };
+        let message = format!(
+            "{} bytes of {what} follow the end-of-archive block, where ferry writes one 512-byte zero block{changed}",
+            trailer.bytes
+        );
+        found.push(("end of archive".into(), message, !trailer.all_zero));
+    }
+    for (subject, message, worth_a_warning) in found {
+        if ferry {
+            failures.entry(subject).or_insert(message);
+        } else if worth_a_warning {
+            warnings.push(message);
+        }
+    }
+}
+
 /// AR-R10: every descriptor pointing at a manifest (from `index.json` or an index) states the
 /// media type the manifest has. Parsing already refuses two manifest types that disagree; this
 /// catches a descriptor whose type is not a manifest type at all.
@@ -259,6 +303,12 @@ pub fn check_archive(
     }
 
     let stored: BTreeMap<Digest, u64> = entries.iter().map(|(digest, entry)| (*digest, entry.size)).collect();
+    check_unwritten_bytes(
+        archive.index(),
+        (archive.deviations(), archive.trailer()),
+        &mut failures,
+        &mut report.warnings,
+    );
     let graph = check_graph(
         &archive,
         (archive.index(), archive.index_bytes()),

@@ -71,6 +71,46 @@ pub fn padded(size: u64) -> u64 {
 }
 
 /// Whether a block is all zeros (the end-of-archive marker).
+/// A place in an archive whose bytes are not what ferry writes there (spec/archive.md AR-R12).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Deviation {
+    /// The tar padding after this entry's data is not zeros.
+    Padding(String),
+    /// This entry's header is not the one [`write_header`] gives for its name, size and type
+    /// (extension headers, which ferry never writes, included).
+    Header(String),
+}
+
+/// Whether `block` is the header ferry writes for an entry `name` of `size` bytes and `kind`.
+pub fn is_ferrys_header(block: &[u8; 512], name: &str, size: u64, kind: HeaderKind) -> bool {
+    let directory = match kind {
+        HeaderKind::Regular => false,
+        HeaderKind::Directory => true,
+        _ => return false,
+    };
+    name.len() <= 100 && *block == write_header(name, size, directory)
+}
+
+/// What follows an archive's first end-of-archive block. ferry writes exactly one more zero
+/// block (AR-W3); other writers may add zeros up to their record size.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Trailer {
+    pub bytes: u64,
+    /// Whether all of it is zeros (a trailer over [`Trailer::MAX_READ`] bytes is not read and
+    /// counts as not zeros).
+    pub all_zero: bool,
+}
+
+impl Trailer {
+    /// The most of a trailer a reader reads.
+    pub const MAX_READ: u64 = 1 << 20;
+
+    /// Exactly what ferry writes after the first end-of-archive block.
+    pub fn is_ferrys(&self) -> bool {
+        self.bytes == BLOCK && self.all_zero
+    }
+}
+
 pub fn is_zero_block(block: &[u8; 512]) -> bool {
     block.iter().all(|&b| b == 0)
 }

@@ -7,7 +7,8 @@ use std::sync::Arc;
 
 use super::error::{ArchiveError, ArchiveProblem};
 use super::header::{
-    BLOCK, HeaderKind, MAX_EXTENSION_BYTES, PaxOverrides, is_zero_block, padded, parse_header, parse_pax,
+    BLOCK, Deviation, HeaderKind, MAX_EXTENSION_BYTES, PaxOverrides, Trailer, is_ferrys_header, is_zero_block, padded,
+    parse_header, parse_pax,
 };
 use crate::model::layout::{
     INDEX_FILE, LayoutIndex, MAX_INDEX_BYTES, MAX_OCI_LAYOUT_BYTES, OCI_LAYOUT_FILE, check_oci_layout,
@@ -36,6 +37,8 @@ pub struct LayoutTarSource {
     blob_order: Vec<Digest>,
     index: LayoutIndex,
     index_bytes: Vec<u8>,
+    deviations: Vec<Deviation>,
+    trailer: Trailer,
     /// The table of contents of a split archive.
     table: Option<VolumeTable>,
 }
@@ -67,7 +70,7 @@ impl LayoutTarSource {
     pub fn open_volumes(file: Volumes, name: String) -> Result<Self, StoreError> {
         let file_size = file.len();
         let archive_error = |problem| StoreError::Archive(ArchiveError { archive: name.clone(), problem });
-        let entries = index_entries(&file, file_size, &name).map_err(|err| match err {
+        let indexed = index_entries(&file, file_size, &name).map_err(|err| match err {
             // In a split archive, say which volume the damage is in (swapped, foreign or damaged).
             StoreError::Archive(ArchiveError { archive, problem }) if file.is_split() && problem.offset().is_some() => {
                 let place = file.describe(problem.offset().unwrap_or(0)).unwrap_or_default();
@@ -80,7 +83,7 @@ impl LayoutTarSource {
         let mut blobs = HashMap::new();
         let mut blob_order = Vec::new();
         let (mut oci_layout, mut index_entry) = (None, None);
-        for entry in entries {
+        for entry in indexed.entries {
             match entry.name.as_str() {
                 OCI_LAYOUT_FILE => oci_layout = Some(entry),
                 INDEX_FILE => index_entry = Some(entry),
@@ -123,8 +126,20 @@ impl LayoutTarSource {
             blob_order,
             index,
             index_bytes,
+            deviations: indexed.deviations,
+            trailer: indexed.trailer,
             table: None,
         })
+    }
+
+    /// Entries whose tar padding is not all zeros (AR-R12), in archive order.
+    pub fn deviations(&self) -> &[Deviation] {
+        &self.deviations
+    }
+
+    /// What follows the archive's first end-of-archive block (AR-R12).
+    pub fn trailer(&self) -> Trailer {
+        self.trailer
     }
 
     /// The archive's `index.json`.
@@ -205,9 +220,17 @@ impl Source for LayoutTarSource {
     }
 }
 
+/// What indexing an archive found: its regular entries, those whose padding is not zeros, and
+/// what follows the end-of-archive block (AR-R12).
+struct Indexed {
+    entries: Vec<ArchiveEntry>,
+    deviations: Vec<Deviation>,
+    trailer: Trailer,
+}
+
 /// One pass over the headers: validates each (AR-R1..AR-R7) and returns the regular-file
-/// entries that make up the layout.
-fn index_entries(file: &Volumes, file_size: u64, archive: &str) -> Result<Vec<ArchiveEntry>, StoreError> {
+/// entries that make up the layout, with what AR-R12 looks at.
+fn index_entries(file: &Volumes, file_size: u64, archive: &str) -> Result<Indexed, StoreError> {
     let fail = |problem| StoreError::Archive(ArchiveError { archive: archive.to_string(), problem });
     let read_block = |offset: u64| -> Result<[u8; 512], StoreError> {
         let mut block = [0u8; 512];
@@ -215,6 +238,7 @@ fn index_entries(file: &Volumes, file_size: u64, archive: &str) -> Result<Vec<Ar
         Ok(block)
     };
     let mut entries = Vec::new();
+    let mut deviations = Vec::new();
     let mut seen = HashSet::new();
     let mut pax = PaxOverrides::default();
     let mut long_name: Option<String> = None;
@@ -225,11 +249,16 @@ fn index_entries(file: &Volumes, file_size: u64, archive: &str) -> Result<Vec<Ar
         }
         let block = read_block(offset)?;
         if is_zero_block(&block) {
-            return Ok(entries);
+            let trailer = read_trailer(file, offset + BLOCK, file_size)
+                .map_err(|e| StoreError::io(format!("reading {archive}"), e))?;
+            return Ok(Indexed { entries, deviations, trailer });
         }
         let header = parse_header(&block).map_err(|reason| fail(ArchiveProblem::BadHeader { offset, reason }))?;
         let size = pax.size.take().unwrap_or(header.size);
         let raw_name = long_name.take().or(pax.path.take()).unwrap_or(header.name);
+        if !is_ferrys_header(&block, &raw_name, size, header.kind) {
+            deviations.push(Deviation::Header(raw_name.clone()));
+        }
         let data_offset = offset + BLOCK;
         let available = file_size - data_offset;
         if size > available {
@@ -262,12 +291,30 @@ fn index_entries(file: &Volumes, file_size: u64, archive: &str) -> Result<Vec<Ar
                     return Err(fail(ArchiveProblem::Duplicate { name }));
                 }
                 if kind == HeaderKind::Regular {
+                    let mut padding = [0u8; BLOCK as usize];
+                    let padding = &mut padding[..(padded(size) - size) as usize];
+                    file.read_exact_at(padding, data_offset + size)
+                        .map_err(|e| StoreError::io(format!("reading {archive}"), e))?;
+                    if padding.iter().any(|&byte| byte != 0) {
+                        deviations.push(Deviation::Padding(name.clone()));
+                    }
                     entries.push(ArchiveEntry { name, data_offset, size });
                 }
             }
         }
         offset = data_offset + padded(size);
     }
+}
+
+/// The bytes from `start` to the end of the file, read up to [`Trailer::MAX_READ`].
+fn read_trailer(file: &Volumes, start: u64, file_size: u64) -> std::io::Result<Trailer> {
+    let bytes = file_size - start;
+    if bytes > Trailer::MAX_READ {
+        return Ok(Trailer { bytes, all_zero: false });
+    }
+    let mut rest = vec![0u8; bytes as usize];
+    file.read_exact_at(&mut rest, start)?;
+    Ok(Trailer { bytes, all_zero: rest.iter().all(|&byte| byte == 0) })
 }
 
 /// Validates an entry's name and type; returns the name without a leading `./` and, for

@@ -7,7 +7,8 @@ use std::io::{self, Read};
 
 use super::error::{ArchiveError, ArchiveProblem};
 use super::header::{
-    BLOCK, HeaderKind, MAX_EXTENSION_BYTES, PaxOverrides, is_zero_block, padded, parse_header, parse_pax,
+    BLOCK, Deviation, HeaderKind, MAX_EXTENSION_BYTES, PaxOverrides, Trailer, is_ferrys_header, is_zero_block, padded,
+    parse_header, parse_pax,
 };
 use super::reader::check_entry_name;
 use crate::store::StoreError;
@@ -30,11 +31,60 @@ pub struct TarStream<R> {
     padding: u64,
     current: Option<String>,
     seen: HashSet<String>,
+    /// Entries whose tar padding held something other than zeros.
+    deviations: Vec<Deviation>,
 }
 
 impl<R: Read> TarStream<R> {
     pub fn new(inner: R, name: impl Into<String>) -> Self {
-        TarStream { inner, name: name.into(), offset: 0, remaining: 0, padding: 0, current: None, seen: HashSet::new() }
+        TarStream {
+            inner,
+            name: name.into(),
+            offset: 0,
+            remaining: 0,
+            padding: 0,
+            current: None,
+            seen: HashSet::new(),
+            deviations: Vec::new(),
+        }
+    }
+
+    /// Entries whose padding was not all zeros (AR-R12), in stream order.
+    pub fn deviations(&self) -> &[Deviation] {
+        &self.deviations
+    }
+
+    /// Reads the padding after the current entry's data, noting the entry if it is not zeros.
+    fn read_padding(&mut self) -> Result<(), StoreError> {
+        let mut padding = [0u8; BLOCK as usize];
+        let padding = &mut padding[..self.padding as usize];
+        self.fill(padding)?;
+        if padding.iter().any(|&byte| byte != 0) {
+            if let Some(name) = &self.current {
+                self.deviations.push(Deviation::Padding(name.clone()));
+            }
+        }
+        Ok(())
+    }
+
+    /// After [`TarStream::next_entry`] has met the end-of-archive block: reads the rest of the
+    /// stream (up to [`Trailer::MAX_READ`] bytes; more is not read and counts as not zeros).
+    pub fn read_trailer(&mut self) -> Result<Trailer, StoreError> {
+        let mut chunk = [0u8; 8192];
+        let (mut bytes, mut all_zero) = (0u64, true);
+        while bytes <= Trailer::MAX_READ {
+            match self.inner.read(&mut chunk) {
+                Ok(0) => return Ok(Trailer { bytes, all_zero }),
+                Ok(n) => {
+                    bytes += n as u64;
+                    self.offset += n as u64;
+                    all_zero &= chunk[..n].iter().all(|&byte| byte == 0);
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(StoreError::io(format!("reading {}", self.name), e)),
+            }
+        }
+        Ok(Trailer { bytes, all_zero: false })
     }
 
     /// Bytes read from the stream so far.
@@ -76,7 +126,8 @@ impl<R: Read> TarStream<R> {
     /// The next regular file (directories are checked and passed over), or `None` at the
     /// end-of-archive marker. Whatever is left of the previous entry's data is skipped.
     pub fn next_entry(&mut self) -> Result<Option<StreamEntry>, StoreError> {
-        self.skip(self.remaining + self.padding)?;
+        self.skip(self.remaining)?;
+        self.read_padding()?;
         (self.remaining, self.padding, self.current) = (0, 0, None);
         let mut pax = PaxOverrides::default();
         let mut long_name: Option<String> = None;
@@ -91,6 +142,9 @@ impl<R: Read> TarStream<R> {
                 .map_err(|reason| self.fail(ArchiveProblem::BadHeader { offset: header_offset, reason }))?;
             let size = pax.size.take().unwrap_or(header.size);
             let raw_name = long_name.take().or(pax.path.take()).unwrap_or(header.name);
+            if !is_ferrys_header(&block, &raw_name, size, header.kind) {
+                self.deviations.push(Deviation::Header(raw_name.clone()));
+            }
             let read_extension = |stream: &mut Self, limit: u64| -> Result<Vec<u8>, StoreError> {
                 if size > limit {
                     return Err(stream.fail(ArchiveProblem::Oversize { name: raw_name.clone(), size, limit }));
