@@ -184,6 +184,28 @@ fn padding_holds_only_zeros() {
     }
 }
 
+/// AR-R12: what follows the two end blocks (a tape's or a raw device's padding) is not part of
+/// the archive: a warning after a file, unread from a pipe; the second end block is.
+#[test]
+fn media_padding_after_the_end_is_not_part_of_the_archive() {
+    let scratch = tempfile::tempdir().unwrap();
+    let (_, archive) = valid_archive(scratch.path());
+    let options = VerifyOptions { workers: 2, volume_digests: false };
+    let path = scratch.path().join("padded.tar");
+    for tail in [vec![0u8; 10240], b"stale data from the device".to_vec()] {
+        let bytes = [archive.clone(), tail.clone()].concat();
+        std::fs::write(&path, &bytes).unwrap();
+        let report = verify_archive(&path, &options, &NoReport).unwrap();
+        assert!(report.ok, "{:?}", report.failures);
+        assert!(report.warnings.iter().any(|w| w.contains(&format!("{} bytes follow the end", tail.len()))));
+        assert!(verify_stream(Cursor::new(&bytes), 2, &NoReport).ok);
+    }
+    let mut second_block = archive.clone();
+    let at = second_block.len() - 100;
+    second_block[at] = 1;
+    assert!(!verify_stream(Cursor::new(&second_block), 2, &NoReport).ok, "the second end block is the archive's");
+}
+
 #[test]
 fn mutated_archives_are_reported_never_panic_on() {
     let scratch = tempfile::tempdir().unwrap();

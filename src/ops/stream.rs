@@ -19,7 +19,7 @@ use crate::model::layout::{
 };
 use crate::model::manifest::MAX_MANIFEST_BYTES;
 use crate::model::{Descriptor, Digest, Reference, Repository, sha256_digest};
-use crate::store::layout_tar::header::{BLOCK, Deviation, Trailer};
+use crate::store::layout_tar::header::{Deviation, Trailer};
 use crate::store::layout_tar::stream::TarStream;
 use crate::store::registry::{RegistryClient, RegistrySink};
 use crate::store::{BlobReader, Sink, Source, StoreError, digest_of_blob_path, resolve_in_layout};
@@ -96,7 +96,7 @@ pub fn read_stream(
         index: LayoutIndex::new(Vec::new(), BTreeMap::new()),
         index_bytes: Vec::new(),
         deviations: Vec::new(),
-        trailer: Trailer { bytes: BLOCK, all_zero: true },
+        trailer: Trailer::FERRYS,
         retained: HashMap::new(),
         retained_bytes: 0,
         arrived: BTreeMap::new(),

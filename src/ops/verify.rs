@@ -207,13 +207,16 @@ pub(super) fn check_unwritten_bytes(
             ),
         })
         .collect();
-    if !trailer.all_zero || (ferry && !trailer.is_ferrys()) {
-        let what = if trailer.all_zero { "zeros" } else { "bytes other than zeros" };
-        let message = format!(
-            "{} bytes of {what} follow the end-of-archive block, where ferry writes one 512-byte zero block{changed}",
-            trailer.bytes
-        );
-        found.push(("end of archive".into(), message, !trailer.all_zero));
+    if !trailer.second_block_zero {
+        let message = format!("the second end-of-archive block (AR-W3) is missing or not zeros{changed}");
+        found.push(("end of archive".into(), message, false));
+    }
+    if trailer.extra_bytes > 0 {
+        // Not part of the archive (tar ends at its end blocks); media may pad it. Worth saying.
+        warnings.push(format!(
+            "{} bytes follow the end of the archive; they are not part of it and were not read",
+            trailer.extra_bytes
+        ));
     }
     for (subject, message, worth_a_warning) in found {
         if ferry {

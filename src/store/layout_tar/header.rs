@@ -91,24 +91,20 @@ pub fn is_ferrys_header(block: &[u8; 512], name: &str, size: u64, kind: HeaderKi
     name.len() <= 100 && *block == write_header(name, size, directory)
 }
 
-/// What follows an archive's first end-of-archive block. ferry writes exactly one more zero
-/// block (AR-W3); other writers may add zeros up to their record size.
+/// What follows an archive's first end-of-archive block. ferry writes one more zero block
+/// (AR-W3); what comes after the two is not part of the archive (a tape or a raw device pads
+/// it), so only a file's extra length is counted, never read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Trailer {
-    pub bytes: u64,
-    /// Whether all of it is zeros (a trailer over [`Trailer::MAX_READ`] bytes is not read and
-    /// counts as not zeros).
-    pub all_zero: bool,
+    /// Whether the second end-of-archive block is there and zeros.
+    pub second_block_zero: bool,
+    /// Bytes after the two end blocks (a file's; a stream is not read past them).
+    pub extra_bytes: u64,
 }
 
 impl Trailer {
-    /// The most of a trailer a reader reads.
-    pub const MAX_READ: u64 = 1 << 20;
-
     /// Exactly what ferry writes after the first end-of-archive block.
-    pub fn is_ferrys(&self) -> bool {
-        self.bytes == BLOCK && self.all_zero
-    }
+    pub const FERRYS: Trailer = Trailer { second_block_zero: true, extra_bytes: 0 };
 }
 
 pub fn is_zero_block(block: &[u8; 512]) -> bool {

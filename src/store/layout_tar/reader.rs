@@ -306,15 +306,14 @@ fn index_entries(file: &Volumes, file_size: u64, archive: &str) -> Result<Indexe
     }
 }
 
-/// The bytes from `start` to the end of the file, read up to [`Trailer::MAX_READ`].
+/// The second end-of-archive block at `start`, if the file holds it, and the length after it.
 fn read_trailer(file: &Volumes, start: u64, file_size: u64) -> std::io::Result<Trailer> {
-    let bytes = file_size - start;
-    if bytes > Trailer::MAX_READ {
-        return Ok(Trailer { bytes, all_zero: false });
+    if file_size - start < BLOCK {
+        return Ok(Trailer { second_block_zero: false, extra_bytes: 0 });
     }
-    let mut rest = vec![0u8; bytes as usize];
-    file.read_exact_at(&mut rest, start)?;
-    Ok(Trailer { bytes, all_zero: rest.iter().all(|&byte| byte == 0) })
+    let mut block = [0u8; BLOCK as usize];
+    file.read_exact_at(&mut block, start)?;
+    Ok(Trailer { second_block_zero: is_zero_block(&block), extra_bytes: file_size - start - BLOCK })
 }
 
 /// Validates an entry's name and type; returns the name without a leading `./` and, for

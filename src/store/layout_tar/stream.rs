@@ -67,24 +67,23 @@ impl<R: Read> TarStream<R> {
         Ok(())
     }
 
-    /// After [`TarStream::next_entry`] has met the end-of-archive block: reads the rest of the
-    /// stream (up to [`Trailer::MAX_READ`] bytes; more is not read and counts as not zeros).
+    /// After [`TarStream::next_entry`] has met the end-of-archive block: reads the second one,
+    /// and nothing after it (not part of the archive).
     pub fn read_trailer(&mut self) -> Result<Trailer, StoreError> {
-        let mut chunk = [0u8; 8192];
-        let (mut bytes, mut all_zero) = (0u64, true);
-        while bytes <= Trailer::MAX_READ {
-            match self.inner.read(&mut chunk) {
-                Ok(0) => return Ok(Trailer { bytes, all_zero }),
+        let mut block = [0u8; BLOCK as usize];
+        let mut filled = 0;
+        while filled < block.len() {
+            match self.inner.read(&mut block[filled..]) {
+                Ok(0) => return Ok(Trailer { second_block_zero: false, extra_bytes: 0 }),
                 Ok(n) => {
-                    bytes += n as u64;
+                    filled += n;
                     self.offset += n as u64;
-                    all_zero &= chunk[..n].iter().all(|&byte| byte == 0);
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => return Err(StoreError::io(format!("reading {}", self.name), e)),
             }
         }
-        Ok(Trailer { bytes, all_zero: false })
+        Ok(Trailer { second_block_zero: is_zero_block(&block), extra_bytes: 0 })
     }
 
     /// Bytes read from the stream so far.
