@@ -277,17 +277,26 @@ fn has_blob(registry: &Registry, repo: &str, digest: &str) -> bool {
     status.success()
 }
 
+/// A one-image layout with a 6 MiB incompressible layer (`seed` picks its bytes) in
+/// `dir/layout`, exported to `dir/big.tar`: the image, the archive and export's JSON summary.
+fn export_big_image(dir: &Path, seed: u64) -> (support::LayoutImage, PathBuf, Value) {
+    let layout = dir.join("layout");
+    let image = support::write_image_layout(&layout, "big", &[("big.bin", &noise(6 << 20, seed))]);
+    let archive = dir.join("big.tar");
+    let output =
+        ferry().args(["export", "--json", "--oci-layout"]).arg(&layout).arg("-o").arg(&archive).output().unwrap();
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    (image, archive, json_of(&output))
+}
+
 /// An archive through a pipe (its volumes concatenated) verifies and imports the same digests
 /// and tags as the file; a 6 MiB layer is uploaded as it streams past.
 #[test]
 fn a_pipe_imports_like_the_file() {
     let registry = Registry::start(Variant::Plain);
     let scratch = tempfile::tempdir().unwrap();
+    let (image, single, _) = export_big_image(scratch.path(), 3);
     let layout = scratch.path().join("layout");
-    let image = support::write_image_layout(&layout, "big", &[("big.bin", &noise(6 << 20, 3))]);
-    let single = scratch.path().join("big.tar");
-    let output = ferry().args(["export", "-q", "--oci-layout"]).arg(&layout).arg("-o").arg(&single).output().unwrap();
-    assert!(output.status.success(), "{}", text(&output.stderr));
     let split = scratch.path().join("split.tar");
     let output = ferry()
         .args(["export", "-q", "--volume-size", "2MiB", "--oci-layout"])
@@ -317,11 +326,7 @@ fn a_pipe_imports_like_the_file() {
 fn a_cut_or_corrupt_stream_pushes_nothing() {
     let registry = Registry::start(Variant::Plain);
     let scratch = tempfile::tempdir().unwrap();
-    let layout = scratch.path().join("layout");
-    let image = support::write_image_layout(&layout, "big", &[("big.bin", &noise(6 << 20, 5))]);
-    let archive = scratch.path().join("big.tar");
-    let output = ferry().args(["export", "-q", "--oci-layout"]).arg(&layout).arg("-o").arg(&archive).output().unwrap();
-    assert!(output.status.success(), "{}", text(&output.stderr));
+    let (image, archive, _) = export_big_image(scratch.path(), 5);
     let bytes = std::fs::read(&archive).unwrap();
 
     let cut = import_stdin(bytes[..bytes.len() / 2].to_vec(), &registry, "cut/big");
@@ -348,13 +353,8 @@ fn a_cut_or_corrupt_stream_pushes_nothing() {
 fn identity_pins_the_exported_archive() {
     let registry = Registry::start(Variant::Plain);
     let scratch = tempfile::tempdir().unwrap();
-    let layout = scratch.path().join("layout");
-    let image = support::write_image_layout(&layout, "big", &[("big.bin", &noise(6 << 20, 7))]);
-    let archive = scratch.path().join("big.tar");
-    let output =
-        ferry().args(["export", "--json", "--oci-layout"]).arg(&layout).arg("-o").arg(&archive).output().unwrap();
-    assert!(output.status.success(), "{}", text(&output.stderr));
-    let identity = json_of(&output)["identity"].as_str().unwrap().to_string();
+    let (image, archive, exported) = export_big_image(scratch.path(), 7);
+    let identity = exported["identity"].as_str().unwrap().to_string();
     let other = format!("sha256:{}", "0".repeat(64));
     let bytes = std::fs::read(&archive).unwrap();
 
