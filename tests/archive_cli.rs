@@ -198,6 +198,29 @@ fn reads_layouts_archived_by_gnu_tar() {
     assert_eq!(code, 0, "{report}");
 }
 
+/// AR-R11, AR-R12 hold ferry's own archives to what ferry writes; an archive another tool wrote
+/// (here skopeo's oci-archive; GNU tar's is read above) is held to the OCI rules alone, from a
+/// file and from a pipe.
+#[test]
+fn archives_other_tools_wrote_verify() {
+    let dir = tempfile::tempdir().unwrap();
+    let written = dir.path().join("skopeo.tar");
+    let layout = fixture("layouts/plain-oci");
+    let name =
+        index_entries(&layout)[0]["annotations"]["org.opencontainers.image.ref.name"].as_str().unwrap().to_string();
+    let copied = Process::new("skopeo")
+        .args(["copy", "-q"])
+        .arg(format!("oci:{}:{name}", layout.display()))
+        .arg(format!("oci-archive:{}:app", written.display()))
+        .output()
+        .unwrap();
+    assert!(copied.status.success(), "{}", String::from_utf8_lossy(&copied.stderr));
+    let (code, report) = verify_json(&written);
+    assert_eq!(code, 0, "{report}");
+    let piped = ferry().args(["verify", "-", "--json"]).write_stdin(std::fs::read(&written).unwrap()).output().unwrap();
+    assert_eq!(piped.status.code(), Some(0), "{}", String::from_utf8_lossy(&piped.stdout));
+}
+
 fn index_entries(path: &Path) -> Vec<Value> {
     let index: Value = serde_json::from_slice(&std::fs::read(path.join("index.json")).unwrap()).unwrap();
     index["manifests"].as_array().unwrap().clone()
