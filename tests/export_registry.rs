@@ -14,6 +14,7 @@ use std::process::Output;
 
 use cli::{ferry, json_of, text};
 use seed::seed_bundle;
+use serde_json::Value;
 use support::{Registry, Variant};
 
 fn export(args: &[&str], out: &Path) -> Output {
@@ -53,6 +54,68 @@ fn exports_a_nested_bundle_from_a_registry() {
     assert_eq!(index["platforms"].as_array().unwrap().len(), 2);
     let names: Vec<&str> = artifacts.iter().map(|a| a["name"].as_str().unwrap()).collect();
     assert!(names.iter().all(|n| n.starts_with(registry.host())), "{names:?}");
+}
+
+/// `-i INDEX --platform`: the archive holds only that platform's image, under its own digest
+/// (as the index lists it), verifies, and imports; a platform the index lacks is named with
+/// what it offers; `--platform` with `-b` is a usage error.
+#[test]
+fn exports_one_platform_of_an_index() {
+    let registry = Registry::start(Variant::Plain);
+    let scratch = tempfile::tempdir().unwrap();
+    seed_bundle(&registry, scratch.path());
+    let whole = scratch.path().join("whole.tar");
+    assert!(export(&["-b", &format!("{}/team/bundle:1.0", registry.host())], &whole).status.success());
+    let inspected = json_of(&ferry().arg("inspect").arg(&whole).arg("--json").output().unwrap());
+    let index = inspected["artifacts"].as_array().unwrap().iter().find(|a| a["kind"] == "index").unwrap().clone();
+    let index_ref = index["name"].as_str().unwrap().to_string();
+    let index_hex = index["digest"].as_str().unwrap().trim_start_matches("sha256:").to_string();
+    let index_json = std::process::Command::new("tar")
+        .arg("-xOf")
+        .arg(&whole)
+        .arg(format!("blobs/sha256/{index_hex}"))
+        .output()
+        .unwrap();
+    let index_manifest: Value = serde_json::from_slice(&index_json.stdout).unwrap();
+    let arm64 = index_manifest["manifests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|child| child["platform"]["architecture"] == "arm64")
+        .unwrap()["digest"]
+        .as_str()
+        .unwrap()
+        .to_string();
+
+    let one = scratch.path().join("arm64.tar");
+    let output = export(&["-i", &index_ref, "--platform", "linux/arm64"], &one);
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    assert_eq!(json_of(&output)["images"], 1);
+    let verified = ferry().arg("verify").arg(&one).output().unwrap();
+    assert!(verified.status.success(), "{}", text(&verified.stdout));
+    let inspected = json_of(&ferry().arg("inspect").arg(&one).arg("--json").output().unwrap());
+    let artifacts = inspected["artifacts"].as_array().unwrap();
+    assert_eq!(artifacts.len(), 1, "{inspected}");
+    assert_eq!(artifacts[0]["kind"], "image");
+    assert_eq!(artifacts[0]["digest"], arm64.as_str());
+    assert!(std::fs::metadata(&one).unwrap().len() < std::fs::metadata(&whole).unwrap().len());
+    let imported = ferry()
+        .arg("import")
+        .arg(&one)
+        .args(["--to-repo", &format!("{}/mirror/svc", registry.host()), "--registry-insecure", "--json"])
+        .output()
+        .unwrap();
+    assert!(imported.status.success(), "{}", text(&imported.stderr));
+
+    let missing = export(&["-i", &index_ref, "--platform", "linux/s390x"], &scratch.path().join("x.tar"));
+    assert_eq!(missing.status.code(), Some(1));
+    let message = text(&missing.stderr);
+    assert!(message.contains("no image for linux/s390x") && message.contains("linux/amd64"), "{message}");
+    let refused = export(
+        &["-b", &format!("{}/team/bundle:1.0", registry.host()), "--platform", "linux/arm64"],
+        &scratch.path().join("y.tar"),
+    );
+    assert_eq!(refused.status.code(), Some(2), "{}", text(&refused.stderr));
 }
 
 /// `--lock` with a BundleLock exports the bundle and keeps its tag; `-i` of a bundle is refused.

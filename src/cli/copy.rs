@@ -76,6 +76,7 @@ impl CopyArgs {
                     oci_layout: None,
                     build: Default::default(),
                     volume_size: None,
+                    platform: None,
                     output: to_tar.clone(),
                     include_non_distributable_layers: self.include_non_distributable_layers,
                     resume: self.resume,

@@ -11,6 +11,7 @@ use super::progress::Progress;
 use super::push::BuildFlags;
 use ferry::engine::TransferOptions;
 use ferry::model::Reference;
+use ferry::model::platform::PlatformFilter;
 use ferry::ops::build::build;
 use ferry::ops::export::{self, Expect, ExportOptions};
 use ferry::store::Source;
@@ -38,6 +39,7 @@ use ferry::store::registry::RegistrySource;
 ///   ferry export -b registry.example.com/team/bundle:1.0 -o bundle.tar
 ///   ferry export -b registry.example.com/team/bundle:1.0 -o bundle.tar --resume
 ///   ferry export -i registry.example.com/team/app@sha256:... -o app.tar
+///   ferry export -i registry.example.com/team/app:1.0 --platform linux/arm64 -o app-arm64.tar
 ///   ferry export --oci-layout ./layout -o layout.tar
 ///   ferry export -f ./bundle -o bundle.tar
 #[derive(Args, Debug)]
@@ -68,6 +70,11 @@ pub struct ExportArgs {
     /// sha256. Concatenated, the volumes are the archive; ferry reads them in place.
     #[arg(long, value_name = "SIZE", value_parser = super::registry::parse_size)]
     pub volume_size: Option<u64>,
+    /// With -i of a multi-platform index: export only its image for this platform (e.g.
+    /// linux/amd64, linux/arm/v7), under that image's own digest. Not for bundles or locks: they
+    /// pin whole indexes by digest, and a registry refuses an index missing platforms.
+    #[arg(long, value_name = "OS/ARCH[/VARIANT]")]
+    pub platform: Option<PlatformFilter>,
     /// Print the summary as JSON on stdout
     #[arg(long)]
     pub json: bool,
@@ -81,6 +88,11 @@ impl ExportArgs {
             resume: self.resume,
             volume_size: self.volume_size,
         };
+        if self.platform.is_some() && self.from.image.is_none() {
+            let message = "--platform goes with -i: bundles and locks pin whole indexes by digest, and a registry \
+                           refuses an index whose other platforms are missing";
+            return Err(Failure { error: anyhow::anyhow!(message), exit: Exit::Usage });
+        }
         let progress = Progress::new(global.quiet);
         let result = if !self.build.files.is_empty() {
             let built = build(&self.build.options(true)).map_err(|e| Failure::new(e, false))?;
@@ -96,7 +108,14 @@ impl ExportArgs {
         } else {
             let client = global.registry.client(global.workers()).map_err(|e| Failure::new(e, false))?;
             let source = RegistrySource::new(client);
-            let (roots, expect) = self.from.roots(&source)?;
+            let (mut roots, expect) = self.from.roots(&source)?;
+            if let Some(platform) = &self.platform {
+                roots = roots
+                    .into_iter()
+                    .map(|root| export::platform_root(&source, root, platform))
+                    .collect::<Result<_, _>>()
+                    .map_err(fail)?;
+            }
             export::export(&source, roots, expect, &self.output, &options, &progress)
         };
         progress.finish();

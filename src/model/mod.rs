@@ -8,6 +8,7 @@ pub mod layout;
 pub mod lock;
 pub mod manifest;
 pub mod media;
+pub mod platform;
 pub mod reference;
 pub mod volume_table;
 

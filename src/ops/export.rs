@@ -13,7 +13,8 @@ use crate::engine::{
     Artifact, Graph, Items, Reporter, TransferError, TransferOptions, WalkOptions, build_plan, transfer, walk,
 };
 use crate::model::lock::AnyLock;
-use crate::model::{Digest, Reference, annotations, sha256_digest};
+use crate::model::platform::PlatformFilter;
+use crate::model::{Descriptor, Digest, ManifestKind, Reference, annotations, sha256_digest};
 use crate::store::layout_dir::LayoutDirSource;
 use crate::store::layout_tar::LayoutTarSink;
 use crate::store::{Plan, Source, StoreError};
@@ -60,6 +61,9 @@ pub enum ExportError {
     Interrupted { partial: String, source: TransferError },
     #[error("{}", .problems.join("\n"))]
     WrongKind { problems: Vec<String> },
+    /// `--platform` names no platform of the index, or more than one.
+    #[error("{0}")]
+    Platform(String),
 }
 
 impl ExportError {
@@ -68,7 +72,7 @@ impl ExportError {
             ExportError::Store(err) => err.is_integrity(),
             ExportError::Incomplete { integrity, .. } => *integrity,
             ExportError::Transfer(err) | ExportError::Interrupted { source: err, .. } => err.is_integrity(),
-            ExportError::WrongKind { .. } => false,
+            ExportError::WrongKind { .. } | ExportError::Platform(_) => false,
         }
     }
 }
@@ -117,6 +121,46 @@ pub fn reference_root(source: &dyn Source, reference: &Reference) -> Result<Arti
     let mut artifact = Artifact::new(descriptor);
     artifact.original = Some(reference.clone());
     artifact.ref_name = Some(reference.to_string());
+    artifact.is_root = true;
+    Ok(artifact)
+}
+
+/// `-i REF --platform P`: when the root is an index, its one image for platform `wanted` takes
+/// its place, named `REPO[:TAG]@<image digest>` (the image keeps its own digest, so importing it
+/// anywhere gives the digest the registry serves for that platform). An image root is kept.
+pub fn platform_root(source: &dyn Source, root: Artifact, wanted: &PlatformFilter) -> Result<Artifact, ExportError> {
+    let manifest = source.manifest(&root.descriptor)?;
+    let ManifestKind::Index(index) = manifest.kind() else {
+        return Ok(root);
+    };
+    let named = root.original.as_ref().map_or_else(|| root.descriptor.digest.to_string(), ToString::to_string);
+    let offered: Vec<String> =
+        index.manifests.iter().filter_map(|child| child.platform.as_ref()).map(ToString::to_string).collect();
+    let chosen: Vec<&Descriptor> = index
+        .manifests
+        .iter()
+        .filter(|child| child.platform.as_ref().is_some_and(|platform| wanted.matches(platform)))
+        .collect();
+    let child = match chosen.as_slice() {
+        [one] => (*one).clone(),
+        [] => {
+            return Err(ExportError::Platform(format!(
+                "{named} has no image for {wanted}; it offers {}",
+                if offered.is_empty() { "no platforms".to_string() } else { offered.join(", ") }
+            )));
+        }
+        _ => {
+            return Err(ExportError::Platform(format!(
+                "{named} has {} images for {wanted} ({}): name the variant too, e.g. {}",
+                chosen.len(),
+                offered.join(", "),
+                chosen[0].platform.as_ref().map_or_else(String::new, ToString::to_string)
+            )));
+        }
+    };
+    let mut artifact = Artifact::new(child.clone());
+    artifact.original = root.original.map(|reference| Reference { digest: Some(child.digest), ..reference });
+    artifact.ref_name = artifact.original.as_ref().map(ToString::to_string);
     artifact.is_root = true;
     Ok(artifact)
 }
