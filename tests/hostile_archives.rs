@@ -238,3 +238,67 @@ fn mutated_archives_are_reported_never_panic_on() {
     assert!(unnoticed.is_empty(), "{} of {mutants} changes passed verify:\n{}", unnoticed.len(), unnoticed.join("\n"));
     assert!(pinned * 100 <= mutants, "{pinned} of {mutants} changes passed all but --identity");
 }
+
+/// A volume table (`ARCHIVE.volumes.json`) is untrusted too (AR-S2): mutated tables are
+/// reported, never panicked on, and none that changed passes verify.
+#[test]
+fn mutated_volume_tables_are_reported_never_panic_on() {
+    let scratch = tempfile::tempdir().unwrap();
+    let layout = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/layouts/bundle");
+    let split = scratch.path().join("split.tar");
+    let exported = ferry()
+        .args(["export", "-q", "--volume-size", "8KiB", "--oci-layout"])
+        .arg(&layout)
+        .arg("-o")
+        .arg(&split)
+        .output()
+        .unwrap();
+    assert!(exported.status.success(), "{}", text(&exported.stderr));
+    let table_path = scratch.path().join("split.tar.volumes.json");
+    let table = std::fs::read(&table_path).unwrap();
+    let options = VerifyOptions { workers: 2, volume_digests: true };
+    assert!(verify_archive(&table_path, &options, &NoReport).unwrap().ok);
+
+    const TABLE_BYTES: &[u8] = b"\"{}[],:0123456789./\\ \0xsha";
+    let mutants: u64 = std::env::var("FERRY_MUTANTS").ok().and_then(|n| n.parse().ok()).unwrap_or(400);
+    let (mut panics, mut passed) = (Vec::new(), Vec::new());
+    for seed in 1..=mutants {
+        let mut rng = Prng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1);
+        let mut bytes = table.clone();
+        let at = rng.below(bytes.len());
+        let what = match rng.below(3) {
+            0 => {
+                bytes[at] = TABLE_BYTES[rng.below(TABLE_BYTES.len())];
+                format!("byte {at} replaced")
+            }
+            1 => {
+                bytes.truncate(at);
+                format!("cut to {at} bytes")
+            }
+            _ => {
+                bytes.splice(at..at, b"../".iter().copied());
+                format!("\"../\" inserted at {at}")
+            }
+        };
+        if bytes == table {
+            continue;
+        }
+        std::fs::write(&table_path, &bytes).unwrap();
+        match catch_unwind(AssertUnwindSafe(|| verify_archive(&table_path, &options, &NoReport))) {
+            Err(_) => panics.push(format!("seed {seed}: verify panicked on a table with {what}")),
+            // Only a change of JSON whitespace may pass: what the table says may not change.
+            Ok(Ok(report)) if report.ok && !same_json(&bytes, &table) => {
+                passed.push(format!("seed {seed}: {what}"));
+            }
+            Ok(_) => {}
+        }
+    }
+    std::fs::write(&table_path, &table).unwrap();
+    assert!(panics.is_empty(), "{}", panics.join("\n"));
+    assert!(passed.is_empty(), "{} of {mutants} changed tables passed verify:\n{}", passed.len(), passed.join("\n"));
+}
+
+fn same_json(a: &[u8], b: &[u8]) -> bool {
+    let parse = |bytes: &[u8]| serde_json::from_slice::<serde_json::Value>(bytes).ok();
+    parse(a).is_some() && parse(a) == parse(b)
+}
