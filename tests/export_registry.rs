@@ -106,6 +106,20 @@ fn exports_one_platform_of_an_index() {
         .output()
         .unwrap();
     assert!(imported.status.success(), "{}", text(&imported.stderr));
+    // copy (registry to registry) takes the same filter.
+    let copied = ferry()
+        .args(["copy", "-i", &index_ref, "--platform", "linux/arm64"])
+        .args(["--to-repo", &format!("{}/mirror/svc-arm64", registry.host()), "--registry-insecure"])
+        .output()
+        .unwrap();
+    assert!(copied.status.success(), "{}", text(&copied.stderr));
+    let tags = ferry()
+        .args(["tag", "list", &format!("{}/mirror/svc-arm64", registry.host()), "--imgpkg-internal-tags"])
+        .arg("--registry-insecure")
+        .output()
+        .unwrap();
+    let arm64_tag = format!("{}.imgpkg", arm64.replace(':', "-"));
+    assert_eq!(text(&tags.stdout).trim(), arm64_tag, "{}", text(&tags.stderr));
 
     let missing = export(&["-i", &index_ref, "--platform", "linux/s390x"], &scratch.path().join("x.tar"));
     assert_eq!(missing.status.code(), Some(1));

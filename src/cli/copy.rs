@@ -66,6 +66,7 @@ pub struct CopyArgs {
 impl CopyArgs {
     pub fn run(&self, global: &Global) -> Result<Exit, Failure> {
         let usage = |message: &str| Failure { error: anyhow::anyhow!("{message}"), exit: Exit::Usage };
+        self.from.check_platform()?;
         match (&self.tar, &self.to_tar, &self.to_repo) {
             (None, Some(to_tar), None) => {
                 if self.lock_output.is_some() {
@@ -76,7 +77,6 @@ impl CopyArgs {
                     oci_layout: None,
                     build: Default::default(),
                     volume_size: None,
-                    platform: None,
                     output: to_tar.clone(),
                     include_non_distributable_layers: self.include_non_distributable_layers,
                     resume: self.resume,

@@ -70,11 +70,6 @@ pub struct ExportArgs {
     /// sha256. Concatenated, the volumes are the archive; ferry reads them in place.
     #[arg(long, value_name = "SIZE", value_parser = super::registry::parse_size)]
     pub volume_size: Option<u64>,
-    /// With -i of a multi-platform index: export only its image for this platform (e.g.
-    /// linux/amd64, linux/arm/v7), under that image's own digest. Not for bundles or locks: they
-    /// pin whole indexes by digest, and a registry refuses an index missing platforms.
-    #[arg(long, value_name = "OS/ARCH[/VARIANT]")]
-    pub platform: Option<PlatformFilter>,
     /// Print the summary as JSON on stdout
     #[arg(long)]
     pub json: bool,
@@ -88,11 +83,7 @@ impl ExportArgs {
             resume: self.resume,
             volume_size: self.volume_size,
         };
-        if self.platform.is_some() && self.from.image.is_none() {
-            let message = "--platform goes with -i: bundles and locks pin whole indexes by digest, and a registry \
-                           refuses an index whose other platforms are missing";
-            return Err(Failure { error: anyhow::anyhow!(message), exit: Exit::Usage });
-        }
+        self.from.check_platform()?;
         let progress = Progress::new(global.quiet);
         let result = if !self.build.files.is_empty() {
             let built = build(&self.build.options(true)).map_err(|e| Failure::new(e, false))?;
@@ -108,14 +99,7 @@ impl ExportArgs {
         } else {
             let client = global.registry.client(global.workers()).map_err(|e| Failure::new(e, false))?;
             let source = RegistrySource::new(client);
-            let (mut roots, expect) = self.from.roots(&source)?;
-            if let Some(platform) = &self.platform {
-                roots = roots
-                    .into_iter()
-                    .map(|root| export::platform_root(&source, root, platform))
-                    .collect::<Result<_, _>>()
-                    .map_err(fail)?;
-            }
+            let (roots, expect) = self.from.roots(&source)?;
             export::export(&source, roots, expect, &self.output, &options, &progress)
         };
         progress.finish();
@@ -169,9 +153,24 @@ pub struct RegistryInput {
     /// BundleLock or ImagesLock file naming what to take
     #[arg(long = "lock", value_name = "FILE", group = "input")]
     pub lock: Option<PathBuf>,
+    /// With -i of a multi-platform index: take only its image for this platform (e.g.
+    /// linux/amd64, linux/arm/v7), under that image's own digest. Not for bundles or locks: they
+    /// pin whole indexes by digest, and a registry refuses an index missing platforms.
+    #[arg(long, value_name = "OS/ARCH[/VARIANT]")]
+    pub platform: Option<PlatformFilter>,
 }
 
 impl RegistryInput {
+    /// `--platform` goes with `-i` only (a usage error otherwise, before anything is fetched).
+    pub fn check_platform(&self) -> Result<(), Failure> {
+        if self.platform.is_none() || self.image.is_some() {
+            return Ok(());
+        }
+        let message = "--platform goes with -i: bundles and locks pin whole indexes by digest, and a registry \
+                       refuses an index whose other platforms are missing";
+        Err(Failure { error: anyhow::anyhow!(message), exit: Exit::Usage })
+    }
+
     /// The roots named, resolved in `source`, and what they must be.
     pub fn roots(&self, source: &dyn Source) -> Result<(Vec<ferry::engine::Artifact>, Expect), Failure> {
         if let Some(lock) = &self.lock {
@@ -183,7 +182,10 @@ impl RegistryInput {
             (None, None) => unreachable!("clap requires one input"),
         };
         let reference = text.parse::<Reference>().map_err(|e| Failure::new(anyhow::Error::new(e), false))?;
-        let root = export::reference_root(source, &reference).map_err(fail)?;
+        let mut root = export::reference_root(source, &reference).map_err(fail)?;
+        if let Some(platform) = &self.platform {
+            root = export::platform_root(source, root, platform).map_err(fail)?;
+        }
         Ok((vec![root], expect))
     }
 }
