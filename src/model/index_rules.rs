@@ -7,7 +7,7 @@
 //! digest inside an annotation, a media type), which would otherwise import with the wrong
 //! names, tags or lock. A deliberate, consistent change is caught only by comparing the
 //! archive's identity with the one published at export. Archives other tools wrote (no
-//! `dev.ferry.archive-format`) are held to the OCI rules alone.
+//! `dev.ferry.archive-format` and no `dev.ferry.*` annotation) are held to the OCI rules alone.
 
 use std::collections::BTreeMap;
 
