@@ -70,7 +70,6 @@ pub fn padded(size: u64) -> u64 {
     size.div_ceil(BLOCK) * BLOCK
 }
 
-/// Whether a block is all zeros (the end-of-archive marker).
 /// A place in an archive whose bytes are not what ferry writes there (spec/archive.md AR-R12).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Deviation {
@@ -107,8 +106,14 @@ impl Trailer {
     pub const FERRYS: Trailer = Trailer { second_block_zero: true, extra_bytes: 0 };
 }
 
+/// Whether a block is all zeros (the end-of-archive marker).
 pub fn is_zero_block(block: &[u8; 512]) -> bool {
-    block.iter().all(|&b| b == 0)
+    is_zeros(block)
+}
+
+/// Whether every byte is zero (tar padding, end blocks).
+pub fn is_zeros(bytes: &[u8]) -> bool {
+    bytes.iter().all(|&b| b == 0)
 }
 
 /// ferry's header: ustar, mode 0644 (files) or 0755 (directories), uid/gid 0, empty owner

@@ -7,8 +7,8 @@ use std::sync::Arc;
 
 use super::error::{ArchiveError, ArchiveProblem};
 use super::header::{
-    BLOCK, Deviation, HeaderKind, MAX_EXTENSION_BYTES, PaxOverrides, Trailer, is_ferrys_header, is_zero_block, padded,
-    parse_header, parse_pax,
+    BLOCK, Deviation, HeaderKind, MAX_EXTENSION_BYTES, PaxOverrides, Trailer, is_ferrys_header, is_zero_block,
+    is_zeros, padded, parse_header, parse_pax,
 };
 use crate::model::layout::{
     INDEX_FILE, LayoutIndex, MAX_INDEX_BYTES, MAX_OCI_LAYOUT_BYTES, OCI_LAYOUT_FILE, check_oci_layout,
@@ -132,7 +132,7 @@ impl LayoutTarSource {
         })
     }
 
-    /// Entries whose tar padding is not all zeros (AR-R12), in archive order.
+    /// Headers and padding that are not what ferry writes (AR-R12), in archive order.
     pub fn deviations(&self) -> &[Deviation] {
         &self.deviations
     }
@@ -220,8 +220,8 @@ impl Source for LayoutTarSource {
     }
 }
 
-/// What indexing an archive found: its regular entries, those whose padding is not zeros, and
-/// what follows the end-of-archive block (AR-R12).
+/// What indexing an archive found: its regular entries, the headers and padding that are not
+/// what ferry writes, and what follows the end-of-archive block (AR-R12).
 struct Indexed {
     entries: Vec<ArchiveEntry>,
     deviations: Vec<Deviation>,
@@ -295,7 +295,7 @@ fn index_entries(file: &Volumes, file_size: u64, archive: &str) -> Result<Indexe
                     let padding = &mut padding[..(padded(size) - size) as usize];
                     file.read_exact_at(padding, data_offset + size)
                         .map_err(|e| StoreError::io(format!("reading {archive}"), e))?;
-                    if padding.iter().any(|&byte| byte != 0) {
+                    if !is_zeros(padding) {
                         deviations.push(Deviation::Padding(name.clone()));
                     }
                     entries.push(ArchiveEntry { name, data_offset, size });

@@ -7,8 +7,8 @@ use std::io::{self, Read};
 
 use super::error::{ArchiveError, ArchiveProblem};
 use super::header::{
-    BLOCK, Deviation, HeaderKind, MAX_EXTENSION_BYTES, PaxOverrides, Trailer, is_ferrys_header, is_zero_block, padded,
-    parse_header, parse_pax,
+    BLOCK, Deviation, HeaderKind, MAX_EXTENSION_BYTES, PaxOverrides, Trailer, is_ferrys_header, is_zero_block,
+    is_zeros, padded, parse_header, parse_pax,
 };
 use super::reader::check_entry_name;
 use crate::store::StoreError;
@@ -31,7 +31,7 @@ pub struct TarStream<R> {
     padding: u64,
     current: Option<String>,
     seen: HashSet<String>,
-    /// Entries whose tar padding held something other than zeros.
+    /// Headers and padding that are not what ferry writes (AR-R12).
     deviations: Vec<Deviation>,
 }
 
@@ -49,7 +49,7 @@ impl<R: Read> TarStream<R> {
         }
     }
 
-    /// Entries whose padding was not all zeros (AR-R12), in stream order.
+    /// Headers and padding that are not what ferry writes (AR-R12), in stream order.
     pub fn deviations(&self) -> &[Deviation] {
         &self.deviations
     }
@@ -59,7 +59,7 @@ impl<R: Read> TarStream<R> {
         let mut padding = [0u8; BLOCK as usize];
         let padding = &mut padding[..self.padding as usize];
         self.fill(padding)?;
-        if padding.iter().any(|&byte| byte != 0) {
+        if !is_zeros(padding) {
             if let Some(name) = &self.current {
                 self.deviations.push(Deviation::Padding(name.clone()));
             }
@@ -71,19 +71,8 @@ impl<R: Read> TarStream<R> {
     /// and nothing after it (not part of the archive).
     pub fn read_trailer(&mut self) -> Result<Trailer, StoreError> {
         let mut block = [0u8; BLOCK as usize];
-        let mut filled = 0;
-        while filled < block.len() {
-            match self.inner.read(&mut block[filled..]) {
-                Ok(0) => return Ok(Trailer { second_block_zero: false, extra_bytes: 0 }),
-                Ok(n) => {
-                    filled += n;
-                    self.offset += n as u64;
-                }
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(StoreError::io(format!("reading {}", self.name), e)),
-            }
-        }
-        Ok(Trailer { second_block_zero: is_zero_block(&block), extra_bytes: 0 })
+        let complete = self.read_up_to(&mut block)? == block.len();
+        Ok(Trailer { second_block_zero: complete && is_zero_block(&block), extra_bytes: 0 })
     }
 
     /// Bytes read from the stream so far.
@@ -97,10 +86,18 @@ impl<R: Read> TarStream<R> {
 
     /// Reads exactly `buf.len()` bytes, or says the stream was cut.
     fn fill(&mut self, buf: &mut [u8]) -> Result<(), StoreError> {
+        if self.read_up_to(buf)? < buf.len() {
+            return Err(self.fail(ArchiveProblem::MissingEnd { offset: self.offset }));
+        }
+        Ok(())
+    }
+
+    /// Reads until `buf` is full or the stream ends; returns the bytes read.
+    fn read_up_to(&mut self, buf: &mut [u8]) -> Result<usize, StoreError> {
         let mut filled = 0;
         while filled < buf.len() {
             match self.inner.read(&mut buf[filled..]) {
-                Ok(0) => return Err(self.fail(ArchiveProblem::MissingEnd { offset: self.offset })),
+                Ok(0) => break,
                 Ok(n) => {
                     filled += n;
                     self.offset += n as u64;
@@ -109,7 +106,7 @@ impl<R: Read> TarStream<R> {
                 Err(e) => return Err(StoreError::io(format!("reading {}", self.name), e)),
             }
         }
-        Ok(())
+        Ok(filled)
     }
 
     fn skip(&mut self, mut count: u64) -> Result<(), StoreError> {
