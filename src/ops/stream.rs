@@ -12,7 +12,7 @@ use std::time::Instant;
 
 use super::import::{ImportError, ImportOptions, ImportSummary};
 use super::relocate::{PublishOptions, publish};
-use super::verify::{VerifyReport, check_graph, check_unwritten_bytes, identity_mismatch};
+use super::verify::{Unhashed, VerifyReport, check_graph, identity_mismatch};
 use crate::engine::{Graph, Items, Reporter};
 use crate::model::layout::{
     INDEX_FILE, LayoutIndex, MAX_INDEX_BYTES, MAX_OCI_LAYOUT_BYTES, OCI_LAYOUT_FILE, check_oci_layout,
@@ -34,7 +34,7 @@ pub const STREAM_NAME: &str = "standard input";
 pub struct Streamed {
     index: LayoutIndex,
     index_bytes: Vec<u8>,
-    /// Entries whose tar padding was not zeros, and what followed the end (AR-R12).
+    /// Headers and padding not as ferry writes them, and what followed the end (AR-R12).
     deviations: Vec<Deviation>,
     trailer: Trailer,
     /// Small blobs, kept for the walk (and uploaded from here by import).
@@ -178,20 +178,13 @@ fn read_entries<R: Read + Send>(
 /// The graph checks of a verification over what arrived: failures and warnings into `report`.
 fn check_streamed(streamed: &Streamed, workers: usize, report: &mut VerifyReport) -> Graph {
     let mut failures = BTreeMap::new();
-    check_unwritten_bytes(
-        &streamed.index,
-        (&streamed.deviations, streamed.trailer),
-        &mut failures,
-        &mut report.warnings,
-    );
-    let graph = check_graph(
-        streamed,
-        (&streamed.index, &streamed.index_bytes),
-        &streamed.arrived,
-        workers,
-        &mut failures,
-        &mut report.warnings,
-    );
+    let unhashed = Unhashed {
+        index: &streamed.index,
+        index_bytes: &streamed.index_bytes,
+        deviations: &streamed.deviations,
+        trailer: streamed.trailer,
+    };
+    let graph = check_graph(streamed, unhashed, &streamed.arrived, workers, &mut failures, &mut report.warnings);
     report.failures.extend(failures.into_values());
     report.ok = report.failures.is_empty();
     graph

@@ -127,25 +127,36 @@ fn check_volume_digests(archive: &LayoutTarSource, reporter: &dyn Reporter) -> V
         .collect()
 }
 
-/// The checks after hashing, for any archive (a file, volumes or a stream): walks from
-/// `index.json` and records as failures every walk problem, every referenced blob missing from
-/// `stored` (digest -> size) or stored with another size (non-distributable layers the index
-/// records as left out excepted); unreferenced blobs are warnings. Returns the walked graph.
+/// What a reader learned of an archive besides its blobs: what the checks after hashing need.
+pub(super) struct Unhashed<'a> {
+    pub index: &'a LayoutIndex,
+    pub index_bytes: &'a [u8],
+    pub deviations: &'a [Deviation],
+    pub trailer: Trailer,
+}
+
+/// The checks after hashing, for any archive (a file, volumes or a stream): the bytes no digest
+/// covers (AR-R12), `index.json` (AR-R10, AR-R11), then a walk from `index.json` recording as
+/// failures every walk problem, every referenced blob missing from `stored` (digest -> size) or
+/// stored with another size (non-distributable layers the index records as left out excepted);
+/// unreferenced blobs are warnings. Returns the walked graph.
 pub(super) fn check_graph(
     source: &dyn Source,
-    (index, index_bytes): (&LayoutIndex, &[u8]),
+    archive: Unhashed<'_>,
     stored: &BTreeMap<Digest, u64>,
     workers: usize,
     failures: &mut BTreeMap<String, String>,
     warnings: &mut Vec<String>,
 ) -> Graph {
+    let index = archive.index;
+    check_unwritten_bytes(index, (archive.deviations, archive.trailer), failures, warnings);
     let walk_options = WalkOptions { workers, include_non_distributable: true };
     let graph = walk(source, artifacts_of_index(index), &walk_options);
     for problem in &graph.problems {
         let subject = problem.subject.map_or_else(|| problem.message.clone(), |d| d.to_string());
         failures.entry(subject).or_insert_with(|| problem.message.clone());
     }
-    for (number, problem) in ferry_index_problems(index, index_bytes).into_iter().enumerate() {
+    for (number, problem) in ferry_index_problems(index, archive.index_bytes).into_iter().enumerate() {
         failures.insert(format!("{} {number:04}", problem.subject), problem.message);
     }
     check_media_types(index, &graph, failures);
@@ -186,7 +197,7 @@ pub(super) fn check_graph(
 /// end-of-archive block. Failures in an archive ferry wrote. In other tools' archives only
 /// non-zero padding or trailing bytes are worth a warning (their headers differ by design, and
 /// their writers may add zero blocks up to a record size).
-pub(super) fn check_unwritten_bytes(
+fn check_unwritten_bytes(
     index: &LayoutIndex,
     (deviations, trailer): (&[Deviation], Trailer),
     failures: &mut BTreeMap<String, String>,
@@ -306,20 +317,13 @@ pub fn check_archive(
     }
 
     let stored: BTreeMap<Digest, u64> = entries.iter().map(|(digest, entry)| (*digest, entry.size)).collect();
-    check_unwritten_bytes(
-        archive.index(),
-        (archive.deviations(), archive.trailer()),
-        &mut failures,
-        &mut report.warnings,
-    );
-    let graph = check_graph(
-        &archive,
-        (archive.index(), archive.index_bytes()),
-        &stored,
-        options.workers,
-        &mut failures,
-        &mut report.warnings,
-    );
+    let unhashed = Unhashed {
+        index: archive.index(),
+        index_bytes: archive.index_bytes(),
+        deviations: archive.deviations(),
+        trailer: archive.trailer(),
+    };
+    let graph = check_graph(&archive, unhashed, &stored, options.workers, &mut failures, &mut report.warnings);
     report.failures = failures.into_values().collect();
     report.ok = report.failures.is_empty();
     // The hashing jobs and the entry list borrow the archive; it is handed back after them.
