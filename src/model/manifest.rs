@@ -45,12 +45,22 @@ pub struct Platform {
 
 impl std::fmt::Display for Platform {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}/{}", self.os, self.architecture)?;
-        if let Some(variant) = &self.variant {
-            write!(f, "/{variant}")?;
-        }
-        Ok(())
+        write_platform(f, &self.os, &self.architecture, self.variant.as_deref())
     }
+}
+
+/// `os/architecture[/variant]`, as platforms are written everywhere (docker, skopeo, ferry).
+pub(super) fn write_platform(
+    f: &mut std::fmt::Formatter<'_>,
+    os: &str,
+    architecture: &str,
+    variant: Option<&str>,
+) -> std::fmt::Result {
+    write!(f, "{os}/{architecture}")?;
+    if let Some(variant) = variant {
+        write!(f, "/{variant}")?;
+    }
+    Ok(())
 }
 
 impl Descriptor {

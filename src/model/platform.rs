@@ -4,7 +4,7 @@
 use std::fmt;
 use std::str::FromStr;
 
-use super::manifest::Platform;
+use super::manifest::{Platform, write_platform};
 
 /// `os/architecture[/variant]`, e.g. `linux/arm64` or `linux/arm/v7`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -42,11 +42,7 @@ impl FromStr for PlatformFilter {
 
 impl fmt::Display for PlatformFilter {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}/{}", self.os, self.architecture)?;
-        if let Some(variant) = &self.variant {
-            write!(f, "/{variant}")?;
-        }
-        Ok(())
+        write_platform(f, &self.os, &self.architecture, self.variant.as_deref())
     }
 }
 

@@ -142,7 +142,7 @@ pub fn platform_root(source: &dyn Source, root: Artifact, wanted: &PlatformFilte
         .filter(|child| child.platform.as_ref().is_some_and(|platform| wanted.matches(platform)))
         .collect();
     let child = match chosen.as_slice() {
-        [one] => (*one).clone(),
+        [one] => *one,
         [] => {
             return Err(ExportError::Platform(format!(
                 "{named} has no image for {wanted}; it offers {}",
