@@ -58,11 +58,10 @@ hash_rate=$(openssl speed -mr -evp sha256 -bytes 1048576 -seconds 2 2>/dev/null 
 hash_s=$(echo "$size / $hash_rate" | bc -l)
 # The CPU a plain GET costs this machine (curl's and the registry's): with the hashing added,
 # that work spread perfectly over every core is the other bound on a verified GET here.
-cpu_seconds() { awk -v hz="$(getconf CLK_TCK)" '{printf "%.2f\n", ($14 + $15) / hz}' "/proc/$1/stat"; }
 get_cpu=$(for _ in $(seq "$runs"); do
-  before=$(cpu_seconds "$REGISTRY_PID")
+  before=$(registry_cpu_seconds "$REGISTRY_PID")
   client=$(/usr/bin/time -f '%U %S' curl -sf -o /dev/null "$base/bench/blobs/$digest" 2>&1 | awk '{print $1 + $2}')
-  echo "$(cpu_seconds "$REGISTRY_PID") - $before + $client" | bc -l
+  echo "$(registry_cpu_seconds "$REGISTRY_PID") - $before + $client" | bc -l
 done | median)
 cores=$(nproc)
 work_s=$(echo "($get_cpu + $hash_s) / $cores" | bc -l)

@@ -188,16 +188,14 @@ timed() {
 rss() { local label=$1; shift; /usr/bin/time -a -o "$work/rss.$label" -f %M "$@"; }
 
 # --- export, beside the network and disk floors -------------------------------------------
-# cpu_seconds PID: the user + system CPU seconds a running process has used so far
-cpu_seconds() { awk -v hz="$(getconf CLK_TCK)" '{printf "%.2f\n", ($14 + $15) / hz}' "/proc/$1/stat"; }
 # One export; its peak RSS goes to rss.export, and the CPU seconds of ferry and of the source
 # registry serving it go to cpu.ferry and cpu.registry (both share this machine's cores).
 export_once() {
   local before
-  before=$(cpu_seconds "${reg_pid[source]}")
+  before=$(registry_cpu_seconds "${reg_pid[source]}")
   /usr/bin/time -o "$work/time.export" -f '%M %U %S' \
     "$ferry" export --lock "$work/bundle.lock.yml" -o "$archive" --registry-insecure -q
-  echo "$(cpu_seconds "${reg_pid[source]}") - $before" | bc -l >>"$work/cpu.registry"
+  echo "$(registry_cpu_seconds "${reg_pid[source]}") - $before" | bc -l >>"$work/cpu.registry"
   awk '{print $1}' "$work/time.export" >>"$work/rss.export"
   awk '{print $2 + $3}' "$work/time.export" >>"$work/cpu.ferry"
 }

@@ -5,6 +5,7 @@
 #                               /v2/ answers; sets REGISTRY_PID and REGISTRY_PORT; on failure
 #                               prints the registry's log and exits 1
 #   registry_stop PID           stop it and reap it (never fails)
+#   registry_cpu_seconds PID    the user + system CPU seconds it has used so far (benches)
 
 registry_free_port() {
   python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
@@ -40,4 +41,8 @@ YAML
 registry_stop() {
   kill "$1" 2>/dev/null || true
   wait "$1" 2>/dev/null || true
+}
+
+registry_cpu_seconds() {
+  awk -v hz="$(getconf CLK_TCK)" '{printf "%.2f\n", ($14 + $15) / hz}' "/proc/$1/stat"
 }
