@@ -1,8 +1,9 @@
 //! Archives are untrusted input (spec/archive.md AR-R*): whatever bytes a file or a pipe holds,
 //! `verify`, `inspect` and the stream reader must answer with a report or an error, never a
-//! panic, and no changed byte of a ferry archive may pass `verify`. A valid archive (the committed bundle fixture, exported by the binary) is mutated
-//! from a fixed seed: bytes flipped in tar headers and JSON, size fields rewritten, the file
-//! cut short, regions copied over each other. `FERRY_MUTANTS=N` runs more of them.
+//! panic, and no changed byte of a ferry archive may pass `verify`. A valid archive (the
+//! committed bundle fixture, exported by the binary) is mutated from a fixed seed: bytes
+//! flipped in tar headers and JSON, size fields rewritten, the file cut short, regions copied
+//! over each other; so is a volume table. `FERRY_MUTANTS=N` runs more of them.
 
 mod cli;
 
@@ -23,6 +24,11 @@ const BLOCK: usize = 512;
 struct Prng(u64);
 
 impl Prng {
+    /// The generator of mutant number `seed` (never the all-zero state).
+    fn seeded(seed: u64) -> Self {
+        Prng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
+    }
+
     fn next(&mut self) -> u64 {
         self.0 ^= self.0 >> 12;
         self.0 ^= self.0 << 25;
@@ -33,6 +39,11 @@ impl Prng {
     fn below(&mut self, bound: usize) -> usize {
         (self.next() % bound.max(1) as u64) as usize
     }
+}
+
+/// How many mutants each test makes: `FERRY_MUTANTS`, or 400.
+fn mutant_count() -> u64 {
+    std::env::var("FERRY_MUTANTS").ok().and_then(|n| n.parse().ok()).unwrap_or(400)
 }
 
 /// Offsets of every tar header in a well-formed archive, with its entry's data size.
@@ -216,12 +227,12 @@ fn mutated_archives_are_reported_never_panic_on() {
     assert!(report.ok, "the unmutated archive verifies");
     let identity = report.identity;
 
-    let mutants: u64 = std::env::var("FERRY_MUTANTS").ok().and_then(|n| n.parse().ok()).unwrap_or(400);
+    let mutants = mutant_count();
     let mutant_path = scratch.path().join("mutant.tar");
     let mut panics = Vec::new();
     let (mut unnoticed, mut pinned) = (Vec::new(), 0);
     for seed in 1..=mutants {
-        let mut rng = Prng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1);
+        let mut rng = Prng::seeded(seed);
         let (bytes, what) = mutate(&archive, &headers, &mut rng);
         match read_mutant(&bytes, &mutant_path) {
             Err(reader) => panics.push(format!("seed {seed}: {reader} panicked on an archive with {what}")),
@@ -260,10 +271,10 @@ fn mutated_volume_tables_are_reported_never_panic_on() {
     assert!(verify_archive(&table_path, &options, &NoReport).unwrap().ok);
 
     const TABLE_BYTES: &[u8] = b"\"{}[],:0123456789./\\ \0xsha";
-    let mutants: u64 = std::env::var("FERRY_MUTANTS").ok().and_then(|n| n.parse().ok()).unwrap_or(400);
+    let mutants = mutant_count();
     let (mut panics, mut passed) = (Vec::new(), Vec::new());
     for seed in 1..=mutants {
-        let mut rng = Prng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1);
+        let mut rng = Prng::seeded(seed);
         let mut bytes = table.clone();
         let at = rng.below(bytes.len());
         let what = match rng.below(3) {
