@@ -11,23 +11,6 @@ use std::path::Path;
 use cli::ferry_at_home;
 use support::{Registry, Variant, write_image_layout};
 
-/// Flags that reach `registry` (TLS trust, plain HTTP), without credentials.
-fn reach(registry: &Registry) -> Vec<String> {
-    match registry.ca_cert_path() {
-        Some(ca) => vec!["--registry-ca-cert-path".into(), ca.display().to_string()],
-        None => vec!["--registry-insecure".into()],
-    }
-}
-
-fn credential_flags(registry: &Registry) -> Vec<String> {
-    registry
-        .credentials()
-        .map(|(user, password)| {
-            vec!["--registry-username".into(), user.into(), "--registry-password".into(), password.into()]
-        })
-        .unwrap_or_default()
-}
-
 /// Pushes one small image as `team/app:v1` and `team/app:v2`; returns its manifest digest.
 fn seed(registry: &Registry, scratch: &Path) -> String {
     let layout = scratch.join("layout");
@@ -53,8 +36,7 @@ fn tag_list_and_resolve_in_every_variant() {
         let scratch = tempfile::tempdir().unwrap();
         let digest = seed(&registry, scratch.path());
         let repo = format!("{}/team/app", registry.host());
-        let mut args = reach(&registry);
-        args.extend(credential_flags(&registry));
+        let args = registry.access_flags();
 
         let listed =
             ferry_at_home(scratch.path()).args(["tag", "list", &repo, "--digests"]).args(&args).output().unwrap();
@@ -82,7 +64,7 @@ fn credentials_from_imgpkg_env_and_docker_config() {
 
     let from_env = ferry_at_home(scratch.path())
         .args(["tag", "list", &repo])
-        .args(reach(&registry))
+        .args(registry.reach_flags())
         .env("IMGPKG_REGISTRY_HOSTNAME_0", registry.host())
         .env("IMGPKG_REGISTRY_USERNAME_0", user)
         .env("IMGPKG_REGISTRY_PASSWORD_0", password)
@@ -93,7 +75,8 @@ fn credentials_from_imgpkg_env_and_docker_config() {
 
     let home = tempfile::tempdir().unwrap();
     registry.write_docker_config(&home.path().join(".docker"));
-    let from_config = ferry_at_home(home.path()).args(["tag", "list", &repo]).args(reach(&registry)).output().unwrap();
+    let from_config =
+        ferry_at_home(home.path()).args(["tag", "list", &repo]).args(registry.reach_flags()).output().unwrap();
     assert!(from_config.status.success(), "{}", stderr(&from_config));
     assert_eq!(stdout(&from_config), "v1\nv2\n");
 }
@@ -109,7 +92,7 @@ fn errors_name_the_problem_and_hide_secrets() {
 
     let wrong = ferry_at_home(scratch.path())
         .args(["tag", "list", &repo, "--registry-username", user, "--registry-password", "not-the-password-xyz"])
-        .args(reach(&registry))
+        .args(registry.reach_flags())
         .output()
         .unwrap();
     assert_eq!(wrong.status.code(), Some(1));
@@ -117,8 +100,7 @@ fn errors_name_the_problem_and_hide_secrets() {
     assert!(message.contains("HTTP 401") && message.contains("--registry-username"), "{message}");
     assert!(!message.contains("not-the-password-xyz"), "the password leaked: {message}");
 
-    let mut args = reach(&registry);
-    args.extend(credential_flags(&registry));
+    let args = registry.access_flags();
     let missing_repo = ferry_at_home(scratch.path())
         .args(["tag", "list", &format!("{}/team/nothing", registry.host())])
         .args(&args)
@@ -132,7 +114,7 @@ fn errors_name_the_problem_and_hide_secrets() {
     assert!(stderr(&missing_tag).contains("tag nope not found"), "{}", stderr(&missing_tag));
 
     let untrusted =
-        ferry_at_home(scratch.path()).args(["tag", "list", &repo]).args(credential_flags(&registry)).output().unwrap();
+        ferry_at_home(scratch.path()).args(["tag", "list", &repo]).args(registry.credential_flags()).output().unwrap();
     assert_eq!(untrusted.status.code(), Some(1));
     assert!(stderr(&untrusted).contains("--registry-ca-cert-path"), "{}", stderr(&untrusted));
 }
@@ -189,8 +171,7 @@ fn export_an_image_through_token_auth() {
     let scratch = tempfile::tempdir().unwrap();
     let digest = seed(&registry, scratch.path());
     let archive = scratch.path().join("app.tar");
-    let mut args = reach(&registry);
-    args.extend(credential_flags(&registry));
+    let args = registry.access_flags();
     let exported = ferry_at_home(scratch.path())
         .args(["export", "-i", &format!("{}/team/app:v1", registry.host()), "-o"])
         .arg(&archive)
@@ -248,7 +229,7 @@ fn credentials_from_docker_credential_helpers() {
         let listed = ferry_at_home(home.path())
             .env("PATH", &path)
             .args(["tag", "list", &repo])
-            .args(reach(&registry))
+            .args(registry.reach_flags())
             .output()
             .unwrap();
         assert!(listed.status.success(), "{config}: {}", stderr(&listed));

@@ -257,14 +257,26 @@ impl Registry {
 
     /// ferry's flags for reaching this registry: its CA (or plain HTTP) and its credentials.
     pub fn access_flags(&self) -> Vec<String> {
-        let mut flags = match self.ca_cert_path() {
+        let mut flags = self.reach_flags();
+        flags.extend(self.credential_flags());
+        flags
+    }
+
+    /// ferry's flags for reaching this registry without credentials: its CA, or plain HTTP.
+    pub fn reach_flags(&self) -> Vec<String> {
+        match self.ca_cert_path() {
             Some(ca) => vec!["--registry-ca-cert-path".into(), ca.display().to_string()],
             None => vec!["--registry-insecure".into()],
-        };
-        if let Some((user, password)) = self.credentials() {
-            flags.extend(["--registry-username".into(), user.into(), "--registry-password".into(), password.into()]);
         }
-        flags
+    }
+
+    /// ferry's credential flags for the auth variants (none otherwise).
+    pub fn credential_flags(&self) -> Vec<String> {
+        self.credentials()
+            .map(|(user, password)| {
+                vec!["--registry-username".into(), user.into(), "--registry-password".into(), password.into()]
+            })
+            .unwrap_or_default()
     }
 
     /// The process id of `docker-registry`.
