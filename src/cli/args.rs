@@ -173,7 +173,9 @@ impl InspectArgs {
         for problem in &report.problems {
             output::warn(problem);
         }
-        Ok(Exit::Success)
+        // What inspect could not read of an archive (a refused bundle layer, a missing blob)
+        // is damage, as verify would say: never an OK listing of part of it.
+        Ok(if report.problems.is_empty() { Exit::Success } else { Exit::Integrity })
     }
 }
 

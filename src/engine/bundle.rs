@@ -1,11 +1,12 @@
 //! Reading an imgpkg bundle: its config label and the `.imgpkg/images.yml` inside its layer
 //! (IMGPKG-COMPAT "Recognising a bundle"), without extracting anything to disk.
 
-use std::io::{self, Read};
+use std::io;
 
-use crate::model::lock::{BundleMetadata, ImageRef, ImagesLock, LockError, MAX_LOCK_BYTES};
+use super::layer::{self, LayerError};
+use crate::model::lock::{BundleMetadata, ImageRef, ImagesLock, LockError};
 use crate::model::manifest::ImageConfigView;
-use crate::model::media::{self, Compression};
+use crate::model::media;
 use crate::model::{ImageManifest, Reference};
 use crate::store::{Source, StoreError};
 
@@ -36,6 +37,20 @@ pub enum BundleError {
     Invalid { bundle: String, reason: String },
     #[error(transparent)]
     Lock(#[from] LockError),
+    /// The layer breaks the layer rules (spec/archive.md BL-*).
+    #[error(transparent)]
+    Layer(LayerError),
+}
+
+impl BundleError {
+    /// A digest mismatch or a hostile layer, as opposed to a missing or unreadable one.
+    pub fn is_integrity(&self) -> bool {
+        match self {
+            BundleError::Store(err) => err.is_integrity(),
+            BundleError::Layer(err) => err.is_integrity(),
+            BundleError::Invalid { .. } | BundleError::Lock(_) => false,
+        }
+    }
 }
 
 /// Whether a config (already read and verified) marks its image as a bundle.
@@ -58,13 +73,21 @@ pub fn read_bundle(source: &dyn Source, manifest: &ImageManifest, bundle: &str) 
         .ok_or_else(|| invalid(format!("its layer has media type {:?}, which is not a tar layer", layer.media_type)))?;
     let mut verified = source.blob(layer)?;
     let read_error = |e: io::Error| BundleError::Store(StoreError::io(format!("reading bundle {bundle}'s layer"), e));
-    let (lock_text, metadata_text) = {
-        let decompressed: Box<dyn Read + '_> = match compression {
-            Compression::None => Box::new(&mut verified),
-            Compression::Gzip => Box::new(flate2::read::GzDecoder::new(&mut verified)),
-            Compression::Zstd => Box::new(zstd::stream::read::Decoder::new(&mut verified).map_err(read_error)?),
-        };
-        find_lock_files(decompressed).map_err(read_error)?
+    let layer_name = format!("the layer of bundle {bundle} ({})", layer.digest);
+    let found = {
+        let stream = layer::decompress(compression, &mut verified).map_err(read_error)?;
+        layer::read_small_files(stream, &layer_name, true, &[IMAGES_LOCK_PATH, BUNDLE_FILE_PATH])
+    };
+    let [lock_text, metadata_text]: [Option<String>; 2] = match found {
+        Ok(found) => found.try_into().expect("one slot per wanted file"),
+        // A digest mismatch found while reading is the store's integrity error, not the layer's.
+        Err(err) => match err.io_source().filter(|e| crate::verify::verify_error(e).is_some()) {
+            Some(_) => {
+                let LayerError::Io { source, .. } = err else { unreachable!("io_source is Some") };
+                return Err(read_error(source));
+            }
+            None => return Err(BundleError::Layer(err)),
+        },
     };
     // Drain what the tar reader left so the verifying reader sees the end and checks the digest.
     io::copy(&mut verified, &mut io::sink()).map_err(read_error)?;
@@ -82,33 +105,4 @@ pub fn read_bundle(source: &dyn Source, manifest: &ImageManifest, bundle: &str) 
         None => None,
     };
     Ok(BundleContent { lock, entries, metadata })
-}
-
-/// Scans a tar stream for the two files; bounded in size, nothing written anywhere.
-fn find_lock_files(stream: impl Read) -> io::Result<(Option<String>, Option<String>)> {
-    let mut archive = tar::Archive::new(stream);
-    let (mut lock, mut metadata) = (None, None);
-    for entry in archive.entries()? {
-        let entry = entry?;
-        if !entry.header().entry_type().is_file() {
-            continue;
-        }
-        let path = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
-        let clean = path.trim_start_matches("./");
-        let slot = match clean {
-            IMAGES_LOCK_PATH if lock.is_none() => &mut lock,
-            BUNDLE_FILE_PATH if metadata.is_none() => &mut metadata,
-            _ => continue,
-        };
-        if entry.size() > MAX_LOCK_BYTES as u64 {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidData,
-                format!("{clean} is {} bytes, over the {MAX_LOCK_BYTES}-byte limit", entry.size()),
-            ));
-        }
-        let mut text = String::new();
-        entry.take(MAX_LOCK_BYTES as u64).read_to_string(&mut text)?;
-        *slot = Some(text);
-    }
-    Ok((lock, metadata))
 }

@@ -7,6 +7,7 @@
 //! bounded workers, largest blobs first. Progress goes through [`Reporter`].
 
 mod bundle;
+pub mod layer;
 mod plan;
 mod pool;
 mod report;

@@ -218,7 +218,7 @@ fn expand_bundle(
     let content = match read_bundle(source, &image, &bundle.label()) {
         Ok(content) => content,
         Err(err) => {
-            let integrity = matches!(&err, super::bundle::BundleError::Store(e) if e.is_integrity());
+            let integrity = err.is_integrity();
             graph.problem(Some(digest), err.to_string(), integrity);
             return Vec::new();
         }

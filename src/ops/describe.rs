@@ -85,7 +85,13 @@ pub fn describe_archive(
     artifacts: Vec<Artifact>,
     workers: usize,
 ) -> Result<Vec<Node>, DescribeError> {
-    let roots: Vec<Artifact> = artifacts.into_iter().filter(|artifact| artifact.is_root).collect();
+    // Another tool's OCI layout marks no roots: every artifact of its index.json is one.
+    let any_root = artifacts.iter().any(|artifact| artifact.is_root);
+    let roots: Vec<Artifact> = artifacts
+        .into_iter()
+        .filter(|artifact| artifact.is_root || !any_root)
+        .map(|artifact| Artifact { is_root: true, ..artifact })
+        .collect();
     let graph = walk_from(source, roots.clone(), workers)?;
     let place =
         |digest: Digest, origin: Option<&Reference>| origin.map_or_else(|| digest.to_string(), |o| o.to_string());

@@ -1,16 +1,18 @@
-//! Writing a layer's files into a directory without trusting the layer (spec/cli.md PL-1):
-//! every name is cleaned and must stay inside the directory, nothing is written through a
-//! symlink, links may only point inside, and special files, whiteouts and setuid bits never
-//! reach the disk. The caller extracts into a fresh directory and keeps it only on success.
+//! Writing layers' files into a directory without trusting them (spec/cli.md PL-1): every entry
+//! first passes the layer rules every reader shares ([`crate::engine::layer`]: names, duplicates,
+//! links resolved within the layer), then is written here with the directory's own state in
+//! view: nothing is written through a symlink, links must resolve inside given every link
+//! written so far (checked again once all layers are in place), and special files, whiteouts
+//! and setuid bits never reach the disk. The caller extracts into a fresh directory and keeps
+//! it only on success.
 
 use std::collections::HashSet;
 use std::fs::{self, OpenOptions};
 use std::io::{self, Read};
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
-use std::path::{Component, Path, PathBuf};
+use std::path::{Path, PathBuf};
 
-/// Longest entry name accepted.
-const MAX_NAME_BYTES: usize = 4096;
+use crate::engine::layer::{CheckedEntry, EntryKind, LayerError, LayerRules, resolve_inside};
 
 /// What an extraction wrote.
 #[derive(Debug, Default, Clone, Copy)]
@@ -38,37 +40,116 @@ impl ExtractError {
     }
 }
 
-/// Extracts the (already decompressed) tar stream `tar` into `root`, an existing directory.
-/// `layer` names the layer in errors. Later entries of the same name replace earlier ones, so
-/// several layers can be extracted into one directory in order.
-pub fn extract(tar: impl Read, root: &Path, layer: &str) -> Result<Extracted, ExtractError> {
-    let mut extractor = Extractor { root, layer, written: HashSet::new(), directories: Vec::new() };
-    let mut archive = tar::Archive::new(tar);
-    let mut done = Extracted::default();
-    let entries = archive.entries().map_err(|e| extractor.io("reading the layer", e))?;
-    for entry in entries {
-        let mut entry = entry.map_err(|e| extractor.io("reading the layer", e))?;
-        let raw_name = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
-        let bytes = extractor.entry(&mut entry, &raw_name)?;
-        if let Some(bytes) = bytes {
-            done.files += 1;
-            done.bytes += bytes;
+impl From<LayerError> for ExtractError {
+    fn from(err: LayerError) -> Self {
+        match err {
+            LayerError::Refused { layer, entry, reason } => ExtractError::Unsafe { layer, entry, reason },
+            LayerError::Io { layer, source } => ExtractError::Io { layer, context: "reading the layer".into(), source },
         }
     }
-    extractor.finish_directories()?;
-    Ok(done)
 }
 
-struct Extractor<'a> {
+/// Extracts the (already decompressed) tar stream `tar` into `root`, an existing directory:
+/// one layer, checked once complete. See [`Extraction`] for several layers into one directory.
+pub fn extract(tar: impl Read, root: &Path, layer: &str) -> Result<Extracted, ExtractError> {
+    let mut extraction = Extraction::new(root);
+    extraction.layer(tar, layer, false)?;
+    extraction.finish()
+}
+
+/// Layers extracted in order into one directory (later entries of the same name replace
+/// earlier layers' ones); [`Extraction::finish`] checks every link written once all are in
+/// place, so no chain of links across layers leaves the directory (BL-5, PL-1).
+pub struct Extraction<'a> {
     root: &'a Path,
-    layer: &'a str,
     /// Regular files written so far (relative), the only valid hard-link targets.
     written: HashSet<PathBuf>,
+    /// Symlinks written so far (relative), re-checked at the end.
+    links: Vec<(PathBuf, String)>,
     /// Directories and their modes, applied last so a read-only directory can still be filled.
     directories: Vec<(PathBuf, u32)>,
+    done: Extracted,
 }
 
-impl Extractor<'_> {
+impl<'a> Extraction<'a> {
+    pub fn new(root: &'a Path) -> Self {
+        Extraction {
+            root,
+            written: HashSet::new(),
+            links: Vec::new(),
+            directories: Vec::new(),
+            done: Extracted::default(),
+        }
+    }
+
+    /// Extracts one layer's tar stream, named `layer` in errors; `bundle` adds the bundle rules
+    /// (BL-6).
+    pub fn layer(&mut self, tar: impl Read, layer: &str, bundle: bool) -> Result<Extracted, ExtractError> {
+        let mut rules = LayerRules::new(layer, bundle);
+        let mut archive = tar::Archive::new(tar);
+        let mut done = Extracted::default();
+        let entries = archive.entries().map_err(|e| rules.io(e))?;
+        for entry in entries {
+            let mut entry = entry.map_err(|e| rules.io(e))?;
+            let checked = rules.check(&mut entry)?;
+            let mut writer = EntryWriter { extraction: self, layer };
+            if let Some(bytes) = writer.write(&mut entry, &checked)? {
+                done.files += 1;
+                done.bytes += bytes;
+            }
+        }
+        rules.finish()?;
+        self.done.files += done.files;
+        self.done.bytes += done.bytes;
+        Ok(done)
+    }
+
+    /// Checks every link written, on disk, against everything written (BL-5), then applies
+    /// the directories' modes. Returns the totals of every layer.
+    pub fn finish(mut self) -> Result<Extracted, ExtractError> {
+        for (link, target) in &self.links {
+            if !fs::symlink_metadata(self.root.join(link)).is_ok_and(|m| m.file_type().is_symlink()) {
+                continue; // replaced by a later layer
+            }
+            resolve_inside(link, target, &|path| disk_link(self.root, path)).map_err(|reason| {
+                ExtractError::Unsafe {
+                    layer: "the extracted layers".into(),
+                    entry: link.display().to_string(),
+                    reason: format!("symlink to {target:?}: {reason}"),
+                }
+            })?;
+        }
+        // Deepest first, so tightening a parent never blocks a child.
+        self.directories.sort_by_key(|(path, _)| std::cmp::Reverse(path.components().count()));
+        for (path, mode) in &self.directories {
+            fs::set_permissions(path, fs::Permissions::from_mode(*mode)).map_err(|e| ExtractError::Io {
+                layer: "the extracted layers".into(),
+                context: format!("setting the mode of {}", path.display()),
+                source: e,
+            })?;
+        }
+        Ok(self.done)
+    }
+}
+
+/// The target of the symlink at `relative` under `root`, if there is one.
+fn disk_link(root: &Path, relative: &Path) -> Option<String> {
+    let path = root.join(relative);
+    let meta = fs::symlink_metadata(&path).ok()?;
+    if !meta.file_type().is_symlink() {
+        return None;
+    }
+    // A target that is not UTF-8 cannot be checked: treat it as absolute, which is refused.
+    Some(fs::read_link(&path).ok()?.to_str().map_or_else(|| "/".to_string(), str::to_string))
+}
+
+/// Writes the entries of one layer for an [`Extraction`].
+struct EntryWriter<'e, 'a> {
+    extraction: &'e mut Extraction<'a>,
+    layer: &'e str,
+}
+
+impl EntryWriter<'_, '_> {
     fn io(&self, context: impl Into<String>, source: io::Error) -> ExtractError {
         ExtractError::Io { layer: self.layer.to_string(), context: context.into(), source }
     }
@@ -77,25 +158,31 @@ impl Extractor<'_> {
         ExtractError::Unsafe { layer: self.layer.to_string(), entry: entry.to_string(), reason: reason.into() }
     }
 
-    /// Writes one entry; returns the bytes of a regular file, `None` for anything else.
-    fn entry<R: Read>(&mut self, entry: &mut tar::Entry<'_, R>, raw_name: &str) -> Result<Option<u64>, ExtractError> {
-        let relative = self.clean(raw_name)?;
-        let Some(relative) = relative else { return Ok(None) }; // the root itself ("./")
+    /// Writes one entry that passed the layer rules; returns the bytes of a regular file,
+    /// `None` for anything else.
+    fn write<R: Read>(
+        &mut self,
+        entry: &mut tar::Entry<'_, R>,
+        checked: &CheckedEntry,
+    ) -> Result<Option<u64>, ExtractError> {
+        let raw_name = checked.raw.as_str();
+        let Some(relative) = checked.path.clone() else { return Ok(None) }; // the root, or metadata
         let file_name = relative.file_name().and_then(|n| n.to_str()).unwrap_or_default();
         if file_name.starts_with(".wh.") {
             return Err(self.refuse(raw_name, "whiteout entries (deletions between image layers) are not supported"));
         }
         let mode = entry.header().mode().unwrap_or(0o644) & 0o777;
-        let kind = entry.header().entry_type();
         self.make_parents(&relative, raw_name)?;
-        let target = self.root.join(&relative);
-        match kind {
-            tar::EntryType::Directory => {
+        let root = self.extraction.root;
+        let target = root.join(&relative);
+        match &checked.kind {
+            EntryKind::Metadata => Ok(None),
+            EntryKind::Directory => {
                 self.make_directory(&relative, raw_name)?;
-                self.directories.push((target, mode | 0o700));
+                self.extraction.directories.push((target, mode | 0o700));
                 Ok(None)
             }
-            tar::EntryType::Regular | tar::EntryType::Continuous => {
+            EntryKind::File => {
                 self.clear(&target, raw_name)?;
                 let mut file = OpenOptions::new()
                     .write(true)
@@ -108,57 +195,34 @@ impl Extractor<'_> {
                     io::copy(entry, &mut file).map_err(|e| self.io(format!("writing {}", relative.display()), e))?;
                 fs::set_permissions(&target, fs::Permissions::from_mode(mode))
                     .map_err(|e| self.io(format!("setting the mode of {}", relative.display()), e))?;
-                self.written.insert(relative);
+                self.extraction.written.insert(relative);
                 Ok(Some(bytes))
             }
-            tar::EntryType::Symlink => {
-                let link =
-                    entry.link_name_bytes().map(|b| String::from_utf8_lossy(&b).into_owned()).unwrap_or_default();
-                self.check_symlink(&relative, &link, raw_name)?;
+            EntryKind::Symlink(link) => {
+                // The layer rules resolved it within this layer; here against earlier layers too.
+                resolve_inside(&relative, link, &|path| disk_link(root, path))
+                    .map_err(|reason| self.refuse(raw_name, format!("symlink to {link:?}: {reason}")))?;
                 self.clear(&target, raw_name)?;
-                std::os::unix::fs::symlink(&link, &target)
+                std::os::unix::fs::symlink(link, &target)
                     .map_err(|e| self.io(format!("creating the symlink {}", relative.display()), e))?;
-                self.written.remove(&relative);
+                self.extraction.written.remove(&relative);
+                self.extraction.links.push((relative, link.clone()));
                 Ok(None)
             }
-            tar::EntryType::Link => {
-                let link =
-                    entry.link_name_bytes().map(|b| String::from_utf8_lossy(&b).into_owned()).unwrap_or_default();
-                let source = self.clean(&link)?.filter(|source| self.written.contains(source)).ok_or_else(|| {
-                    self.refuse(raw_name, format!("hard link to {link:?}, which is not an earlier file of this layer"))
-                })?;
-                self.clear(&target, raw_name)?;
-                fs::hard_link(self.root.join(&source), &target)
-                    .map_err(|e| self.io(format!("linking {}", relative.display()), e))?;
-                self.written.insert(relative);
-                Ok(None)
-            }
-            other => Err(self.refuse(raw_name, format!("{} entries are never extracted", kind_name(other)))),
-        }
-    }
-
-    /// The entry's path relative to the root, or an error if it could leave it.
-    fn clean(&self, raw: &str) -> Result<Option<PathBuf>, ExtractError> {
-        if raw.len() > MAX_NAME_BYTES {
-            return Err(
-                self.refuse(&raw[..64], format!("its name is {} bytes long (limit {MAX_NAME_BYTES})", raw.len()))
-            );
-        }
-        if raw.contains('\0') {
-            return Err(self.refuse(raw, "its name holds a NUL byte"));
-        }
-        let mut clean = PathBuf::new();
-        for component in Path::new(raw).components() {
-            match component {
-                Component::Normal(part) => clean.push(part),
-                Component::CurDir => {}
-                Component::RootDir | Component::Prefix(_) => {
-                    return Err(self.refuse(raw, "absolute names are not allowed"));
+            EntryKind::HardLink(source) => {
+                if !self.extraction.written.contains(source) {
+                    return Err(self.refuse(
+                        raw_name,
+                        format!("hard link to {}, which is not an earlier file of this layer", source.display()),
+                    ));
                 }
-                Component::ParentDir => return Err(self.refuse(raw, "names with '..' could leave the directory")),
+                self.clear(&target, raw_name)?;
+                fs::hard_link(root.join(source), &target)
+                    .map_err(|e| self.io(format!("linking {}", relative.display()), e))?;
+                self.extraction.written.insert(relative);
+                Ok(None)
             }
         }
-        Ok((!clean.as_os_str().is_empty()).then_some(clean))
     }
 
     /// Creates the missing parents of `relative`, refusing to pass through anything but real
@@ -174,7 +238,7 @@ impl Extractor<'_> {
     }
 
     fn make_directory(&mut self, relative: &Path, raw: &str) -> Result<(), ExtractError> {
-        let path = self.root.join(relative);
+        let path = self.extraction.root.join(relative);
         match fs::symlink_metadata(&path) {
             Ok(meta) if meta.is_dir() => Ok(()),
             Ok(meta) if meta.file_type().is_symlink() => {
@@ -188,24 +252,7 @@ impl Extractor<'_> {
         }
     }
 
-    /// A symlink may only point inside the directory, by a relative path.
-    fn check_symlink(&self, relative: &Path, link: &str, raw: &str) -> Result<(), ExtractError> {
-        if link.is_empty() || link.starts_with('/') {
-            return Err(self.refuse(raw, format!("symlink to {link:?}: only relative links inside the directory")));
-        }
-        let mut depth: usize = relative.components().count() - 1;
-        for component in Path::new(link).components() {
-            match component {
-                Component::Normal(_) => depth += 1,
-                Component::CurDir => {}
-                Component::ParentDir if depth > 0 => depth -= 1,
-                _ => return Err(self.refuse(raw, format!("symlink to {link:?} points outside the directory"))),
-            }
-        }
-        Ok(())
-    }
-
-    /// Removes what an earlier entry left at `target` (a later layer replaces it), but never a
+    /// Removes what an earlier layer left at `target` (a later layer replaces it), but never a
     /// directory.
     fn clear(&self, target: &Path, raw: &str) -> Result<(), ExtractError> {
         match fs::symlink_metadata(target) {
@@ -213,26 +260,6 @@ impl Extractor<'_> {
             Ok(_) => fs::remove_file(target).map_err(|e| self.io(format!("replacing {}", target.display()), e)),
             Err(_) => Ok(()),
         }
-    }
-
-    fn finish_directories(&mut self) -> Result<(), ExtractError> {
-        // Deepest first, so tightening a parent never blocks a child.
-        self.directories.sort_by_key(|(path, _)| std::cmp::Reverse(path.components().count()));
-        for (path, mode) in &self.directories {
-            fs::set_permissions(path, fs::Permissions::from_mode(*mode))
-                .map_err(|e| self.io(format!("setting the mode of {}", path.display()), e))?;
-        }
-        Ok(())
-    }
-}
-
-fn kind_name(kind: tar::EntryType) -> &'static str {
-    match kind {
-        tar::EntryType::Char => "character device",
-        tar::EntryType::Block => "block device",
-        tar::EntryType::Fifo => "fifo",
-        tar::EntryType::GNUSparse => "sparse file",
-        _ => "special",
     }
 }
 
@@ -310,6 +337,192 @@ mod tests {
             assert!(matches!(err, ExtractError::Unsafe { .. }), "{case:?}: {err}");
             let outside: Vec<_> = fs::read_dir(outer.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
             assert_eq!(outside, vec![std::ffi::OsString::from("out")], "{case:?} wrote outside");
+        }
+    }
+}
+
+/// Property test (issue 12): for random layers built from names, spellings, link chains and
+/// gzip member splits an attacker would try, what the bundle reader reads as the lock (what
+/// `verify` shows) is exactly what extraction writes (what `pull` gives), both refuse the same
+/// layers, nothing is ever written outside the directory, and no link written resolves outside
+/// it. Seeded, bounded (`FERRY_LAYER_CASES`, default 800).
+#[cfg(test)]
+mod layer_properties {
+    use std::fs;
+    use std::path::Path;
+
+    use super::Extraction;
+    use crate::engine::layer::tests::{gzip, raw_entry, tar};
+    use crate::engine::layer::{self, LayerError};
+    use crate::model::media::Compression;
+
+    const NAMES: [&str; 16] = [
+        "a",
+        "b",
+        "a/b",
+        "a/c",
+        "a/up",
+        "esc",
+        "a/b/c",
+        "d",
+        "d/x",
+        ".imgpkg",
+        ".imgpkg/images.yml",
+        "./.imgpkg/images.yml",
+        ".imgpkg/./images.yml",
+        ".imgpkg//images.yml",
+        "./a/./b",
+        "x.yml",
+    ];
+    const TARGETS: [&str; 16] = [
+        "..",
+        ".",
+        "a",
+        "a/up/..",
+        "a/up/../..",
+        "../x",
+        "b",
+        "a/b/../..",
+        ".imgpkg",
+        ".imgpkg/images.yml",
+        "esc/..",
+        "d/../..",
+        "x.yml",
+        "../../x",
+        "a/up/a/up/..",
+        "up/../..",
+    ];
+    const LOCK_PATH: &str = ".imgpkg/images.yml";
+
+    struct Prng(u64);
+    impl Prng {
+        fn next(&mut self) -> u64 {
+            self.0 ^= self.0 >> 12;
+            self.0 ^= self.0 << 25;
+            self.0 ^= self.0 >> 27;
+            self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+        }
+        fn pick<'a>(&mut self, from: &[&'a str]) -> &'a str {
+            from[(self.next() % from.len() as u64) as usize]
+        }
+    }
+
+    /// A random layer: its entries' bytes.
+    fn random_layer(rng: &mut Prng) -> Vec<Vec<u8>> {
+        let count = 1 + rng.next() % 7;
+        (0..count)
+            .map(|i| {
+                let name = rng.pick(&NAMES);
+                match rng.next() % 6 {
+                    0 | 1 => raw_entry(name, b'0', format!("content {i}").as_bytes(), ""),
+                    2 => raw_entry(name, b'5', b"", ""),
+                    3 | 4 => raw_entry(name, b'2', b"", rng.pick(&TARGETS)),
+                    _ => raw_entry(name, b'1', b"", rng.pick(&NAMES)),
+                }
+            })
+            .collect()
+    }
+
+    /// The tar gzipped as one member or split into several at random entry boundaries.
+    fn compressed(rng: &mut Prng, entries: &[Vec<u8>]) -> Vec<u8> {
+        let whole = tar(entries);
+        if rng.next() % 2 == 0 {
+            return gzip(&whole);
+        }
+        let mut out = Vec::new();
+        let mut start = 0;
+        for entry in entries {
+            if rng.next() % 2 == 0 {
+                let end = start + entry.len();
+                out.extend(gzip(&whole[..end][start..]));
+                start = end;
+            }
+        }
+        out.extend(gzip(&whole[start..]));
+        out
+    }
+
+    #[test]
+    fn the_reader_and_the_extractor_agree_and_stay_inside() {
+        let cases: u64 = std::env::var("FERRY_LAYER_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(800);
+        let scratch = tempfile::tempdir().unwrap();
+        for seed in 1..=cases {
+            let mut rng = Prng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1);
+            let entries = random_layer(&mut rng);
+            let layer = compressed(&mut rng, &entries);
+            let read = layer::read_small_files(
+                layer::decompress(Compression::Gzip, &layer[..]).unwrap(),
+                "layer",
+                true,
+                &[LOCK_PATH],
+            );
+            let outer = scratch.path().join(seed.to_string());
+            let root = outer.join("out");
+            fs::create_dir_all(&root).unwrap();
+            // Decoys outside, so an escaping link resolves to something that exists.
+            for decoy in ["x", "a", "b", "esc", "d", ".imgpkg"] {
+                fs::create_dir_all(outer.join(decoy)).unwrap();
+            }
+            fs::write(outer.join("x.yml"), "victim").unwrap();
+            let extracted = {
+                let mut extraction = Extraction::new(&root);
+                extraction
+                    .layer(layer::decompress(Compression::Gzip, &layer[..]).unwrap(), "layer", true)
+                    .and_then(|_| extraction.finish())
+            };
+            let replay = format!(
+                "seed {seed}: {entries:?}",
+                entries = entries
+                    .iter()
+                    .map(|e| String::from_utf8_lossy(&e[..100]).trim_end_matches('\0').to_string())
+                    .collect::<Vec<_>>()
+            );
+            match (&read, &extracted) {
+                (Ok(found), Ok(_)) => {
+                    let lock = root.join(LOCK_PATH);
+                    match &found[0] {
+                        Some(text) => {
+                            let meta = fs::symlink_metadata(&lock).unwrap_or_else(|e| panic!("{replay}: {e}"));
+                            assert!(meta.is_file(), "{replay}: the lock on disk is not a regular file");
+                            assert_eq!(&fs::read_to_string(&lock).unwrap(), text, "{replay}");
+                        }
+                        None => assert!(
+                            !fs::symlink_metadata(&lock).is_ok_and(|m| m.is_file()),
+                            "{replay}: pull wrote a lock the reader did not see"
+                        ),
+                    }
+                    assert_links_inside(&root, &replay);
+                }
+                (Err(LayerError::Refused { .. }), Err(_)) => {}
+                (read, extracted) => panic!("{replay}: the reader said {read:?}, extraction {extracted:?}"),
+            }
+            assert_eq!(fs::read_to_string(outer.join("x.yml")).unwrap(), "victim", "{replay}");
+            let mut outside: Vec<String> =
+                fs::read_dir(&outer).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+            outside.sort();
+            assert_eq!(outside, [".imgpkg", "a", "b", "d", "esc", "out", "x", "x.yml"], "{replay}: wrote outside");
+            for decoy in ["x", "a", "b", "esc", "d", ".imgpkg"] {
+                assert_eq!(fs::read_dir(outer.join(decoy)).unwrap().count(), 0, "{replay}: wrote into {decoy}");
+            }
+            fs::remove_dir_all(&outer).unwrap();
+        }
+    }
+
+    /// Every symlink under `root` whose target exists resolves inside `root`.
+    fn assert_links_inside(root: &Path, replay: &str) {
+        let real_root = root.canonicalize().unwrap();
+        for entry in walkdir::WalkDir::new(root).min_depth(1) {
+            let entry = entry.unwrap();
+            if entry.path_is_symlink() {
+                if let Ok(resolved) = entry.path().canonicalize() {
+                    assert!(
+                        resolved.starts_with(&real_root),
+                        "{replay}: {} resolves to {}",
+                        entry.path().display(),
+                        resolved.display()
+                    );
+                }
+            }
         }
     }
 }

@@ -81,8 +81,7 @@ pub fn read_record(
         return Err(invalid(format!("the ImageLocations record has {} layers, not one", image.layers.len())));
     };
     let bytes = source.small_blob(layer)?;
-    let yaml = locations::read_layer(&bytes)
-        .ok_or_else(|| invalid(format!("its layer holds no readable {}", locations::FILE_NAME)))?;
+    let yaml = locations::read_layer(&bytes, &format!("the layer of {what}")).map_err(|e| invalid(e.to_string()))?;
     ImageLocations::parse(&yaml, &what).map(Some).map_err(|e| invalid(e.to_string()))
 }
 

@@ -3,13 +3,13 @@
 //! empty `config` object and whose one gzip layer holds `image-locations.yml` (mode 0600),
 //! listing the bundle's direct lock entries by their original reference, sorted.
 
-use std::collections::BTreeMap;
 use std::io::Write;
 
 use flate2::Compression;
 use flate2::GzBuilder;
 use serde_json::json;
 
+use crate::engine::layer::{Bounded, LayerError, MAX_RECORD_LAYER_BYTES, read_small_files};
 use crate::model::layout::canonical_json;
 use crate::model::lock::{ImageLocation, ImageLocations};
 use crate::model::{Descriptor, Digest, RawManifest, media, sha256_digest};
@@ -95,19 +95,17 @@ fn gzip(bytes: &[u8]) -> Vec<u8> {
     encoder.finish().expect("writing to memory cannot fail")
 }
 
-/// Reads the YAML back out of a record layer (for tests and `pull`).
-pub fn read_layer(layer_gzip: &[u8]) -> Option<String> {
-    use std::io::Read;
-    let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(layer_gzip));
-    let mut found = BTreeMap::new();
-    for entry in archive.entries().ok()? {
-        let mut entry = entry.ok()?;
-        let path = entry.path().ok()?.to_string_lossy().into_owned();
-        let mut text = String::new();
-        entry.read_to_string(&mut text).ok()?;
-        found.insert(path, text);
-    }
-    found.remove(FILE_NAME)
+/// Reads the YAML back out of a record layer (gzip), under the layer rules and bounded in
+/// memory and in decompressed bytes (spec/archive.md BL-7): a record is small, a bomb is refused.
+pub fn read_layer(layer_gzip: &[u8], layer: &str) -> Result<String, LayerError> {
+    let stream = Bounded::new(flate2::read::MultiGzDecoder::new(layer_gzip), MAX_RECORD_LAYER_BYTES);
+    let [found]: [Option<String>; 1] =
+        read_small_files(stream, layer, false, &[FILE_NAME])?.try_into().expect("one slot per wanted file");
+    found.ok_or_else(|| LayerError::Refused {
+        layer: layer.to_string(),
+        entry: FILE_NAME.to_string(),
+        reason: format!("the record layer holds no {FILE_NAME}"),
+    })
 }
 
 #[cfg(test)]
@@ -130,6 +128,6 @@ mod tests {
         let mut reader = crate::store::Source::blob(&blobs, layer).unwrap();
         let mut bytes = Vec::new();
         std::io::Read::read_to_end(&mut reader, &mut bytes).unwrap();
-        assert_eq!(read_layer(&bytes).unwrap(), image.yaml);
+        assert_eq!(read_layer(&bytes, "record").unwrap(), image.yaml);
     }
 }

@@ -5,7 +5,7 @@
 //! there (PL-2); `--recursive` adds every nested bundle under `.imgpkg/bundles/sha256-<hex>/`.
 
 use std::collections::BTreeMap;
-use std::io::{self, Read};
+use std::io;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -13,11 +13,12 @@ use std::sync::Arc;
 use serde::Serialize;
 
 use super::export::Expect;
-use super::extract::{ExtractError, Extracted, extract};
+use super::extract::{ExtractError, Extracted, Extraction};
 use super::located::{Whereabouts, bundle_source, whereabouts};
+use crate::engine::layer::{self, read_small_file};
 use crate::engine::{Artifact, LockEntry, WalkOptions, is_bundle_config, walk};
 use crate::model::lock::{ImageRef, ImagesLock};
-use crate::model::media::{self, Compression};
+use crate::model::media;
 use crate::model::{Descriptor, Digest, ImageManifest, ManifestKind, Reference, Repository};
 use crate::store::registry::{RegistryClient, RegistrySource};
 use crate::store::{Source, StoreError};
@@ -232,17 +233,16 @@ fn pull(
     let staging = Staging::new(output)?;
     let mut totals = Extracted::default();
     let mut bundles = Vec::new();
-    add(&mut totals, extract_image(source, &image, staging.path(), &root.label())?);
+    add(&mut totals, extract_image(source, &image, staging.path(), &root.label(), is_bundle)?);
     if is_bundle {
         bundles.push(point_lock(staging.path(), "", &root, locate)?);
     }
     if is_bundle && options.recursive {
         for nested in nested_bundles(source, &root, options)? {
             let relative = format!(".imgpkg/bundles/{}", nested.descriptor.digest.tag_form());
-            let dir = staging.path().join(&relative);
-            std::fs::create_dir_all(&dir).map_err(|e| io_error(&dir, e))?;
+            let dir = nested_directory(staging.path(), &relative, &root.label())?;
             let ManifestKind::Image(image) = source.manifest(&nested.descriptor)?.kind().clone() else { continue };
-            add(&mut totals, extract_image(source, &image, &dir, &nested.label())?);
+            add(&mut totals, extract_image(source, &image, &dir, &nested.label(), true)?);
             bundles.push(point_lock(&dir, &relative, &nested, locate)?);
         }
     }
@@ -282,31 +282,38 @@ fn nested_bundles(source: &dyn Source, root: &Artifact, options: &PullOptions) -
     Ok(nested.into_values().collect())
 }
 
-/// Extracts every layer of `image`, in order, into `dir`; each is verified to its last byte.
-fn extract_image(source: &dyn Source, image: &ImageManifest, dir: &Path, label: &str) -> Result<Extracted, PullError> {
-    let mut totals = Extracted::default();
+/// Extracts every layer of `image`, in order, into `dir`; each is verified to its last byte,
+/// and every link is checked once all are in place. `bundle` adds the bundle rules (BL-6).
+fn extract_image(
+    source: &dyn Source,
+    image: &ImageManifest,
+    dir: &Path,
+    label: &str,
+    bundle: bool,
+) -> Result<Extracted, PullError> {
+    let mut extraction = Extraction::new(dir);
     for (number, layer) in image.layers.iter().enumerate() {
         let name = format!("layer {} of {label} ({})", number + 1, layer.digest);
-        add(&mut totals, extract_layer(source, layer, dir, &name)?);
+        extract_layer(source, layer, &mut extraction, &name, bundle)?;
     }
-    Ok(totals)
+    Ok(extraction.finish()?)
 }
 
-fn extract_layer(source: &dyn Source, layer: &Descriptor, dir: &Path, name: &str) -> Result<Extracted, PullError> {
+fn extract_layer(
+    source: &dyn Source,
+    layer: &Descriptor,
+    extraction: &mut Extraction<'_>,
+    name: &str,
+    bundle: bool,
+) -> Result<Extracted, PullError> {
     let compression = media::layer_compression(&layer.media_type).ok_or_else(|| {
         PullError::WrongKind(format!("{name} has media type {:?}, which is not a tar layer", layer.media_type))
     })?;
     let mut verified = source.blob(layer)?;
     let done = {
-        let stream: Box<dyn Read + '_> = match compression {
-            Compression::None => Box::new(&mut verified),
-            Compression::Gzip => Box::new(flate2::read::GzDecoder::new(&mut verified)),
-            Compression::Zstd => Box::new(
-                zstd::stream::read::Decoder::new(&mut verified)
-                    .map_err(|e| StoreError::io(format!("reading {name}"), e))?,
-            ),
-        };
-        extract(stream, dir, name).map_err(|err| match err {
+        let stream =
+            layer::decompress(compression, &mut verified).map_err(|e| StoreError::io(format!("reading {name}"), e))?;
+        extraction.layer(stream, name, bundle).map_err(|err| match err {
             ExtractError::Io { context, source, .. } if crate::verify::verify_error(&source).is_some() => {
                 PullError::Store(StoreError::io(context, source))
             }
@@ -318,12 +325,39 @@ fn extract_layer(source: &dyn Source, layer: &Descriptor, dir: &Path, name: &str
     Ok(done)
 }
 
+/// The directory a nested bundle is written to: made here, under real directories only, and
+/// never one the root bundle's layer already holds (PL-1), so no bundle writes into another's
+/// files or through its links.
+fn nested_directory(staging: &Path, relative: &str, root: &str) -> Result<PathBuf, PullError> {
+    let mut dir = staging.to_path_buf();
+    let parts: Vec<&str> = relative.split('/').collect();
+    for (i, part) in parts.iter().enumerate() {
+        dir.push(part);
+        let last = i + 1 == parts.len();
+        match std::fs::symlink_metadata(&dir) {
+            Ok(meta) if meta.is_dir() && !last => continue,
+            Ok(_) => {
+                return Err(PullError::Extract(ExtractError::Unsafe {
+                    layer: format!("the layer of bundle {root}"),
+                    entry: parts[..=i].join("/"),
+                    reason: format!("ferry writes the nested bundle at {relative}, which the layer already holds"),
+                }));
+            }
+            Err(err) if err.kind() == io::ErrorKind::NotFound => {
+                std::fs::create_dir(&dir).map_err(|e| io_error(&dir, e))?
+            }
+            Err(err) => return Err(io_error(&dir, err)),
+        }
+    }
+    Ok(dir)
+}
+
 /// Points the lock written in `dir` at the bundle's repository when `locate` says its images
 /// are there (PL-2); otherwise leaves it and says why.
 fn point_lock(dir: &Path, relative: &str, bundle: &Artifact, locate: &Locator<'_>) -> Result<PulledBundle, PullError> {
     let file = dir.join(LOCK_PATH);
     let what = format!("{LOCK_PATH} of bundle {}", bundle.label());
-    let text = std::fs::read_to_string(&file).map_err(|e| io_error(&file, e))?;
+    let text = read_lock_file(&file)?;
     let invalid = |reason: String| PullError::Store(StoreError::Invalid { store: what.clone(), reason });
     let lock = ImagesLock::parse(&text, &what).map_err(|e| invalid(e.to_string()))?;
     let references = lock.references(&what).map_err(|e| invalid(e.to_string()))?;
@@ -347,9 +381,38 @@ fn point_lock(dir: &Path, relative: &str, bundle: &Artifact, locate: &Locator<'_
                 })
                 .collect(),
         );
-        std::fs::write(&file, rewritten.to_yaml()).map_err(|e| io_error(&file, e))?;
+        write_lock_file(&file, &rewritten.to_yaml())?;
     }
     Ok(PulledBundle { digest: bundle.descriptor.digest, path: relative.to_string(), lock: outcome })
+}
+
+/// Opens the extracted lock without following a link at its name (the layer rules already
+/// refuse one, and no parent of it is a link: PL-1), and only when it is a regular file.
+fn open_lock_file(file: &Path, write: bool) -> Result<std::fs::File, PullError> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let opened = std::fs::OpenOptions::new()
+        .read(!write)
+        .write(write)
+        .truncate(write)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(file)
+        .map_err(|e| io_error(file, e))?;
+    let meta = opened.metadata().map_err(|e| io_error(file, e))?;
+    if !meta.is_file() {
+        return Err(io_error(file, io::Error::new(io::ErrorKind::InvalidData, "not a regular file")));
+    }
+    Ok(opened)
+}
+
+fn read_lock_file(file: &Path) -> Result<String, PullError> {
+    let mut opened = open_lock_file(file, false)?;
+    let size = opened.metadata().map_err(|e| io_error(file, e))?.len();
+    read_small_file(&mut opened, size, &file.display().to_string()).map_err(|e| io_error(file, e))
+}
+
+fn write_lock_file(file: &Path, text: &str) -> Result<(), PullError> {
+    use std::io::Write;
+    open_lock_file(file, true)?.write_all(text.as_bytes()).map_err(|e| io_error(file, e))
 }
 
 fn io_error(path: &Path, err: io::Error) -> PullError {
