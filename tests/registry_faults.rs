@@ -25,9 +25,7 @@ use fault::harness::{
 use fault::{Fault, FaultServer, Logged, Rule, digest_of};
 use ferry::model::layout::LayoutIndex;
 use ferry::model::{RawManifest, Reference, media};
-use ferry::store::registry::{
-    RegistryErrorKind, RegistrySink, RegistrySource, TagListing, list_tags, list_tags_with,
-};
+use ferry::store::registry::{RegistryErrorKind, RegistrySink, RegistrySource, TagListing, list_tags, list_tags_with};
 use ferry::store::{Plan, Sink, Source, StoreError};
 use ferry::verify::VerifyError;
 

@@ -19,9 +19,9 @@ use std::time::Duration;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
+use ureq::config::RedirectAuthHeaders;
 use ureq::http::{self, Response};
 use ureq::tls::{Certificate, PemItem, RootCerts, TlsConfig};
-use ureq::config::RedirectAuthHeaders;
 use ureq::{Agent, Body, SendBody};
 
 use super::auth::{Challenge, TokenCache, parse_challenge};

@@ -109,7 +109,10 @@ mod tests {
     #[test]
     fn references_resolve_against_the_request() {
         let request = "https://r.example:5000/v2/a/blobs/uploads/?x=1";
-        assert_eq!(resolve(request, "/v2/a/blobs/uploads/u1?s=2").unwrap(), "https://r.example:5000/v2/a/blobs/uploads/u1?s=2");
+        assert_eq!(
+            resolve(request, "/v2/a/blobs/uploads/u1?s=2").unwrap(),
+            "https://r.example:5000/v2/a/blobs/uploads/u1?s=2"
+        );
         assert_eq!(resolve(request, "https://cdn.example/u1").unwrap(), "https://cdn.example/u1");
         assert_eq!(resolve(request, "//cdn.example/u1").unwrap(), "https://cdn.example/u1");
         assert_eq!(resolve(request, "u1?s=2").unwrap(), "https://r.example:5000/v2/a/blobs/uploads/u1?s=2");
