@@ -3,7 +3,10 @@
 //! faults a real registry won't produce on demand"): resets and truncation mid-body (resumed
 //! with `Range`), 5xx and 429 (with `Retry-After`), wrong bytes and wrong digest headers
 //! (failing, never retried), silence (header timeout), token expiry (refreshed, one shared
-//! cache), redirects (no `Authorization` forwarded), chunk-size limits and monolithic uploads.
+//! cache), redirects (no `Authorization` forwarded), chunk-size limits and monolithic uploads;
+//! and, for issue 12, hostile registries: credentials that must stay on their host (a tag
+//! `Link`, an upload `Location`, a challenge from another host, a plain-HTTP token realm) and
+//! tag listings that must stay bounded (an oversize page, a looping `Link`, too many tags).
 //!
 //! Every retry must be reported through `on_retry`, and no error or retry message may carry the
 //! password or a token. Every test runs under `bounded` (tests/fault/harness.rs), so none can hang the suite.
@@ -22,7 +25,7 @@ use fault::harness::{
 use fault::{Fault, FaultServer, Logged, Rule, digest_of};
 use ferry::model::layout::LayoutIndex;
 use ferry::model::{RawManifest, Reference, media};
-use ferry::store::registry::{RegistryErrorKind, RegistrySink, RegistrySource, list_tags};
+use ferry::store::registry::{RegistryErrorKind, RegistrySink, RegistrySource, TagListing, list_tags, list_tags_with};
 use ferry::store::{Plan, Sink, Source, StoreError};
 use ferry::verify::VerifyError;
 
@@ -859,4 +862,304 @@ fn tag_listing_survives_a_server_error_between_pages() {
         assert_eq!(server.count(Some("GET"), "/tags/list"), 4, "three pages and one retry");
         assert_eq!(retries.messages().len(), 1);
     });
+}
+
+/// Issue 12 item 6: a registry answering every tag page with 9 MiB (in the attack, 16 MB pages
+/// without end) is refused at the first page, over the 8 MiB page limit, with an error naming
+/// the registry; nothing is accumulated.
+#[test]
+fn an_oversize_tag_page_is_refused_naming_the_registry() {
+    bounded(TEST_LIMIT, || {
+        let server = FaultServer::start();
+        server.seed_image(REPO, "v1", vec![content(41, 100)]);
+        let tags: Vec<String> = (0..80_000).map(|i| format!("t{i:0>119}")).collect();
+        let page = serde_json::json!({"name": REPO, "tags": tags}).to_string().into_bytes();
+        assert!(page.len() > 9 << 20, "the page is over the limit: {}", page.len());
+        server.add(Rule::new(Some("GET"), "/tags/list", Fault::ReplaceBody(page)).times(100));
+        let client = connect(options(&Retries::default()), anonymous());
+
+        let err = list_tags(&client, &repository(&server)).expect_err("a 9 MiB page is too large");
+        let text = err.to_string();
+        assert!(text.contains(&server.host()) && text.contains("8 MiB"), "{text}");
+        assert!(!err.is_transient(), "{text}");
+        assert_eq!(server.count(Some("GET"), "/tags/list"), 1, "not retried");
+    });
+}
+
+/// Issue 12 item 6: a `Link` that names a page already read (here `last=b` again and again) is
+/// a pagination loop, refused at the first repeat instead of followed for thousands of pages.
+#[test]
+fn a_looping_tag_page_link_is_refused_at_the_first_repeat() {
+    bounded(TEST_LIMIT, || {
+        let server = FaultServer::start();
+        server.limits(|limits| limits.tags_page = 2);
+        for tag in ["a", "b", "c", "d", "e"] {
+            server.seed_image(REPO, tag, vec![content(42, 100)]);
+        }
+        let link = format!(r#"</v2/{REPO}/tags/list?n=2&last=b>; rel="next""#);
+        server.add(Rule::new(Some("GET"), "/tags/list", Fault::SetHeader("Link".into(), link)).times(100_000));
+        let client = connect(options(&Retries::default()), anonymous());
+
+        let result = list_tags(&client, &repository(&server));
+        let pages = server.count(Some("GET"), "/tags/list");
+        assert_eq!(pages, 2, "the second page's Link repeats the first's: {result:?}");
+        let text = result.expect_err("a pagination loop").to_string();
+        assert!(text.contains("loop") && text.contains(&server.host()), "{text}");
+    });
+}
+
+/// Issue 12 item 6: the number of tags kept is capped; over the cap the listing fails saying
+/// so instead of growing (the cap is lowered here; `TagListing::default` documents the real one).
+#[test]
+fn tags_past_the_listing_cap_are_refused() {
+    bounded(TEST_LIMIT, || {
+        let server = FaultServer::start();
+        server.limits(|limits| limits.tags_page = 2);
+        for tag in ["a", "b", "c", "d", "e"] {
+            server.seed_image(REPO, tag, vec![content(43, 100)]);
+        }
+        let client = connect(options(&Retries::default()), anonymous());
+        let listing = TagListing { page_size: 2, max_tags: 4, ..TagListing::default() };
+
+        let err = list_tags_with(&client, &repository(&server), &listing).expect_err("5 tags, 4 allowed");
+        assert!(err.to_string().contains("more than 4 tags"), "{err}");
+        let listing = TagListing { page_size: 2, max_tags: 5, ..TagListing::default() };
+        assert_eq!(list_tags_with(&client, &repository(&server), &listing).unwrap(), ["a", "b", "c", "d", "e"]);
+    });
+}
+
+// ---------------------------------------------------------------------------------------------
+// Credentials stay on their host (issue 12 item 4; spec/cli.md "Registry flags")
+
+/// Every request `server` logged carried no `Authorization`.
+fn assert_never_authorised(server: &FaultServer, what: &str) {
+    for request in server.requests() {
+        assert_eq!(request.header("authorization"), None, "{what} got the registry's credentials: {request:#?}");
+    }
+}
+
+/// A `Link` to another host for the next tag page is refused (a registry's pages are its own),
+/// naming both hosts, and the other host is never contacted, so it never sees a credential.
+#[test]
+fn a_tag_page_link_to_another_host_is_refused_and_that_host_sees_no_credentials() {
+    bounded(TEST_LIMIT, || {
+        let server = FaultServer::start_with_auth(USER, PASSWORD);
+        let other = FaultServer::start();
+        server.limits(|limits| limits.tags_page = 2);
+        for tag in ["a", "b", "c", "d", "e"] {
+            server.seed_image(REPO, tag, vec![content(44, 100)]);
+        }
+        other.seed_image(REPO, "z", vec![content(45, 100)]);
+        let link = format!(r#"<{}/v2/{REPO}/tags/list?n=2&last=b>; rel="next""#, other.base_url());
+        server.add(Rule::new(Some("GET"), "/tags/list", Fault::SetHeader("Link".into(), link)).times(100));
+        let client = connect(options(&Retries::default()), login(PASSWORD));
+
+        let result = list_tags(&client, &repository(&server));
+        assert_never_authorised(&other, "the host a tag Link pointed at");
+        assert!(other.requests().is_empty(), "the other host was contacted: {:#?}", other.requests());
+        let text = result.expect_err("a Link to another host").to_string();
+        assert!(text.contains(&other.host()) && text.contains(&server.host()), "both hosts named: {text}");
+        assert_no_secrets(&server, &[text]);
+    });
+}
+
+/// A monolithic upload whose `Location` (the POST's answer) is on another host, as registries
+/// backed by object storage send, is PUT there without the registry's token, and completes.
+#[test]
+fn a_monolithic_upload_to_a_location_on_another_host_carries_no_credentials() {
+    bounded(TEST_LIMIT, || {
+        let server = FaultServer::start_with_auth(USER, PASSWORD);
+        let storage = FaultServer::start();
+        let location = format!("{}{}", storage.base_url(), storage.open_upload(REPO, &[]));
+        server.add(Rule::new(Some("POST"), "/blobs/uploads/", Fault::SetHeader("Location".into(), location)));
+        let data = content(46, 300_000);
+        let descriptor = descriptor_of(&data, media::OCI_LAYER_GZIP);
+        let sink = RegistrySink::new(connect(options(&Retries::default()), login(PASSWORD)), repository(&server));
+
+        let mut reader = blob_reader(data.clone(), descriptor.digest, descriptor.size);
+        let result = sink.put_blob(&descriptor, &mut reader);
+        assert_never_authorised(&storage, "the upload Location's host");
+        result.expect("the blob goes to the storage host");
+        assert!(storage.blob(REPO, &descriptor.digest.to_string()).as_deref() == Some(&data[..]));
+        assert_eq!(storage.count(Some("PUT"), "/blobs/uploads/"), 1);
+        let posts = requests_for(&server, "POST", "/blobs/uploads/");
+        assert!(posts.iter().any(|r| r.header("authorization").is_some()), "the registry itself is authorised");
+    });
+}
+
+/// A chunked upload opened on another host: every PATCH and the closing PUT go there (a
+/// relative `Location` from that host stays on it), none with the registry's token.
+#[test]
+fn a_chunked_upload_to_a_location_on_another_host_carries_no_credentials() {
+    bounded(TEST_LIMIT, || {
+        let server = FaultServer::start_with_auth(USER, PASSWORD);
+        let storage = FaultServer::start();
+        let location = format!("{}{}", storage.base_url(), storage.open_upload(REPO, &[]));
+        server.add(Rule::new(Some("POST"), "/blobs/uploads/", Fault::SetHeader("Location".into(), location)));
+        let data = content(47, 250_000);
+        let descriptor = descriptor_of(&data, media::OCI_LAYER_GZIP);
+        let mut options = options(&Retries::default());
+        options.chunk_size = Some(100_000);
+        let sink = RegistrySink::new(connect(options, login(PASSWORD)), repository(&server));
+
+        let mut reader = blob_reader(data.clone(), descriptor.digest, descriptor.size);
+        let result = sink.put_blob(&descriptor, &mut reader);
+        assert_never_authorised(&storage, "the chunked upload's host");
+        result.expect("the blob goes to the storage host in chunks");
+        assert_eq!(storage.count(Some("PATCH"), "/blobs/uploads/"), 3);
+        assert_eq!(storage.count(Some("PUT"), "/blobs/uploads/"), 1);
+        assert!(storage.blob(REPO, &descriptor.digest.to_string()).as_deref() == Some(&data[..]));
+        assert_eq!(server.count(Some("PATCH"), "/blobs/uploads/"), 0);
+    });
+}
+
+/// A chunked upload that starts on the registry and whose PATCH answer moves it to another
+/// host: the first PATCH is authorised (the registry), the rest and the PUT are not.
+#[test]
+fn a_chunk_answer_moving_the_upload_to_another_host_takes_no_credentials_along() {
+    bounded(TEST_LIMIT, || {
+        let server = FaultServer::start_with_auth(USER, PASSWORD);
+        let storage = FaultServer::start();
+        let data = content(48, 250_000);
+        let location = format!("{}{}", storage.base_url(), storage.open_upload(REPO, &data[..100_000]));
+        server.add(Rule::new(Some("PATCH"), "/blobs/uploads/", Fault::SetHeader("Location".into(), location)));
+        let descriptor = descriptor_of(&data, media::OCI_LAYER_GZIP);
+        let mut options = options(&Retries::default());
+        options.chunk_size = Some(100_000);
+        let sink = RegistrySink::new(connect(options, login(PASSWORD)), repository(&server));
+
+        let mut reader = blob_reader(data.clone(), descriptor.digest, descriptor.size);
+        let result = sink.put_blob(&descriptor, &mut reader);
+        assert_never_authorised(&storage, "the host a PATCH answer moved the upload to");
+        result.expect("the upload completes on the storage host");
+        let patches = requests_for(&server, "PATCH", "/blobs/uploads/");
+        assert_eq!(patches.len(), 1);
+        assert!(patches[0].header("authorization").is_some(), "the registry's own PATCH is authorised");
+        assert_eq!(storage.count(Some("PATCH"), "/blobs/uploads/"), 2);
+        assert!(storage.blob(REPO, &descriptor.digest.to_string()).as_deref() == Some(&data[..]));
+    });
+}
+
+/// Another host that answers an upload with its own 401 challenge must not become the place
+/// the registry's credentials go: its challenge is not learnt, so the next attempt (the engine
+/// retries) still asks the registry's own realm, and the other host's `/token` never sees the
+/// registry's username and password.
+#[test]
+fn a_challenge_from_another_host_does_not_redirect_the_registry_credentials() {
+    bounded(TEST_LIMIT, || {
+        let server = FaultServer::start_with_auth(USER, PASSWORD);
+        let attacker = FaultServer::start_with_auth(USER, PASSWORD);
+        let location = format!("{}{}", attacker.base_url(), attacker.open_upload(REPO, &[]));
+        server.add(Rule::new(Some("POST"), "/blobs/uploads/", Fault::SetHeader("Location".into(), location)).times(2));
+        let data = content(49, 10_000);
+        let descriptor = descriptor_of(&data, media::OCI_LAYER_GZIP);
+        let sink = RegistrySink::new(connect(options(&Retries::default()), login(PASSWORD)), repository(&server));
+
+        for _ in 0..2 {
+            let mut reader = blob_reader(data.clone(), descriptor.digest, descriptor.size);
+            let _ = sink.put_blob(&descriptor, &mut reader);
+        }
+        assert_never_authorised(&attacker, "a host challenging for credentials");
+        assert_eq!(attacker.token_requests(), 0, "the registry's credentials went to another host's realm");
+        assert_eq!(server.token_requests(), 1, "the registry's own realm is asked, once");
+    });
+}
+
+/// A TLS registry (a real `docker-registry` with a test CA) whose token realm is plain HTTP on
+/// a network host: the client refuses before sending anything there (clear error, not
+/// retried), so the basic credentials never travel in cleartext. The realm's host is reserved
+/// (`.invalid`, RFC 2606): a client that tried would not reach anyone.
+#[test]
+fn a_plain_http_token_realm_for_an_https_registry_is_refused() {
+    bounded(Duration::from_secs(60), || {
+        let registry = TlsTokenRegistry::start("http://ferry-realm.invalid/token");
+        let retries = Retries::default();
+        let mut options = options(&retries);
+        options.insecure = false;
+        options.ca_cert_paths = vec![registry.ca.clone()];
+        let client = connect(options, login(PASSWORD));
+        let repository = ferry::model::Repository { registry: registry.host.clone(), path: REPO.into() };
+
+        let err = list_tags(&client, &repository).expect_err("the realm is refused");
+        let text = err.to_string();
+        assert!(text.contains("plain-HTTP http://ferry-realm.invalid:80"), "{text}");
+        assert!(text.contains("https") && text.contains(&registry.host), "{text}");
+        assert!(!err.is_transient(), "{text}");
+        assert!(retries.messages().is_empty(), "nothing to retry: {:?}", retries.messages());
+        assert!(!text.contains(PASSWORD));
+    });
+}
+
+// Only the CA and server certificate are used here.
+#[allow(dead_code)]
+#[path = "support/pki.rs"]
+mod pki;
+
+/// A `docker-registry` over TLS (certificate from a fresh test CA) with `auth: token` naming
+/// `realm`; killed on drop.
+struct TlsTokenRegistry {
+    host: String,
+    ca: std::path::PathBuf,
+    child: std::process::Child,
+    _dir: tempfile::TempDir,
+}
+
+impl TlsTokenRegistry {
+    fn start(realm: &str) -> TlsTokenRegistry {
+        let dir = tempfile::tempdir().expect("a temp dir");
+        let pki = pki::TestPki::generate();
+        let path = |name: &str| dir.path().join(name);
+        std::fs::write(path("ca.crt"), &pki.ca_pem).unwrap();
+        std::fs::write(path("server.crt"), &pki.server_cert_pem).unwrap();
+        std::fs::write(path("server.key"), &pki.server_key_pem).unwrap();
+        let quoted = |name: &str| serde_json::to_string(&path(name).display().to_string()).unwrap();
+        let mut log = String::new();
+        // Another test may take the port between our probe and the registry's bind: try again.
+        for _ in 0..5 {
+            let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+            let host = format!("127.0.0.1:{port}");
+            let config = format!(
+                "version: 0.1\nlog:\n  level: info\nstorage:\n  inmemory: {{}}\n\
+                 http:\n  addr: {host}\n  tls:\n    certificate: {}\n    key: {}\n\
+                 auth:\n  token:\n    realm: {realm}\n    service: fault\n    issuer: fault\n    rootcertbundle: {}\n",
+                quoted("server.crt"),
+                quoted("server.key"),
+                quoted("ca.crt"),
+            );
+            std::fs::write(path("config.yml"), config).unwrap();
+            let log_file = std::fs::File::create(path("registry.log")).unwrap();
+            let mut command = std::process::Command::new("docker-registry");
+            command.arg("serve").arg(path("config.yml")).stdin(std::process::Stdio::null());
+            command.stdout(log_file.try_clone().unwrap()).stderr(log_file);
+            for (key, _) in std::env::vars_os().filter(|(k, _)| k.to_string_lossy().starts_with("REGISTRY_")) {
+                command.env_remove(key);
+            }
+            let mut child = command.spawn().expect("docker-registry must be installed (make deps)");
+            let deadline = Instant::now() + Duration::from_secs(20);
+            let listening = format!("listening on {host}");
+            while Instant::now() < deadline {
+                log = std::fs::read_to_string(path("registry.log")).unwrap_or_default();
+                if log.contains(&listening) {
+                    return TlsTokenRegistry { host, ca: path("ca.crt"), child, _dir: dir };
+                }
+                if child.try_wait().unwrap().is_some() {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+            if !log.contains("address already in use") {
+                break;
+            }
+        }
+        panic!("docker-registry did not start:\n{log}");
+    }
+}
+
+impl Drop for TlsTokenRegistry {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }

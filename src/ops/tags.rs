@@ -34,6 +34,8 @@ pub fn list(
     let mut tags: Vec<String> = list_tags(client, repository)?;
     tags.retain(|tag| internal || !is_internal_tag(tag));
     tags.sort();
+    // A registry may repeat a tag across pages; it is one tag.
+    tags.dedup();
     if !digests {
         return Ok(tags.into_iter().map(|tag| TagInfo { tag, digest: None }).collect());
     }

@@ -32,6 +32,9 @@ pub enum Fault {
     Stall(Duration),
     /// Answer 307 to the same path and query on another server (`http://host:port`).
     Redirect(String),
+    /// Serve the registry's answer with this header set (replacing any of that name), e.g. a
+    /// `Location` or `Link` on another host.
+    SetHeader(String, String),
     /// Invalidate every issued token before the request is checked, as if they had expired.
     ExpireTokens,
 }

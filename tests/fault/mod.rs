@@ -9,7 +9,8 @@
 //! - [`FaultServer::start`] (anonymous) or [`FaultServer::start_with_auth`] (bearer tokens from
 //!   its own `/token`, for basic credentials); [`FaultServer::host`], [`FaultServer::base_url`].
 //! - Content: [`FaultServer::seed_image`] (config + layers + OCI manifest, tagged),
-//!   [`FaultServer::put_blob`], [`FaultServer::blob`] (what an upload left behind).
+//!   [`FaultServer::put_blob`], [`FaultServer::blob`] (what an upload left behind),
+//!   [`FaultServer::open_upload`] (an upload in progress, for a `Location` on this server).
 //! - Faults: [`FaultServer::add`] a [`Rule`] carrying a [`Fault`]; [`FaultServer::faults_applied`].
 //! - Strictness: [`FaultServer::limits`] ([`Limits`]: `Range` support, chunk and single-PUT size
 //!   caps, tag page size).
@@ -207,6 +208,12 @@ impl FaultServer {
         state.store.repo(repository).blobs.get(digest).map(|bytes| bytes.to_vec())
     }
 
+    /// Opens an upload into `repository` holding `data` already, as if a client had POSTed and
+    /// PATCHed it here; returns the path and query of its `Location`.
+    pub fn open_upload(&self, repository: &str, data: &[u8]) -> String {
+        self.shared.state().store.open_upload(repository, data)
+    }
+
     /// The manifest bytes `repository` holds under a tag or digest.
     pub fn manifest(&self, repository: &str, reference: &str) -> Option<Vec<u8>> {
         let mut state = self.shared.state();
@@ -380,6 +387,7 @@ fn answer(stream: &mut TcpStream, shared: &Shared, request: &Request) -> std::io
         }
         Some(Fault::WrongBody) => response.body.iter_mut().for_each(|byte| *byte = !*byte),
         Some(Fault::ReplaceBody(body)) => response.body = body,
+        Some(Fault::SetHeader(name, value)) => response.set_header(&name, value),
         Some(Fault::WrongDigestHeader) => {
             let wrong = digest_of(format!("not {}", request.path).as_bytes());
             response.set_header("Docker-Content-Digest", wrong);

@@ -252,6 +252,14 @@ impl Store {
             .header("Range", "0-0")
     }
 
+    /// An upload into `repository` already holding `data`; the path and query of its Location.
+    pub fn open_upload(&mut self, repository: &str, data: &[u8]) -> String {
+        self.next_upload += 1;
+        let id = format!("upload-{}", self.next_upload);
+        self.uploads.insert(id.clone(), Upload { repository: repository.to_string(), data: data.to_vec() });
+        format!("/v2/{repository}/blobs/uploads/{id}?_state={}", data.len())
+    }
+
     fn start_upload(&mut self, request: &Request, repository: &str, auth: Option<&TokenAuth>) -> Response {
         if let (Some(digest), Some(from)) = (request.query_param("mount"), request.query_param("from")) {
             let readable = auth.is_none_or(|auth| auth.allows(request, Some(&from), "pull"));

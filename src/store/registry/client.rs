@@ -3,7 +3,11 @@
 //!
 //! A request is sent without credentials until a registry asks for them (401 with
 //! `WWW-Authenticate`); the challenge is remembered per registry so later requests, from any
-//! worker, go out authorised at once. Requests whose body can be replayed are retried here on
+//! worker, go out authorised at once. Credentials and tokens go only to the registry's own
+//! origin (scheme, host and port; spec/cli.md "Registry flags"): a request to a URL the
+//! registry handed out on another host (an upload `Location` on a storage host) goes without
+//! `Authorization`, its 401 is not taken as the registry's challenge, and no URL may leave
+//! HTTPS for plain HTTP. Redirects are followed by `ureq`, which drops `Authorization` on them. Requests whose body can be replayed are retried here on
 //! connection errors, 5xx, 408 and 429 (honouring `Retry-After`); streamed uploads are retried
 //! by the engine, which reopens the source.
 
@@ -15,6 +19,7 @@ use std::time::Duration;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
+use ureq::config::RedirectAuthHeaders;
 use ureq::http::{self, Response};
 use ureq::tls::{Certificate, PemItem, RootCerts, TlsConfig};
 use ureq::{Agent, Body, SendBody};
@@ -22,6 +27,7 @@ use ureq::{Agent, Body, SendBody};
 use super::auth::{Challenge, TokenCache, parse_challenge};
 use super::credentials::{Credential, CredentialStore, Secret};
 use super::error::{RegistryError, RegistryErrorKind, parse_error_body};
+use super::origin::Origin;
 
 /// Called with a message each time a request is retried.
 pub type RetryObserver = Arc<dyn Fn(&str) + Send + Sync>;
@@ -126,6 +132,8 @@ impl RegistryClient {
             TlsConfig::builder().root_certs(root_certs(&options)?).disable_verification(!options.verify_certs).build();
         let agent: Agent = Agent::config_builder()
             .http_status_as_error(false)
+            // A redirect may lead anywhere: it never carries the registry's credentials.
+            .redirect_auth_headers(RedirectAuthHeaders::Never)
             .tls_config(tls)
             .timeout_connect(Some(Duration::from_secs(30)))
             .timeout_recv_response(Some(options.response_header_timeout))
@@ -159,9 +167,33 @@ impl RegistryClient {
         format!("{scheme}://{host}")
     }
 
+    /// The origin credentials for `registry` belong to.
+    pub fn registry_origin(&self, registry: &str) -> Origin {
+        Origin::of(&self.base_url(registry)).expect("base_url builds an absolute http(s) URL")
+    }
+
+    /// Whether a request to `url` for `op` may carry the registry's credentials: only when `url`
+    /// is on the registry's own origin. A URL that is not http(s), or that leaves HTTPS for plain
+    /// HTTP, is refused (spec/cli.md "Registry flags"; issue 12 item 4).
+    pub fn credentials_go_to(&self, op: &Operation, url: &str) -> Result<bool, RegistryError> {
+        let registry = self.registry_origin(&op.registry);
+        let Some(target) = Origin::of(url) else {
+            return Err(op.error(RegistryErrorKind::Protocol(format!(
+                "the registry ({registry}) gave a URL that is not http(s); refusing to follow it"
+            ))));
+        };
+        if registry.is_tls() && !target.is_tls() {
+            return Err(op.error(RegistryErrorKind::Protocol(format!(
+                "the registry ({registry}) sent the client to plain-HTTP {target}; refusing to leave HTTPS"
+            ))));
+        }
+        Ok(target == registry)
+    }
+
     /// Sends a request, authenticating and retrying as the module documentation says. Returns
     /// any response whose status is below 400, and 404s when `allow_404`; everything else is
-    /// an error naming the operation.
+    /// an error naming the operation. A `url` on another origin than the registry's is sent
+    /// without credentials ([`RegistryClient::credentials_go_to`]).
     pub fn send(
         &self,
         op: &Operation,
@@ -171,10 +203,12 @@ impl RegistryClient {
         mut body: RequestBody<'_>,
         allow_404: bool,
     ) -> Result<Response<Body>, RegistryError> {
+        let credentialed = self.credentials_go_to(op, url)?;
         let mut attempt = 0;
         let mut reauthenticated = false;
         loop {
-            let authorization = match self.authorization(op) {
+            let authorization = if credentialed { self.authorization(op) } else { Ok(None) };
+            let authorization = match authorization {
                 Ok(authorization) => authorization,
                 Err(error) if error.is_transient() && attempt < self.options.retries => {
                     self.report_retry(op, attempt + 1, &error.to_string());
@@ -186,7 +220,9 @@ impl RegistryClient {
             };
             let result = self.send_once(op, &method, url, headers, &authorization, &mut body);
             let retry_after = match result {
-                Ok(response) if response.status() == 401 && !reauthenticated => {
+                // Only the registry's own 401 teaches a challenge: another host must not choose
+                // where the registry's credentials go next.
+                Ok(response) if response.status() == 401 && credentialed && !reauthenticated => {
                     reauthenticated = true;
                     self.learn_challenge(op, &response, authorization.is_some());
                     if body.replayable() {
@@ -330,6 +366,7 @@ impl RegistryClient {
         credential: &Credential,
     ) -> Result<Secret, RegistryError> {
         let token_op = Operation { what: format!("getting a token from {realm} for {}", op.what), ..op.clone() };
+        check_realm(&token_op, &self.registry_origin(&op.registry), realm)?;
         let mut query: Vec<(String, String)> = Vec::new();
         if let Some(service) = service {
             query.push(("service".into(), service.into()));
@@ -392,6 +429,25 @@ impl RegistryClient {
         self.tokens.put(&op.registry, &op.scopes.join(" "), token.clone(), lifetime);
         Ok(token)
     }
+}
+
+/// The token realm a registry names may be on another host (the token protocol sends the
+/// registry's credentials there), but it must be http(s), and an HTTPS registry's realm must be
+/// HTTPS too, so that credentials never cross a network in cleartext. A plain-HTTP realm on this
+/// machine (loopback) is allowed: nothing leaves it (spec/cli.md "Registry flags").
+fn check_realm(op: &Operation, registry: &Origin, realm: &str) -> Result<(), RegistryError> {
+    let Some(origin) = Origin::of(realm) else {
+        return Err(op.error(RegistryErrorKind::Protocol(format!(
+            "the registry ({registry}) names a token realm that is not an http(s) URL; refusing it"
+        ))));
+    };
+    if registry.is_tls() && !origin.is_tls() && !origin.is_loopback() {
+        return Err(op.error(RegistryErrorKind::Protocol(format!(
+            "the HTTPS registry ({registry}) asks for a token from plain-HTTP {origin}; refusing to send \
+             credentials there in cleartext (the registry's token realm must use https)"
+        ))));
+    }
+    Ok(())
 }
 
 fn basic_header(credential: &Credential) -> Option<Secret> {

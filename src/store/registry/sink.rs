@@ -2,6 +2,10 @@
 //! mounted from another repository of the same registry when one is known to hold them,
 //! otherwise uploaded streamed (one PUT with Content-Length, or PATCH chunks when configured
 //! or when the registry refuses a large PUT); manifests by digest, then tags.
+//!
+//! An upload `Location` may name another host (registries backed by object storage do): it is
+//! followed, without the registry's credentials, which the client sends only to the registry's
+//! own origin (spec/cli.md "Registry flags"; issue 12 item 4).
 
 use std::collections::HashMap;
 use std::io::Read;
@@ -13,6 +17,7 @@ use ureq::http::{Method, Response};
 
 use super::client::{Operation, RegistryClient, RequestBody, percent_encode};
 use super::error::{RegistryError, RegistryErrorKind};
+use super::origin::resolve;
 use crate::model::{Descriptor, Digest, RawManifest, Repository};
 use crate::store::{BlobReader, Plan, Sink, StoreError};
 
@@ -73,18 +78,16 @@ impl RegistrySink {
         format!("{}/v2/{}/{tail}", self.client.base_url(&self.repository.registry), self.repository.path)
     }
 
-    /// Turns a `Location` header (absolute or relative) into a URL.
-    fn location(&self, op: &Operation, response: &Response<Body>) -> Result<String, RegistryError> {
+    /// Turns the `Location` header of the answer to a request to `request_url` into a URL,
+    /// resolved against that request (a relative Location from a storage host stays there).
+    fn location(op: &Operation, request_url: &str, response: &Response<Body>) -> Result<String, RegistryError> {
         let location = response
             .headers()
             .get("location")
             .and_then(|v| v.to_str().ok())
             .ok_or_else(|| op.error(RegistryErrorKind::Protocol("the upload answer has no Location".into())))?;
-        if location.starts_with("http://") || location.starts_with("https://") {
-            Ok(location.to_string())
-        } else {
-            Ok(format!("{}{location}", self.client.base_url(&self.repository.registry)))
-        }
+        resolve(request_url, location)
+            .ok_or_else(|| op.error(RegistryErrorKind::Protocol("the upload answer's Location is not a URL".into())))
     }
 
     /// Tries to mount `digest` from the repository known to hold it (distribution-spec
@@ -101,13 +104,13 @@ impl RegistrySink {
             return Ok(Mount::Mounted);
         }
         // 202: the registry could not mount and opened an ordinary upload instead.
-        self.location(&op, &response).map(Mount::UploadAt)
+        Self::location(&op, &url, &response).map(Mount::UploadAt)
     }
 
     fn start_upload(&self, op: &Operation) -> Result<String, RegistryError> {
-        let response =
-            self.client.send(op, Method::POST, &self.url("blobs/uploads/"), &[], RequestBody::Empty, false)?;
-        self.location(op, &response)
+        let url = self.url("blobs/uploads/");
+        let response = self.client.send(op, Method::POST, &url, &[], RequestBody::Empty, false)?;
+        Self::location(op, &url, &response)
     }
 
     fn with_digest(location: &str, digest: &Digest) -> String {
@@ -168,7 +171,7 @@ impl RegistrySink {
                 .client
                 .send(op, Method::PATCH, &location, &headers, RequestBody::Bytes(&buffer), false)
                 .map_err(StoreError::from)?;
-            location = self.location(op, &response).map_err(StoreError::from)?;
+            location = Self::location(op, &location, &response).map_err(StoreError::from)?;
             offset += buffer.len() as u64;
         }
         // Reading to the end is what verifies the blob before it is committed.

@@ -1,21 +1,46 @@
 //! Listing a repository's tags (distribution-spec "listing tags"), following `Link`
-//! pagination until the registry has no next page.
+//! pagination within bounds (spec/cli.md "`ferry tag list`"; issue 12 items 4 and 6): only
+//! tag names are kept, never raw pages; a page body, the number of pages and the number of tags
+//! are capped; a `Link` that repeats a page already read, or that leads to another host, stops
+//! the listing with an error naming the registry.
 
+use std::collections::HashSet;
+
+use sha2::{Digest as _, Sha256};
 use ureq::http::Method;
 
 use super::client::{Operation, RegistryClient, RequestBody, transport_kind};
 use super::error::{RegistryError, RegistryErrorKind};
+use super::origin::{Origin, resolve};
 use crate::model::Repository;
-
-/// A bound on pages, against a registry that links back to itself forever.
-const MAX_PAGES: usize = 10_000;
+use crate::model::reference::is_valid_tag;
 
 /// Tags asked for per page.
 pub const PAGE_SIZE: usize = 1000;
 
+/// The bounds of one listing; [`TagListing::default`] is what `ferry tag list` uses.
+#[derive(Debug, Clone)]
+pub struct TagListing {
+    /// Tags asked for per page (`n`).
+    pub page_size: usize,
+    /// The largest page body read: 8 MiB holds some 60,000 tags of the longest legal name, for
+    /// registries that ignore `n` and answer with every tag at once.
+    pub max_page_bytes: u64,
+    /// The most pages followed.
+    pub max_pages: usize,
+    /// The most tags kept: with names of at most 128 bytes, about 40 MB at worst.
+    pub max_tags: usize,
+}
+
+impl Default for TagListing {
+    fn default() -> Self {
+        TagListing { page_size: PAGE_SIZE, max_page_bytes: 8 << 20, max_pages: 10_000, max_tags: 250_000 }
+    }
+}
+
 /// Every tag of `repository`, in the registry's order.
 pub fn list_tags(client: &RegistryClient, repository: &Repository) -> Result<Vec<String>, RegistryError> {
-    list_tags_paged(client, repository, PAGE_SIZE)
+    list_tags_with(client, repository, &TagListing::default())
 }
 
 /// [`list_tags`] with a page size of the caller's choosing.
@@ -24,38 +49,86 @@ pub fn list_tags_paged(
     repository: &Repository,
     page_size: usize,
 ) -> Result<Vec<String>, RegistryError> {
+    list_tags_with(client, repository, &TagListing { page_size, ..TagListing::default() })
+}
+
+/// [`list_tags`] within the bounds of `listing`.
+pub fn list_tags_with(
+    client: &RegistryClient,
+    repository: &Repository,
+    listing: &TagListing,
+) -> Result<Vec<String>, RegistryError> {
     let op = Operation {
         registry: repository.registry.clone(),
         repository: repository.path.clone(),
         what: "listing tags".into(),
         scopes: vec![format!("repository:{}:pull", repository.path)],
     };
+    let refuse = |text: String| op.error(RegistryErrorKind::Protocol(text));
+    let registry = client.registry_origin(&repository.registry);
     let base = client.base_url(&repository.registry);
-    let mut url = format!("{base}/v2/{}/tags/list?n={page_size}", repository.path);
+    let mut url = format!("{base}/v2/{}/tags/list?n={}", repository.path, listing.page_size);
+    // Hashes of the pages asked for and of the `last` markers met, to see a loop at once
+    // without keeping what a hostile registry chose to put in its links.
+    let mut visited: HashSet<[u8; 32]> = HashSet::new();
+    let mut lasts: HashSet<[u8; 32]> = HashSet::new();
     let mut tags = Vec::new();
-    for _ in 0..MAX_PAGES {
+    for _ in 0..listing.max_pages {
+        visited.insert(Sha256::digest(url.as_bytes()).into());
         let mut response = client.send(&op, Method::GET, &url, &[], RequestBody::Empty, false)?;
-        let next = response
-            .headers()
-            .get("link")
-            .and_then(|v| v.to_str().ok())
-            .and_then(next_link)
-            .map(|link| if link.starts_with('/') { format!("{base}{link}") } else { link });
+        let link = response.headers().get("link").and_then(|v| v.to_str().ok()).and_then(next_link);
         #[derive(serde::Deserialize)]
         struct Page {
             tags: Option<Vec<String>>,
         }
         let bytes =
-            response.body_mut().with_config().limit(16 << 20).read_to_vec().map_err(|e| op.error(transport_kind(e)))?;
-        let page: Page = serde_json::from_slice(&bytes)
-            .map_err(|e| op.error(RegistryErrorKind::Protocol(format!("the tag list is not JSON: {e}"))))?;
-        tags.extend(page.tags.unwrap_or_default());
-        match next {
-            Some(link) => url = link,
-            None => return Ok(tags),
+            response.body_mut().with_config().limit(listing.max_page_bytes).read_to_vec().map_err(|e| match e {
+                ureq::Error::BodyExceedsLimit(_) => refuse(format!(
+                    "a page of the tag list is larger than {}, the most ferry reads for one page",
+                    size_text(listing.max_page_bytes)
+                )),
+                other => op.error(transport_kind(other)),
+            })?;
+        let page: Page =
+            serde_json::from_slice(&bytes).map_err(|e| refuse(format!("the tag list is not JSON: {e}")))?;
+        drop(bytes);
+        let page = page.tags.unwrap_or_default();
+        if let Some(bad) = page.iter().find(|tag| !is_valid_tag(tag)) {
+            let shown: String = bad.chars().take(80).flat_map(char::escape_debug).collect();
+            return Err(refuse(format!("the tag list holds \"{shown}\", which is not a valid tag name")));
         }
+        if tags.len() + page.len() > listing.max_tags {
+            return Err(refuse(format!(
+                "the repository has more than {} tags, the most ferry lists; list a narrower repository",
+                listing.max_tags
+            )));
+        }
+        let empty = page.is_empty();
+        tags.extend(page);
+        let Some(link) = link else { return Ok(tags) };
+        let next = resolve(&url, &link).ok_or_else(|| refuse("the tag list's Link is not a URL".into()))?;
+        match Origin::of(&next) {
+            Some(origin) if origin == registry => {}
+            Some(origin) => {
+                return Err(refuse(format!(
+                    "the tag list links its next page to {origin}, another host than the registry ({registry}); \
+                     ferry follows tag pages only on the registry"
+                )));
+            }
+            None => return Err(refuse("the tag list's Link is not an http(s) URL".into())),
+        }
+        let last = query_param(&next, "last").map(|last| Sha256::digest(last.as_bytes()).into());
+        if visited.contains(&<[u8; 32]>::from(Sha256::digest(next.as_bytes())))
+            || last.is_some_and(|last| !lasts.insert(last))
+        {
+            return Err(refuse("the tag list's Link repeats a page already read (a pagination loop)".into()));
+        }
+        if empty {
+            return Err(refuse("a page of the tag list holds no tag but links to another page".into()));
+        }
+        url = next;
     }
-    Err(op.error(RegistryErrorKind::Protocol(format!("more than {MAX_PAGES} pages of tags"))))
+    Err(refuse(format!("the tag list has more than {} pages, the most ferry follows", listing.max_pages)))
 }
 
 /// The target of `rel="next"` in a `Link` header: `</v2/x/tags/list?n=2&last=b>; rel="next"`.
@@ -64,6 +137,18 @@ fn next_link(header: &str) -> Option<String> {
         let (target, params) = part.split_once(';')?;
         params.contains("rel=\"next\"").then(|| target.trim().trim_start_matches('<').trim_end_matches('>').to_string())
     })
+}
+
+/// `8 MiB` for whole mebibytes, else bytes.
+fn size_text(bytes: u64) -> String {
+    if bytes >= 1 << 20 && bytes % (1 << 20) == 0 { format!("{} MiB", bytes >> 20) } else { format!("{bytes} bytes") }
+}
+
+/// The raw value of `name` in the query of `url`.
+fn query_param<'a>(url: &'a str, name: &str) -> Option<&'a str> {
+    let (_, query) = url.split_once('?')?;
+    let query = query.split('#').next().unwrap_or(query);
+    query.split('&').find_map(|pair| pair.strip_prefix(name)?.strip_prefix('='))
 }
 
 #[cfg(test)]
@@ -77,5 +162,13 @@ mod tests {
             Some("/v2/a/tags/list?n=2&last=b")
         );
         assert_eq!(next_link(r#"<https://x/y>; rel="prev""#), None);
+    }
+
+    #[test]
+    fn finds_the_last_marker() {
+        assert_eq!(query_param("https://r/v2/a/tags/list?n=2&last=b", "last"), Some("b"));
+        assert_eq!(query_param("https://r/v2/a/tags/list?last=&n=2", "last"), Some(""));
+        assert_eq!(query_param("https://r/v2/a/tags/list?n=2&lastly=b", "last"), None);
+        assert_eq!(query_param("https://r/v2/a/tags/list", "last"), None);
     }
 }

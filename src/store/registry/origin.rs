@@ -1,0 +1,121 @@
+//! Which host a URL belongs to, for deciding where credentials may go (spec/cli.md "Registry
+//! flags", issue 12 item 4): an [`Origin`] is scheme, host and port, as in RFC 6454; two URLs
+//! share credentials only when their origins are equal. Also resolves the URLs a server hands
+//! out (`Location`, `Link`) against the request they answered (RFC 3986 section 5.2, for the
+//! forms registries send).
+
+use std::fmt;
+use std::net::IpAddr;
+
+use ureq::http::Uri;
+
+/// Scheme, host and port of a URL; the port is explicit even when the URL left it out.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Origin {
+    scheme: &'static str,
+    /// Lowercase; an IPv6 address keeps its brackets.
+    host: String,
+    port: u16,
+}
+
+impl Origin {
+    /// The origin of an absolute `http://` or `https://` URL; `None` for anything else (another
+    /// scheme, a relative reference, no host).
+    pub fn of(url: &str) -> Option<Origin> {
+        let uri: Uri = url.parse().ok()?;
+        let (scheme, default_port) = match uri.scheme_str()?.to_ascii_lowercase().as_str() {
+            "http" => ("http", 80),
+            "https" => ("https", 443),
+            _ => return None,
+        };
+        let host = uri.host().filter(|h| !h.is_empty())?.to_ascii_lowercase();
+        Some(Origin { scheme, host, port: uri.port_u16().unwrap_or(default_port) })
+    }
+
+    /// Whether requests to this origin are protected by TLS.
+    pub fn is_tls(&self) -> bool {
+        self.scheme == "https"
+    }
+
+    /// Whether the host is this machine (`localhost`, 127.0.0.0/8, `::1`): bytes sent there
+    /// never cross a network (W3C Secure Contexts, "potentially trustworthy origin").
+    pub fn is_loopback(&self) -> bool {
+        let host = self.host.trim_start_matches('[').trim_end_matches(']');
+        host == "localhost" || host.ends_with(".localhost") || host.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
+    }
+}
+
+impl fmt::Display for Origin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}://{}:{}", self.scheme, self.host, self.port)
+    }
+}
+
+/// `reference` (a `Location` or `Link` target) resolved against the URL of the request it
+/// answered: absolute URLs as they are, `//host/..` with the request's scheme, `/path` on the
+/// request's origin, and a relative path beside the request's path. `None` when the request URL
+/// is not absolute or the reference is empty.
+pub fn resolve(request_url: &str, reference: &str) -> Option<String> {
+    let reference = reference.trim();
+    let lower = reference.get(..8).unwrap_or(reference).to_ascii_lowercase();
+    if lower.starts_with("http://") || lower.starts_with("https://") {
+        return Some(reference.to_string());
+    }
+    if reference.is_empty() {
+        return None;
+    }
+    let uri: Uri = request_url.parse().ok()?;
+    let scheme = uri.scheme_str()?;
+    let authority = uri.authority()?;
+    if let Some(rest) = reference.strip_prefix("//") {
+        return Some(format!("{scheme}://{rest}"));
+    }
+    if reference.starts_with('/') {
+        return Some(format!("{scheme}://{authority}{reference}"));
+    }
+    let path = uri.path();
+    let directory = &path[..=path.rfind('/').unwrap_or(0)];
+    let directory = if directory.is_empty() { "/" } else { directory };
+    Some(format!("{scheme}://{authority}{directory}{reference}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn origins_compare_scheme_host_and_port() {
+        let registry = Origin::of("https://Registry.example.com/v2/").unwrap();
+        assert_eq!(Some(registry.clone()), Origin::of("https://registry.example.com:443/v2/x?y=1"));
+        assert_ne!(Some(registry.clone()), Origin::of("http://registry.example.com/v2/"));
+        assert_ne!(Some(registry.clone()), Origin::of("https://registry.example.com:5000/v2/"));
+        assert_ne!(Some(registry.clone()), Origin::of("https://registry.example.com.evil.test/v2/"));
+        assert_ne!(Origin::of("http://127.0.0.1:5000/"), Origin::of("http://127.0.0.2:5000/"));
+        assert_eq!(registry.to_string(), "https://registry.example.com:443");
+        assert!(Origin::of("ftp://registry.example.com/").is_none());
+        assert!(Origin::of("/v2/x").is_none());
+    }
+
+    #[test]
+    fn loopback_hosts_are_recognised() {
+        for url in ["http://127.0.0.1:1/", "http://127.8.9.10/", "http://localhost:5000/", "http://[::1]:80/"] {
+            assert!(Origin::of(url).unwrap().is_loopback(), "{url}");
+        }
+        for url in ["http://10.0.0.1/", "http://auth.example.com/", "http://localhost.example.com/"] {
+            assert!(!Origin::of(url).unwrap().is_loopback(), "{url}");
+        }
+    }
+
+    #[test]
+    fn references_resolve_against_the_request() {
+        let request = "https://r.example:5000/v2/a/blobs/uploads/?x=1";
+        assert_eq!(
+            resolve(request, "/v2/a/blobs/uploads/u1?s=2").unwrap(),
+            "https://r.example:5000/v2/a/blobs/uploads/u1?s=2"
+        );
+        assert_eq!(resolve(request, "https://cdn.example/u1").unwrap(), "https://cdn.example/u1");
+        assert_eq!(resolve(request, "//cdn.example/u1").unwrap(), "https://cdn.example/u1");
+        assert_eq!(resolve(request, "u1?s=2").unwrap(), "https://r.example:5000/v2/a/blobs/uploads/u1?s=2");
+        assert_eq!(resolve(request, "").as_deref(), None);
+    }
+}
