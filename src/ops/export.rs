@@ -3,17 +3,20 @@
 //! The source is a registry (`-b`, `-i`, `--lock`) or an OCI layout directory (`--oci-layout`);
 //! the walk, plan and transfer are the engine's, the same for every source.
 
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Instant;
 
 use serde::Serialize;
 
 use super::artifacts_of_index;
+use super::verify::{Unhashed, check_graph};
 use crate::engine::{
     Artifact, Graph, Items, Reporter, TransferError, TransferOptions, WalkOptions, build_plan, transfer, walk,
 };
 use crate::model::lock::AnyLock;
 use crate::model::platform::PlatformFilter;
+use crate::model::layout::MAX_INDEX_BYTES;
 use crate::model::{Descriptor, Digest, ManifestKind, Reference, annotations, sha256_digest};
 use crate::store::layout_dir::LayoutDirSource;
 use crate::store::layout_tar::LayoutTarSink;
@@ -61,6 +64,21 @@ pub enum ExportError {
     Interrupted { partial: String, source: TransferError },
     #[error("{}", .problems.join("\n"))]
     WrongKind { problems: Vec<String> },
+    /// The plan's `index.json` would be over the limit every reader enforces (spec/archive.md
+    /// AR-R7, AR-W2b); found before any blob is fetched.
+    #[error(
+        "this export's index.json would be {bytes} bytes for {entries} artifacts, over the {limit}-byte limit \
+         every ferry reader enforces (spec/archive.md AR-R7), so the archive could not be read back; nothing was \
+         fetched: export the artifacts in several archives (e.g. split the lock)"
+    )]
+    IndexTooLarge { bytes: u64, entries: usize, limit: u64 },
+    /// The finished archive fails the reader's own checks, so it was not published (AR-W2c).
+    #[error(
+        "the archive written to {partial} fails ferry's own checks, so it was not published:\n  {}\n(this is a \
+         bug in ferry: please report it)",
+        .problems.join("\n  ")
+    )]
+    Unpublishable { partial: String, problems: Vec<String> },
     /// `--platform` names no platform of the index, or more than one.
     #[error("{0}")]
     Platform(String),
@@ -72,7 +90,8 @@ impl ExportError {
             ExportError::Store(err) => err.is_integrity(),
             ExportError::Incomplete { integrity, .. } => *integrity,
             ExportError::Transfer(err) | ExportError::Interrupted { source: err, .. } => err.is_integrity(),
-            ExportError::WrongKind { .. } | ExportError::Platform(_) => false,
+            ExportError::WrongKind { .. } | ExportError::Platform(_) | ExportError::IndexTooLarge { .. } => false,
+            ExportError::Unpublishable { .. } => true,
         }
     }
 }
@@ -206,11 +225,13 @@ pub fn export(
     let started = Instant::now();
     let walk_options =
         WalkOptions { workers: options.transfer.workers, include_non_distributable: options.include_non_distributable };
-    let graph = walk(source, roots, &walk_options);
+    let mut graph = walk(source, roots, &walk_options);
     fail_on_problems(source, &graph)?;
+    settle_descriptors(&mut graph);
     check_expectation(&graph, expect)?;
     warn_omitted(&graph, reporter);
     let plan = build_plan(&graph);
+    refuse_oversize_index(&plan, MAX_INDEX_BYTES)?;
     let mut sink = match options.volume_size {
         Some(size) => LayoutTarSink::split(output, size),
         None => LayoutTarSink::new(output),
@@ -218,6 +239,8 @@ pub fn export(
     take_up_partial(&mut sink, &plan, options.resume, reporter)?;
     let partial = sink.partial_path().to_path_buf();
     transfer(source, &mut sink, &plan, &options.transfer, reporter).map_err(|err| failed_transfer(err, &partial))?;
+    check_written(&sink, &plan, options.transfer.workers)?;
+    sink.publish().map_err(|err| failed_transfer(TransferError::from(err), &partial))?;
     let (reused_blobs, reused_bytes) = sink.intact_blobs();
 
     let archive_bytes = sink.archive_size();
@@ -244,6 +267,63 @@ pub fn export(
         omitted_layers: plan.omitted.iter().map(|d| d.digest.to_string()).collect(),
         seconds: started.elapsed().as_secs_f64(),
     })
+}
+
+/// Gives every top-level artifact the facts of the manifest bytes that hashed to its digest:
+/// their length and the manifest's own media type. A registry's `HEAD` (how references are
+/// resolved) is only its word, and a lie there must not reach `index.json` (spec/archive.md
+/// AR-W2d); the manifests in the graph were fetched and checked against their digests.
+pub(super) fn settle_descriptors(graph: &mut Graph) {
+    for artifact in &mut graph.artifacts {
+        if let Some(manifest) = graph.manifests.get(&artifact.descriptor.digest) {
+            artifact.descriptor.size = manifest.bytes().len() as u64;
+            artifact.descriptor.media_type = manifest.media_type().to_string();
+        }
+    }
+}
+
+/// AR-W2b: refuses, before anything is fetched, a plan whose `index.json` is over `limit`
+/// (the reader's, [`MAX_INDEX_BYTES`]; a test passes a lower one).
+fn refuse_oversize_index(plan: &Plan, limit: u64) -> Result<(), ExportError> {
+    let bytes = plan.index.to_canonical_json().len() as u64;
+    if bytes <= limit {
+        return Ok(());
+    }
+    Err(ExportError::IndexTooLarge { bytes, entries: plan.index.manifests.len(), limit })
+}
+
+/// AR-W2c: the finished archive, before it is published, indexed by the reader with its own
+/// rules and walked as `ferry verify` walks it, without hashing the blobs again (each was
+/// verified on its way in); its identity must be the plan's. Every problem is named.
+fn check_written(sink: &LayoutTarSink, plan: &Plan, workers: usize) -> Result<(), ExportError> {
+    let partial = sink.partial_path().display().to_string();
+    let unpublishable = |problems: Vec<String>| ExportError::Unpublishable { partial: partial.clone(), problems };
+    let written = match sink.written() {
+        Ok(written) => written,
+        Err(err) if err.is_integrity() || matches!(err, StoreError::Invalid { .. }) => {
+            return Err(unpublishable(vec![err.to_string()]));
+        }
+        Err(err) => return Err(ExportError::Store(err)),
+    };
+    let mut failures = BTreeMap::new();
+    let expected = sha256_digest(&plan.index.to_canonical_json());
+    let actual = sha256_digest(written.index_bytes());
+    if actual != expected {
+        failures.insert(String::new(), format!("its identity is {actual}, but the plan's is {expected}"));
+    }
+    let stored: BTreeMap<Digest, u64> = written.blob_entries().map(|(digest, entry)| (digest, entry.size)).collect();
+    let unhashed = Unhashed {
+        index: written.index(),
+        index_bytes: written.index_bytes(),
+        deviations: written.deviations(),
+        trailer: written.trailer(),
+    };
+    let mut warnings = Vec::new();
+    check_graph(&written, unhashed, &stored, workers, &mut failures, &mut warnings);
+    if failures.is_empty() {
+        return Ok(());
+    }
+    Err(unpublishable(failures.into_values().collect()))
 }
 
 /// Says which non-distributable layers are left out, and of which images.
@@ -274,7 +354,8 @@ fn take_up_partial(
     reporter: &dyn Reporter,
 ) -> Result<(), StoreError> {
     let partial = sink.partial_path().to_path_buf();
-    if !partial.exists() {
+    // Not `exists()`: that follows a link, and a dangling one must still be refused (AR-W2a).
+    if std::fs::symlink_metadata(&partial).is_err() {
         return Ok(());
     }
     if !resume {
@@ -297,7 +378,9 @@ fn take_up_partial(
 fn failed_transfer(mut err: TransferError, partial: &Path) -> ExportError {
     let mut disk_full = false;
     err.failures.retain(|failure| !LayoutTarSink::is_disk_full(failure) || !std::mem::replace(&mut disk_full, true));
-    if disk_full || !partial.exists() {
+    // Only a regular file is kept for --resume: a link or FIFO under that name was refused.
+    let kept = std::fs::symlink_metadata(partial).is_ok_and(|metadata| metadata.is_file());
+    if disk_full || !kept {
         return ExportError::Transfer(err);
     }
     ExportError::Interrupted { partial: partial.display().to_string(), source: err }
