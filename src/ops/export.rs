@@ -420,3 +420,146 @@ pub(super) fn fail_on_problems(source: &dyn Source, graph: &Graph) -> Result<(),
         integrity: graph.problems.iter().any(|p| p.integrity),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::NoReport;
+    use crate::model::media;
+    use crate::ops::verify::{VerifyOptions, verify_archive};
+    use crate::store::memory::MemorySource;
+
+    /// One small OCI image held in memory: its manifest descriptor.
+    fn image(source: &mut MemorySource) -> Descriptor {
+        let config = br#"{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[]}}"#.to_vec();
+        let layer = b"not really a layer, but a blob".to_vec();
+        let (config_size, layer_size) = (config.len(), layer.len());
+        let config = source.insert(config);
+        let layer = source.insert(layer);
+        let manifest = format!(
+            r#"{{"schemaVersion":2,"mediaType":"{}","config":{{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"{config}","size":{config_size}}},"layers":[{{"mediaType":"application/vnd.oci.image.layer.v1.tar","digest":"{layer}","size":{layer_size}}}]}}"#,
+            media::OCI_MANIFEST
+        )
+        .into_bytes();
+        let size = manifest.len() as u64;
+        Descriptor::new(media::OCI_MANIFEST, source.insert(manifest), size)
+    }
+
+    /// `count` ImagesLock entries, all of one image under other names, with the annotations
+    /// `lock_roots` gives them (what a large lock exports as).
+    fn lock_entries(descriptor: &Descriptor, count: usize) -> Vec<Artifact> {
+        (0..count)
+            .map(|position| {
+                let reference: Reference =
+                    format!("registry.example.com/team/images/app-{position:05}@{}", descriptor.digest).parse().unwrap();
+                let mut root = Artifact::new(descriptor.clone());
+                root.ref_name = Some(reference.to_string());
+                root.original = Some(reference);
+                root.is_root = true;
+                root.annotations.insert(annotations::LOCK_POSITION.into(), position.to_string());
+                let notes = format!(r#"{{"kbld.carvel.dev/id":"registry.example.com/team/images/app-{position:05}:1.0.0"}}"#);
+                root.annotations.insert(annotations::LOCK_ANNOTATIONS.into(), notes);
+                root
+            })
+            .collect()
+    }
+
+    /// A source that, like a registry, fetches a manifest by its digest alone (whatever size
+    /// and media type the descriptor asking for it states), as the walk's HEAD-resolved roots
+    /// are fetched.
+    struct ByDigest {
+        inner: MemorySource,
+        truth: Descriptor,
+    }
+
+    impl Source for ByDigest {
+        fn name(&self) -> &str {
+            "by-digest"
+        }
+        fn resolve(&self, reference: &Reference) -> Result<Descriptor, StoreError> {
+            self.inner.resolve(reference)
+        }
+        fn manifest(&self, descriptor: &Descriptor) -> Result<crate::model::RawManifest, StoreError> {
+            assert_eq!(descriptor.digest, self.truth.digest);
+            self.inner.manifest(&self.truth)
+        }
+        fn blob(&self, descriptor: &Descriptor) -> Result<crate::store::BlobReader<'_>, StoreError> {
+            self.inner.blob(descriptor)
+        }
+    }
+
+    fn options() -> ExportOptions {
+        ExportOptions { transfer: TransferOptions { workers: 2, retries: 0 }, ..ExportOptions::default() }
+    }
+
+    /// Issue 12 item 7, AR-R7: a lock of 10,000 entries (an index.json of ~6 MB, over the old
+    /// 4 MiB limit) exports to an archive `ferry verify` accepts.
+    #[test]
+    fn issue12_ten_thousand_lock_entries_export_an_archive_verify_accepts() {
+        let mut source = MemorySource::new();
+        let descriptor = image(&mut source);
+        let dir = tempfile::tempdir().unwrap();
+        let archive = dir.path().join("many.tar");
+        let summary =
+            export(&source, lock_entries(&descriptor, 10_000), Expect::Any, &archive, &options(), &NoReport).unwrap();
+        assert_eq!(summary.artifacts, 10_000);
+        let written = crate::store::layout_tar::LayoutTarSource::open(&archive).unwrap();
+        assert!(written.index_bytes().len() > 4 << 20, "{} bytes", written.index_bytes().len());
+        let report = verify_archive(&archive, &VerifyOptions { workers: 2, volume_digests: false }, &NoReport).unwrap();
+        assert!(report.ok, "{:?}", report.failures);
+    }
+
+    /// Issue 12 item 7, AR-W2b: an index.json over the reader's limit (lowered here, rather than
+    /// 100,000 entries) is refused with its size, the limit and the count, from the plan alone.
+    #[test]
+    fn issue12_an_index_over_the_limit_is_refused_from_the_plan() {
+        let mut source = MemorySource::new();
+        let descriptor = image(&mut source);
+        let graph = walk(&source, lock_entries(&descriptor, 50), &WalkOptions::default());
+        let plan = build_plan(&graph);
+        let bytes = plan.index.to_canonical_json().len() as u64;
+        assert!(refuse_oversize_index(&plan, bytes).is_ok(), "exactly the limit fits");
+        let err = refuse_oversize_index(&plan, bytes - 1).unwrap_err();
+        let message = err.to_string();
+        assert!(
+            message.contains(&format!("would be {bytes} bytes for 50 artifacts, over the {}-byte limit", bytes - 1))
+                && message.contains("nothing was fetched"),
+            "{message}"
+        );
+        assert!(!err.is_integrity());
+    }
+
+    /// Issue 12 item 7, AR-W2c and AR-W2d: a root whose descriptor lies about its manifest
+    /// (size and media type, as a registry's HEAD may) is written with the manifest's true
+    /// facts; and were a lie written, the check before the rename refuses to publish it.
+    #[test]
+    fn issue12_descriptor_lies_never_reach_a_published_archive() {
+        let mut inner = MemorySource::new();
+        let descriptor = image(&mut inner);
+        let source = ByDigest { inner, truth: descriptor.clone() };
+        let mut lying = descriptor.clone();
+        lying.size += 100;
+        lying.media_type = media::DOCKER_MANIFEST.to_string();
+        let dir = tempfile::tempdir().unwrap();
+
+        // The export settles the root's facts from the manifest bytes.
+        let archive = dir.path().join("settled.tar");
+        let mut root = Artifact::new(lying.clone());
+        root.is_root = true;
+        export(&source, vec![root.clone()], Expect::Any, &archive, &options(), &NoReport).unwrap();
+        let written = crate::store::layout_tar::LayoutTarSource::open(&archive).unwrap();
+        assert_eq!(written.index().manifests[0].size, descriptor.size);
+        assert_eq!(written.index().manifests[0].media_type, media::OCI_MANIFEST);
+
+        // Without settling, the check before the rename finds the lie and nothing is published.
+        let graph = walk(&source, vec![root], &WalkOptions::default());
+        let plan = build_plan(&graph);
+        let target = dir.path().join("lying.tar");
+        let mut sink = LayoutTarSink::new(&target);
+        transfer(&source, &mut sink, &plan, &options().transfer, &NoReport).unwrap();
+        let err = check_written(&sink, &plan, 2).unwrap_err();
+        let message = err.to_string();
+        assert!(err.is_integrity() && message.contains("not published") && message.contains("AR-R"), "{message}");
+        assert!(!target.exists());
+    }
+}
