@@ -14,9 +14,9 @@ use super::verify::{Unhashed, check_graph};
 use crate::engine::{
     Artifact, Graph, Items, Reporter, TransferError, TransferOptions, WalkOptions, build_plan, transfer, walk,
 };
+use crate::model::layout::MAX_INDEX_BYTES;
 use crate::model::lock::AnyLock;
 use crate::model::platform::PlatformFilter;
-use crate::model::layout::MAX_INDEX_BYTES;
 use crate::model::{Descriptor, Digest, ManifestKind, Reference, annotations, sha256_digest};
 use crate::store::layout_dir::LayoutDirSource;
 use crate::store::layout_tar::LayoutTarSink;
@@ -451,13 +451,16 @@ mod tests {
         (0..count)
             .map(|position| {
                 let reference: Reference =
-                    format!("registry.example.com/team/images/app-{position:05}@{}", descriptor.digest).parse().unwrap();
+                    format!("registry.example.com/team/images/app-{position:05}@{}", descriptor.digest)
+                        .parse()
+                        .unwrap();
                 let mut root = Artifact::new(descriptor.clone());
                 root.ref_name = Some(reference.to_string());
                 root.original = Some(reference);
                 root.is_root = true;
                 root.annotations.insert(annotations::LOCK_POSITION.into(), position.to_string());
-                let notes = format!(r#"{{"kbld.carvel.dev/id":"registry.example.com/team/images/app-{position:05}:1.0.0"}}"#);
+                let notes =
+                    format!(r#"{{"kbld.carvel.dev/id":"registry.example.com/team/images/app-{position:05}:1.0.0"}}"#);
                 root.annotations.insert(annotations::LOCK_ANNOTATIONS.into(), notes);
                 root
             })

@@ -127,7 +127,12 @@ impl Volumes {
     pub fn try_clone(&self) -> io::Result<Volumes> {
         let mut parts = Vec::with_capacity(self.parts.len());
         for part in &self.parts {
-            parts.push(Volume { path: part.path.clone(), file: part.file.try_clone()?, start: part.start, len: part.len });
+            parts.push(Volume {
+                path: part.path.clone(),
+                file: part.file.try_clone()?,
+                start: part.start,
+                len: part.len,
+            });
         }
         Ok(Volumes { parts, total: self.total })
     }
@@ -180,7 +185,10 @@ pub fn open_owned_file(path: &Path, create: bool) -> io::Result<File> {
     };
     Err(io::Error::new(
         io::ErrorKind::InvalidInput,
-        format!("{} is {other}, not a regular file; ferry writes only regular files (remove it, then run the export again)", path.display()),
+        format!(
+            "{} is {other}, not a regular file; ferry writes only regular files (remove it, then run the export again)",
+            path.display()
+        ),
     ))
 }
 

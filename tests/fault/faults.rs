@@ -34,6 +34,9 @@ pub enum Fault {
     Redirect(String),
     /// Invalidate every issued token before the request is checked, as if they had expired.
     ExpireTokens,
+    /// Answer with this `Content-Type` and a `Content-Length` of this many bytes (the body cut or
+    /// padded to it): on a HEAD, whose body is never sent, a head that lies about the manifest.
+    Misdescribe { content_type: String, content_length: usize },
 }
 
 impl Fault {

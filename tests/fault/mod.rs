@@ -3,7 +3,7 @@
 //! connection, no async, that speaks enough of the distribution API for repositories held in
 //! memory and can be told, per request path, to break: error statuses, 429 with `Retry-After`,
 //! a reset or a clean close in the middle of a body, wrong bytes, a wrong
-//! `Docker-Content-Digest`, silence, a redirect to another server, tokens that expire.
+//! `Docker-Content-Digest`, a head that misdescribes its body, silence, a redirect to another server, tokens that expire.
 //!
 //! API:
 //! - [`FaultServer::start`] (anonymous) or [`FaultServer::start_with_auth`] (bearer tokens from
@@ -383,6 +383,10 @@ fn answer(stream: &mut TcpStream, shared: &Shared, request: &Request) -> std::io
         Some(Fault::WrongDigestHeader) => {
             let wrong = digest_of(format!("not {}", request.path).as_bytes());
             response.set_header("Docker-Content-Digest", wrong);
+        }
+        Some(Fault::Misdescribe { content_type, content_length }) => {
+            response.set_header("Content-Type", content_type);
+            response.body.resize(content_length, b' ');
         }
         _ => {}
     }

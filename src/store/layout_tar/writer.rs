@@ -505,7 +505,8 @@ impl LayoutTarSink {
     /// refuses. Blobs are not read; the caller walks the graph without hashing them again.
     pub fn written(&self) -> Result<LayoutTarSource, StoreError> {
         let (file, _) = self.state();
-        let files = file.try_clone().map_err(|e| StoreError::io(format!("reading back {}", self.partial.display()), e))?;
+        let files =
+            file.try_clone().map_err(|e| StoreError::io(format!("reading back {}", self.partial.display()), e))?;
         LayoutTarSource::open_volumes(files, self.partial.display().to_string())
     }
 
