@@ -141,19 +141,20 @@ fn issue12_hostile_lock_annotations_are_escaped_for_the_terminal() {
     }
 }
 
-/// Item 8, errors: a lock file's raw text quoted in an error on stderr (the YAML parser shows
-/// the offending line) is escaped.
+/// Item 8, errors: a registry's own error message, quoted in an error on stderr, is escaped.
 #[test]
-fn issue12_errors_quoting_untrusted_text_are_escaped() {
-    let scratch = tempfile::tempdir().unwrap();
-    let lock = scratch.path().join("images.yml");
-    let body = "apiVersion: imgpkg.carvel.dev/v1alpha1\nkind: ImagesLock\nimages:\n- image: reg.example.com/app\x1b]0;pwned\x07\u{9b}2J\u{202e}\n";
-    std::fs::write(&lock, body).unwrap();
-    let output =
-        ferry().args(["export", "--lock"]).arg(&lock).arg("-o").arg(scratch.path().join("out.tar")).output().unwrap();
+fn issue12_errors_quoting_a_registry_are_escaped() {
+    let server = FaultServer::start();
+    let hostile = "\x1b]0;pwned\x07 \x1b[2J \u{9b}31m \u{202e}gnp.exe";
+    server.add(Rule::new(Some("GET"), "/tags/list", Fault::StatusWithMessage(403, hostile.into())).times(10));
+    let output = ferry()
+        .args(["tag", "list", &format!("{}/team/none", server.host())])
+        .args(["--registry-insecure", "--registry-retry-count", "0"])
+        .output()
+        .unwrap();
     let stderr = text(&output.stderr);
     assert!(!output.status.success(), "{stderr}");
-    assert!(stderr.contains("pwned"), "the lock's text is quoted: {stderr}");
+    assert!(stderr.contains(r"\x1b]0;pwned\x07 \x1b[2J \u{9b}31m \u{202e}gnp.exe"), "quoted, escaped: {stderr}");
     assert!(!has_terminal_controls(&stderr), "{stderr:?}");
 }
 

@@ -13,6 +13,9 @@ use super::http::Request;
 pub enum Fault {
     /// Answer this status (with a distribution error body) instead of serving.
     Status(u16),
+    /// Answer this status with a distribution error carrying this message (a registry's own
+    /// words, quoted by the client's errors).
+    StatusWithMessage(u16, String),
     /// Answer 429 with `Retry-After: <seconds>`.
     TooManyRequests { retry_after: u64 },
     /// Send the head and this many body bytes, then reset the connection (RST).

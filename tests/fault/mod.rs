@@ -321,9 +321,16 @@ fn answer(stream: &mut TcpStream, shared: &Shared, request: &Request) -> std::io
         let response = match (&refused, &fault) {
             (Some(challenge), _) => Some(challenge.clone()),
             // These faults answer in place of the registry.
-            (None, Some(Fault::Status(_) | Fault::TooManyRequests { .. } | Fault::Redirect(_) | Fault::Stall(_))) => {
-                None
-            }
+            (
+                None,
+                Some(
+                    Fault::Status(_)
+                    | Fault::StatusWithMessage(..)
+                    | Fault::TooManyRequests { .. }
+                    | Fault::Redirect(_)
+                    | Fault::Stall(_),
+                ),
+            ) => None,
             (None, _) if route == Route::Token => Some(
                 state.auth.as_mut().map_or_else(|| Response::error(404, "NOT_FOUND", "no auth"), |a| a.issue(request)),
             ),
@@ -337,6 +344,7 @@ fn answer(stream: &mut TcpStream, shared: &Shared, request: &Request) -> std::io
         // A fault that replaces the answer altogether.
         let replacement = match fault {
             Some(Fault::Status(status)) => Response::error(status, "FAULT", "injected failure"),
+            Some(Fault::StatusWithMessage(status, message)) => Response::error(status, "FAULT", &message),
             Some(Fault::TooManyRequests { retry_after }) => {
                 Response::error(429, "TOOMANYREQUESTS", "slow down").header("Retry-After", retry_after.to_string())
             }
