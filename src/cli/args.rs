@@ -9,7 +9,7 @@ use super::describe::DescribeArgs;
 use super::exit::{Exit, Failure, fail};
 use super::export::ExportArgs;
 use super::import::ImportArgs;
-use super::output::{self, human_bytes};
+use super::output::{self, human_bytes, shown};
 use super::progress::Progress;
 use super::pull::PullArgs;
 use super::push::PushArgs;
@@ -138,7 +138,8 @@ impl VerifyArgs {
                 output::warn(warning);
             }
             for failure in &report.failures {
-                output::data(&format!("FAIL {failure}"));
+                // Continuation lines indented: text quoted in a failure cannot forge an `OK` line.
+                output::data(&format!("FAIL {}", failure.replace('\n', "\n  ")));
             }
             let identity = report.identity.map_or_else(|| "unknown".to_string(), |d| d.to_string());
             if report.ok {
@@ -181,30 +182,32 @@ impl InspectArgs {
 
 /// The human form of `inspect`: roots first, bundles with their lock entries indented.
 fn render_inspect(report: &inspect::InspectReport) -> String {
-    let mut lines = vec![format!("archive  {}", report.archive), format!("identity {}", report.identity)];
+    // Every value from the archive is shown escaped: a lock annotation or a name must not
+    // drive the terminal or forge a line (spec/cli.md "Output").
+    let mut lines = vec![format!("archive  {}", shown(&report.archive)), format!("identity {}", report.identity)];
     let mut ordered: Vec<&inspect::ArtifactInfo> = report.artifacts.iter().collect();
     ordered.sort_by_key(|a| (!a.root, a.kind != "bundle", a.name.clone()));
     for artifact in ordered {
         let name = artifact.name.clone().unwrap_or_else(|| artifact.digest.to_string());
-        let mut line = format!("{:<7} {name}", artifact.kind);
+        let mut line = format!("{:<7} {}", artifact.kind, shown(&name));
         if artifact.root {
             line.push_str("  [root]");
         }
         lines.push(line);
         lines.push(format!("        digest {}  {}", artifact.digest, human_bytes(artifact.bytes)));
         if let Some(tag) = &artifact.root_tag {
-            lines.push(format!("        tag {tag}"));
+            lines.push(format!("        tag {}", shown(tag)));
         }
         if !artifact.platforms.is_empty() {
-            lines.push(format!("        platforms {}", artifact.platforms.join(", ")));
+            lines.push(format!("        platforms {}", shown(&artifact.platforms.join(", "))));
         }
         if artifact.kind == "image" || artifact.kind == "bundle" {
             lines.push(format!("        layers {}", artifact.layers));
         }
         for entry in &artifact.lock {
-            lines.push(format!("        - {}", entry.image));
+            lines.push(format!("        - {}", shown(&entry.image)));
             for (key, value) in &entry.annotations {
-                lines.push(format!("            {key}: {value}"));
+                lines.push(format!("            {}: {}", shown(key), shown(value)));
             }
         }
     }

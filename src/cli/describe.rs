@@ -6,7 +6,7 @@ use clap::Args;
 
 use super::args::Global;
 use super::exit::{Exit, Failure, fail};
-use super::output::{self, human_bytes};
+use super::output::{self, human_bytes, shown};
 use ferry::model::Reference;
 use ferry::ops::describe::{Node, describe_archive, describe_in_registry};
 use ferry::store::layout_tar::LayoutTarSource;
@@ -68,16 +68,19 @@ impl DescribeArgs {
 
 fn print_node(node: &Node, depth: usize) {
     let indent = "  ".repeat(depth);
-    let platforms = if node.platforms.is_empty() { String::new() } else { format!(" [{}]", node.platforms.join(", ")) };
-    output::data(&format!("{indent}{} {}{platforms} ({})", node.kind, node.reference, human_bytes(node.size)));
+    // Every value from a lock, an archive or a registry is shown escaped (spec/cli.md "Output").
+    let platforms =
+        if node.platforms.is_empty() { String::new() } else { format!(" [{}]", shown(&node.platforms.join(", "))) };
+    let reference = shown(&node.reference);
+    output::data(&format!("{indent}{} {reference}{platforms} ({})", node.kind, human_bytes(node.size)));
     if !node.reference.contains(&node.digest.to_string()) {
         output::data(&format!("{indent}    digest: {}", node.digest));
     }
     if let Some(origin) = node.origin.as_ref().filter(|origin| **origin != node.reference) {
-        output::data(&format!("{indent}    from: {origin}"));
+        output::data(&format!("{indent}    from: {}", shown(origin)));
     }
     for (key, value) in &node.annotations {
-        output::data(&format!("{indent}    {key}: {value}"));
+        output::data(&format!("{indent}    {}: {}", shown(key), shown(value)));
     }
     for child in &node.children {
         print_node(child, depth + 1);

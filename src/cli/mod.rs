@@ -4,6 +4,7 @@
 mod args;
 mod copy;
 mod describe;
+mod escape;
 mod exit;
 mod export;
 mod import;

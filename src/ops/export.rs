@@ -3,15 +3,18 @@
 //! The source is a registry (`-b`, `-i`, `--lock`) or an OCI layout directory (`--oci-layout`);
 //! the walk, plan and transfer are the engine's, the same for every source.
 
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Instant;
 
 use serde::Serialize;
 
 use super::artifacts_of_index;
+use super::verify::{Unhashed, check_graph};
 use crate::engine::{
     Artifact, Graph, Items, Reporter, TransferError, TransferOptions, WalkOptions, build_plan, transfer, walk,
 };
+use crate::model::layout::MAX_INDEX_BYTES;
 use crate::model::lock::AnyLock;
 use crate::model::platform::PlatformFilter;
 use crate::model::{Descriptor, Digest, ManifestKind, Reference, annotations, sha256_digest};
@@ -61,6 +64,21 @@ pub enum ExportError {
     Interrupted { partial: String, source: TransferError },
     #[error("{}", .problems.join("\n"))]
     WrongKind { problems: Vec<String> },
+    /// The plan's `index.json` would be over the limit every reader enforces (spec/archive.md
+    /// AR-R7, AR-W2b); found before any blob is fetched.
+    #[error(
+        "this export's index.json would be {bytes} bytes for {entries} artifacts, over the {limit}-byte limit \
+         every ferry reader enforces (spec/archive.md AR-R7), so the archive could not be read back; nothing was \
+         fetched: export the artifacts in several archives (e.g. split the lock)"
+    )]
+    IndexTooLarge { bytes: u64, entries: usize, limit: u64 },
+    /// The finished archive fails the reader's own checks, so it was not published (AR-W2c).
+    #[error(
+        "the archive written to {partial} fails ferry's own checks, so it was not published:\n  {}\n(this is a \
+         bug in ferry: please report it)",
+        .problems.join("\n  ")
+    )]
+    Unpublishable { partial: String, problems: Vec<String> },
     /// `--platform` names no platform of the index, or more than one.
     #[error("{0}")]
     Platform(String),
@@ -72,7 +90,8 @@ impl ExportError {
             ExportError::Store(err) => err.is_integrity(),
             ExportError::Incomplete { integrity, .. } => *integrity,
             ExportError::Transfer(err) | ExportError::Interrupted { source: err, .. } => err.is_integrity(),
-            ExportError::WrongKind { .. } | ExportError::Platform(_) => false,
+            ExportError::WrongKind { .. } | ExportError::Platform(_) | ExportError::IndexTooLarge { .. } => false,
+            ExportError::Unpublishable { .. } => true,
         }
     }
 }
@@ -206,11 +225,13 @@ pub fn export(
     let started = Instant::now();
     let walk_options =
         WalkOptions { workers: options.transfer.workers, include_non_distributable: options.include_non_distributable };
-    let graph = walk(source, roots, &walk_options);
+    let mut graph = walk(source, roots, &walk_options);
     fail_on_problems(source, &graph)?;
+    settle_descriptors(&mut graph);
     check_expectation(&graph, expect)?;
     warn_omitted(&graph, reporter);
     let plan = build_plan(&graph);
+    refuse_oversize_index(&plan, MAX_INDEX_BYTES)?;
     let mut sink = match options.volume_size {
         Some(size) => LayoutTarSink::split(output, size),
         None => LayoutTarSink::new(output),
@@ -218,6 +239,8 @@ pub fn export(
     take_up_partial(&mut sink, &plan, options.resume, reporter)?;
     let partial = sink.partial_path().to_path_buf();
     transfer(source, &mut sink, &plan, &options.transfer, reporter).map_err(|err| failed_transfer(err, &partial))?;
+    check_written(&sink, &plan, options.transfer.workers)?;
+    sink.publish().map_err(|err| failed_transfer(TransferError::from(err), &partial))?;
     let (reused_blobs, reused_bytes) = sink.intact_blobs();
 
     let archive_bytes = sink.archive_size();
@@ -244,6 +267,63 @@ pub fn export(
         omitted_layers: plan.omitted.iter().map(|d| d.digest.to_string()).collect(),
         seconds: started.elapsed().as_secs_f64(),
     })
+}
+
+/// Gives every top-level artifact the facts of the manifest bytes that hashed to its digest:
+/// their length and the manifest's own media type. A registry's `HEAD` (how references are
+/// resolved) is only its word, and a lie there must not reach `index.json` (spec/archive.md
+/// AR-W2d); the manifests in the graph were fetched and checked against their digests.
+pub(super) fn settle_descriptors(graph: &mut Graph) {
+    for artifact in &mut graph.artifacts {
+        if let Some(manifest) = graph.manifests.get(&artifact.descriptor.digest) {
+            artifact.descriptor.size = manifest.bytes().len() as u64;
+            artifact.descriptor.media_type = manifest.media_type().to_string();
+        }
+    }
+}
+
+/// AR-W2b: refuses, before anything is fetched, a plan whose `index.json` is over `limit`
+/// (the reader's, [`MAX_INDEX_BYTES`]; a test passes a lower one).
+fn refuse_oversize_index(plan: &Plan, limit: u64) -> Result<(), ExportError> {
+    let bytes = plan.index.to_canonical_json().len() as u64;
+    if bytes <= limit {
+        return Ok(());
+    }
+    Err(ExportError::IndexTooLarge { bytes, entries: plan.index.manifests.len(), limit })
+}
+
+/// AR-W2c: the finished archive, before it is published, indexed by the reader with its own
+/// rules and walked as `ferry verify` walks it, without hashing the blobs again (each was
+/// verified on its way in); its identity must be the plan's. Every problem is named.
+fn check_written(sink: &LayoutTarSink, plan: &Plan, workers: usize) -> Result<(), ExportError> {
+    let partial = sink.partial_path().display().to_string();
+    let unpublishable = |problems: Vec<String>| ExportError::Unpublishable { partial: partial.clone(), problems };
+    let written = match sink.written() {
+        Ok(written) => written,
+        Err(err) if err.is_integrity() || matches!(err, StoreError::Invalid { .. }) => {
+            return Err(unpublishable(vec![err.to_string()]));
+        }
+        Err(err) => return Err(ExportError::Store(err)),
+    };
+    let mut failures = BTreeMap::new();
+    let expected = sha256_digest(&plan.index.to_canonical_json());
+    let actual = sha256_digest(written.index_bytes());
+    if actual != expected {
+        failures.insert(String::new(), format!("its identity is {actual}, but the plan's is {expected}"));
+    }
+    let stored: BTreeMap<Digest, u64> = written.blob_entries().map(|(digest, entry)| (digest, entry.size)).collect();
+    let unhashed = Unhashed {
+        index: written.index(),
+        index_bytes: written.index_bytes(),
+        deviations: written.deviations(),
+        trailer: written.trailer(),
+    };
+    let mut warnings = Vec::new();
+    check_graph(&written, unhashed, &stored, workers, &mut failures, &mut warnings);
+    if failures.is_empty() {
+        return Ok(());
+    }
+    Err(unpublishable(failures.into_values().collect()))
 }
 
 /// Says which non-distributable layers are left out, and of which images.
@@ -274,7 +354,8 @@ fn take_up_partial(
     reporter: &dyn Reporter,
 ) -> Result<(), StoreError> {
     let partial = sink.partial_path().to_path_buf();
-    if !partial.exists() {
+    // Not `exists()`: that follows a link, and a dangling one must still be refused (AR-W2a).
+    if std::fs::symlink_metadata(&partial).is_err() {
         return Ok(());
     }
     if !resume {
@@ -297,7 +378,9 @@ fn take_up_partial(
 fn failed_transfer(mut err: TransferError, partial: &Path) -> ExportError {
     let mut disk_full = false;
     err.failures.retain(|failure| !LayoutTarSink::is_disk_full(failure) || !std::mem::replace(&mut disk_full, true));
-    if disk_full || !partial.exists() {
+    // Only a regular file is kept for --resume: a link or FIFO under that name was refused.
+    let kept = std::fs::symlink_metadata(partial).is_ok_and(|metadata| metadata.is_file());
+    if disk_full || !kept {
         return ExportError::Transfer(err);
     }
     ExportError::Interrupted { partial: partial.display().to_string(), source: err }
@@ -336,4 +419,150 @@ pub(super) fn fail_on_problems(source: &dyn Source, graph: &Graph) -> Result<(),
         problems: graph.problems.iter().map(|p| p.message.clone()).collect(),
         integrity: graph.problems.iter().any(|p| p.integrity),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::NoReport;
+    use crate::model::media;
+    use crate::ops::verify::{VerifyOptions, verify_archive};
+    use crate::store::memory::MemorySource;
+
+    /// One small OCI image held in memory: its manifest descriptor.
+    fn image(source: &mut MemorySource) -> Descriptor {
+        let config = br#"{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[]}}"#.to_vec();
+        let layer = b"not really a layer, but a blob".to_vec();
+        let (config_size, layer_size) = (config.len(), layer.len());
+        let config = source.insert(config);
+        let layer = source.insert(layer);
+        let manifest = format!(
+            r#"{{"schemaVersion":2,"mediaType":"{}","config":{{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"{config}","size":{config_size}}},"layers":[{{"mediaType":"application/vnd.oci.image.layer.v1.tar","digest":"{layer}","size":{layer_size}}}]}}"#,
+            media::OCI_MANIFEST
+        )
+        .into_bytes();
+        let size = manifest.len() as u64;
+        Descriptor::new(media::OCI_MANIFEST, source.insert(manifest), size)
+    }
+
+    /// `count` ImagesLock entries, all of one image under other names, with the annotations
+    /// `lock_roots` gives them (what a large lock exports as).
+    fn lock_entries(descriptor: &Descriptor, count: usize) -> Vec<Artifact> {
+        (0..count)
+            .map(|position| {
+                let reference: Reference =
+                    format!("registry.example.com/team/images/app-{position:05}@{}", descriptor.digest)
+                        .parse()
+                        .unwrap();
+                let mut root = Artifact::new(descriptor.clone());
+                root.ref_name = Some(reference.to_string());
+                root.original = Some(reference);
+                root.is_root = true;
+                root.annotations.insert(annotations::LOCK_POSITION.into(), position.to_string());
+                let notes =
+                    format!(r#"{{"kbld.carvel.dev/id":"registry.example.com/team/images/app-{position:05}:1.0.0"}}"#);
+                root.annotations.insert(annotations::LOCK_ANNOTATIONS.into(), notes);
+                root
+            })
+            .collect()
+    }
+
+    /// A source that, like a registry, fetches a manifest by its digest alone (whatever size
+    /// and media type the descriptor asking for it states), as the walk's HEAD-resolved roots
+    /// are fetched.
+    struct ByDigest {
+        inner: MemorySource,
+        truth: Descriptor,
+    }
+
+    impl Source for ByDigest {
+        fn name(&self) -> &str {
+            "by-digest"
+        }
+        fn resolve(&self, reference: &Reference) -> Result<Descriptor, StoreError> {
+            self.inner.resolve(reference)
+        }
+        fn manifest(&self, descriptor: &Descriptor) -> Result<crate::model::RawManifest, StoreError> {
+            assert_eq!(descriptor.digest, self.truth.digest);
+            self.inner.manifest(&self.truth)
+        }
+        fn blob(&self, descriptor: &Descriptor) -> Result<crate::store::BlobReader<'_>, StoreError> {
+            self.inner.blob(descriptor)
+        }
+    }
+
+    fn options() -> ExportOptions {
+        ExportOptions { transfer: TransferOptions { workers: 2, retries: 0 }, ..ExportOptions::default() }
+    }
+
+    /// Issue 12 item 7, AR-R7: a lock of 10,000 entries (an index.json of ~6 MB, over the old
+    /// 4 MiB limit) exports to an archive `ferry verify` accepts.
+    #[test]
+    fn issue12_ten_thousand_lock_entries_export_an_archive_verify_accepts() {
+        let mut source = MemorySource::new();
+        let descriptor = image(&mut source);
+        let dir = tempfile::tempdir().unwrap();
+        let archive = dir.path().join("many.tar");
+        let summary =
+            export(&source, lock_entries(&descriptor, 10_000), Expect::Any, &archive, &options(), &NoReport).unwrap();
+        assert_eq!(summary.artifacts, 10_000);
+        let written = crate::store::layout_tar::LayoutTarSource::open(&archive).unwrap();
+        assert!(written.index_bytes().len() > 4 << 20, "{} bytes", written.index_bytes().len());
+        let report = verify_archive(&archive, &VerifyOptions { workers: 2, volume_digests: false }, &NoReport).unwrap();
+        assert!(report.ok, "{:?}", report.failures);
+    }
+
+    /// Issue 12 item 7, AR-W2b: an index.json over the reader's limit (lowered here, rather than
+    /// 100,000 entries) is refused with its size, the limit and the count, from the plan alone.
+    #[test]
+    fn issue12_an_index_over_the_limit_is_refused_from_the_plan() {
+        let mut source = MemorySource::new();
+        let descriptor = image(&mut source);
+        let graph = walk(&source, lock_entries(&descriptor, 50), &WalkOptions::default());
+        let plan = build_plan(&graph);
+        let bytes = plan.index.to_canonical_json().len() as u64;
+        assert!(refuse_oversize_index(&plan, bytes).is_ok(), "exactly the limit fits");
+        let err = refuse_oversize_index(&plan, bytes - 1).unwrap_err();
+        let message = err.to_string();
+        assert!(
+            message.contains(&format!("would be {bytes} bytes for 50 artifacts, over the {}-byte limit", bytes - 1))
+                && message.contains("nothing was fetched"),
+            "{message}"
+        );
+        assert!(!err.is_integrity());
+    }
+
+    /// Issue 12 item 7, AR-W2c and AR-W2d: a root whose descriptor lies about its manifest
+    /// (size and media type, as a registry's HEAD may) is written with the manifest's true
+    /// facts; and were a lie written, the check before the rename refuses to publish it.
+    #[test]
+    fn issue12_descriptor_lies_never_reach_a_published_archive() {
+        let mut inner = MemorySource::new();
+        let descriptor = image(&mut inner);
+        let source = ByDigest { inner, truth: descriptor.clone() };
+        let mut lying = descriptor.clone();
+        lying.size += 100;
+        lying.media_type = media::DOCKER_MANIFEST.to_string();
+        let dir = tempfile::tempdir().unwrap();
+
+        // The export settles the root's facts from the manifest bytes.
+        let archive = dir.path().join("settled.tar");
+        let mut root = Artifact::new(lying.clone());
+        root.is_root = true;
+        export(&source, vec![root.clone()], Expect::Any, &archive, &options(), &NoReport).unwrap();
+        let written = crate::store::layout_tar::LayoutTarSource::open(&archive).unwrap();
+        assert_eq!(written.index().manifests[0].size, descriptor.size);
+        assert_eq!(written.index().manifests[0].media_type, media::OCI_MANIFEST);
+
+        // Without settling, the check before the rename finds the lie and nothing is published.
+        let graph = walk(&source, vec![root], &WalkOptions::default());
+        let plan = build_plan(&graph);
+        let target = dir.path().join("lying.tar");
+        let mut sink = LayoutTarSink::new(&target);
+        transfer(&source, &mut sink, &plan, &options().transfer, &NoReport).unwrap();
+        let err = check_written(&sink, &plan, 2).unwrap_err();
+        let message = err.to_string();
+        assert!(err.is_integrity() && message.contains("not published") && message.contains("AR-R"), "{message}");
+        assert!(!target.exists());
+    }
 }

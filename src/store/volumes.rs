@@ -122,10 +122,74 @@ impl Volumes {
         }
     }
 
+    /// The same files, opened again (shared offsets do not matter: every access is positional),
+    /// for a reader of what was written.
+    pub fn try_clone(&self) -> io::Result<Volumes> {
+        let mut parts = Vec::with_capacity(self.parts.len());
+        for part in &self.parts {
+            parts.push(Volume {
+                path: part.path.clone(),
+                file: part.file.try_clone()?,
+                start: part.start,
+                len: part.len,
+            });
+        }
+        Ok(Volumes { parts, total: self.total })
+    }
+
     /// Makes every volume durable.
     pub fn sync_all(&self) -> io::Result<()> {
         self.parts.iter().try_for_each(|part| part.file.sync_all())
     }
+}
+
+/// Opens a file the archive writer owns (a partial archive or volume, the table being written)
+/// for reading and writing, creating it when `create` is set (it is never truncated here).
+/// Never through a symbolic link (`O_NOFOLLOW`: the link's target would be overwritten, then
+/// the link published under the final name) and never blocking (`O_NONBLOCK`: a FIFO would
+/// wait for a reader forever); anything but a regular file is refused, naming what it is
+/// (spec/archive.md AR-W2a).
+pub fn open_owned_file(path: &Path, create: bool) -> io::Result<File> {
+    use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(create)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
+        .open(path)
+        .map_err(|err| match err.raw_os_error() {
+            Some(libc::EISDIR) => io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("{} is a directory, not a regular file (remove it, then run the export again)", path.display()),
+            ),
+            Some(libc::ELOOP) => io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!(
+                    "{} is a symbolic link; ferry never writes through a link (remove it, then run the export again)",
+                    path.display()
+                ),
+            ),
+            _ => err,
+        })?;
+    let kind = file.metadata()?.file_type();
+    let other = if kind.is_file() {
+        return Ok(file);
+    } else if kind.is_fifo() {
+        "a FIFO"
+    } else if kind.is_char_device() || kind.is_block_device() {
+        "a device"
+    } else if kind.is_socket() {
+        "a socket"
+    } else {
+        "not a regular file"
+    };
+    Err(io::Error::new(
+        io::ErrorKind::InvalidInput,
+        format!(
+            "{} is {other}, not a regular file; ferry writes only regular files (remove it, then run the export again)",
+            path.display()
+        ),
+    ))
 }
 
 /// `sync_file_range(SYNC_FILE_RANGE_WRITE)`: queue the range for writing, return at once. A

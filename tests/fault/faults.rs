@@ -13,6 +13,9 @@ use super::http::Request;
 pub enum Fault {
     /// Answer this status (with a distribution error body) instead of serving.
     Status(u16),
+    /// Answer this status with a distribution error carrying this message (a registry's own
+    /// words, quoted by the client's errors).
+    StatusWithMessage(u16, String),
     /// Answer 429 with `Retry-After: <seconds>`.
     TooManyRequests { retry_after: u64 },
     /// Send the head and this many body bytes, then reset the connection (RST).
@@ -37,6 +40,9 @@ pub enum Fault {
     SetHeader(String, String),
     /// Invalidate every issued token before the request is checked, as if they had expired.
     ExpireTokens,
+    /// Answer with this `Content-Type` and a `Content-Length` of this many bytes (the body cut or
+    /// padded to it): on a HEAD, whose body is never sent, a head that lies about the manifest.
+    Misdescribe { content_type: String, content_length: usize },
 }
 
 impl Fault {

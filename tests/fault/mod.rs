@@ -3,7 +3,7 @@
 //! connection, no async, that speaks enough of the distribution API for repositories held in
 //! memory and can be told, per request path, to break: error statuses, 429 with `Retry-After`,
 //! a reset or a clean close in the middle of a body, wrong bytes, a wrong
-//! `Docker-Content-Digest`, silence, a redirect to another server, tokens that expire.
+//! `Docker-Content-Digest`, a head that misdescribes its body, silence, a redirect to another server, tokens that expire.
 //!
 //! API:
 //! - [`FaultServer::start`] (anonymous) or [`FaultServer::start_with_auth`] (bearer tokens from
@@ -328,9 +328,16 @@ fn answer(stream: &mut TcpStream, shared: &Shared, request: &Request) -> std::io
         let response = match (&refused, &fault) {
             (Some(challenge), _) => Some(challenge.clone()),
             // These faults answer in place of the registry.
-            (None, Some(Fault::Status(_) | Fault::TooManyRequests { .. } | Fault::Redirect(_) | Fault::Stall(_))) => {
-                None
-            }
+            (
+                None,
+                Some(
+                    Fault::Status(_)
+                    | Fault::StatusWithMessage(..)
+                    | Fault::TooManyRequests { .. }
+                    | Fault::Redirect(_)
+                    | Fault::Stall(_),
+                ),
+            ) => None,
             (None, _) if route == Route::Token => Some(
                 state.auth.as_mut().map_or_else(|| Response::error(404, "NOT_FOUND", "no auth"), |a| a.issue(request)),
             ),
@@ -344,6 +351,7 @@ fn answer(stream: &mut TcpStream, shared: &Shared, request: &Request) -> std::io
         // A fault that replaces the answer altogether.
         let replacement = match fault {
             Some(Fault::Status(status)) => Response::error(status, "FAULT", "injected failure"),
+            Some(Fault::StatusWithMessage(status, message)) => Response::error(status, "FAULT", &message),
             Some(Fault::TooManyRequests { retry_after }) => {
                 Response::error(429, "TOOMANYREQUESTS", "slow down").header("Retry-After", retry_after.to_string())
             }
@@ -391,6 +399,10 @@ fn answer(stream: &mut TcpStream, shared: &Shared, request: &Request) -> std::io
         Some(Fault::WrongDigestHeader) => {
             let wrong = digest_of(format!("not {}", request.path).as_bytes());
             response.set_header("Docker-Content-Digest", wrong);
+        }
+        Some(Fault::Misdescribe { content_type, content_length }) => {
+            response.set_header("Content-Type", content_type);
+            response.body.resize(content_length, b' ');
         }
         _ => {}
     }

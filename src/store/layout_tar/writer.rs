@@ -8,7 +8,7 @@
 //! is missing or damaged is fetched. A file laid out for anything else is overwritten.
 
 use std::collections::HashSet;
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -17,11 +17,12 @@ use rayon::prelude::*;
 
 use super::header::{BLOCK, padded, write_header};
 use super::layout::{ArchiveLayout, EntryKind, PlannedEntry};
+use super::reader::LayoutTarSource;
 use crate::model::layout::oci_layout_bytes;
 use crate::model::volume_table::{self, MEDIA_TYPE, VolumeEntry, VolumeTable};
 use crate::model::{Descriptor, Digest, RawManifest, sha256_digest};
 use crate::store::region::FileRegion;
-use crate::store::volumes::Volumes;
+use crate::store::volumes::{Volumes, open_owned_file};
 use crate::store::{BlobReader, Plan, Sink, StoreError};
 use crate::verify::{BlobCheck, Hasher, copy_verified, hash_all};
 
@@ -172,7 +173,8 @@ impl LayoutTarSink {
         let skeleton = Skeleton::of(plan);
         let mut files = Vec::new();
         for (index, (path, len)) in self.partial_files(skeleton.layout.total_size).into_iter().enumerate() {
-            let file = match OpenOptions::new().read(true).write(true).open(&path) {
+            // Never through a link, never a FIFO or device (AR-W2a), with --resume too.
+            let file = match open_owned_file(&path, false) {
                 Ok(file) => file,
                 Err(e) if e.kind() == io::ErrorKind::NotFound && index == 0 => return Ok(None),
                 Err(e) if e.kind() == io::ErrorKind::NotFound => {
@@ -308,13 +310,10 @@ impl LayoutTarSink {
         let mut files = Vec::new();
         for (path, len) in self.partial_files(skeleton.layout.total_size) {
             let context = || format!("creating {}", path.display());
-            let file = OpenOptions::new()
-                .read(true)
-                .write(true)
-                .create(true)
-                .truncate(true)
-                .open(&path)
-                .map_err(|e| StoreError::io(context(), e))?;
+            // An existing partial file is overwritten only when it is a regular file, never
+            // through a link (AR-W2a); emptied first, so the new layout starts from zeros.
+            let file = open_owned_file(&path, true).map_err(|e| StoreError::io(context(), e))?;
+            file.set_len(0).map_err(|e| StoreError::io(context(), e))?;
             // Sizing the file up front reserves its length; the blocks are allocated as blobs land.
             file.set_len(len).map_err(|e| self.write_failure(context(), e))?;
             files.push((path, file, len));
@@ -491,17 +490,36 @@ impl Sink for LayoutTarSink {
         self.write_at(manifest.bytes(), entry.data_offset())
     }
 
+    /// Makes the archive durable; it is published under its final name only by
+    /// [`LayoutTarSink::publish`], after the caller has checked it ([`LayoutTarSink::written`]).
     fn finish(&mut self, _plan: &Plan) -> Result<(), StoreError> {
-        let (file, layout) = self.state();
+        let (file, _) = self.state();
         // A full disk can surface only here, when delayed allocation meets the disk.
-        file.sync_all().map_err(|e| self.write_failure(format!("flushing {}", self.partial.display()), e))?;
+        file.sync_all().map_err(|e| self.write_failure(format!("flushing {}", self.partial.display()), e))
+    }
+}
+
+impl LayoutTarSink {
+    /// The finished (not yet published) archive, indexed by the reader with its own rules
+    /// (AR-R1..AR-R8; spec/archive.md AR-W2c): an `Err` is a structural problem the reader
+    /// refuses. Blobs are not read; the caller walks the graph without hashing them again.
+    pub fn written(&self) -> Result<LayoutTarSource, StoreError> {
+        let (file, _) = self.state();
+        let files =
+            file.try_clone().map_err(|e| StoreError::io(format!("reading back {}", self.partial.display()), e))?;
+        LayoutTarSource::open_volumes(files, self.partial.display().to_string())
+    }
+
+    /// Publishes the finished archive: renames `ARCHIVE.partial` to `ARCHIVE`, or, for volumes,
+    /// renames each, removes higher-numbered volumes of an earlier export and writes the table
+    /// of contents last (its presence says the volumes are complete).
+    pub fn publish(&mut self) -> Result<(), StoreError> {
+        let (file, layout) = self.state();
         let Some(volume_size) = self.volume_size else {
             rename(&self.partial, &self.path)?;
             sync_parent_dir(&self.path);
             return Ok(());
         };
-        // Volumes: each renamed, stale higher volumes of an earlier export removed, then the
-        // table written last (its presence says the volumes are complete).
         let table = self.table(file, layout, volume_size)?;
         for (number, part) in file.parts().iter().enumerate() {
             rename(&part.path, &self.volume_path(number + 1))?;
@@ -512,8 +530,13 @@ impl Sink for LayoutTarSink {
         }
         let table_path = Self::with_suffix(&self.path, volume_table::SUFFIX);
         let temporary = Self::with_suffix(&table_path, ".partial");
-        std::fs::write(&temporary, table.to_json())
-            .and_then(|()| File::open(&temporary)?.sync_all())
+        // Like the volumes, never written through a link or into a FIFO (AR-W2a).
+        open_owned_file(&temporary, true)
+            .and_then(|mut written| {
+                written.set_len(0)?;
+                written.write_all(&table.to_json())?;
+                written.sync_all()
+            })
             .map_err(|e| self.write_failure(format!("writing {}", temporary.display()), e))?;
         rename(&temporary, &table_path)?;
         sync_parent_dir(&self.path);
@@ -536,6 +559,7 @@ fn sync_parent_dir(path: &Path) {
 #[cfg(test)]
 mod tests {
     use std::collections::BTreeMap;
+    use std::fs::OpenOptions;
 
     use super::*;
     use crate::model::layout::LayoutIndex;
@@ -577,6 +601,8 @@ mod tests {
         }
         if finish {
             sink.finish(plan).unwrap();
+            sink.written().expect("the reader accepts what the writer wrote");
+            sink.publish().unwrap();
         }
         fetched
     }
