@@ -16,6 +16,7 @@ use super::progress::Progress;
 use ferry::engine::TransferOptions;
 use ferry::model::Repository;
 use ferry::ops::copy::{CopyOptions, copy_to_repo};
+use ferry::ops::located;
 use ferry::store::registry::RegistrySource;
 
 /// Copy a bundle or images into an archive or a repository, or an archive into a repository (imgpkg's copy).
@@ -111,8 +112,9 @@ impl CopyArgs {
     fn registry_to_repo(&self, to_repo: &str, global: &Global) -> Result<Exit, Failure> {
         let repository = Repository::parse(to_repo).map_err(|e| Failure::new(e, false))?;
         let client = global.registry.client(global.workers()).map_err(|e| Failure::new(e, false))?;
-        let source = RegistrySource::new(Arc::clone(&client));
-        let (roots, expect) = self.from.roots(&source)?;
+        let plain = RegistrySource::new(Arc::clone(&client));
+        let (roots, expect) = self.from.roots(&plain)?;
+        let (source, _) = located::read_from(&client, plain, &roots).map_err(fail)?;
         let options = CopyOptions {
             transfer: TransferOptions { workers: global.workers(), ..TransferOptions::default() },
             include_non_distributable: self.include_non_distributable_layers,

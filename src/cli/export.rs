@@ -1,6 +1,7 @@
 //! `ferry export`: flags, source selection and the summary.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use clap::Args;
 
@@ -14,6 +15,7 @@ use ferry::model::Reference;
 use ferry::model::platform::PlatformFilter;
 use ferry::ops::build::build;
 use ferry::ops::export::{self, Expect, ExportOptions};
+use ferry::ops::located;
 use ferry::store::Source;
 use ferry::store::layout_dir::LayoutDirSource;
 use ferry::store::overlay::Overlay;
@@ -98,8 +100,9 @@ impl ExportArgs {
             export::export(&source, roots, Expect::Any, &self.output, &options, &progress)
         } else {
             let client = global.registry.client(global.workers()).map_err(|e| Failure::new(e, false))?;
-            let source = RegistrySource::new(client);
-            let (roots, expect) = self.from.roots(&source)?;
+            let plain = RegistrySource::new(Arc::clone(&client));
+            let (roots, expect) = self.from.roots(&plain)?;
+            let (source, _) = located::read_from(&client, plain, &roots).map_err(fail)?;
             export::export(&source, roots, expect, &self.output, &options, &progress)
         };
         progress.finish();

@@ -11,7 +11,6 @@ use std::time::Instant;
 use serde::Serialize;
 
 use super::export::{Expect, ExportError, check_expectation, fail_on_problems, warn_omitted};
-use super::located::bundle_source;
 use super::relocate::{Publication, PublishError, PublishOptions, publish};
 use crate::engine::{Artifact, Graph, Reporter, TransferOptions, WalkOptions, walk};
 use crate::model::{Digest, Repository};
@@ -69,19 +68,6 @@ pub fn copy_to_repo(
 ) -> Result<CopySummary, CopyError> {
     let started = Instant::now();
     let sources = roots.iter().map(Artifact::label).collect();
-    // A relocated bundle is copied from its repository, as imgpkg does, never from its origins.
-    let relocated_source;
-    let source = match (expect, roots.as_slice()) {
-        (Expect::Bundle, [root]) => match &root.original {
-            Some(original) => {
-                relocated_source =
-                    bundle_source(client, source, root, &original.repository).map_err(ExportError::from)?.0;
-                &relocated_source
-            }
-            None => source,
-        },
-        _ => source,
-    };
     let walk_options =
         WalkOptions { workers: options.transfer.workers, include_non_distributable: options.include_non_distributable };
     let graph = walk(source, roots, &walk_options);

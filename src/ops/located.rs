@@ -1,7 +1,9 @@
-//! Where a bundle's images are now (spec/cli.md PL-2, IMGPKG-COMPAT "The ImageLocations
-//! record"): a bundle relocated into a repository carries its images there, which the record
-//! `sha256-<hex>.image-locations.imgpkg` says; without a record, each lock entry is looked up
-//! there by digest. The origins a lock names are never contacted to decide this.
+//! Where a bundle's images are now, and so where every command reads them from (spec/imgpkg.md
+//! "Where a bundle is read from", spec/cli.md PL-2): a bundle relocated into a repository
+//! carries its images there, which the record `sha256-<hex>.image-locations.imgpkg` says;
+//! without a record, each lock entry is looked up there by digest. The origins a lock names are
+//! never contacted to decide this, nor afterwards when the bundle is relocated. [`read_from`]
+//! is the one decision every command reading a bundle from a registry takes.
 
 use std::sync::Arc;
 
@@ -122,4 +124,19 @@ pub fn bundle_source(
     let source = RegistrySource::relocated_to(Arc::clone(client), home.clone());
     source.remember(root.descriptor.digest, home);
     Ok((source, true))
+}
+
+/// The source every command that reads from a registry (export -b/-i/--lock, copy --to-tar and
+/// --to-repo) reads `roots` through: for one root that is a bundle relocated into the repository
+/// it was named in, that repository for everything (its lock's origins are never contacted);
+/// otherwise `plain`, reading each artifact where it is named. Also says whether it relocated.
+pub fn read_from(
+    client: &Arc<RegistryClient>,
+    plain: RegistrySource,
+    roots: &[crate::engine::Artifact],
+) -> Result<(RegistrySource, bool), StoreError> {
+    let [root] = roots else { return Ok((plain, false)) };
+    let Some(original) = &root.original else { return Ok((plain, false)) };
+    let (there, relocated) = bundle_source(client, &plain, root, &original.repository)?;
+    Ok(if relocated { (there, true) } else { (plain, false) })
 }
