@@ -7,10 +7,11 @@
 //! it only on success.
 
 use std::collections::HashSet;
-use std::fs::{self, OpenOptions};
 use std::io::{self, Read};
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
+
+use cap_std::fs::{Dir, OpenOptionsExt};
 
 use crate::engine::layer::{CheckedEntry, EntryKind, LayerError, LayerRules, resolve_inside};
 
@@ -52,34 +53,49 @@ impl From<LayerError> for ExtractError {
 /// Extracts the (already decompressed) tar stream `tar` into `root`, an existing directory:
 /// one layer, checked once complete. See [`Extraction`] for several layers into one directory.
 pub fn extract(tar: impl Read, root: &Path, layer: &str) -> Result<Extracted, ExtractError> {
-    let mut extraction = Extraction::new(root);
+    let mut extraction = Extraction::new(root).map_err(|e| ExtractError::Io {
+        layer: layer.to_string(),
+        context: format!("opening {}", root.display()),
+        source: e,
+    })?;
     extraction.layer(tar, layer, false)?;
     extraction.finish()
 }
 
 /// Layers extracted in order into one directory (later entries of the same name replace
-/// earlier layers' ones); [`Extraction::finish`] checks every link written once all are in
-/// place, so no chain of links across layers leaves the directory (BL-5, PL-1).
-pub struct Extraction<'a> {
-    root: &'a Path,
+/// earlier layers' ones). Every write goes through a handle confined to the directory
+/// (`cap_std::fs::Dir`: a path that would resolve outside it, through any chain of links,
+/// fails in the kernel's lookup), on top of the layer rules' checks; [`Extraction::finish`]
+/// checks every link written once all layers are in place, so no chain of links across layers
+/// leaves the directory either (BL-5, PL-1).
+pub struct Extraction {
+    dir: Dir,
     /// Regular files written so far (relative), the only valid hard-link targets.
     written: HashSet<PathBuf>,
     /// Symlinks written so far (relative), re-checked at the end.
     links: Vec<(PathBuf, String)>,
-    /// Directories and their modes, applied last so a read-only directory can still be filled.
+    /// Directories (relative) and their modes, applied last so a read-only directory can still
+    /// be filled.
     directories: Vec<(PathBuf, u32)>,
     done: Extracted,
 }
 
-impl<'a> Extraction<'a> {
-    pub fn new(root: &'a Path) -> Self {
-        Extraction {
-            root,
+impl Extraction {
+    /// Opens `root`, an existing directory, as the only place this extraction may write.
+    pub fn new(root: &Path) -> io::Result<Self> {
+        let dir = Dir::open_ambient_dir(root, cap_std::ambient_authority())?;
+        Ok(Extraction {
+            dir,
             written: HashSet::new(),
             links: Vec::new(),
             directories: Vec::new(),
             done: Extracted::default(),
-        }
+        })
+    }
+
+    /// The confined handle of the directory, for reading back what was extracted.
+    pub fn dir(&self) -> &Dir {
+        &self.dir
     }
 
     /// Extracts one layer's tar stream, named `layer` in errors; `bundle` adds the bundle rules
@@ -107,11 +123,16 @@ impl<'a> Extraction<'a> {
     /// Checks every link written, on disk, against everything written (BL-5), then applies
     /// the directories' modes. Returns the totals of every layer.
     pub fn finish(mut self) -> Result<Extracted, ExtractError> {
+        let failed = |context: String, source: io::Error| ExtractError::Io {
+            layer: "the extracted layers".into(),
+            context,
+            source,
+        };
         for (link, target) in &self.links {
-            if !fs::symlink_metadata(self.root.join(link)).is_ok_and(|m| m.file_type().is_symlink()) {
+            if !self.dir.symlink_metadata(link).is_ok_and(|m| m.file_type().is_symlink()) {
                 continue; // replaced by a later layer
             }
-            resolve_inside(link, target, &|path| disk_link(self.root, path)).map_err(|reason| {
+            resolve_inside(link, target, &|path| disk_link(&self.dir, path)).map_err(|reason| {
                 ExtractError::Unsafe {
                     layer: "the extracted layers".into(),
                     entry: link.display().to_string(),
@@ -122,34 +143,35 @@ impl<'a> Extraction<'a> {
         // Deepest first, so tightening a parent never blocks a child.
         self.directories.sort_by_key(|(path, _)| std::cmp::Reverse(path.components().count()));
         for (path, mode) in &self.directories {
-            fs::set_permissions(path, fs::Permissions::from_mode(*mode)).map_err(|e| ExtractError::Io {
-                layer: "the extracted layers".into(),
-                context: format!("setting the mode of {}", path.display()),
-                source: e,
-            })?;
+            self.dir
+                .set_permissions(path, permissions(*mode))
+                .map_err(|e| failed(format!("setting the mode of {}", path.display()), e))?;
         }
         Ok(self.done)
     }
 }
 
-/// The target of the symlink at `relative` under `root`, if there is one.
-fn disk_link(root: &Path, relative: &Path) -> Option<String> {
-    let path = root.join(relative);
-    let meta = fs::symlink_metadata(&path).ok()?;
+fn permissions(mode: u32) -> cap_std::fs::Permissions {
+    cap_std::fs::Permissions::from_std(std::fs::Permissions::from_mode(mode))
+}
+
+/// The target of the symlink at `relative` in `dir`, if there is one.
+fn disk_link(dir: &Dir, relative: &Path) -> Option<String> {
+    let meta = dir.symlink_metadata(relative).ok()?;
     if !meta.file_type().is_symlink() {
         return None;
     }
     // A target that is not UTF-8 cannot be checked: treat it as absolute, which is refused.
-    Some(fs::read_link(&path).ok()?.to_str().map_or_else(|| "/".to_string(), str::to_string))
+    Some(dir.read_link_contents(relative).ok()?.to_str().map_or_else(|| "/".to_string(), str::to_string))
 }
 
 /// Writes the entries of one layer for an [`Extraction`].
-struct EntryWriter<'e, 'a> {
-    extraction: &'e mut Extraction<'a>,
+struct EntryWriter<'e> {
+    extraction: &'e mut Extraction,
     layer: &'e str,
 }
 
-impl EntryWriter<'_, '_> {
+impl EntryWriter<'_> {
     fn io(&self, context: impl Into<String>, source: io::Error) -> ExtractError {
         ExtractError::Io { layer: self.layer.to_string(), context: context.into(), source }
     }
@@ -173,37 +195,37 @@ impl EntryWriter<'_, '_> {
         }
         let mode = entry.header().mode().unwrap_or(0o644) & 0o777;
         self.make_parents(&relative, raw_name)?;
-        let root = self.extraction.root;
-        let target = root.join(&relative);
         match &checked.kind {
             EntryKind::Metadata => Ok(None),
             EntryKind::Directory => {
                 self.make_directory(&relative, raw_name)?;
-                self.extraction.directories.push((target, mode | 0o700));
+                self.extraction.directories.push((relative, mode | 0o700));
                 Ok(None)
             }
             EntryKind::File => {
-                self.clear(&target, raw_name)?;
-                let mut file = OpenOptions::new()
-                    .write(true)
-                    .create_new(true)
-                    .mode(0o600)
-                    .custom_flags(libc::O_NOFOLLOW)
-                    .open(&target)
+                self.clear(&relative, raw_name)?;
+                let mut options = cap_std::fs::OpenOptions::new();
+                options.write(true).create_new(true).mode(0o600).custom_flags(libc::O_NOFOLLOW);
+                let mut file = self
+                    .extraction
+                    .dir
+                    .open_with(&relative, &options)
                     .map_err(|e| self.io(format!("creating {}", relative.display()), e))?;
                 let bytes =
                     io::copy(entry, &mut file).map_err(|e| self.io(format!("writing {}", relative.display()), e))?;
-                fs::set_permissions(&target, fs::Permissions::from_mode(mode))
+                file.set_permissions(permissions(mode))
                     .map_err(|e| self.io(format!("setting the mode of {}", relative.display()), e))?;
                 self.extraction.written.insert(relative);
                 Ok(Some(bytes))
             }
             EntryKind::Symlink(link) => {
                 // The layer rules resolved it within this layer; here against earlier layers too.
-                resolve_inside(&relative, link, &|path| disk_link(root, path))
+                resolve_inside(&relative, link, &|path| disk_link(&self.extraction.dir, path))
                     .map_err(|reason| self.refuse(raw_name, format!("symlink to {link:?}: {reason}")))?;
-                self.clear(&target, raw_name)?;
-                std::os::unix::fs::symlink(link, &target)
+                self.clear(&relative, raw_name)?;
+                self.extraction
+                    .dir
+                    .symlink(link, &relative)
                     .map_err(|e| self.io(format!("creating the symlink {}", relative.display()), e))?;
                 self.extraction.written.remove(&relative);
                 self.extraction.links.push((relative, link.clone()));
@@ -216,8 +238,9 @@ impl EntryWriter<'_, '_> {
                         format!("hard link to {}, which is not an earlier file of this layer", source.display()),
                     ));
                 }
-                self.clear(&target, raw_name)?;
-                fs::hard_link(root.join(source), &target)
+                self.clear(&relative, raw_name)?;
+                let dir = &self.extraction.dir;
+                dir.hard_link(source, dir, &relative)
                     .map_err(|e| self.io(format!("linking {}", relative.display()), e))?;
                 self.extraction.written.insert(relative);
                 Ok(None)
@@ -238,26 +261,27 @@ impl EntryWriter<'_, '_> {
     }
 
     fn make_directory(&mut self, relative: &Path, raw: &str) -> Result<(), ExtractError> {
-        let path = self.extraction.root.join(relative);
-        match fs::symlink_metadata(&path) {
+        let dir = &self.extraction.dir;
+        match dir.symlink_metadata(relative) {
             Ok(meta) if meta.is_dir() => Ok(()),
             Ok(meta) if meta.file_type().is_symlink() => {
                 Err(self.refuse(raw, format!("it would be written through the symlink {}", relative.display())))
             }
             Ok(_) => Err(self.refuse(raw, format!("{} is a file, not a directory", relative.display()))),
             Err(err) if err.kind() == io::ErrorKind::NotFound => {
-                fs::create_dir(&path).map_err(|e| self.io(format!("creating {}", relative.display()), e))
+                dir.create_dir(relative).map_err(|e| self.io(format!("creating {}", relative.display()), e))
             }
             Err(err) => Err(self.io(format!("reading {}", relative.display()), err)),
         }
     }
 
-    /// Removes what an earlier layer left at `target` (a later layer replaces it), but never a
-    /// directory.
-    fn clear(&self, target: &Path, raw: &str) -> Result<(), ExtractError> {
-        match fs::symlink_metadata(target) {
+    /// Removes what an earlier layer left at `relative` (a later layer replaces it), but never
+    /// a directory.
+    fn clear(&self, relative: &Path, raw: &str) -> Result<(), ExtractError> {
+        let dir = &self.extraction.dir;
+        match dir.symlink_metadata(relative) {
             Ok(meta) if meta.is_dir() => Err(self.refuse(raw, "a directory of that name was extracted before")),
-            Ok(_) => fs::remove_file(target).map_err(|e| self.io(format!("replacing {}", target.display()), e)),
+            Ok(_) => dir.remove_file(relative).map_err(|e| self.io(format!("replacing {}", relative.display()), e)),
             Err(_) => Ok(()),
         }
     }
@@ -266,6 +290,7 @@ impl EntryWriter<'_, '_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::fs;
 
     /// Name, kind, content and link target of one test entry.
     type Entry<'a> = (&'a str, tar::EntryType, &'a [u8], Option<&'a str>);
@@ -465,7 +490,7 @@ mod layer_properties {
             }
             fs::write(outer.join("x.yml"), "victim").unwrap();
             let extracted = {
-                let mut extraction = Extraction::new(&root);
+                let mut extraction = Extraction::new(&root).unwrap();
                 extraction
                     .layer(layer::decompress(Compression::Gzip, &layer[..]).unwrap(), "layer", true)
                     .and_then(|_| extraction.finish())

@@ -116,8 +116,10 @@ pub fn bundle_source(
     if !crate::engine::is_bundle_config(&plain.small_blob(&image.config)?) {
         return Ok(unrelocated());
     }
-    let content = crate::engine::read_bundle(plain, image, &root.label())
-        .map_err(|e| StoreError::Invalid { store: root.label(), reason: e.to_string() })?;
+    let content = crate::engine::read_bundle(plain, image, &root.label()).map_err(|e| match e.is_integrity() {
+        true => StoreError::Rejected { store: root.label(), reason: e.to_string() },
+        false => StoreError::Invalid { store: root.label(), reason: e.to_string() },
+    })?;
     if !whereabouts(client, home, root.descriptor.digest, &content.entries)?.relocated() {
         return Ok(unrelocated());
     }

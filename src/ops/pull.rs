@@ -291,7 +291,7 @@ fn extract_image(
     label: &str,
     bundle: bool,
 ) -> Result<Extracted, PullError> {
-    let mut extraction = Extraction::new(dir);
+    let mut extraction = Extraction::new(dir).map_err(|e| io_error(dir, e))?;
     for (number, layer) in image.layers.iter().enumerate() {
         let name = format!("layer {} of {label} ({})", number + 1, layer.digest);
         extract_layer(source, layer, &mut extraction, &name, bundle)?;
@@ -302,7 +302,7 @@ fn extract_image(
 fn extract_layer(
     source: &dyn Source,
     layer: &Descriptor,
-    extraction: &mut Extraction<'_>,
+    extraction: &mut Extraction,
     name: &str,
     bundle: bool,
 ) -> Result<Extracted, PullError> {
@@ -355,9 +355,8 @@ fn nested_directory(staging: &Path, relative: &str, root: &str) -> Result<PathBu
 /// Points the lock written in `dir` at the bundle's repository when `locate` says its images
 /// are there (PL-2); otherwise leaves it and says why.
 fn point_lock(dir: &Path, relative: &str, bundle: &Artifact, locate: &Locator<'_>) -> Result<PulledBundle, PullError> {
-    let file = dir.join(LOCK_PATH);
     let what = format!("{LOCK_PATH} of bundle {}", bundle.label());
-    let text = read_lock_file(&file)?;
+    let text = read_lock_file(dir)?;
     let invalid = |reason: String| PullError::Store(StoreError::Invalid { store: what.clone(), reason });
     let lock = ImagesLock::parse(&text, &what).map_err(|e| invalid(e.to_string()))?;
     let references = lock.references(&what).map_err(|e| invalid(e.to_string()))?;
@@ -381,38 +380,38 @@ fn point_lock(dir: &Path, relative: &str, bundle: &Artifact, locate: &Locator<'_
                 })
                 .collect(),
         );
-        write_lock_file(&file, &rewritten.to_yaml())?;
+        write_lock_file(dir, &rewritten.to_yaml())?;
     }
     Ok(PulledBundle { digest: bundle.descriptor.digest, path: relative.to_string(), lock: outcome })
 }
 
-/// Opens the extracted lock without following a link at its name (the layer rules already
-/// refuse one, and no parent of it is a link: PL-1), and only when it is a regular file.
-fn open_lock_file(file: &Path, write: bool) -> Result<std::fs::File, PullError> {
-    use std::os::unix::fs::OpenOptionsExt;
-    let opened = std::fs::OpenOptions::new()
-        .read(!write)
-        .write(write)
-        .truncate(write)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
-        .open(file)
-        .map_err(|e| io_error(file, e))?;
-    let meta = opened.metadata().map_err(|e| io_error(file, e))?;
+/// Opens the extracted lock through a handle confined to the bundle's directory, without
+/// following a link at its name (the layer rules already refuse one: BL-6), and only when it is
+/// a regular file.
+fn open_lock_file(dir: &Path, write: bool) -> Result<cap_std::fs::File, PullError> {
+    use cap_std::fs::OpenOptionsExt;
+    let file = dir.join(LOCK_PATH);
+    let confined =
+        cap_std::fs::Dir::open_ambient_dir(dir, cap_std::ambient_authority()).map_err(|e| io_error(dir, e))?;
+    let mut options = cap_std::fs::OpenOptions::new();
+    options.read(!write).write(write).truncate(write).custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK);
+    let opened = confined.open_with(LOCK_PATH, &options).map_err(|e| io_error(&file, e))?;
+    let meta = opened.metadata().map_err(|e| io_error(&file, e))?;
     if !meta.is_file() {
-        return Err(io_error(file, io::Error::new(io::ErrorKind::InvalidData, "not a regular file")));
+        return Err(io_error(&file, io::Error::new(io::ErrorKind::InvalidData, "not a regular file")));
     }
     Ok(opened)
 }
 
-fn read_lock_file(file: &Path) -> Result<String, PullError> {
-    let mut opened = open_lock_file(file, false)?;
-    let size = opened.metadata().map_err(|e| io_error(file, e))?.len();
-    read_small_file(&mut opened, size, &file.display().to_string()).map_err(|e| io_error(file, e))
+fn read_lock_file(dir: &Path) -> Result<String, PullError> {
+    let mut opened = open_lock_file(dir, false)?;
+    let size = opened.metadata().map_err(|e| io_error(dir, e))?.len();
+    read_small_file(&mut opened, size, &dir.join(LOCK_PATH).display().to_string()).map_err(|e| io_error(dir, e))
 }
 
-fn write_lock_file(file: &Path, text: &str) -> Result<(), PullError> {
+fn write_lock_file(dir: &Path, text: &str) -> Result<(), PullError> {
     use std::io::Write;
-    open_lock_file(file, true)?.write_all(text.as_bytes()).map_err(|e| io_error(file, e))
+    open_lock_file(dir, true)?.write_all(text.as_bytes()).map_err(|e| io_error(&dir.join(LOCK_PATH), e))
 }
 
 fn io_error(path: &Path, err: io::Error) -> PullError {

@@ -39,6 +39,10 @@ pub enum StoreError {
     NotFound { store: String, what: String },
     #[error("{store}: {reason}")]
     Invalid { store: String, reason: String },
+    /// Content that breaks a rule of its format (a hostile or damaged bundle layer): an
+    /// integrity failure, unlike [`StoreError::Invalid`].
+    #[error("{store}: {reason}")]
+    Rejected { store: String, reason: String },
     #[error("{store}: {source}")]
     Manifest { store: String, source: ManifestError },
     #[error(transparent)]
@@ -64,7 +68,10 @@ impl StoreError {
     /// Whether the failure is about the content itself (tampering, corruption, a malformed
     /// archive) rather than the environment; such failures get their own exit code.
     pub fn is_integrity(&self) -> bool {
-        matches!(self, StoreError::Verify(_) | StoreError::Manifest { .. } | StoreError::Archive(_))
+        matches!(
+            self,
+            StoreError::Verify(_) | StoreError::Manifest { .. } | StoreError::Archive(_) | StoreError::Rejected { .. }
+        )
     }
 
     /// Whether trying again could help (network trouble); local stores never say so.
