@@ -34,6 +34,7 @@
 pub mod layout;
 pub mod pki;
 pub mod process;
+pub mod raw_tar;
 pub mod registry;
 pub mod token;
 
