@@ -114,7 +114,7 @@ impl CopyArgs {
         let source = RegistrySource::new(Arc::clone(&client));
         let (roots, expect) = self.from.roots(&source)?;
         let options = CopyOptions {
-            transfer: TransferOptions { workers: global.workers(), ..TransferOptions::default() },
+            transfer: TransferOptions { workers: global.workers(), retry: global.registry.retry_policy() },
             include_non_distributable: self.include_non_distributable_layers,
             lock_output: self.lock_output.clone(),
         };
