@@ -308,7 +308,7 @@ fn headers_that_never_come_fail_with_a_timeout_after_the_retry_budget() {
         let retries = Retries::default();
         let mut options = options(&retries);
         options.response_header_timeout = Duration::from_secs(1);
-        options.retries = 1;
+        options.retry.retries = 1;
         let source = RegistrySource::new(connect(options, anonymous()));
 
         let started = Instant::now();

@@ -493,7 +493,10 @@ mod tests {
     }
 
     fn options() -> ExportOptions {
-        ExportOptions { transfer: TransferOptions { workers: 2, retry: RetryPolicy::NEVER }, ..ExportOptions::default() }
+        ExportOptions {
+            transfer: TransferOptions { workers: 2, retry: RetryPolicy::NEVER },
+            ..ExportOptions::default()
+        }
     }
 
     /// Issue 12 item 7, AR-R7: a lock of 10,000 entries (an index.json of ~6 MB, over the old

@@ -23,8 +23,7 @@ pub fn base_url(insecure: bool, registry: &str) -> String {
 
 /// The agent every request of the run goes through.
 pub fn build_agent(options: &RegistryOptions) -> Result<Agent, String> {
-    let tls =
-        TlsConfig::builder().root_certs(root_certs(options)?).disable_verification(!options.verify_certs).build();
+    let tls = TlsConfig::builder().root_certs(root_certs(options)?).disable_verification(!options.verify_certs).build();
     Ok(Agent::config_builder()
         .http_status_as_error(false)
         // A redirect may lead anywhere: it never carries the registry's credentials.

@@ -205,9 +205,7 @@ impl RegistryClient {
             let error = match self.attempt(op, &method, url, headers, &mut body, credentialed, &mut untouched) {
                 // Only the registry's own 401 teaches a challenge: another host must not choose
                 // where the registry's credentials go next.
-                Ok((response, had_authorization))
-                    if response.status() == 401 && credentialed && !reauthenticated =>
-                {
+                Ok((response, had_authorization)) if response.status() == 401 && credentialed && !reauthenticated => {
                     reauthenticated = true;
                     self.auth.learn_challenge(op, &response, had_authorization);
                     if body.replayable() {
@@ -318,5 +316,4 @@ impl RegistryClient {
             }
         }
     }
-
 }

@@ -139,7 +139,12 @@ impl fmt::Display for RegistryError {
     }
 }
 
-fn write_status(f: &mut fmt::Formatter<'_>, status: u16, code: &Option<String>, message: &Option<String>) -> fmt::Result {
+fn write_status(
+    f: &mut fmt::Formatter<'_>,
+    status: u16,
+    code: &Option<String>,
+    message: &Option<String>,
+) -> fmt::Result {
     write!(f, "HTTP {status}")?;
     if let Some(code) = code {
         write!(f, " {code}")?;
@@ -154,11 +159,8 @@ fn write_status(f: &mut fmt::Formatter<'_>, status: u16, code: &Option<String>, 
 /// `Retry-After`, exactly as sent.
 pub fn status_kind(mut response: Response<Body>) -> RegistryErrorKind {
     let status = response.status().as_u16();
-    let retry_after = response
-        .headers()
-        .get("retry-after")
-        .and_then(|v| v.to_str().ok())
-        .and_then(retry::parse_retry_after);
+    let retry_after =
+        response.headers().get("retry-after").and_then(|v| v.to_str().ok()).and_then(retry::parse_retry_after);
     let body = response.body_mut().with_config().limit(64 * 1024).read_to_vec().unwrap_or_default();
     let (code, message) = parse_error_body(&body);
     RegistryErrorKind::Status { status, code, message, retry_after }
@@ -189,7 +191,13 @@ mod tests {
     use super::*;
 
     fn error(kind: RegistryErrorKind, attempts: u32) -> RegistryError {
-        RegistryError { registry: "r.example".into(), repository: "team/app".into(), operation: "fetching blob x".into(), kind, attempts }
+        RegistryError {
+            registry: "r.example".into(),
+            repository: "team/app".into(),
+            operation: "fetching blob x".into(),
+            kind,
+            attempts,
+        }
     }
 
     #[test]
@@ -201,9 +209,13 @@ mod tests {
             retry_after: None,
         };
         let text = error(kind, 1).to_string();
-        assert!(text.starts_with("fetching blob x r.example/team/app: HTTP 401 UNAUTHORIZED: authentication required"), "{text}");
+        assert!(
+            text.starts_with("fetching blob x r.example/team/app: HTTP 401 UNAUTHORIZED: authentication required"),
+            "{text}"
+        );
         assert!(text.contains("--registry-username"), "{text}");
-        let text = error(RegistryErrorKind::Status { status: 503, code: None, message: None, retry_after: None }, 3).to_string();
+        let text = error(RegistryErrorKind::Status { status: 503, code: None, message: None, retry_after: None }, 3)
+            .to_string();
         assert!(text.ends_with("HTTP 503 (after 3 attempts)"), "{text}");
     }
 

@@ -138,9 +138,7 @@ impl RegistrySink {
             Err(err) if err.status() == Some(413) => {
                 // Too large for one request: switch to chunks; the engine starts the upload again.
                 self.chunked.store(true, Ordering::Relaxed);
-                let RegistryErrorKind::Status { code, message, .. } = err.kind else {
-                    unreachable!("a status error")
-                };
+                let RegistryErrorKind::Status { code, message, .. } = err.kind else { unreachable!("a status error") };
                 Err(StoreError::from(RegistryError {
                     kind: RegistryErrorKind::TooLargeForOneRequest { code, message },
                     ..err

@@ -15,12 +15,12 @@ use ureq::{Body, BodyReader};
 
 use super::client::{Operation, RegistryClient, RequestBody};
 use super::error::{RegistryError, RegistryErrorKind};
-use crate::verify::VerifyError;
 use crate::model::manifest::MAX_MANIFEST_BYTES;
 use crate::model::media::MANIFEST_ACCEPT;
 use crate::model::{Descriptor, Digest, RawManifest, Reference, Repository};
 use crate::store::read_ahead::ReadAhead;
 use crate::store::{BlobReader, Source, StoreError};
+use crate::verify::VerifyError;
 
 const READ_AHEAD_DEPTH: usize = 3;
 const READ_AHEAD_BUFFER: usize = 512 << 10;
