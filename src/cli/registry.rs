@@ -66,7 +66,6 @@ impl RegistryFlags {
             chunk_size: self.registry_chunk_size,
             connections: workers,
             on_retry: Some(Arc::new(|message: &str| output::warn(message))),
-            ..RegistryOptions::default()
         };
         let client =
             RegistryClient::new(options, CredentialStore::from_environment(flags)).map_err(anyhow::Error::msg)?;

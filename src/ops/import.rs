@@ -60,7 +60,7 @@ pub enum ImportError {
          no manifest and no tag was pushed; run the import again (blobs already uploaded are skipped)",
         stream = super::stream::STREAM_NAME
     )]
-    Interrupted { cause: StoreError, blobs_verified: usize, blobs_uploaded: u64, bytes_uploaded: u64 },
+    Interrupted { cause: Box<StoreError>, blobs_verified: usize, blobs_uploaded: u64, bytes_uploaded: u64 },
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error(transparent)]

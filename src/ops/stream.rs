@@ -302,7 +302,7 @@ pub fn import_stream(
         Ok(streamed) => streamed,
         Err(err) if matches!(err.cause, StoreError::Registry(_)) => {
             return Err(ImportError::Interrupted {
-                cause: err.cause,
+                cause: Box::new(err.cause),
                 blobs_verified: err.blobs,
                 blobs_uploaded: streamed_uploads,
                 bytes_uploaded: streamed_bytes,

@@ -104,10 +104,8 @@ fn rustls_error_in(error: &io::Error) -> Option<&rustls::Error> {
         if let Some(tls) = inner.downcast_ref::<rustls::Error>() {
             return Some(tls);
         }
-        if let Some(ureq_error) = inner.downcast_ref::<ureq::Error>() {
-            if let ureq::Error::Rustls(tls) = ureq_error {
-                return Some(tls);
-            }
+        if let Some(ureq::Error::Rustls(tls)) = inner.downcast_ref::<ureq::Error>() {
+            return Some(tls);
         }
         current = inner.source();
     }

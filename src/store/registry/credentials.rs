@@ -123,12 +123,12 @@ impl CredentialStore {
         if let Some(set) = self.best_env_set(registry, repository) {
             return set.credential.clone();
         }
-        self.from_config_files(registry).unwrap_or(Credential::Anonymous)
+        self.resolved_from_config_files(registry).unwrap_or(Credential::Anonymous)
     }
 
     /// The config files' credential for `registry`, read (and its helper run) only the first
     /// time; concurrent first lookups of one host wait for the one resolution.
-    fn from_config_files(&self, registry: &str) -> Option<Credential> {
+    fn resolved_from_config_files(&self, registry: &str) -> Option<Credential> {
         let slot = {
             let mut resolved = self.resolved.lock().expect("credential cache lock");
             Arc::clone(resolved.entry(registry.to_string()).or_default())
