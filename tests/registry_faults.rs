@@ -220,7 +220,8 @@ fn server_errors_are_retried_until_the_registry_answers() {
 }
 
 /// Fault 2, persistent: a registry that keeps failing gets exactly `1 + retries` requests, and
-/// the error says what failed; it stays transient for the engine.
+/// the error says what failed; it is retryable in kind, but carries the attempts spent, so the
+/// engine (which shares the budget, RF-2) does not try it again.
 #[test]
 fn server_errors_past_the_retry_budget_fail_after_exactly_the_budget() {
     bounded(TEST_LIMIT, || {
@@ -239,6 +240,8 @@ fn server_errors_past_the_retry_budget_fail_after_exactly_the_budget() {
         let text = err.to_string();
         assert!(text.contains(&format!("fetching blob {digest}")) && text.contains(REPO), "{text}");
         assert_eq!(requests_for(&server, "GET", &digest).len(), 4, "one request and three retries");
+        assert_eq!(remote.attempts, 4, "the budget is spent: {err}");
+        assert!(text.contains("HTTP 503 FAULT"), "the status the registry sent: {text}");
         assert_eq!(retries.messages().len(), 3, "{:?}", retries.messages());
     });
 }
@@ -308,7 +311,7 @@ fn headers_that_never_come_fail_with_a_timeout_after_the_retry_budget() {
         let retries = Retries::default();
         let mut options = options(&retries);
         options.response_header_timeout = Duration::from_secs(1);
-        options.retries = 1;
+        options.retry.retries = 1;
         let source = RegistrySource::new(connect(options, anonymous()));
 
         let started = Instant::now();

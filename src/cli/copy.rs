@@ -116,7 +116,7 @@ impl CopyArgs {
         let (roots, expect) = self.from.roots(&plain)?;
         let (source, _) = located::read_from(&client, plain, &roots).map_err(fail)?;
         let options = CopyOptions {
-            transfer: TransferOptions { workers: global.workers(), ..TransferOptions::default() },
+            transfer: TransferOptions { workers: global.workers(), retry: global.registry.retry_policy() },
             include_non_distributable: self.include_non_distributable_layers,
             lock_output: self.lock_output.clone(),
         };

@@ -80,7 +80,7 @@ pub struct ExportArgs {
 impl ExportArgs {
     pub fn run(&self, global: &Global) -> Result<Exit, Failure> {
         let options = ExportOptions {
-            transfer: TransferOptions { workers: global.workers(), ..TransferOptions::default() },
+            transfer: TransferOptions { workers: global.workers(), retry: global.registry.retry_policy() },
             include_non_distributable: self.include_non_distributable_layers,
             resume: self.resume,
             volume_size: self.volume_size,

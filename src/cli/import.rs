@@ -78,7 +78,7 @@ impl ImportArgs {
         let repository = Repository::parse(&self.to_repo).map_err(|e| Failure::new(e, false))?;
         let client = global.registry.client(global.workers()).map_err(|e| Failure::new(e, false))?;
         let options = ImportOptions {
-            transfer: TransferOptions { workers: global.workers(), ..TransferOptions::default() },
+            transfer: TransferOptions { workers: global.workers(), retry: global.registry.retry_policy() },
             lock_output: self.lock_output.clone(),
             identity: self.identity,
         };

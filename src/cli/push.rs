@@ -101,7 +101,7 @@ impl PushArgs {
         }
         let options = PushOptions {
             build: self.build.options(bundle),
-            transfer: TransferOptions { workers: global.workers(), ..TransferOptions::default() },
+            transfer: TransferOptions { workers: global.workers(), retry: global.registry.retry_policy() },
             lock_output: self.lock_output.clone(),
         };
         let client = global.registry.client(global.workers()).map_err(|e| Failure::new(e, false))?;

@@ -8,7 +8,7 @@ use std::time::Duration;
 use clap::Args;
 
 use super::output;
-use ferry::store::registry::{CredentialStore, FlagCredentials, RegistryClient, RegistryOptions, Secret};
+use ferry::store::registry::{CredentialStore, FlagCredentials, RegistryClient, RegistryOptions, RetryPolicy, Secret};
 
 /// Flags for talking to registries (every command that does).
 #[derive(Args, Debug, Clone)]
@@ -34,7 +34,7 @@ pub struct RegistryFlags {
     /// Talk plain HTTP to registries (never used unless asked)
     #[arg(long, global = true)]
     pub registry_insecure: bool,
-    /// Extra attempts after a connection error, 5xx or 429
+    /// Extra attempts of each registry operation after a connection error, reset, timeout, 408, 429, 500, 502, 503 or 504 (at most 1 + N attempts in all)
     #[arg(long, global = true, default_value_t = 5, value_name = "N")]
     pub registry_retry_count: u32,
     /// How long to wait for a registry's response headers (e.g. 30s, 2m)
@@ -62,15 +62,21 @@ impl RegistryFlags {
             verify_certs: self.registry_verify_certs,
             ca_cert_paths: self.registry_ca_cert_path.clone(),
             response_header_timeout: self.registry_response_header_timeout,
-            retries: self.registry_retry_count,
+            retry: self.retry_policy(),
             chunk_size: self.registry_chunk_size,
             connections: workers,
             on_retry: Some(Arc::new(|message: &str| output::warn(message))),
-            ..RegistryOptions::default()
         };
         let client =
             RegistryClient::new(options, CredentialStore::from_environment(flags)).map_err(anyhow::Error::msg)?;
         Ok(Arc::new(client))
+    }
+}
+
+impl RegistryFlags {
+    /// The one retry policy of the run (RF-2), for the client and for the engine.
+    pub fn retry_policy(&self) -> RetryPolicy {
+        RetryPolicy { retries: self.registry_retry_count, ..RetryPolicy::default() }
     }
 }
 

@@ -1,6 +1,8 @@
 //! Executing a plan: blobs by N workers, largest first, each "open, copy, verify" retried as a
-//! unit when the failure is transient (never a digest mismatch); then manifests, children before
-//! parents; then the sink publishes.
+//! unit under the one retry policy (spec/cli.md "Registry flags", RF-2) when the failure is
+//! retryable (never a digest mismatch); then manifests, children before parents; then the sink
+//! publishes. Attempts the store already made inside a unit (a request retried, a body resumed)
+//! count against the same budget, so a unit is tried at most `1 + retries` times in all.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -8,19 +10,20 @@ use std::time::{Duration, Instant};
 
 use super::pool::run_all;
 use super::report::{Items, Reporter};
+use crate::store::registry::RetryPolicy;
 use crate::store::{Plan, PlannedBlob, Sink, Source, StoreError};
 
 /// How a transfer runs.
 #[derive(Debug, Clone)]
 pub struct TransferOptions {
     pub workers: usize,
-    /// Extra attempts after a transient failure.
-    pub retries: u32,
+    /// The retry policy of the run (`--registry-retry-count`), shared with the registry client.
+    pub retry: RetryPolicy,
 }
 
 impl Default for TransferOptions {
     fn default() -> Self {
-        TransferOptions { workers: default_workers(), retries: 5 }
+        TransferOptions { workers: default_workers(), retry: RetryPolicy::default() }
     }
 }
 
@@ -134,24 +137,35 @@ fn copy_blob(
         return Ok(BlobOutcome::Linked);
     }
     reporter.item_started(descriptor);
-    let mut attempt = 0;
+    let policy = options.retry;
+    let mut attempts = 0;
     loop {
         let result = source.blob(descriptor).and_then(|reader| {
             let mut reader = reader.with_progress(Arc::clone(moved));
             sink.put_blob(descriptor, &mut reader)
         });
-        match result {
+        let err = match result {
             Ok(()) => {
                 reporter.item_done(descriptor, false);
                 return Ok(BlobOutcome::Copied);
             }
-            Err(err) if err.is_transient() && attempt < options.retries => {
-                attempt += 1;
-                reporter.warn(&format!("retrying blob {} (attempt {attempt}): {err}", descriptor.digest));
-                std::thread::sleep(Duration::from_millis(200 * 2u64.pow(attempt.min(6))));
-            }
-            Err(err) => return Err(err),
+            Err(err) => err,
+        };
+        let (spent, retry_after) = match &err {
+            StoreError::Registry(remote) => (remote.attempts.max(1), remote.retry_after()),
+            _ => (1, None),
+        };
+        attempts += spent;
+        if !(err.is_transient() && attempts < policy.max_attempts()) {
+            return Err(err);
         }
+        reporter.warn(&format!(
+            "retrying blob {} (attempt {} of {}): {err}",
+            descriptor.digest,
+            attempts + 1,
+            policy.max_attempts()
+        ));
+        std::thread::sleep(policy.delay(attempts, retry_after));
     }
 }
 

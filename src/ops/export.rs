@@ -428,6 +428,7 @@ mod tests {
     use crate::model::media;
     use crate::ops::verify::{VerifyOptions, verify_archive};
     use crate::store::memory::MemorySource;
+    use crate::store::registry::RetryPolicy;
 
     /// One small OCI image held in memory: its manifest descriptor.
     fn image(source: &mut MemorySource) -> Descriptor {
@@ -492,7 +493,10 @@ mod tests {
     }
 
     fn options() -> ExportOptions {
-        ExportOptions { transfer: TransferOptions { workers: 2, retries: 0 }, ..ExportOptions::default() }
+        ExportOptions {
+            transfer: TransferOptions { workers: 2, retry: RetryPolicy::NEVER },
+            ..ExportOptions::default()
+        }
     }
 
     /// Issue 12 item 7, AR-R7: a lock of 10,000 entries (an index.json of ~6 MB, over the old

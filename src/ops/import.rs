@@ -52,6 +52,15 @@ pub enum ImportError {
         .layers.join(", ")
     )]
     MissingNonDistributable { archive: String, layers: Vec<String> },
+    /// `import -`: the registry failed while the stream was being read (RF-4). The stream was
+    /// not found damaged; what it had delivered was verified.
+    #[error(
+        "{cause}\nthe registry failed during the import from {stream}: {blobs_uploaded} blob(s) ({bytes_uploaded} bytes) \
+         had been uploaded before the failure and {blobs_verified} blob(s) of the stream had arrived verified; \
+         no manifest and no tag was pushed; run the import again (blobs already uploaded are skipped)",
+        stream = super::stream::STREAM_NAME
+    )]
+    Interrupted { cause: Box<StoreError>, blobs_verified: usize, blobs_uploaded: u64, bytes_uploaded: u64 },
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error(transparent)]
@@ -64,7 +73,7 @@ impl ImportError {
             ImportError::Integrity { .. } => true,
             ImportError::Store(err) => err.is_integrity(),
             ImportError::Publish(err) => err.is_integrity(),
-            ImportError::MissingNonDistributable { .. } => false,
+            ImportError::MissingNonDistributable { .. } | ImportError::Interrupted { .. } => false,
         }
     }
 }

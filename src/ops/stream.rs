@@ -21,7 +21,7 @@ use crate::model::manifest::MAX_MANIFEST_BYTES;
 use crate::model::{Descriptor, Digest, Reference, Repository, sha256_digest};
 use crate::store::layout_tar::header::{Deviation, Trailer};
 use crate::store::layout_tar::stream::TarStream;
-use crate::store::registry::{RegistryClient, RegistrySink};
+use crate::store::registry::{RegistryClient, RegistrySink, RetryPolicy};
 use crate::store::{BlobReader, Sink, Source, StoreError, digest_of_blob_path, resolve_in_layout};
 use crate::verify::VerifyingReader;
 
@@ -215,6 +215,40 @@ pub fn verify_stream(input: impl Read + Send, workers: usize, reporter: &dyn Rep
     report
 }
 
+/// Uploads a blob as it streams past. While none of its bytes has been read from the stream, a
+/// retryable failure can be retried (under the run's one policy, RF-2); once the stream has
+/// moved on, the bytes are gone and the failure ends the import.
+fn upload_streamed(
+    sink: &RegistrySink,
+    policy: RetryPolicy,
+    descriptor: &Descriptor,
+    reader: &mut BlobReader<'_>,
+    reporter: &dyn Reporter,
+) -> Result<(), StoreError> {
+    let mut attempts = 0;
+    loop {
+        let err = match sink.put_blob(descriptor, reader) {
+            Ok(()) => return Ok(()),
+            Err(err) => err,
+        };
+        let (spent, retry_after) = match &err {
+            StoreError::Registry(remote) => (remote.attempts.max(1), remote.retry_after()),
+            _ => (1, None),
+        };
+        attempts += spent;
+        if !(err.is_transient() && reader.position() == 0 && attempts < policy.max_attempts()) {
+            return Err(err);
+        }
+        reporter.warn(&format!(
+            "retrying blob {} (attempt {} of {}): {err}",
+            descriptor.digest,
+            attempts + 1,
+            policy.max_attempts()
+        ));
+        std::thread::sleep(policy.delay(attempts, retry_after));
+    }
+}
+
 /// `ferry import - --to-repo REPO`: large blobs are uploaded as they stream past (those the
 /// repository has are verified and skipped); once the stream has ended complete and verified,
 /// the rest is published exactly as an import from a file: small blobs from memory, manifests
@@ -256,14 +290,28 @@ pub fn import_stream(
             if sink.has_blob(descriptor)? {
                 return Ok(());
             }
-            sink.put_blob(descriptor, reader)?;
+            upload_streamed(&sink, client.retry_policy(), descriptor, reader, reporter)?;
             streamed_uploads += 1;
             streamed_bytes += descriptor.size;
             Ok(())
         },
         reporter,
-    )
-    .map_err(|err| ImportError::Integrity { archive: STREAM_NAME.into(), failures: vec![err.to_string()] })?;
+    );
+    // A registry failure is not damage to the stream (RF-4): it gets its own error and exit code.
+    let streamed = match streamed {
+        Ok(streamed) => streamed,
+        Err(err) if matches!(err.cause, StoreError::Registry(_)) => {
+            return Err(ImportError::Interrupted {
+                cause: Box::new(err.cause),
+                blobs_verified: err.blobs,
+                blobs_uploaded: streamed_uploads,
+                bytes_uploaded: streamed_bytes,
+            });
+        }
+        Err(err) => {
+            return Err(ImportError::Integrity { archive: STREAM_NAME.into(), failures: vec![err.to_string()] });
+        }
+    };
 
     let mut report = VerifyReport::empty(STREAM_NAME.to_string());
     fill_report(&mut report, &streamed);

@@ -16,6 +16,11 @@ pub enum Fault {
     /// Answer this status with a distribution error carrying this message (a registry's own
     /// words, quoted by the client's errors).
     StatusWithMessage(u16, String),
+    /// Answer this status with a distribution error of this code (e.g. `BLOB_UPLOAD_UNKNOWN`).
+    StatusWithCode(u16, String),
+    /// Serve the registry's answer, or these bytes instead of its body, with chunked transfer
+    /// coding (no `Content-Length`): the body ends where the server says it does.
+    Chunked(Option<Vec<u8>>),
     /// Answer 429 with `Retry-After: <seconds>`.
     TooManyRequests { retry_after: u64 },
     /// Send the head and this many body bytes, then reset the connection (RST).

@@ -12,7 +12,8 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use ferry::model::{Descriptor, Digest, ManifestKind, RawManifest, Reference, Repository};
 use ferry::store::registry::{
-    CredentialStore, FlagCredentials, RegistryClient, RegistryError, RegistryOptions, RegistrySource, Secret,
+    CredentialStore, FlagCredentials, RegistryClient, RegistryError, RegistryOptions, RegistrySource, RetryPolicy,
+    Secret,
 };
 use ferry::store::{BlobReader, Source, StoreError};
 use ferry::verify::VerifyingReader;
@@ -56,8 +57,7 @@ pub fn options(retries: &Retries) -> RegistryOptions {
     let log = retries.clone();
     RegistryOptions {
         insecure: true,
-        retries: 3,
-        retry_base_delay: Duration::from_millis(10),
+        retry: RetryPolicy { retries: 3, base_delay: Duration::from_millis(10) },
         response_header_timeout: Duration::from_secs(5),
         on_retry: Some(Arc::new(move |message: &str| log.0.lock().unwrap().push(message.to_string()))),
         ..RegistryOptions::default()

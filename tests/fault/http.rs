@@ -118,6 +118,24 @@ pub fn write_response(stream: &mut TcpStream, response: &Response, head_only: bo
     stream.flush()
 }
 
+/// Writes an answer with chunked transfer coding (no `Content-Length`): the body in chunks of
+/// 64 KiB, then the terminating zero-length chunk, so the body ends where the server says.
+pub fn write_chunked(stream: &mut TcpStream, response: &Response) -> io::Result<()> {
+    let mut head = format!("HTTP/1.1 {} {}\r\n", response.status, reason(response.status));
+    for (name, value) in &response.headers {
+        head.push_str(&format!("{name}: {value}\r\n"));
+    }
+    head.push_str("Transfer-Encoding: chunked\r\n\r\n");
+    stream.write_all(head.as_bytes())?;
+    for chunk in response.body.chunks(64 << 10) {
+        stream.write_all(format!("{:x}\r\n", chunk.len()).as_bytes())?;
+        stream.write_all(chunk)?;
+        stream.write_all(b"\r\n")?;
+    }
+    stream.write_all(b"0\r\n\r\n")?;
+    stream.flush()
+}
+
 /// Writes the head (whose `Content-Length` promises the whole body) and only the first `limit`
 /// bytes of the body: the caller then breaks the connection off.
 pub fn write_partial(stream: &mut TcpStream, response: &Response, limit: usize) -> io::Result<()> {

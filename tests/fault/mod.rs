@@ -333,6 +333,7 @@ fn answer(stream: &mut TcpStream, shared: &Shared, request: &Request) -> std::io
                 Some(
                     Fault::Status(_)
                     | Fault::StatusWithMessage(..)
+                    | Fault::StatusWithCode(..)
                     | Fault::TooManyRequests { .. }
                     | Fault::Redirect(_)
                     | Fault::Stall(_),
@@ -352,6 +353,7 @@ fn answer(stream: &mut TcpStream, shared: &Shared, request: &Request) -> std::io
         let replacement = match fault {
             Some(Fault::Status(status)) => Response::error(status, "FAULT", "injected failure"),
             Some(Fault::StatusWithMessage(status, message)) => Response::error(status, "FAULT", &message),
+            Some(Fault::StatusWithCode(status, code)) => Response::error(status, &code, "injected failure"),
             Some(Fault::TooManyRequests { retry_after }) => {
                 Response::error(429, "TOOMANYREQUESTS", "slow down").header("Retry-After", retry_after.to_string())
             }
@@ -392,6 +394,14 @@ fn answer(stream: &mut TcpStream, shared: &Shared, request: &Request) -> std::io
             thread::sleep(pause);
             let _ = stream.shutdown(Shutdown::Both);
             return Ok(false);
+        }
+        Some(Fault::Chunked(body)) => {
+            if let Some(body) = body {
+                response.body = body;
+            }
+            record(Some(response.status));
+            http::write_chunked(stream, &response)?;
+            return Ok(true);
         }
         Some(Fault::WrongBody) => response.body.iter_mut().for_each(|byte| *byte = !*byte),
         Some(Fault::ReplaceBody(body)) => response.body = body,

@@ -1,11 +1,25 @@
-//! Registry authentication: parsing `WWW-Authenticate` challenges and the bearer token cache
-//! shared by every worker (distribution "token authentication specification").
+//! Registry authentication (distribution "token authentication specification"): the
+//! [`Authenticator`] that turns an operation into its `Authorization` value, from the
+//! credentials (resolved once per host, RF-1), the `WWW-Authenticate` challenge each registry
+//! gave, and the bearer token cache shared by every worker.
+//!
+//! The token realm a registry names may be on another host, but never plain HTTP for an HTTPS
+//! registry unless it is on this machine (spec/cli.md "Registry flags").
 
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use super::credentials::Secret;
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
+use ureq::http::{self, Response};
+use ureq::{Agent, Body};
+
+use super::agent::transport_kind;
+use super::client::Operation;
+use super::credentials::{Credential, CredentialStore, Secret};
+use super::error::{RegistryError, RegistryErrorKind, status_kind};
+use super::origin::{Origin, encode_query};
 
 /// What a registry asked for in its 401 answer.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -88,9 +102,192 @@ impl TokenCache {
     }
 }
 
+/// Credentials, challenges and tokens for every registry of the run.
+pub struct Authenticator {
+    credentials: CredentialStore,
+    challenges: Mutex<HashMap<String, Challenge>>,
+    tokens: TokenCache,
+}
+
+impl Authenticator {
+    pub fn new(credentials: CredentialStore) -> Self {
+        Authenticator { credentials, challenges: Mutex::new(HashMap::new()), tokens: TokenCache::default() }
+    }
+
+    /// The `Authorization` value to send for `op`, if the registry is known to want one; a token
+    /// is fetched when none is cached.
+    pub fn authorization(
+        &self,
+        agent: &Agent,
+        registry: &Origin,
+        op: &Operation,
+    ) -> Result<Option<Secret>, RegistryError> {
+        // Cheap after the first time: the store resolves each host once (RF-1).
+        let credential = self.credentials.lookup(&op.registry, &op.repository);
+        if let Credential::RegistryToken(token) = &credential {
+            return Ok(Some(bearer(token)));
+        }
+        let challenge = self.challenges.lock().expect("challenge lock").get(&op.registry).cloned();
+        match challenge {
+            None => Ok(None),
+            Some(Challenge::Basic) => Ok(basic_header(&credential)),
+            Some(Challenge::Bearer { realm, service, .. }) => {
+                if let Some(token) = self.tokens.get(&op.registry, &op.scopes.join(" ")) {
+                    return Ok(Some(bearer(&token)));
+                }
+                let token = self.fetch_token(agent, registry, op, &realm, service.as_deref(), &credential)?;
+                Ok(Some(bearer(&token)))
+            }
+        }
+    }
+
+    /// Records the challenge of a 401 answer; a refused token is dropped from the cache.
+    pub fn learn_challenge(&self, op: &Operation, response: &Response<Body>, had_authorization: bool) {
+        let challenge = response
+            .headers()
+            .get_all("www-authenticate")
+            .iter()
+            .filter_map(|value| value.to_str().ok())
+            .find_map(parse_challenge);
+        if had_authorization {
+            self.tokens.forget(&op.registry, &op.scopes.join(" "));
+        }
+        if let Some(challenge) = challenge {
+            self.challenges.lock().expect("challenge lock").insert(op.registry.clone(), challenge);
+        }
+    }
+
+    /// Asks the token endpoint for a bearer token covering `op.scopes`.
+    fn fetch_token(
+        &self,
+        agent: &Agent,
+        registry: &Origin,
+        op: &Operation,
+        realm: &str,
+        service: Option<&str>,
+        credential: &Credential,
+    ) -> Result<Secret, RegistryError> {
+        let token_op = Operation { what: format!("getting a token from {realm} for {}", op.what), ..op.clone() };
+        check_realm(&token_op, registry, realm)?;
+        let mut query: Vec<(String, String)> = Vec::new();
+        if let Some(service) = service {
+            query.push(("service".into(), service.into()));
+        }
+        for scope in &op.scopes {
+            query.push(("scope".into(), scope.clone()));
+        }
+        let invalid = |e: http::Error| token_op.error(RegistryErrorKind::Protocol(e.to_string()));
+        let response = match credential {
+            Credential::IdentityToken(refresh) => {
+                query.push(("grant_type".into(), "refresh_token".into()));
+                query.push(("refresh_token".into(), refresh.expose().to_string()));
+                query.push(("client_id".into(), "ferry".into()));
+                let request = http::Request::builder()
+                    .method("POST")
+                    .uri(realm)
+                    .header("Content-Type", "application/x-www-form-urlencoded")
+                    .body(encode_query(&query).into_bytes())
+                    .map_err(invalid)?;
+                agent.run(request)
+            }
+            other => {
+                let separator = if realm.contains('?') { '&' } else { '?' };
+                let url = format!("{realm}{separator}{}", encode_query(&query));
+                let mut builder = http::Request::builder().method("GET").uri(url);
+                if let Some(basic) = basic_header(other) {
+                    builder = builder.header("Authorization", basic.expose());
+                }
+                agent.run(builder.body(()).map_err(invalid)?)
+            }
+        }
+        .map_err(|e| token_op.error(transport_kind(e)))?;
+        if response.status().as_u16() >= 400 {
+            return Err(token_op.error(status_kind(response)));
+        }
+        #[derive(serde::Deserialize)]
+        struct TokenAnswer {
+            token: Option<String>,
+            access_token: Option<String>,
+            expires_in: Option<u64>,
+        }
+        let mut response = response;
+        let bytes = response
+            .body_mut()
+            .with_config()
+            .limit(1 << 20)
+            .read_to_vec()
+            .map_err(|e| token_op.error(transport_kind(e)))?;
+        let answer: TokenAnswer = serde_json::from_slice(&bytes)
+            .map_err(|e| token_op.error(RegistryErrorKind::Protocol(format!("the token answer is not JSON: {e}"))))?;
+        let token = answer
+            .token
+            .or(answer.access_token)
+            .filter(|t| !t.is_empty())
+            .ok_or_else(|| token_op.error(RegistryErrorKind::Protocol("the token answer holds no token".into())))?;
+        let token = Secret::new(token);
+        let lifetime = Duration::from_secs(answer.expires_in.unwrap_or(60).max(1));
+        self.tokens.put(&op.registry, &op.scopes.join(" "), token.clone(), lifetime);
+        Ok(token)
+    }
+}
+
+fn bearer(token: &Secret) -> Secret {
+    Secret::new(format!("Bearer {}", token.expose()))
+}
+
+/// The token realm a registry names may be on another host (the token protocol sends the
+/// registry's credentials there), but it must be http(s), and an HTTPS registry's realm must be
+/// HTTPS too, so that credentials never cross a network in cleartext. A plain-HTTP realm on this
+/// machine (loopback) is allowed: nothing leaves it (spec/cli.md "Registry flags").
+fn check_realm(op: &Operation, registry: &Origin, realm: &str) -> Result<(), RegistryError> {
+    let Some(origin) = Origin::of(realm) else {
+        return Err(op.error(RegistryErrorKind::Protocol(format!(
+            "the registry ({registry}) names a token realm that is not an http(s) URL; refusing it"
+        ))));
+    };
+    if registry.is_tls() && !origin.is_tls() && !origin.is_loopback() {
+        return Err(op.error(RegistryErrorKind::Protocol(format!(
+            "the HTTPS registry ({registry}) asks for a token from plain-HTTP {origin}; refusing to send \
+             credentials there in cleartext (the registry's token realm must use https)"
+        ))));
+    }
+    Ok(())
+}
+
+fn basic_header(credential: &Credential) -> Option<Secret> {
+    match credential {
+        Credential::Basic { username, password } => {
+            let encoded = STANDARD.encode(format!("{username}:{}", password.expose()));
+            Some(Secret::new(format!("Basic {encoded}")))
+        }
+        _ => None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn op() -> Operation {
+        Operation { registry: "r.example".into(), repository: "a".into(), what: "x".into(), scopes: vec![] }
+    }
+
+    #[test]
+    fn token_realms_stay_on_tls_unless_local() {
+        let tls = Origin::of("https://r.example").unwrap();
+        assert!(check_realm(&op(), &tls, "https://auth.example/token").is_ok());
+        assert!(check_realm(&op(), &tls, "http://auth.example/token").is_err());
+        assert!(check_realm(&op(), &tls, "http://127.0.0.1:5001/token").is_ok());
+        assert!(check_realm(&op(), &tls, "ftp://auth.example/token").is_err());
+    }
+
+    #[test]
+    fn basic_headers_encode_only_basic_credentials() {
+        let basic = Credential::Basic { username: "u".into(), password: Secret::new("p") };
+        assert_eq!(basic_header(&basic).unwrap().expose(), "Basic dTpw");
+        assert!(basic_header(&Credential::Anonymous).is_none());
+        assert!(basic_header(&Credential::IdentityToken(Secret::new("t"))).is_none());
+    }
 
     #[test]
     fn parses_bearer_challenges_with_quoted_commas() {

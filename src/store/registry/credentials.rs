@@ -3,13 +3,19 @@
 //! then `IMGPKG_REGISTRY_*` and `FERRY_REGISTRY_*` sets (most specific host/path wins), then
 //! Docker's `config.json` (`credHelpers`, `credsStore`, `auths`), then podman's `auth.json`.
 //!
+//! Config files are read, and credential helpers run, at most once per registry host for the
+//! life of a store, which is one run (spec/cli.md "Registry flags", RF-1): a helper may take a
+//! noticeable time (Docker Desktop's `credsStore`, ecr-login, gcloud), and every request, retry
+//! and token refresh needs the credential again.
+//!
 //! Secrets never appear in `Debug` output or error messages.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
@@ -66,12 +72,16 @@ struct EnvSet {
     credential: Credential,
 }
 
+/// What the config files say for each registry host, resolved on first use; clones share it.
+type ConfigCache = Arc<Mutex<HashMap<String, Arc<OnceLock<Option<Credential>>>>>>;
+
 /// Resolves the credential for a registry host and repository.
 #[derive(Debug, Clone, Default)]
 pub struct CredentialStore {
     flags: FlagCredentials,
     env_sets: Vec<EnvSet>,
     config_files: Vec<PathBuf>,
+    resolved: ConfigCache,
 }
 
 impl CredentialStore {
@@ -91,12 +101,12 @@ impl CredentialStore {
         } else if let Some(runtime) = vars.get("XDG_RUNTIME_DIR") {
             config_files.push(Path::new(runtime).join("containers/auth.json"));
         }
-        CredentialStore { flags, env_sets: env_sets(&vars), config_files }
+        CredentialStore { flags, env_sets: env_sets(&vars), config_files, resolved: ConfigCache::default() }
     }
 
     /// A store with only the given pieces (for tests and embedding).
     pub fn new(flags: FlagCredentials, env: &BTreeMap<String, String>, config_files: Vec<PathBuf>) -> Self {
-        CredentialStore { flags, env_sets: env_sets(env), config_files }
+        CredentialStore { flags, env_sets: env_sets(env), config_files, resolved: ConfigCache::default() }
     }
 
     /// The credential for `registry` (a host with optional port) and `repository` path.
@@ -113,12 +123,17 @@ impl CredentialStore {
         if let Some(set) = self.best_env_set(registry, repository) {
             return set.credential.clone();
         }
-        for file in &self.config_files {
-            if let Some(credential) = from_config_file(file, registry) {
-                return credential;
-            }
-        }
-        Credential::Anonymous
+        self.resolved_from_config_files(registry).unwrap_or(Credential::Anonymous)
+    }
+
+    /// The config files' credential for `registry`, read (and its helper run) only the first
+    /// time; concurrent first lookups of one host wait for the one resolution.
+    fn resolved_from_config_files(&self, registry: &str) -> Option<Credential> {
+        let slot = {
+            let mut resolved = self.resolved.lock().expect("credential cache lock");
+            Arc::clone(resolved.entry(registry.to_string()).or_default())
+        };
+        slot.get_or_init(|| self.config_files.iter().find_map(|file| from_config_file(file, registry))).clone()
     }
 
     fn best_env_set(&self, registry: &str, repository: &str) -> Option<&EnvSet> {
@@ -308,5 +323,29 @@ mod tests {
         let flags = FlagCredentials { anonymous: true, ..FlagCredentials::default() };
         let anonymous = CredentialStore::new(flags, &BTreeMap::new(), vec![file]);
         assert_eq!(anonymous.lookup("index.docker.io", "library/nginx"), Credential::Anonymous);
+    }
+
+    /// RF-1: the config file is read once per registry host; later lookups (other
+    /// repositories, clones of the store) reuse the answer even if the file changes.
+    #[test]
+    fn config_files_are_resolved_once_per_registry_host() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("config.json");
+        let write = |user: &str| {
+            let auth = STANDARD.encode(format!("{user}:pw"));
+            std::fs::write(&file, format!(r#"{{"auths":{{"r.example":{{"auth":"{auth}"}}}}}}"#)).unwrap();
+        };
+        write("first");
+        let store = CredentialStore::new(FlagCredentials::default(), &BTreeMap::new(), vec![file.clone()]);
+        let user = |store: &CredentialStore, repo: &str| match store.lookup("r.example", repo) {
+            Credential::Basic { username, .. } => username,
+            other => format!("{other:?}"),
+        };
+        assert_eq!(user(&store, "a"), "first");
+        write("second");
+        assert_eq!(user(&store, "b"), "first", "resolved once for the host");
+        assert_eq!(user(&store.clone(), "c"), "first", "clones share the resolution");
+        let fresh = CredentialStore::new(FlagCredentials::default(), &BTreeMap::new(), vec![file.clone()]);
+        assert_eq!(user(&fresh, "a"), "second", "another run reads the file again");
     }
 }

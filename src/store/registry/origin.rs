@@ -2,7 +2,7 @@
 //! flags", issue 12 item 4): an [`Origin`] is scheme, host and port, as in RFC 6454; two URLs
 //! share credentials only when their origins are equal. Also resolves the URLs a server hands
 //! out (`Location`, `Link`) against the request they answered (RFC 3986 section 5.2, for the
-//! forms registries send).
+//! forms registries send), and percent-encodes what goes into a query.
 
 use std::fmt;
 use std::net::IpAddr;
@@ -79,9 +79,34 @@ pub fn resolve(request_url: &str, reference: &str) -> Option<String> {
     Some(format!("{scheme}://{authority}{directory}{reference}"))
 }
 
+/// `key=value&..`, both percent-encoded.
+pub fn encode_query(pairs: &[(String, String)]) -> String {
+    pairs.iter().map(|(k, v)| format!("{}={}", percent_encode(k), percent_encode(v))).collect::<Vec<_>>().join("&")
+}
+
+/// Percent-encodes everything but RFC 3986 unreserved characters.
+pub fn percent_encode(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for byte in text.bytes() {
+        if byte.is_ascii_alphanumeric() || b"-._~".contains(&byte) {
+            out.push(byte as char);
+        } else {
+            out.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn queries_are_percent_encoded() {
+        assert_eq!(percent_encode("team/app:v1 ~x"), "team%2Fapp%3Av1%20~x");
+        let pairs = [("scope".to_string(), "repository:a/b:pull,push".to_string())];
+        assert_eq!(encode_query(&pairs), "scope=repository%3Aa%2Fb%3Apull%2Cpush");
+    }
 
     #[test]
     fn origins_compare_scheme_host_and_port() {

@@ -3,6 +3,10 @@
 //! otherwise uploaded streamed (one PUT with Content-Length, or PATCH chunks when configured
 //! or when the registry refuses a large PUT); manifests by digest, then tags.
 //!
+//! An upload session the registry has forgotten (`BLOB_UPLOAD_UNKNOWN`, `BLOB_UPLOAD_INVALID`,
+//! after a restart) fails with an error the retry policy classifies as "restart the unit"
+//! (RF-2): the engine opens the blob again and this sink starts a new session with a new POST.
+//!
 //! An upload `Location` may name another host (registries backed by object storage do): it is
 //! followed, without the registry's credentials, which the client sends only to the registry's
 //! own origin (spec/cli.md "Registry flags"; issue 12 item 4).
@@ -15,9 +19,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use ureq::Body;
 use ureq::http::{Method, Response};
 
-use super::client::{Operation, RegistryClient, RequestBody, percent_encode};
+use super::client::{Operation, RegistryClient, RequestBody};
 use super::error::{RegistryError, RegistryErrorKind};
-use super::origin::resolve;
+use super::origin::{percent_encode, resolve};
 use crate::model::{Descriptor, Digest, RawManifest, Repository};
 use crate::store::{BlobReader, Plan, Sink, StoreError};
 
@@ -132,13 +136,13 @@ impl RegistrySink {
         match result {
             Ok(_) => Ok(()),
             Err(err) if err.status() == Some(413) => {
-                // Too large for one request: switch to chunks and let the engine retry.
+                // Too large for one request: switch to chunks; the engine starts the upload again.
                 self.chunked.store(true, Ordering::Relaxed);
-                Err(StoreError::from(op.error(RegistryErrorKind::Status {
-                    status: 503,
-                    code: Some("SIZE_INVALID".into()),
-                    message: Some("the registry refused a single-request upload; retrying in chunks".into()),
-                })))
+                let RegistryErrorKind::Status { code, message, .. } = err.kind else { unreachable!("a status error") };
+                Err(StoreError::from(RegistryError {
+                    kind: RegistryErrorKind::TooLargeForOneRequest { code, message },
+                    ..err
+                }))
             }
             // The body is the blob itself: if its bytes failed verification, that is the error.
             Err(err) => Err(reader.verification_failure().map_or(StoreError::from(err), StoreError::Verify)),

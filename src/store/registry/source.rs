@@ -20,6 +20,7 @@ use crate::model::media::MANIFEST_ACCEPT;
 use crate::model::{Descriptor, Digest, RawManifest, Reference, Repository};
 use crate::store::read_ahead::ReadAhead;
 use crate::store::{BlobReader, Source, StoreError};
+use crate::verify::VerifyError;
 
 const READ_AHEAD_DEPTH: usize = 3;
 const READ_AHEAD_BUFFER: usize = 512 << 10;
@@ -165,8 +166,8 @@ impl Source for RegistrySource {
             repository.path,
             descriptor.digest
         );
-        let body = ResumableBody::open(Arc::clone(&self.client), op, url, descriptor.size)?;
         let origin = format!("{}/{}", repository.registry, repository.path);
+        let body = ResumableBody::open(Arc::clone(&self.client), op, url, descriptor, origin.clone())?;
         // Network reads run ahead on their own thread while the consumer hashes and writes.
         let body = ReadAhead::new(body, READ_AHEAD_DEPTH, READ_AHEAD_BUFFER);
         Ok(VerifyingReader::new(Box::new(body), descriptor.digest, descriptor.size, origin))
@@ -199,7 +200,7 @@ impl RegistrySource {
             .with_config()
             .limit(MAX_MANIFEST_BYTES)
             .read_to_vec()
-            .map_err(|e| StoreError::from(op.error(super::client::transport_kind(e))))?;
+            .map_err(|e| StoreError::from(op.error(super::agent::transport_kind(e))))?;
         let manifest = RawManifest::parse(bytes, media_type.as_deref())
             .map_err(|source| StoreError::Manifest { store: repository.to_string(), source })?;
         if let Some(expected) = expected {
@@ -224,43 +225,99 @@ impl RegistrySource {
 }
 
 /// A blob body that, when the connection breaks part-way, asks for the rest with `Range` and
-/// carries on (bounded by the client's retry count). A server that ignores `Range` makes the
-/// read fail, and the engine retries the whole blob.
+/// carries on. The first request and every resume share one budget of attempts (RF-2), and the
+/// error that ends the body says how many were spent, so the engine does not add its own on top.
+/// A registry that answers a `Range` request whole cannot resume: that is its own error
+/// ([`RegistryErrorKind::RangeIgnored`]), and the engine fetches the blob again whole if attempts
+/// remain. A body of another length than the descriptor's, announced by `Content-Length` or
+/// ended by the registry's own chunked framing, is an integrity failure (RF-3), not retried.
 struct ResumableBody {
     client: Arc<RegistryClient>,
     op: Operation,
     url: String,
+    digest: Digest,
+    /// `registry/repository`, for verification errors.
+    origin: String,
     size: u64,
     position: u64,
-    resumes: u32,
+    attempts: u32,
     reader: Option<BodyReader<'static>>,
+    /// The current answer has no length and no chunked framing: it ends when the connection
+    /// closes, so an early end may be a broken connection.
+    close_delimited: bool,
+}
+
+/// Why a body request failed: the registry, or a length that cannot be the blob's.
+enum BodyFailure {
+    Registry(RegistryError),
+    Length(VerifyError),
+}
+
+impl BodyFailure {
+    fn into_store(self, what: String) -> StoreError {
+        match self {
+            BodyFailure::Registry(err) => not_found(err, what),
+            BodyFailure::Length(err) => StoreError::Verify(err),
+        }
+    }
+
+    fn into_io(self) -> io::Error {
+        match self {
+            BodyFailure::Registry(err) => io::Error::other(err),
+            BodyFailure::Length(err) => io::Error::new(io::ErrorKind::InvalidData, err),
+        }
+    }
 }
 
 impl ResumableBody {
-    fn open(client: Arc<RegistryClient>, op: Operation, url: String, size: u64) -> Result<Self, StoreError> {
-        let mut body = ResumableBody { client, op, url, size, position: 0, resumes: 0, reader: None };
-        body.reader = Some(body.request(None).map_err(|e| not_found(e, format!("blob {}", body.url)))?);
+    fn open(
+        client: Arc<RegistryClient>,
+        op: Operation,
+        url: String,
+        descriptor: &Descriptor,
+        origin: String,
+    ) -> Result<Self, StoreError> {
+        let mut body = ResumableBody {
+            client,
+            op,
+            url,
+            digest: descriptor.digest,
+            origin,
+            size: descriptor.size,
+            position: 0,
+            attempts: 0,
+            reader: None,
+            close_delimited: false,
+        };
+        body.reader = Some(body.request(None).map_err(|e| e.into_store(format!("blob {}", body.url)))?);
         Ok(body)
     }
 
-    fn request(&self, from: Option<u64>) -> Result<BodyReader<'static>, RegistryError> {
+    fn request(&mut self, from: Option<u64>) -> Result<BodyReader<'static>, BodyFailure> {
         let headers: Vec<(&str, String)> =
             from.map(|offset| ("Range", format!("bytes={offset}-"))).into_iter().collect();
-        let response = self.client.send(&self.op, Method::GET, &self.url, &headers, RequestBody::Empty, false)?;
+        let response = self
+            .client
+            .send_within(&self.op, Method::GET, &self.url, &headers, RequestBody::Empty, false, &mut self.attempts)
+            .map_err(BodyFailure::Registry)?;
         let status = response.status().as_u16();
+        if let Some(offset) = from.filter(|_| status != 206) {
+            let error = self.op.error(RegistryErrorKind::RangeIgnored { status, offset });
+            return Err(BodyFailure::Registry(RegistryError { attempts: self.attempts, ..error }));
+        }
         let length = header(&response, "content-length").and_then(|s| s.parse::<u64>().ok());
-        let expected = self.size - from.unwrap_or(0);
-        if from.is_some() && status != 206 {
-            // Not resumable here; a transport-level failure, so the engine fetches it again whole.
-            return Err(self.op.error(RegistryErrorKind::Transport(format!(
-                "the registry answered HTTP {status} to a Range request; the blob must be fetched again whole"
-            ))));
+        let start = from.unwrap_or(0);
+        if let Some(length) = length.filter(|&l| l != self.size - start) {
+            return Err(BodyFailure::Length(VerifyError::Size {
+                origin: self.origin.clone(),
+                digest: self.digest,
+                expected: self.size,
+                actual: start + length,
+                hint: " (the registry serves a blob of another length than its descriptor says)",
+            }));
         }
-        if let Some(length) = length.filter(|&l| l != expected) {
-            return Err(self.op.error(RegistryErrorKind::Protocol(format!(
-                "Content-Length is {length} but the descriptor needs {expected} more bytes"
-            ))));
-        }
+        let chunked = header(&response, "transfer-encoding").is_some_and(|v| v.eq_ignore_ascii_case("chunked"));
+        self.close_delimited = length.is_none() && !chunked;
         Ok(response.into_body().into_reader())
     }
 }
@@ -274,23 +331,31 @@ impl Read for ResumableBody {
                     self.position += n as u64;
                     return Ok(n);
                 }
+                // The registry ended the body itself (chunked framing): the blob it serves is
+                // short, which the verifying reader reports as an integrity failure (RF-3).
+                Ok(_) if !self.close_delimited => return Ok(0),
                 Ok(_) => "the connection closed early".to_string(),
                 Err(err) => err.to_string(),
             };
-            if self.resumes >= self.client.options().retries {
-                let kind =
-                    RegistryErrorKind::Transport(format!("reading the body at byte {}: {interruption}", self.position));
-                return Err(io::Error::other(self.op.error(kind)));
+            let kind =
+                RegistryErrorKind::Transport(format!("reading the body at byte {}: {interruption}", self.position));
+            let error = RegistryError { attempts: self.attempts, ..self.op.error(kind) };
+            let policy = self.client.retry_policy();
+            if !policy.allows(self.attempts, error.verdict()) {
+                return Err(io::Error::other(error));
             }
-            self.resumes += 1;
             if let Some(observer) = &self.client.options().on_retry {
                 observer(&format!(
-                    "resuming {} at byte {} of {} after: {interruption}",
-                    self.op.what, self.position, self.size
+                    "resuming {} at byte {} of {} after: {interruption} (attempt {} of {})",
+                    self.op.what,
+                    self.position,
+                    self.size,
+                    self.attempts + 1,
+                    policy.max_attempts()
                 ));
             }
-            std::thread::sleep(self.client.backoff(self.resumes, None));
-            self.reader = Some(self.request(Some(self.position)).map_err(io::Error::other)?);
+            std::thread::sleep(policy.delay(self.attempts, None));
+            self.reader = Some(self.request(Some(self.position)).map_err(BodyFailure::into_io)?);
         }
     }
 }

@@ -9,7 +9,8 @@ use std::collections::HashSet;
 use sha2::{Digest as _, Sha256};
 use ureq::http::Method;
 
-use super::client::{Operation, RegistryClient, RequestBody, transport_kind};
+use super::agent::transport_kind;
+use super::client::{Operation, RegistryClient, RequestBody};
 use super::error::{RegistryError, RegistryErrorKind};
 use super::origin::{Origin, resolve};
 use crate::model::Repository;

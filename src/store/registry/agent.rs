@@ -1,0 +1,157 @@
+//! The HTTP agent and what sits beneath it: the scheme a registry is spoken to with, the TLS
+//! roots (system roots plus `--registry-ca-cert-path`), one pooled `ureq` agent, and the
+//! classification of transport failures by their type (a TLS failure is a `rustls::Error`
+//! somewhere in the error's chain, never a word found in a message).
+
+use std::io;
+use std::time::Duration;
+
+use ureq::Agent;
+use ureq::config::RedirectAuthHeaders;
+use ureq::tls::{Certificate, PemItem, RootCerts, TlsConfig};
+
+use super::client::RegistryOptions;
+use super::error::RegistryErrorKind;
+
+/// `https://registry` (or `http://` with `--registry-insecure`); Docker Hub's API host for
+/// `index.docker.io`.
+pub fn base_url(insecure: bool, registry: &str) -> String {
+    let scheme = if insecure { "http" } else { "https" };
+    let host = if registry == "index.docker.io" { "registry-1.docker.io" } else { registry };
+    format!("{scheme}://{host}")
+}
+
+/// The agent every request of the run goes through.
+pub fn build_agent(options: &RegistryOptions) -> Result<Agent, String> {
+    let tls = TlsConfig::builder().root_certs(root_certs(options)?).disable_verification(!options.verify_certs).build();
+    Ok(Agent::config_builder()
+        .http_status_as_error(false)
+        // A redirect may lead anywhere: it never carries the registry's credentials.
+        .redirect_auth_headers(RedirectAuthHeaders::Never)
+        .tls_config(tls)
+        .timeout_connect(Some(Duration::from_secs(30)))
+        .timeout_recv_response(Some(options.response_header_timeout))
+        // A body that stalls part-way fails after the same wait, and is then resumed.
+        .timeout_per_read(Some(options.response_header_timeout))
+        .max_idle_connections(options.connections.max(1) * 4)
+        .max_idle_connections_per_host(options.connections.max(1))
+        .user_agent(concat!("ferry/", env!("CARGO_PKG_VERSION")))
+        .accept_encoding("identity")
+        .input_buffer_size(256 * 1024)
+        .output_buffer_size(256 * 1024)
+        .build()
+        .into())
+}
+
+/// System roots plus the extra CAs; Mozilla's roots when the system has none.
+fn root_certs(options: &RegistryOptions) -> Result<RootCerts, String> {
+    let mut certs: Vec<Certificate<'static>> = Vec::new();
+    for path in &options.ca_cert_paths {
+        let pem = std::fs::read(path).map_err(|e| format!("reading CA certificate {}: {e}", path.display()))?;
+        let before = certs.len();
+        for item in ureq::tls::parse_pem(&pem) {
+            if let PemItem::Certificate(cert) = item.map_err(|e| format!("parsing {}: {e}", path.display()))? {
+                certs.push(cert);
+            }
+        }
+        if certs.len() == before {
+            return Err(format!("{} holds no PEM certificate", path.display()));
+        }
+    }
+    let native = rustls_native_certs::load_native_certs();
+    let system: Vec<Certificate<'static>> =
+        native.certs.iter().map(|der| Certificate::from_der(der.as_ref()).to_owned()).collect();
+    if system.is_empty() && certs.is_empty() {
+        return Ok(RootCerts::WebPki);
+    }
+    certs.extend(system);
+    Ok(RootCerts::new_with_certs(&certs))
+}
+
+/// Classifies a transport failure by its type.
+pub fn transport_kind(error: ureq::Error) -> RegistryErrorKind {
+    match error {
+        ureq::Error::Timeout(what) => RegistryErrorKind::Timeout(what.to_string()),
+        ureq::Error::BodyExceedsLimit(limit) => {
+            RegistryErrorKind::Protocol(format!("the answer is larger than the {limit}-byte limit"))
+        }
+        ureq::Error::Rustls(e) => tls_kind(&e),
+        ureq::Error::Tls(text) => RegistryErrorKind::Tls(text.to_string()),
+        ureq::Error::Pem(e) => RegistryErrorKind::Tls(e.to_string()),
+        ureq::Error::TlsRequired | ureq::Error::RequireHttpsOnly(_) => RegistryErrorKind::Tls(error.to_string()),
+        ureq::Error::Io(e) => io_kind(&e),
+        other => RegistryErrorKind::Transport(other.to_string()),
+    }
+}
+
+/// An I/O failure: a timeout, a TLS failure carried inside it (rustls reports handshake
+/// failures through the stream's `io::Error`), or connection trouble.
+pub fn io_kind(error: &io::Error) -> RegistryErrorKind {
+    if let Some(tls) = rustls_error_in(error) {
+        return tls_kind(tls);
+    }
+    if matches!(error.kind(), io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock) {
+        return RegistryErrorKind::Timeout(error.to_string());
+    }
+    RegistryErrorKind::Transport(error.to_string())
+}
+
+/// The `rustls::Error` in `error`'s chain of sources, if any.
+fn rustls_error_in(error: &io::Error) -> Option<&rustls::Error> {
+    let mut current: Option<&(dyn std::error::Error + 'static)> =
+        error.get_ref().map(|inner| inner as &(dyn std::error::Error + 'static));
+    while let Some(inner) = current {
+        if let Some(tls) = inner.downcast_ref::<rustls::Error>() {
+            return Some(tls);
+        }
+        if let Some(ureq::Error::Rustls(tls)) = inner.downcast_ref::<ureq::Error>() {
+            return Some(tls);
+        }
+        current = inner.source();
+    }
+    None
+}
+
+/// A record that does not parse as TLS is a server speaking something else, nearly always
+/// plain HTTP; every other rustls error is a TLS failure (certificate, handshake).
+fn tls_kind(error: &rustls::Error) -> RegistryErrorKind {
+    match error {
+        rustls::Error::InvalidMessage(_) => RegistryErrorKind::PlainHttp(error.to_string()),
+        _ => RegistryErrorKind::Tls(error.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn io_wrapping(error: rustls::Error) -> ureq::Error {
+        ureq::Error::Io(io::Error::new(io::ErrorKind::InvalidData, error))
+    }
+
+    #[test]
+    fn tls_failures_are_recognised_by_type() {
+        let untrusted = io_wrapping(rustls::Error::InvalidCertificate(rustls::CertificateError::UnknownIssuer));
+        assert!(matches!(transport_kind(untrusted), RegistryErrorKind::Tls(_)));
+        let plain = io_wrapping(rustls::Error::InvalidMessage(rustls::InvalidMessage::InvalidContentType));
+        assert!(matches!(transport_kind(plain), RegistryErrorKind::PlainHttp(_)));
+        let direct = ureq::Error::Rustls(rustls::Error::InvalidCertificate(rustls::CertificateError::Expired));
+        assert!(matches!(transport_kind(direct), RegistryErrorKind::Tls(_)));
+    }
+
+    #[test]
+    fn words_in_a_message_do_not_make_a_tls_failure() {
+        let reset = ureq::Error::Io(io::Error::new(io::ErrorKind::ConnectionReset, "tls certificate handshake"));
+        assert!(matches!(transport_kind(reset), RegistryErrorKind::Transport(_)));
+        let slow = ureq::Error::Io(io::Error::new(io::ErrorKind::TimedOut, "slow"));
+        assert!(matches!(transport_kind(slow), RegistryErrorKind::Timeout(_)));
+        assert!(matches!(transport_kind(ureq::Error::ConnectionFailed), RegistryErrorKind::Transport(_)));
+    }
+
+    #[test]
+    fn the_scheme_follows_the_insecure_flag() {
+        assert_eq!(base_url(false, "r.example:5000"), "https://r.example:5000");
+        assert_eq!(base_url(true, "127.0.0.1:5000"), "http://127.0.0.1:5000");
+        assert_eq!(base_url(false, "index.docker.io"), "https://registry-1.docker.io");
+    }
+}
