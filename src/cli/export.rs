@@ -9,6 +9,7 @@ use super::exit::{Exit, Failure, fail};
 use super::output::{self, human_bytes};
 use super::progress::Progress;
 use super::push::BuildFlags;
+use super::registry::RegistryFlags;
 use ferry::engine::TransferOptions;
 use ferry::model::Reference;
 use ferry::model::platform::PlatformFilter;
@@ -73,6 +74,8 @@ pub struct ExportArgs {
     /// Print the summary as JSON on stdout
     #[arg(long)]
     pub json: bool,
+    #[command(flatten)]
+    pub registry: RegistryFlags,
 }
 
 impl ExportArgs {
@@ -87,7 +90,7 @@ impl ExportArgs {
         let progress = Progress::new(global.quiet);
         let result = if !self.build.files.is_empty() {
             let built = build(&self.build.options(true)).map_err(|e| Failure::new(e, false))?;
-            let client = global.registry.client(global.workers()).map_err(|e| Failure::new(e, false))?;
+            let client = self.registry.client(global.workers()).map_err(|e| Failure::new(e, false))?;
             let registry = RegistrySource::new(client);
             let source = Overlay::new(&built, &registry);
             let root = export::built_root(built.descriptor());
@@ -97,7 +100,7 @@ impl ExportArgs {
             let roots = export::layout_roots(&source);
             export::export(&source, roots, Expect::Any, &self.output, &options, &progress)
         } else {
-            let client = global.registry.client(global.workers()).map_err(|e| Failure::new(e, false))?;
+            let client = self.registry.client(global.workers()).map_err(|e| Failure::new(e, false))?;
             let source = RegistrySource::new(client);
             let (roots, expect) = self.from.roots(&source)?;
             export::export(&source, roots, expect, &self.output, &options, &progress)
@@ -105,7 +108,7 @@ impl ExportArgs {
         progress.finish();
         let summary = result.map_err(fail)?;
         if self.json {
-            output::json(&summary);
+            output::json(&summary)?;
         } else if !global.quiet {
             if summary.reused_blobs > 0 {
                 let partial = if summary.volumes > 0 {
@@ -134,7 +137,7 @@ impl ExportArgs {
                 human_bytes(summary.dedup_saved_bytes),
                 summary.seconds
             ));
-            output::data(&format!("identity {}", summary.identity));
+            output::data(&format!("identity {}", summary.identity))?;
         }
         Ok(Exit::Success)
     }
