@@ -87,6 +87,8 @@ impl ExportArgs {
             volume_size: self.volume_size,
         };
         self.from.check_platform()?;
+        // Before any registry is asked anything: a wrong -o must not cost a download.
+        export::check_destination(&self.output).map_err(fail)?;
         let progress = Progress::new(global.quiet);
         let result = if !self.build.files.is_empty() {
             let built = build(&self.build.options(true)).map_err(|e| Failure::new(e, false))?;

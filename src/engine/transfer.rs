@@ -136,9 +136,12 @@ fn copy_blob(
     reporter.item_started(descriptor);
     let mut attempt = 0;
     loop {
+        let mut counted = 0;
         let result = source.blob(descriptor).and_then(|reader| {
             let mut reader = reader.with_progress(Arc::clone(moved));
-            sink.put_blob(descriptor, &mut reader)
+            let put = sink.put_blob(descriptor, &mut reader);
+            counted = reader.position();
+            put
         });
         match result {
             Ok(()) => {
@@ -147,6 +150,11 @@ fn copy_blob(
             }
             Err(err) if err.is_transient() && attempt < options.retries => {
                 attempt += 1;
+                // The next attempt reads the blob from its start: take back what this one
+                // counted, so the bytes are counted once (issue 17: a blob retried at 59% showed
+                // 159%). The ticker reports only growth past what it already reported.
+                let _ =
+                    moved.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |now| Some(now.saturating_sub(counted)));
                 reporter.warn(&format!("retrying blob {} (attempt {attempt}): {err}", descriptor.digest));
                 std::thread::sleep(Duration::from_millis(200 * 2u64.pow(attempt.min(6))));
             }

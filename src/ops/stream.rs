@@ -65,14 +65,21 @@ impl Source for Streamed {
 
     fn blob(&self, descriptor: &Descriptor) -> Result<BlobReader<'_>, StoreError> {
         let Some(bytes) = self.retained.get(&descriptor.digest) else {
-            let reason = if self.arrived.contains_key(&descriptor.digest) {
-                "it streamed past without being kept (it is large, or the 64 MiB kept for metadata was used up)"
-            } else {
-                "it is not in the stream"
-            };
+            // NotFound reads "<store>: <what> not found", so `what` is only the thing's name
+            // (issue 17: it once read "... it is not in the stream not found").
+            if self.arrived.contains_key(&descriptor.digest) {
+                return Err(StoreError::Invalid {
+                    store: STREAM_NAME.into(),
+                    reason: format!(
+                        "blob {} streamed past without being kept (it is large, or the 64 MiB kept for metadata \
+                         was used up)",
+                        descriptor.digest
+                    ),
+                });
+            }
             return Err(StoreError::NotFound {
                 store: STREAM_NAME.into(),
-                what: format!("blob {}: {reason}", descriptor.digest),
+                what: format!("blob {}", descriptor.digest),
             });
         };
         let reader: Box<dyn Read + Send> = Box::new(io::Cursor::new(bytes.clone()));
