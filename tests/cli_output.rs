@@ -111,7 +111,7 @@ fn issue17_tag_list_and_lock_output_against_a_real_registry() {
     let imported = ferry()
         .arg("import")
         .arg(&archive)
-        .args(["--to-repo", &repo, "--registry-insecure", "-q", "--lock-output"])
+        .args(["--to-repo", &repo, "--registry-insecure", "--json", "--lock-output"])
         .arg(&lock)
         .output()
         .unwrap();
@@ -140,7 +140,13 @@ fn issue17_tag_list_and_lock_output_against_a_real_registry() {
 
     assert_full_disk_fails(&["tag", "list", &repo, "--registry-insecure", "--imgpkg-internal-tags"]);
     assert_full_disk_fails(&["tag", "list", &repo, "--registry-insecure", "--json"]);
-    let reference = format!("{repo}:1.0");
+    // The root bundle, as the BundleLock written names it (`image: REPO@sha256:..`).
+    let lock_text = fs::read_to_string(&lock).unwrap();
+    let reference = lock_text
+        .lines()
+        .find_map(|line| line.trim().strip_prefix("image: "))
+        .expect("the BundleLock names the bundle")
+        .to_string();
     let described = ferry().args(["describe", "-b", &reference, "--registry-insecure"]).output().unwrap();
     assert!(described.status.success(), "{}", text(&described.stderr));
     assert_full_disk_fails(&["describe", "-b", &reference, "--registry-insecure"]);
