@@ -13,7 +13,6 @@ use super::output::{self, human_bytes, shown};
 use super::progress::Progress;
 use super::pull::PullArgs;
 use super::push::PushArgs;
-use super::registry::RegistryFlags;
 use super::tag::TagArgs;
 use ferry::engine::TransferOptions;
 use ferry::model::Digest;
@@ -42,8 +41,6 @@ pub struct Global {
     /// Print nothing but errors, warnings and requested data
     #[arg(short, long, global = true)]
     pub quiet: bool,
-    #[command(flatten)]
-    pub registry: RegistryFlags,
 }
 
 impl Global {
@@ -132,14 +129,14 @@ impl VerifyArgs {
             report.expect_identity(expected);
         }
         if self.json {
-            output::json(&report);
+            output::json(&report)?;
         } else {
             for warning in &report.warnings {
                 output::warn(warning);
             }
             for failure in &report.failures {
                 // Continuation lines indented: text quoted in a failure cannot forge an `OK` line.
-                output::data(&format!("FAIL {}", failure.replace('\n', "\n  ")));
+                output::data(&format!("FAIL {}", failure.replace('\n', "\n  ")))?;
             }
             let identity = report.identity.map_or_else(|| "unknown".to_string(), |d| d.to_string());
             if report.ok {
@@ -150,13 +147,13 @@ impl VerifyArgs {
                     report.artifacts,
                     report.blobs,
                     human_bytes(report.bytes)
-                ));
+                ))?;
             } else {
                 output::data(&format!(
                     "FAILED {}: {} problem(s) found; do not import this archive\nidentity {identity}",
                     report.archive,
                     report.failures.len()
-                ));
+                ))?;
             }
         }
         Ok(if report.ok { Exit::Success } else { Exit::Integrity })
@@ -167,9 +164,9 @@ impl InspectArgs {
     pub fn run(&self, global: &Global) -> Result<Exit, Failure> {
         let report = inspect::inspect_archive(&self.archive, global.workers()).map_err(fail)?;
         if self.json {
-            output::json(&report);
+            output::json(&report)?;
         } else {
-            output::data(&render_inspect(&report));
+            output::data(&render_inspect(&report))?;
         }
         for problem in &report.problems {
             output::warn(problem);

@@ -13,6 +13,7 @@ use super::export::{ExportArgs, RegistryInput};
 use super::import::{ImportArgs, print_publication};
 use super::output;
 use super::progress::Progress;
+use super::registry::RegistryFlags;
 use ferry::engine::TransferOptions;
 use ferry::model::Repository;
 use ferry::ops::copy::{CopyOptions, copy_to_repo};
@@ -62,6 +63,8 @@ pub struct CopyArgs {
     /// Print the summary as JSON on stdout
     #[arg(long)]
     pub json: bool,
+    #[command(flatten)]
+    pub registry: RegistryFlags,
 }
 
 impl CopyArgs {
@@ -82,6 +85,7 @@ impl CopyArgs {
                     include_non_distributable_layers: self.include_non_distributable_layers,
                     resume: self.resume,
                     json: self.json,
+                    registry: self.registry.clone(),
                 };
                 export.run(global)
             }
@@ -101,6 +105,7 @@ impl CopyArgs {
                     lock_output: self.lock_output.clone(),
                     identity: None,
                     json: self.json,
+                    registry: self.registry.clone(),
                 };
                 import.run(global)
             }
@@ -111,12 +116,12 @@ impl CopyArgs {
     /// From the registries straight into `to_repo`.
     fn registry_to_repo(&self, to_repo: &str, global: &Global) -> Result<Exit, Failure> {
         let repository = Repository::parse(to_repo).map_err(|e| Failure::new(e, false))?;
-        let client = global.registry.client(global.workers()).map_err(|e| Failure::new(e, false))?;
+        let client = self.registry.client(global.workers()).map_err(|e| Failure::new(e, false))?;
         let plain = RegistrySource::new(Arc::clone(&client));
         let (roots, expect) = self.from.roots(&plain)?;
         let (source, _) = located::read_from(&client, plain, &roots).map_err(fail)?;
         let options = CopyOptions {
-            transfer: TransferOptions { workers: global.workers(), retry: global.registry.retry_policy() },
+            transfer: TransferOptions { workers: global.workers(), retry: self.registry.retry_policy() },
             include_non_distributable: self.include_non_distributable_layers,
             lock_output: self.lock_output.clone(),
         };
@@ -125,7 +130,7 @@ impl CopyArgs {
         progress.finish();
         let summary = result.map_err(fail)?;
         if self.json {
-            output::json(&summary);
+            output::json(&summary)?;
         } else if !global.quiet {
             let sources = summary.sources.join(", ");
             print_publication("copied", &sources, &summary.repository, &summary.published, summary.seconds);

@@ -7,6 +7,7 @@ use clap::Args;
 use super::args::Global;
 use super::exit::{Exit, Failure, fail};
 use super::output::{self, human_bytes, shown};
+use super::registry::RegistryFlags;
 use ferry::model::Reference;
 use ferry::ops::describe::{Node, describe_archive, describe_in_registry};
 use ferry::store::layout_tar::LayoutTarSource;
@@ -35,6 +36,8 @@ pub struct DescribeArgs {
     /// Print the tree as JSON on stdout
     #[arg(long)]
     pub json: bool,
+    #[command(flatten)]
+    pub registry: RegistryFlags,
 }
 
 impl DescribeArgs {
@@ -47,42 +50,43 @@ impl DescribeArgs {
             }
             (Some(bundle), None) => {
                 let reference = bundle.parse::<Reference>().map_err(|e| Failure::new(anyhow::Error::new(e), false))?;
-                let client = global.registry.client(global.workers()).map_err(|e| Failure::new(e, false))?;
+                let client = self.registry.client(global.workers()).map_err(|e| Failure::new(e, false))?;
                 vec![describe_in_registry(&client, &reference, global.workers()).map_err(fail)?]
             }
             (None, None) => unreachable!("clap requires -b or --tar"),
         };
         if self.json {
             match nodes.as_slice() {
-                [one] if self.tar.is_none() => output::json(&serde_json::json!({ "bundle": one })),
-                _ => output::json(&serde_json::json!({ "bundles": nodes })),
+                [one] if self.tar.is_none() => output::json(&serde_json::json!({ "bundle": one }))?,
+                _ => output::json(&serde_json::json!({ "bundles": nodes }))?,
             }
         } else {
             for node in &nodes {
-                print_node(node, 0);
+                print_node(node, 0)?;
             }
         }
         Ok(Exit::Success)
     }
 }
 
-fn print_node(node: &Node, depth: usize) {
+fn print_node(node: &Node, depth: usize) -> Result<(), Failure> {
     let indent = "  ".repeat(depth);
     // Every value from a lock, an archive or a registry is shown escaped (spec/cli.md "Output").
     let platforms =
         if node.platforms.is_empty() { String::new() } else { format!(" [{}]", shown(&node.platforms.join(", "))) };
     let reference = shown(&node.reference);
-    output::data(&format!("{indent}{} {reference}{platforms} ({})", node.kind, human_bytes(node.size)));
+    output::data(&format!("{indent}{} {reference}{platforms} ({})", node.kind, human_bytes(node.size)))?;
     if !node.reference.contains(&node.digest.to_string()) {
-        output::data(&format!("{indent}    digest: {}", node.digest));
+        output::data(&format!("{indent}    digest: {}", node.digest))?;
     }
     if let Some(origin) = node.origin.as_ref().filter(|origin| **origin != node.reference) {
-        output::data(&format!("{indent}    from: {}", shown(origin)));
+        output::data(&format!("{indent}    from: {}", shown(origin)))?;
     }
     for (key, value) in &node.annotations {
-        output::data(&format!("{indent}    {}: {}", shown(key), shown(value)));
+        output::data(&format!("{indent}    {}: {}", shown(key), shown(value)))?;
     }
     for child in &node.children {
-        print_node(child, depth + 1);
+        print_node(child, depth + 1)?;
     }
+    Ok(())
 }

@@ -10,6 +10,7 @@ use super::exit::{Exit, Failure, fail};
 use super::output::{self, human_bytes};
 use super::progress::Progress;
 use super::push::BuildFlags;
+use super::registry::RegistryFlags;
 use ferry::engine::TransferOptions;
 use ferry::model::Reference;
 use ferry::model::platform::PlatformFilter;
@@ -75,21 +76,25 @@ pub struct ExportArgs {
     /// Print the summary as JSON on stdout
     #[arg(long)]
     pub json: bool,
+    #[command(flatten)]
+    pub registry: RegistryFlags,
 }
 
 impl ExportArgs {
     pub fn run(&self, global: &Global) -> Result<Exit, Failure> {
         let options = ExportOptions {
-            transfer: TransferOptions { workers: global.workers(), retry: global.registry.retry_policy() },
+            transfer: TransferOptions { workers: global.workers(), retry: self.registry.retry_policy() },
             include_non_distributable: self.include_non_distributable_layers,
             resume: self.resume,
             volume_size: self.volume_size,
         };
         self.from.check_platform()?;
+        // Before any registry is asked anything: a wrong -o must not cost a download.
+        export::check_destination(&self.output).map_err(fail)?;
         let progress = Progress::new(global.quiet);
         let result = if !self.build.files.is_empty() {
             let built = build(&self.build.options(true)).map_err(|e| Failure::new(e, false))?;
-            let client = global.registry.client(global.workers()).map_err(|e| Failure::new(e, false))?;
+            let client = self.registry.client(global.workers()).map_err(|e| Failure::new(e, false))?;
             let registry = RegistrySource::new(client);
             let source = Overlay::new(&built, &registry);
             let root = export::built_root(built.descriptor());
@@ -99,7 +104,7 @@ impl ExportArgs {
             let roots = export::layout_roots(&source);
             export::export(&source, roots, Expect::Any, &self.output, &options, &progress)
         } else {
-            let client = global.registry.client(global.workers()).map_err(|e| Failure::new(e, false))?;
+            let client = self.registry.client(global.workers()).map_err(|e| Failure::new(e, false))?;
             let plain = RegistrySource::new(Arc::clone(&client));
             let (roots, expect) = self.from.roots(&plain)?;
             let (source, _) = located::read_from(&client, plain, &roots).map_err(fail)?;
@@ -108,7 +113,7 @@ impl ExportArgs {
         progress.finish();
         let summary = result.map_err(fail)?;
         if self.json {
-            output::json(&summary);
+            output::json(&summary)?;
         } else if !global.quiet {
             if summary.reused_blobs > 0 {
                 let partial = if summary.volumes > 0 {
@@ -137,7 +142,7 @@ impl ExportArgs {
                 human_bytes(summary.dedup_saved_bytes),
                 summary.seconds
             ));
-            output::data(&format!("identity {}", summary.identity));
+            output::data(&format!("identity {}", summary.identity))?;
         }
         Ok(Exit::Success)
     }

@@ -8,6 +8,7 @@ use super::args::Global;
 use super::exit::{Exit, Failure, fail};
 use super::output::{self, human_bytes};
 use super::progress::Progress;
+use super::registry::RegistryFlags;
 use ferry::engine::TransferOptions;
 use ferry::model::{Digest, Repository};
 use ferry::ops::import::{ImportOptions, import_archive};
@@ -52,6 +53,8 @@ pub struct ImportArgs {
     /// Print the summary as JSON on stdout
     #[arg(long)]
     pub json: bool,
+    #[command(flatten)]
+    pub registry: RegistryFlags,
 }
 
 /// The one-line account of a publication into a repository (import and copy), and the lock
@@ -76,9 +79,9 @@ pub fn print_publication(verb: &str, from: &str, repository: &str, published: &P
 impl ImportArgs {
     pub fn run(&self, global: &Global) -> Result<Exit, Failure> {
         let repository = Repository::parse(&self.to_repo).map_err(|e| Failure::new(e, false))?;
-        let client = global.registry.client(global.workers()).map_err(|e| Failure::new(e, false))?;
+        let client = self.registry.client(global.workers()).map_err(|e| Failure::new(e, false))?;
         let options = ImportOptions {
-            transfer: TransferOptions { workers: global.workers(), retry: global.registry.retry_policy() },
+            transfer: TransferOptions { workers: global.workers(), retry: self.registry.retry_policy() },
             lock_output: self.lock_output.clone(),
             identity: self.identity,
         };
@@ -92,7 +95,7 @@ impl ImportArgs {
         progress.finish();
         let summary = result.map_err(fail)?;
         if self.json {
-            output::json(&summary);
+            output::json(&summary)?;
         } else if !global.quiet {
             print_publication("imported", &summary.archive, &summary.repository, &summary.published, summary.seconds);
         }

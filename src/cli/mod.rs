@@ -38,7 +38,22 @@ fn stdin_archive() -> Result<std::io::BufReader<std::io::Stdin>, exit::Failure> 
 
 /// Parses the arguments, runs the command and returns its exit code.
 pub fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        // --help and --version are "errors" to clap; their text goes to stdout and is checked
+        // like any other data there (spec/cli.md "Exit codes").
+        Err(err) => {
+            use std::io::Write;
+            let printed = err.print().and_then(|()| std::io::stdout().flush());
+            if !err.use_stderr() {
+                if let Err(failure) = output::stdout_outcome(printed) {
+                    output::error(&failure.error);
+                    return failure.exit.code();
+                }
+            }
+            return ExitCode::from(u8::try_from(err.exit_code()).unwrap_or(2));
+        }
+    };
     let outcome = match &cli.command {
         Command::Copy(args) => args.run(&cli.global),
         Command::Export(args) => args.run(&cli.global),

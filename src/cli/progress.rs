@@ -100,6 +100,8 @@ impl Reporter for Progress {
                 if plain.total == 0 {
                     output::note(&format!("{}: {} so far", plain.phase, output::human_bytes(done)));
                 } else {
+                    // Clamped: a phase never says more than all of it is done (issue 17).
+                    let done = done.min(plain.total);
                     let percent = (done * 100).checked_div(plain.total).unwrap_or(100);
                     output::note(&format!(
                         "{}: {} of {} ({percent}%) {}",

@@ -7,6 +7,7 @@ use clap::Args;
 use super::args::Global;
 use super::exit::{Exit, Failure, fail};
 use super::output::{self, human_bytes};
+use super::registry::RegistryFlags;
 use ferry::model::Reference;
 use ferry::ops::export::Expect;
 use ferry::ops::pull::{PullOptions, PullSummary, pull_from_archive, pull_from_registry};
@@ -54,6 +55,8 @@ pub struct PullArgs {
     /// Print the summary as JSON on stdout
     #[arg(long)]
     pub json: bool,
+    #[command(flatten)]
+    pub registry: RegistryFlags,
 }
 
 impl PullArgs {
@@ -72,22 +75,21 @@ impl PullArgs {
             }
             None => {
                 let reference = wanted.parse::<Reference>().map_err(|e| Failure::new(anyhow::Error::new(e), false))?;
-                let client = global.registry.client(global.workers()).map_err(|e| Failure::new(e, false))?;
+                let client = self.registry.client(global.workers()).map_err(|e| Failure::new(e, false))?;
                 pull_from_registry(&client, &reference, expect, &self.output, &options)
             }
         }
         .map_err(fail)?;
-        self.print(&summary, global.quiet);
+        self.print(&summary, global.quiet)?;
         Ok(Exit::Success)
     }
 
-    fn print(&self, summary: &PullSummary, quiet: bool) {
+    fn print(&self, summary: &PullSummary, quiet: bool) -> Result<(), Failure> {
         if self.json {
-            output::json(summary);
-            return;
+            return output::json(summary);
         }
         if quiet {
-            return;
+            return Ok(());
         }
         let digest = summary.digest.to_string();
         let named = if summary.reference.contains(&digest) {
@@ -111,5 +113,6 @@ impl PullArgs {
                 _ => {}
             }
         }
+        Ok(())
     }
 }

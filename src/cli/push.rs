@@ -9,6 +9,7 @@ use super::args::Global;
 use super::exit::{Exit, Failure, fail};
 use super::output::{self, human_bytes};
 use super::progress::Progress;
+use super::registry::RegistryFlags;
 use ferry::engine::TransferOptions;
 use ferry::model::Reference;
 use ferry::ops::build::BuildOptions;
@@ -49,6 +50,8 @@ pub struct PushArgs {
     /// Print the summary as JSON on stdout
     #[arg(long)]
     pub json: bool,
+    #[command(flatten)]
+    pub registry: RegistryFlags,
 }
 
 /// How to build an image from files: shared by `push` and `export -f`, so both build the same
@@ -101,16 +104,16 @@ impl PushArgs {
         }
         let options = PushOptions {
             build: self.build.options(bundle),
-            transfer: TransferOptions { workers: global.workers(), retry: global.registry.retry_policy() },
+            transfer: TransferOptions { workers: global.workers(), retry: self.registry.retry_policy() },
             lock_output: self.lock_output.clone(),
         };
-        let client = global.registry.client(global.workers()).map_err(|e| Failure::new(e, false))?;
+        let client = self.registry.client(global.workers()).map_err(|e| Failure::new(e, false))?;
         let progress = Progress::new(global.quiet);
         let result = push(&client, &reference, &options, &progress);
         progress.finish();
         let summary = result.map_err(fail)?;
         if self.json {
-            output::json(&summary);
+            output::json(&summary)?;
         } else if !global.quiet {
             output::note(&format!(
                 "pushed {} {} ({} files, layer {}) in {:.1}s, tagged {}",
@@ -126,7 +129,7 @@ impl PushArgs {
             }
         }
         if !self.json {
-            output::data(&summary.image);
+            output::data(&summary.image)?;
         }
         Ok(Exit::Success)
     }

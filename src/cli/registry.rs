@@ -10,8 +10,10 @@ use clap::Args;
 use super::output;
 use ferry::store::registry::{CredentialStore, FlagCredentials, RegistryClient, RegistryOptions, RetryPolicy, Secret};
 
-/// Flags for talking to registries (every command that does).
+/// Flags for talking to registries: only the commands that do take them (spec/cli.md
+/// "Registry flags"), so `verify` and `inspect` do not list flags they would ignore.
 #[derive(Args, Debug, Clone)]
+#[command(next_help_heading = "Registry options")]
 pub struct RegistryFlags {
     /// Username for every registry (else: IMGPKG_REGISTRY_* variables, then docker config)
     #[arg(long, global = true, env = "IMGPKG_USERNAME", value_name = "NAME")]
@@ -34,7 +36,9 @@ pub struct RegistryFlags {
     /// Talk plain HTTP to registries (never used unless asked)
     #[arg(long, global = true)]
     pub registry_insecure: bool,
-    /// Extra attempts of each registry operation after a connection error, reset, timeout, 408, 429, 500, 502, 503 or 504 (at most 1 + N attempts in all)
+    /// Retries of a failed request: it is tried at most 1 + N times (0: once, no retry). Only
+    /// connection errors, resets and HTTP 408, 429, 500, 502, 503 and 504 are retried; any
+    /// other answer fails at once
     #[arg(long, global = true, default_value_t = 5, value_name = "N")]
     pub registry_retry_count: u32,
     /// How long to wait for a registry's response headers (e.g. 30s, 2m)

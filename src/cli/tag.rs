@@ -5,6 +5,7 @@ use clap::{Args, Subcommand};
 use super::args::Global;
 use super::exit::{Exit, Failure};
 use super::output;
+use super::registry::RegistryFlags;
 use ferry::model::{Reference, Repository};
 use ferry::ops::tags;
 
@@ -13,6 +14,8 @@ use ferry::ops::tags;
 pub struct TagArgs {
     #[command(subcommand)]
     pub command: TagCommand,
+    #[command(flatten)]
+    pub registry: RegistryFlags,
 }
 
 #[derive(Subcommand, Debug)]
@@ -59,7 +62,7 @@ pub struct TagResolveArgs {
 
 impl TagArgs {
     pub fn run(&self, global: &Global) -> Result<Exit, Failure> {
-        let client = global.registry.client(global.workers()).map_err(|e| Failure::new(e, false))?;
+        let client = self.registry.client(global.workers()).map_err(|e| Failure::new(e, false))?;
         match &self.command {
             TagCommand::List(args) => {
                 let text = args.repository.as_ref().or(args.image.as_ref()).expect("clap requires one");
@@ -68,12 +71,12 @@ impl TagArgs {
                     tags::list(&client, &repository, args.imgpkg_internal_tags, args.digests, global.workers())
                         .map_err(|e| Failure::new(e, false))?;
                 if args.json {
-                    output::json(&listing);
+                    output::json(&listing)?;
                 } else {
                     for info in &listing {
                         match &info.digest {
-                            Some(digest) => output::data(&format!("{}\t{digest}", info.tag)),
-                            None => output::data(&info.tag),
+                            Some(digest) => output::data(&format!("{}\t{digest}", info.tag))?,
+                            None => output::data(&info.tag)?,
                         }
                     }
                 }
@@ -82,7 +85,7 @@ impl TagArgs {
                 let text = args.reference.as_ref().or(args.image.as_ref()).expect("clap requires one");
                 let reference: Reference = text.parse().map_err(|e| Failure::new(anyhow::Error::new(e), false))?;
                 let resolved = tags::resolve(&client, &reference).map_err(|e| Failure::new(e, false))?;
-                output::data(&resolved.to_string());
+                output::data(&resolved.to_string())?;
             }
         }
         Ok(Exit::Success)

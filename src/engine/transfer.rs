@@ -140,9 +140,12 @@ fn copy_blob(
     let policy = options.retry;
     let mut attempts = 0;
     loop {
+        let mut counted = 0;
         let result = source.blob(descriptor).and_then(|reader| {
             let mut reader = reader.with_progress(Arc::clone(moved));
-            sink.put_blob(descriptor, &mut reader)
+            let put = sink.put_blob(descriptor, &mut reader);
+            counted = reader.position();
+            put
         });
         let err = match result {
             Ok(()) => {
@@ -159,6 +162,10 @@ fn copy_blob(
         if !(err.is_transient() && attempts < policy.max_attempts()) {
             return Err(err);
         }
+        // The next attempt reads the blob from its start: take back what this one counted, so
+        // the bytes are counted once (issue 17: a blob retried at 59% showed 159%). The ticker
+        // reports only growth past what it already reported.
+        let _ = moved.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |now| Some(now.saturating_sub(counted)));
         reporter.warn(&format!(
             "retrying blob {} (attempt {} of {}): {err}",
             descriptor.digest,

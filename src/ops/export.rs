@@ -82,6 +82,9 @@ pub enum ExportError {
     /// `--platform` names no platform of the index, or more than one.
     #[error("{0}")]
     Platform(String),
+    /// `-o` cannot be written (a directory, a missing parent): found before anything is fetched.
+    #[error("{0}")]
+    Destination(String),
 }
 
 impl ExportError {
@@ -90,7 +93,10 @@ impl ExportError {
             ExportError::Store(err) => err.is_integrity(),
             ExportError::Incomplete { integrity, .. } => *integrity,
             ExportError::Transfer(err) | ExportError::Interrupted { source: err, .. } => err.is_integrity(),
-            ExportError::WrongKind { .. } | ExportError::Platform(_) | ExportError::IndexTooLarge { .. } => false,
+            ExportError::WrongKind { .. }
+            | ExportError::Platform(_)
+            | ExportError::IndexTooLarge { .. }
+            | ExportError::Destination(_) => false,
             ExportError::Unpublishable { .. } => true,
         }
     }
@@ -223,6 +229,7 @@ pub fn export(
     reporter: &dyn Reporter,
 ) -> Result<ExportSummary, ExportError> {
     let started = Instant::now();
+    check_destination(output)?;
     let walk_options =
         WalkOptions { workers: options.transfer.workers, include_non_distributable: options.include_non_distributable };
     let mut graph = walk(source, roots, &walk_options);
@@ -267,6 +274,29 @@ pub fn export(
         omitted_layers: plan.omitted.iter().map(|d| d.digest.to_string()).collect(),
         seconds: started.elapsed().as_secs_f64(),
     })
+}
+
+/// Refuses an `-o` that could never be written, before anything is fetched (issue 17): a
+/// directory (the archive is a file; a download must not end in "run again with --resume"), or
+/// a name in a directory that does not exist. An existing regular file is replaced when the
+/// export is complete (AR-W2).
+pub fn check_destination(output: &Path) -> Result<(), ExportError> {
+    if output.is_dir() {
+        return Err(ExportError::Destination(format!(
+            "-o {}: it is a directory; -o names the archive file to write, e.g. {}",
+            output.display(),
+            output.join("bundle.tar").display()
+        )));
+    }
+    let parent = output.parent().filter(|parent| !parent.as_os_str().is_empty());
+    if let Some(parent) = parent.filter(|parent| !parent.is_dir()) {
+        return Err(ExportError::Destination(format!(
+            "-o {}: the directory {} does not exist; create it first",
+            output.display(),
+            parent.display()
+        )));
+    }
+    Ok(())
 }
 
 /// Gives every top-level artifact the facts of the manifest bytes that hashed to its digest:

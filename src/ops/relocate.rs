@@ -231,10 +231,25 @@ fn write_lock(file: &Path, repository: &Repository, graph: &Graph) -> Result<Str
     Ok(file.display().to_string())
 }
 
-/// Lock files are written with mode 0600, as imgpkg writes them.
+/// Lock files are written with mode 0600, as imgpkg writes them (spec/cli.md "import"), over
+/// an existing file too: its mode is set on the open file before anything is written, and a
+/// symbolic link at that name is refused, never followed (`O_NOFOLLOW`).
 pub(super) fn write_private(file: &Path, text: &str) -> std::io::Result<()> {
     use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let mut out = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(file)?;
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let mut out = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(file)
+        .map_err(|err| match err.raw_os_error() {
+            Some(libc::ELOOP) => {
+                std::io::Error::other("it is a symbolic link, which a lock file is never written through")
+            }
+            _ => err,
+        })?;
+    out.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+    out.set_len(0)?;
     out.write_all(text.as_bytes())
 }

@@ -65,14 +65,21 @@ impl Source for Streamed {
 
     fn blob(&self, descriptor: &Descriptor) -> Result<BlobReader<'_>, StoreError> {
         let Some(bytes) = self.retained.get(&descriptor.digest) else {
-            let reason = if self.arrived.contains_key(&descriptor.digest) {
-                "it streamed past without being kept (it is large, or the 64 MiB kept for metadata was used up)"
-            } else {
-                "it is not in the stream"
-            };
+            // NotFound reads "<store>: <what> not found", so `what` is only the thing's name
+            // (issue 17: it once read "... it is not in the stream not found").
+            if self.arrived.contains_key(&descriptor.digest) {
+                return Err(StoreError::Invalid {
+                    store: STREAM_NAME.into(),
+                    reason: format!(
+                        "blob {} streamed past without being kept (it is large, or the 64 MiB kept for metadata \
+                         was used up)",
+                        descriptor.digest
+                    ),
+                });
+            }
             return Err(StoreError::NotFound {
                 store: STREAM_NAME.into(),
-                what: format!("blob {}: {reason}", descriptor.digest),
+                what: format!("blob {}", descriptor.digest),
             });
         };
         let reader: Box<dyn Read + Send> = Box::new(io::Cursor::new(bytes.clone()));
@@ -290,7 +297,16 @@ pub fn import_stream(
             if sink.has_blob(descriptor)? {
                 return Ok(());
             }
-            upload_streamed(&sink, client.retry_policy(), descriptor, reader, reporter)?;
+            // A body that failed because the stream itself broke (cut short, unreadable) is
+            // the stream's failure, not the registry's, whatever the HTTP client called it.
+            upload_streamed(&sink, client.retry_policy(), descriptor, reader, reporter).map_err(|err| {
+                match (reader.source_failure(), &err) {
+                    (Some(cause), StoreError::Registry(_)) => {
+                        StoreError::io(format!("reading blob {} from {STREAM_NAME}", descriptor.digest), cause)
+                    }
+                    _ => err,
+                }
+            })?;
             streamed_uploads += 1;
             streamed_bytes += descriptor.size;
             Ok(())

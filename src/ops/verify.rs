@@ -261,6 +261,32 @@ fn check_media_types(index: &LayoutIndex, graph: &Graph, failures: &mut BTreeMap
     }
 }
 
+/// A directory, device, FIFO or socket is not an archive that could be damaged: it is the wrong
+/// thing named, a failure (exit 1) and not an integrity verdict (spec/cli.md "verify"). A name
+/// that does not exist is left to the reader, which also finds an archive's volumes by it.
+fn refuse_non_file(path: &Path) -> Result<(), StoreError> {
+    use std::os::unix::fs::FileTypeExt;
+    let Ok(metadata) = std::fs::metadata(path) else { return Ok(()) };
+    let kind = metadata.file_type();
+    let what = if kind.is_dir() {
+        "a directory"
+    } else if kind.is_block_device() || kind.is_char_device() {
+        "a device"
+    } else if kind.is_fifo() {
+        "a FIFO (to read an archive from a pipe, give - and pipe it to standard input)"
+    } else if kind.is_socket() {
+        "a socket"
+    } else {
+        return Ok(());
+    };
+    Err(StoreError::Io {
+        context: path.display().to_string(),
+        source: std::io::Error::other(format!(
+            "it is {what}, not an archive file (give the archive, its volume table or one of its volumes)"
+        )),
+    })
+}
+
 /// Verifies the archive at `path`. An archive that cannot be opened for a reason other than
 /// its content (it does not exist, permission denied) is an `Err`; everything about the
 /// content is in the report.
@@ -279,6 +305,7 @@ pub fn check_archive(
     options: &VerifyOptions,
     reporter: &dyn Reporter,
 ) -> Result<(VerifyReport, Option<(LayoutTarSource, Graph)>), StoreError> {
+    refuse_non_file(path)?;
     let mut report = VerifyReport::empty(path.display().to_string());
     let archive = match LayoutTarSource::open(path) {
         Ok(archive) => archive,

@@ -194,6 +194,8 @@ pub fn open_owned_file(path: &Path, create: bool) -> io::Result<File> {
 
 /// `sync_file_range(SYNC_FILE_RANGE_WRITE)`: queue the range for writing, return at once. A
 /// hint only; failure changes nothing (the final fsync is what makes the archive durable).
+/// Linux only (README "Platforms"); elsewhere the hint is left out.
+#[cfg(target_os = "linux")]
 fn start_writeback(file: &File, offset: u64, length: u64) {
     use std::os::fd::AsRawFd;
     let (Ok(offset), Ok(length)) = (i64::try_from(offset), i64::try_from(length)) else { return };
@@ -202,6 +204,10 @@ fn start_writeback(file: &File, offset: u64, length: u64) {
         libc::sync_file_range(file.as_raw_fd(), offset, length, libc::SYNC_FILE_RANGE_WRITE);
     }
 }
+
+/// Other Unix systems have no `sync_file_range`; the final fsync alone makes the archive durable.
+#[cfg(not(target_os = "linux"))]
+fn start_writeback(_file: &File, _offset: u64, _length: u64) {}
 
 #[cfg(test)]
 mod tests {

@@ -95,6 +95,8 @@ pub struct VerifyingReader<R> {
     hasher: Hasher,
     verified: bool,
     failure: Option<VerifyError>,
+    /// What the underlying reader failed with (kind and message), if it did.
+    source_failure: Option<(io::ErrorKind, String)>,
     on_progress: Option<Arc<AtomicU64>>,
 }
 
@@ -108,6 +110,7 @@ impl<R: Read> VerifyingReader<R> {
             hasher: Hasher::new(),
             verified: false,
             failure: None,
+            source_failure: None,
             on_progress: None,
         }
     }
@@ -138,6 +141,19 @@ impl<R: Read> VerifyingReader<R> {
         self.failure.clone()
     }
 
+    /// The failure of the reader underneath (a cut stream, a disk error), if one happened: a
+    /// consumer that wraps reads in its own errors can tell a broken source from a broken sink.
+    pub fn source_failure(&self) -> Option<io::Error> {
+        self.source_failure.as_ref().map(|(kind, message)| io::Error::new(*kind, message.clone()))
+    }
+
+    fn source_failed(&mut self, err: io::Error) -> io::Error {
+        if err.kind() != io::ErrorKind::Interrupted {
+            self.source_failure = Some((err.kind(), err.to_string()));
+        }
+        err
+    }
+
     fn fail(&mut self, err: VerifyError) -> io::Error {
         self.failure = Some(err.clone());
         io::Error::new(io::ErrorKind::InvalidData, err)
@@ -150,7 +166,7 @@ impl<R: Read> VerifyingReader<R> {
             match self.inner.read(&mut probe) {
                 Ok(n) => break n,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(e),
+                Err(e) => return Err(self.source_failed(e)),
             }
         };
         if extra != 0 {
@@ -179,7 +195,7 @@ impl<R: Read> Read for VerifyingReader<R> {
             return Ok(0);
         }
         let want = buf.len().min(usize::try_from(remaining).unwrap_or(usize::MAX));
-        let n = self.inner.read(&mut buf[..want])?;
+        let n = self.inner.read(&mut buf[..want]).map_err(|e| self.source_failed(e))?;
         if n == 0 {
             let actual = self.hasher.bytes();
             let err = VerifyError::too_short(&self.origin, self.digest, self.size, actual);
