@@ -13,7 +13,7 @@ use crate::model::layout::LayoutIndex;
 use crate::model::{Descriptor, Reference};
 use crate::store::imgpkg_tar::ImgpkgTarSource;
 use crate::store::layout_tar::LayoutTarSource;
-use crate::store::probe::{ArchiveKind, probe};
+use crate::store::probe::{ArchiveKind, ForeignArchive, probe};
 use crate::store::{BlobReader, Source, StoreError};
 
 /// An opened archive of either kind.
@@ -42,6 +42,20 @@ pub fn open_archive(path: &Path, workers: usize) -> Result<Archive, StoreError> 
             let index_bytes = index.to_canonical_json();
             Ok(Archive::Imgpkg(ImgpkgArchive { source, index, index_bytes }))
         }
+    }
+}
+
+/// Opens the imgpkg tarball at `path` for conversion (`ferry export --imgpkg-tar`); any other
+/// kind of file is the wrong input.
+pub fn open_imgpkg_tar(path: &Path) -> Result<ImgpkgTarSource, StoreError> {
+    match probe(path)? {
+        ArchiveKind::ImgpkgTar => ImgpkgTarSource::open(path),
+        ArchiveKind::Layout if !path.exists() => ImgpkgTarSource::open(path),
+        ArchiveKind::Layout => Err(StoreError::Foreign(ForeignArchive {
+            path: path.display().to_string(),
+            what: "an OCI image layout in a tar (a ferry archive), not an imgpkg tarball".into(),
+            hint: "it needs no conversion: give it to `ferry verify` or `ferry import` as it is".into(),
+        })),
     }
 }
 
