@@ -9,13 +9,13 @@ use std::path::Path;
 
 use serde::Serialize;
 
+use super::archive::{Archive, ImgpkgArchive, open_archive};
 use super::artifacts_of_index;
 use crate::engine::{Graph, Items, Reporter, WalkOptions, walk};
 use crate::model::index_rules::{ferry_index_problems, is_ferry_archive};
 use crate::model::layout::LayoutIndex;
 use crate::model::{Digest, ManifestKind, media, sha256_digest};
 use crate::store::layout_tar::header::{Deviation, Trailer};
-use super::archive::{Archive, ImgpkgArchive, open_archive};
 use crate::store::layout_tar::{ArchiveEntry, LayoutTarSource};
 use crate::store::volumes::Volumes;
 use crate::store::{Source, StoreError};
@@ -390,8 +390,12 @@ fn check_imgpkg(
             trailer.extra_bytes
         ));
     }
-    let unhashed =
-        Unhashed { index: &archive.index, index_bytes: &archive.index_bytes, deviations: &[], trailer: Trailer::FERRYS };
+    let unhashed = Unhashed {
+        index: &archive.index,
+        index_bytes: &archive.index_bytes,
+        deviations: &[],
+        trailer: Trailer::FERRYS,
+    };
     let graph = check_graph(source, unhashed, &stored, options.workers, &mut failures, &mut report.warnings);
     report.failures = failures.into_values().collect();
     report.ok = report.failures.is_empty();

@@ -57,10 +57,7 @@ pub fn probe(path: &Path) -> Result<ArchiveKind, StoreError> {
         StoreError::Foreign(ForeignArchive { path: shown.clone(), what: what.to_string(), hint })
     };
     let mut head = Vec::with_capacity(4 * BLOCK as usize);
-    (&mut file)
-        .take(4 * BLOCK)
-        .read_to_end(&mut head)
-        .map_err(|e| StoreError::io(format!("reading {shown}"), e))?;
+    (&mut file).take(4 * BLOCK).read_to_end(&mut head).map_err(|e| StoreError::io(format!("reading {shown}"), e))?;
     if let Some((what, tool)) = compression(&head) {
         return Err(foreign(
             what,
@@ -87,13 +84,13 @@ pub fn probe(path: &Path) -> Result<ArchiveKind, StoreError> {
     let clean = |name: &str| name.trim_start_matches("./").trim_end_matches('/').to_string();
     let names: Vec<String> = scanned.entries.iter().map(|entry| clean(&entry.name)).collect();
     let has = |wanted: &str| names.iter().any(|name| name == wanted);
-    let manifest = scanned
-        .entries
-        .iter()
-        .find(|entry| clean(&entry.name) == MANIFEST_FILE && entry.kind == HeaderKind::Regular);
+    let manifest =
+        scanned.entries.iter().find(|entry| clean(&entry.name) == MANIFEST_FILE && entry.kind == HeaderKind::Regular);
     if let Some(entry) = manifest.filter(|entry| entry.size <= MAX_PROBE_MANIFEST) {
         let mut bytes = vec![0u8; entry.size as usize];
-        volumes.read_exact_at(&mut bytes, entry.data_offset).map_err(|e| StoreError::io(format!("reading {shown}"), e))?;
+        volumes
+            .read_exact_at(&mut bytes, entry.data_offset)
+            .map_err(|e| StoreError::io(format!("reading {shown}"), e))?;
         if looks_like_docker_save(&bytes) {
             return Err(foreign(
                 "a `docker save` archive (its manifest.json lists Config, RepoTags and Layers), not an OCI image layout",
@@ -109,7 +106,10 @@ pub fn probe(path: &Path) -> Result<ArchiveKind, StoreError> {
         }
     }
     let layer_file = |name: &String| name.starts_with("sha256-") && name.ends_with(".tar.gz");
-    if !has("oci-layout") && !has("index.json") && (has(MANIFEST_FILE) || (!names.is_empty() && names.iter().all(layer_file))) {
+    if !has("oci-layout")
+        && !has("index.json")
+        && (has(MANIFEST_FILE) || (!names.is_empty() && names.iter().all(layer_file)))
+    {
         // imgpkg's layout with an unreadable or missing manifest.json: its reader names the damage.
         return Ok(ArchiveKind::ImgpkgTar);
     }

@@ -165,7 +165,10 @@ impl ImgpkgTarSource {
     fn add_manifest(&mut self, digest: &str, media_type: &str, raw: &str) -> Result<Descriptor, String> {
         let digest = parse_digest(digest)?;
         if raw.len() as u64 > MAX_MANIFEST_BYTES {
-            return Err(format!("manifest {digest} is {} bytes, over the {MAX_MANIFEST_BYTES}-byte limit (AR-I3)", raw.len()));
+            return Err(format!(
+                "manifest {digest} is {} bytes, over the {MAX_MANIFEST_BYTES}-byte limit (AR-I3)",
+                raw.len()
+            ));
         }
         if !media::is_manifest_kind(media_type) {
             return Err(format!("manifest {digest} has media type {media_type:?}, not a manifest's (AR-I3)"));

@@ -62,7 +62,8 @@ impl std::fmt::Display for ScanProblem {
 /// a hostile file made of empty entries).
 pub fn scan(file: &Volumes, max_entries: usize) -> Result<Scanned, ScanProblem> {
     let file_size = file.len();
-    let read = |buf: &mut [u8], offset: u64| file.read_exact_at(buf, offset).map_err(|e| ScanProblem::Io(e.to_string()));
+    let read =
+        |buf: &mut [u8], offset: u64| file.read_exact_at(buf, offset).map_err(|e| ScanProblem::Io(e.to_string()));
     let mut entries = Vec::new();
     let mut pax = PaxOverrides::default();
     let mut long_name: Option<String> = None;
@@ -115,10 +116,7 @@ pub fn scan(file: &Volumes, max_entries: usize) -> Result<Scanned, ScanProblem> 
             }
             kind => {
                 if entries.len() >= max_entries {
-                    return Err(ScanProblem::BadHeader {
-                        offset,
-                        reason: format!("more than {max_entries} entries"),
-                    });
+                    return Err(ScanProblem::BadHeader { offset, reason: format!("more than {max_entries} entries") });
                 }
                 entries.push(ScannedEntry { name, kind, data_offset, size });
             }
