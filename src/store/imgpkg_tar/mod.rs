@@ -370,3 +370,139 @@ fn check_name(entry: &ScannedEntry) -> Result<(String, Option<Digest>), String> 
         })?;
     Ok((name.to_string(), Some(digest)))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::sha256_digest;
+
+    fn tar(entries: &[(&str, &[u8], tar::EntryType)]) -> Vec<u8> {
+        let mut builder = tar::Builder::new(Vec::new());
+        for (name, data, kind) in entries {
+            let mut header = tar::Header::new_ustar();
+            header.set_size(data.len() as u64);
+            header.set_mode(0o644);
+            header.set_entry_type(*kind);
+            if *kind == tar::EntryType::Symlink {
+                header.set_link_name("manifest.json").unwrap();
+            }
+            // Names are written raw: the tar crate refuses `..`, which is the point here.
+            let field = &mut header.as_old_mut().name;
+            field.fill(0);
+            field[..name.len()].copy_from_slice(name.as_bytes());
+            header.set_cksum();
+            builder.append(&header, *data).unwrap();
+        }
+        builder.into_inner().unwrap()
+    }
+
+    fn open(bytes: &[u8]) -> Result<ImgpkgTarSource, StoreError> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("imgpkg.tar");
+        std::fs::write(&path, bytes).unwrap();
+        ImgpkgTarSource::open(&path)
+    }
+
+    fn refused(bytes: &[u8], expected: &str) {
+        match open(bytes) {
+            Err(err @ StoreError::ImgpkgTar(_)) => {
+                assert!(err.is_integrity());
+                assert!(err.to_string().contains(expected), "{err}");
+            }
+            other => panic!("expected a refusal containing {expected:?}, got {other:?}"),
+        }
+    }
+
+    const LAYER: &[u8] = b"layer bytes";
+    const CONFIG: &str = r#"{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[]}}"#;
+
+    /// `manifest.json` of one image with one layer, and the image's digest.
+    fn manifest_json(reference_digest: Option<&str>) -> (String, Digest) {
+        let config = sha256_digest(CONFIG.as_bytes());
+        let layer = sha256_digest(LAYER);
+        let raw = format!(
+            r#"{{"schemaVersion":2,"mediaType":"{}","config":{{"mediaType":"{}","digest":"{config}","size":{}}},"layers":[{{"mediaType":"{}","digest":"{layer}","size":{}}}]}}"#,
+            media::OCI_MANIFEST,
+            media::OCI_CONFIG,
+            CONFIG.len(),
+            media::OCI_LAYER_GZIP,
+            LAYER.len()
+        );
+        let digest = sha256_digest(raw.as_bytes());
+        let named = reference_digest.map_or_else(|| digest.to_string(), str::to_string);
+        let entry = serde_json::json!([{"ImageIndex": null, "Image": {
+            "Refs": [format!("registry.example.com/team/app@{named}")],
+            "Layers": [{"MediaType": media::OCI_LAYER_GZIP, "Digest": layer.to_string(), "DiffID": "", "Size": LAYER.len()}],
+            "Config": {"Digest": config.to_string(), "Raw": CONFIG},
+            "Manifest": {"MediaType": media::OCI_MANIFEST, "Digest": digest.to_string(), "Raw": raw},
+            "Tag": "", "OrigRef": "", "Labels": null,
+        }}]);
+        (entry.to_string(), digest)
+    }
+
+    fn layer_name() -> String {
+        format!("sha256-{}.tar.gz", sha256_digest(LAYER).hex())
+    }
+
+    #[test]
+    fn reads_an_image_and_verifies_every_blob_it_serves() {
+        let (json, digest) = manifest_json(None);
+        let regular = tar::EntryType::Regular;
+        let source =
+            open(&tar(&[("manifest.json", json.as_bytes(), regular), (&layer_name(), LAYER, regular)])).unwrap();
+        assert_eq!(source.artifacts().len(), 1);
+        assert_eq!(source.artifacts()[0].descriptor.digest, digest);
+        let reference: Reference = format!("registry.example.com/team/app@{digest}").parse().unwrap();
+        let descriptor = source.resolve(&reference).unwrap();
+        let manifest = source.manifest(&descriptor).unwrap();
+        assert_eq!(manifest.digest(), digest);
+        let layer = Descriptor::new(media::OCI_LAYER_GZIP, sha256_digest(LAYER), LAYER.len() as u64);
+        assert_eq!(source.small_blob(&layer).unwrap(), LAYER);
+        assert_eq!(source.stored().len(), 3, "manifest, config, layer");
+
+        // A layer file whose bytes are not its name's digest fails when read.
+        let source =
+            open(&tar(&[("manifest.json", json.as_bytes(), regular), (&layer_name(), b"layer bytez", regular)]))
+                .unwrap();
+        assert!(matches!(source.small_blob(&layer), Err(StoreError::Verify(_))));
+        let wrong_size = Descriptor::new(media::OCI_LAYER_GZIP, sha256_digest(LAYER), 3);
+        assert!(source.blob(&wrong_size).is_err());
+    }
+
+    #[test]
+    fn refuses_each_kind_of_bad_entry_and_metadata() {
+        let (json, _) = manifest_json(None);
+        let manifest = ("manifest.json", json.as_bytes(), tar::EntryType::Regular);
+        let layer_name = layer_name();
+        let layer = (layer_name.as_str(), LAYER, tar::EntryType::Regular);
+        let regular = tar::EntryType::Regular;
+        refused(&tar(&[manifest, layer, layer]), "appears twice");
+        refused(&tar(&[manifest, manifest]), "appears twice");
+        refused(&tar(&[manifest, ("notes.txt", b"x", regular)]), "not part of an imgpkg tarball");
+        refused(&tar(&[manifest, ("../sha256-x.tar.gz", b"x", regular)]), "leaves the archive");
+        refused(&tar(&[manifest, ("/etc/passwd", b"x", regular)]), "leaves the archive");
+        refused(&tar(&[manifest, (&layer_name, b"", tar::EntryType::Symlink)]), "symbolic link");
+        refused(&tar(&[layer]), "no manifest.json");
+        refused(&tar(&[("manifest.json", b"{not json", regular)]), "malformed");
+        refused(&tar(&[("manifest.json", br#"[{"Image":null,"ImageIndex":null}]"#, regular)]), "neither");
+        let other = sha256_digest(b"another").to_string();
+        let (misnamed, _) = manifest_json(Some(&other));
+        refused(&tar(&[("manifest.json", misnamed.as_bytes(), regular), layer]), "does not name");
+        let mut cut = tar(&[manifest, layer]);
+        cut.truncate(cut.len() - 1024 - 512);
+        assert!(open(&cut).is_err(), "a truncated tarball is refused");
+    }
+
+    #[test]
+    fn refuses_one_digest_with_two_manifests() {
+        let (json, digest) = manifest_json(None);
+        let mut entries: Vec<serde_json::Value> = serde_json::from_str(&json).unwrap();
+        let mut twin = entries[0].clone();
+        twin["Image"]["Manifest"]["Raw"] =
+            serde_json::Value::String(format!("{} ", twin["Image"]["Manifest"]["Raw"].as_str().unwrap()));
+        entries.push(twin);
+        let json = serde_json::to_string(&entries).unwrap();
+        let regular = tar::EntryType::Regular;
+        refused(&tar(&[("manifest.json", json.as_bytes(), regular)]), &format!("manifest {digest} is given twice"));
+    }
+}
