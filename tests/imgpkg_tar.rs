@@ -335,3 +335,34 @@ fn a_foreign_file_is_named_with_a_usage_exit_never_called_corrupt() {
     std::fs::write(&path, damaged).unwrap();
     assert_eq!(run(&["verify", path.to_str().unwrap()]).status.code(), Some(3));
 }
+
+/// AR-I7 (AR-4): the non-distributable layer imgpkg leaves out of `copy -i --to-tar` is recorded
+/// as left out: `verify` passes with a warning, `import` refuses (exit 1) with the hint, and
+/// the conversion is byte for byte `ferry export -i` of the image, which leaves it out too.
+#[test]
+fn non_distributable_layers_of_an_imgpkg_tarball_follow_ferrys_policy() {
+    let registry = Registry::start(Variant::Plain);
+    let scratch = tempfile::tempdir().unwrap();
+    let layout = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/layouts/nondistributable");
+    registry.push_layout(&layout, "nondist:1.0", "team/nondist:1.0");
+    let image = format!("{}/team/nondist:1.0", registry.host());
+    let tarball = scratch.path().join("nondist.tar");
+    run_imgpkg(&["copy", "-i", &image, "--to-tar", tarball.to_str().unwrap()]);
+    let tarball = tarball.to_str().unwrap();
+
+    let verified = run(&["verify", tarball]);
+    assert_eq!(verified.status.code(), Some(0), "{}", text(&verified.stdout));
+    assert!(text(&verified.stderr).contains("was left out at export, as recorded"), "{}", text(&verified.stderr));
+    let imported = ferry()
+        .args(["import", tarball, "--to-repo", &format!("{}/site/nondist", registry.host()), "--registry-insecure"])
+        .output()
+        .unwrap();
+    assert_eq!(imported.status.code(), Some(1), "{}", text(&imported.stderr));
+    assert!(text(&imported.stderr).contains("--include-non-distributable-layers"), "{}", text(&imported.stderr));
+
+    let exported = scratch.path().join("exported.tar");
+    let converted = scratch.path().join("converted.tar");
+    succeed(&["export", "-q", "-i", &image, "-o", exported.to_str().unwrap()]);
+    succeed(&["export", "-q", "--imgpkg-tar", tarball, "-o", converted.to_str().unwrap()]);
+    assert!(std::fs::read(&exported).unwrap() == std::fs::read(&converted).unwrap(), "not byte-identical");
+}
