@@ -78,6 +78,11 @@ pub fn probe(path: &Path) -> Result<ArchiveKind, StoreError> {
         };
         return Err(foreign(what, READ_HINT.to_string()));
     }
+    // ferry writes `oci-layout` first (AR-W1): its archives are known without a scan.
+    let first: &[u8; 512] = head.get(..BLOCK as usize).and_then(|block| block.try_into().ok()).unwrap_or(&[0; 512]);
+    if parse_header(first).is_ok_and(|header| header.name.trim_start_matches("./") == "oci-layout") {
+        return Ok(ArchiveKind::Layout);
+    }
     let volumes = Volumes::single(path, file, metadata.len());
     // A tar whose headers cannot all be read is damaged: the archive reader names where.
     let Ok(scanned) = scan(&volumes, MAX_PROBE_ENTRIES) else { return Ok(ArchiveKind::Layout) };
