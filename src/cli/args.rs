@@ -124,7 +124,7 @@ impl VerifyArgs {
             verify::verify_archive(&self.archive, &options, &progress)
         };
         progress.finish();
-        let mut report = result.map_err(|err| Failure::new(err, false))?;
+        let mut report = result.map_err(super::exit::fail)?;
         if let Some(expected) = &self.identity {
             report.expect_identity(expected);
         }

@@ -79,6 +79,7 @@ impl CopyArgs {
                 let export = ExportArgs {
                     from: self.from.clone(),
                     oci_layout: None,
+                    imgpkg_tar: None,
                     build: Default::default(),
                     volume_size: None,
                     output: to_tar.clone(),

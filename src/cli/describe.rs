@@ -10,7 +10,6 @@ use super::output::{self, human_bytes, shown};
 use super::registry::RegistryFlags;
 use ferry::model::Reference;
 use ferry::ops::describe::{Node, describe_archive, describe_in_registry};
-use ferry::store::layout_tar::LayoutTarSource;
 
 /// Show a bundle's tree: nested bundles and images, where each lives and where it came from.
 ///
@@ -44,7 +43,7 @@ impl DescribeArgs {
     pub fn run(&self, global: &Global) -> Result<Exit, Failure> {
         let nodes = match (&self.bundle, &self.tar) {
             (_, Some(archive)) => {
-                let source = LayoutTarSource::open(archive).map_err(fail)?;
+                let source = ferry::ops::archive::open_archive(archive, global.workers()).map_err(fail)?;
                 let artifacts = ferry::ops::artifacts_of_index(source.index());
                 describe_archive(&source, artifacts, global.workers()).map_err(fail)?
             }

@@ -65,7 +65,13 @@ classified!(
 );
 
 /// The failure of a command whose error knows whether it is about integrity.
+/// A file of a kind ferry does not read (spec/archive.md "Other archives ferry reads") is the
+/// wrong input, a usage error (exit 2), whichever error carries it.
 pub fn fail(err: impl Classified) -> Failure {
     let integrity = err.is_integrity();
-    Failure::new(err, integrity)
+    let mut failure = Failure::new(err, integrity);
+    if failure.error.chain().any(|cause| cause.is::<ferry::store::probe::ForeignArchive>()) {
+        failure.exit = Exit::Usage;
+    }
+    failure
 }

@@ -27,6 +27,8 @@ use ferry::store::registry::RegistrySource;
 /// -b exports an imgpkg bundle with every image its lock lists (nested bundles and every
 /// platform of an index included); -i exports one image or index; --lock exports what a
 /// BundleLock or ImagesLock names; --oci-layout archives a local OCI image layout directory;
+/// --imgpkg-tar turns a tarball of imgpkg copy --to-tar into the archive ferry export -b writes
+/// of the same bundle;
 /// -f builds a bundle from files on disk (exactly as ferry push -b would, so importing the
 /// archive gives the bundle the digest a push would have) and exports it with every image its
 /// lock names, with no staging registry.
@@ -44,6 +46,7 @@ use ferry::store::registry::RegistrySource;
 ///   ferry export -i registry.example.com/team/app@sha256:... -o app.tar
 ///   ferry export -i registry.example.com/team/app:1.0 --platform linux/arm64 -o app-arm64.tar
 ///   ferry export --oci-layout ./layout -o layout.tar
+///   ferry export --imgpkg-tar imgpkg-bundle.tar -o bundle.tar
 ///   ferry export -f ./bundle -o bundle.tar
 #[derive(Args, Debug)]
 #[command(verbatim_doc_comment)]
@@ -54,6 +57,10 @@ pub struct ExportArgs {
     /// OCI image layout directory to archive
     #[arg(long, value_name = "DIR", group = "input")]
     pub oci_layout: Option<PathBuf>,
+    /// imgpkg tarball (written by imgpkg copy --to-tar) to turn into a ferry archive, every
+    /// digest unchanged
+    #[arg(long, value_name = "FILE", group = "input")]
+    pub imgpkg_tar: Option<PathBuf>,
     #[command(flatten)]
     pub build: BuildFlags,
     /// Archive to write
@@ -99,6 +106,10 @@ impl ExportArgs {
             let source = Overlay::new(&built, &registry);
             let root = export::built_root(built.descriptor());
             export::export(&source, vec![root], Expect::Bundle, &self.output, &options, &progress)
+        } else if let Some(tarball) = &self.imgpkg_tar {
+            let source = ferry::ops::archive::open_imgpkg_tar(tarball).map_err(fail)?;
+            let roots = ferry::ops::archive::imgpkg_roots(&source);
+            export::export(&source, roots, Expect::Any, &self.output, &options, &progress)
         } else if let Some(layout) = &self.oci_layout {
             let source = LayoutDirSource::open(layout).map_err(fail)?;
             let roots = export::layout_roots(&source);

@@ -11,7 +11,6 @@ use super::registry::RegistryFlags;
 use ferry::model::Reference;
 use ferry::ops::export::Expect;
 use ferry::ops::pull::{PullOptions, PullSummary, pull_from_archive, pull_from_registry};
-use ferry::store::layout_tar::LayoutTarSource;
 
 /// Write a bundle's or an image's files into a new directory (imgpkg's pull).
 ///
@@ -69,7 +68,7 @@ impl PullArgs {
         let options = PullOptions { recursive: self.recursive, workers: global.workers() };
         let summary = match &self.tar {
             Some(archive) => {
-                let source = LayoutTarSource::open(archive).map_err(fail)?;
+                let source = ferry::ops::archive::open_archive(archive, global.workers()).map_err(fail)?;
                 let artifacts = ferry::ops::artifacts_of_index(source.index());
                 pull_from_archive(&source, artifacts, wanted, expect, &self.output, &options)
             }

@@ -10,7 +10,6 @@ use super::artifacts_of_index;
 use crate::engine::{Graph, WalkOptions, walk};
 use crate::model::{Digest, ManifestKind, annotations, sha256_digest};
 use crate::store::StoreError;
-use crate::store::layout_tar::LayoutTarSource;
 
 /// The whole listing.
 #[derive(Debug, Serialize)]
@@ -59,18 +58,19 @@ pub struct LockInfo {
 
 /// Lists the archive at `path`.
 pub fn inspect_archive(path: &Path, workers: usize) -> Result<InspectReport, StoreError> {
-    let archive = LayoutTarSource::open(path)?;
+    let archive = super::archive::open_archive(path, workers)?;
     let options = WalkOptions { workers, include_non_distributable: true };
     let graph = walk(&archive, artifacts_of_index(archive.index()), &options);
     let artifacts = graph.artifacts.iter().map(|artifact| describe(&graph, artifact)).collect();
-    let unique_bytes = archive.blob_entries().map(|(_, entry)| entry.size).sum();
+    let stored = archive.stored_blobs();
+    let unique_bytes = stored.values().sum();
     let total_bytes = graph.bytes_without_dedup();
     let omitted_layers = archive.index().omitted_layers();
     Ok(InspectReport {
         archive: path.display().to_string(),
         identity: sha256_digest(archive.index_bytes()),
         artifacts,
-        blobs: archive.blob_entries().count(),
+        blobs: stored.len(),
         unique_bytes,
         total_bytes,
         omitted_layers,

@@ -1,6 +1,7 @@
 //! Use cases: each composes a source, a sink and the engine into one thing a user asks for.
 //! They return typed reports; printing them is the CLI's job.
 
+pub mod archive;
 pub mod build;
 pub mod copy;
 pub mod describe;

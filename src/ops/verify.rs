@@ -9,6 +9,7 @@ use std::path::Path;
 
 use serde::Serialize;
 
+use super::archive::{Archive, ImgpkgArchive, open_archive};
 use super::artifacts_of_index;
 use crate::engine::{Graph, Items, Reporter, WalkOptions, walk};
 use crate::model::index_rules::{ferry_index_problems, is_ferry_archive};
@@ -304,10 +305,10 @@ pub fn check_archive(
     path: &Path,
     options: &VerifyOptions,
     reporter: &dyn Reporter,
-) -> Result<(VerifyReport, Option<(LayoutTarSource, Graph)>), StoreError> {
+) -> Result<(VerifyReport, Option<(Archive, Graph)>), StoreError> {
     refuse_non_file(path)?;
     let mut report = VerifyReport::empty(path.display().to_string());
-    let archive = match LayoutTarSource::open(path) {
+    let archive = match open_archive(path, options.workers) {
         Ok(archive) => archive,
         Err(err) if err.is_integrity() || matches!(err, StoreError::Invalid { .. }) => {
             report.failures.push(err.to_string());
@@ -315,6 +316,20 @@ pub fn check_archive(
         }
         Err(err) => return Err(err),
     };
+    let graph = match &archive {
+        Archive::Layout(layout) => check_layout(layout, options, reporter, &mut report),
+        Archive::Imgpkg(imgpkg) => check_imgpkg(imgpkg, options, reporter, &mut report),
+    };
+    Ok((report, Some((archive, graph))))
+}
+
+/// Hashes every blob entry of an OCI-layout archive, then [`check_graph`].
+fn check_layout(
+    archive: &LayoutTarSource,
+    options: &VerifyOptions,
+    reporter: &dyn Reporter,
+    report: &mut VerifyReport,
+) -> Graph {
     report.identity = Some(sha256_digest(archive.index_bytes()));
     report.artifacts = archive.index().manifests.len();
     report.volumes = archive.table().map_or(0, |table| table.volumes.len());
@@ -340,7 +355,7 @@ pub fn check_archive(
         }
     }
     if options.volume_digests {
-        failures.extend(check_volume_digests(&archive, reporter));
+        failures.extend(check_volume_digests(archive, reporter));
     }
 
     let stored: BTreeMap<Digest, u64> = entries.iter().map(|(digest, entry)| (*digest, entry.size)).collect();
@@ -350,11 +365,66 @@ pub fn check_archive(
         deviations: archive.deviations(),
         trailer: archive.trailer(),
     };
-    let graph = check_graph(&archive, unhashed, &stored, options.workers, &mut failures, &mut report.warnings);
+    let graph = check_graph(archive, unhashed, &stored, options.workers, &mut failures, &mut report.warnings);
     report.failures = failures.into_values().collect();
     report.ok = report.failures.is_empty();
-    // The hashing jobs and the entry list borrow the archive; it is handed back after them.
-    drop(checks);
-    drop(entries);
-    Ok((report, Some((archive, graph))))
+    graph
+}
+
+/// An imgpkg tarball (spec/archive.md AR-I*): every stored blob (each layer file, and every
+/// manifest and config `manifest.json` carries) hashed against its digest, then the checks of
+/// [`check_graph`] against the `index.json` ferry would write for it. Its tar headers are
+/// imgpkg's, not ferry's, so AR-R12 does not apply to them.
+fn check_imgpkg(
+    archive: &ImgpkgArchive,
+    options: &VerifyOptions,
+    reporter: &dyn Reporter,
+    report: &mut VerifyReport,
+) -> Graph {
+    let source = &archive.source;
+    report.identity = Some(sha256_digest(&archive.index_bytes));
+    report.artifacts = archive.index.manifests.len();
+    let stored = source.stored();
+    report.blobs = stored.len();
+    report.bytes = stored.values().sum();
+    let mut failures: BTreeMap<String, String> = BTreeMap::new();
+    let checks: Vec<BlobCheck<'_>> = stored
+        .iter()
+        .map(|(digest, size)| BlobCheck {
+            digest: *digest,
+            size: *size,
+            open: Box::new(move || {
+                let raw = source.open_raw(digest).expect("stored blobs open");
+                Ok(Box::new(raw) as Box<dyn std::io::Read>)
+            }),
+        })
+        .collect();
+    reporter.phase("hashing", Items::blobs(checks.len()), report.bytes);
+    let outcomes = hash_all(&checks, source.name(), &|size| reporter.bytes(size));
+    for (digest, outcome) in stored.keys().zip(outcomes) {
+        if let Err(failure) = outcome {
+            let place = match source.layer(digest) {
+                Some(entry) => format!(" (entry {})", entry.name),
+                None => " (in manifest.json)".to_string(),
+            };
+            failures.insert(digest.to_string(), format!("{failure}{place}"));
+        }
+    }
+    let trailer = source.trailer();
+    if trailer.extra_bytes > 0 {
+        report.warnings.push(format!(
+            "{} bytes follow the end of the tarball; they are not part of it and were not read",
+            trailer.extra_bytes
+        ));
+    }
+    let unhashed = Unhashed {
+        index: &archive.index,
+        index_bytes: &archive.index_bytes,
+        deviations: &[],
+        trailer: Trailer::FERRYS,
+    };
+    let graph = check_graph(source, unhashed, &stored, options.workers, &mut failures, &mut report.warnings);
+    report.failures = failures.into_values().collect();
+    report.ok = report.failures.is_empty();
+    graph
 }

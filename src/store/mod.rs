@@ -6,11 +6,13 @@
 //! [`Plan`] before the first byte arrives (the archive sink lays out its file from it) and
 //! publishes its result only in [`Sink::finish`].
 
+pub mod imgpkg_tar;
 pub mod layout_dir;
 pub mod layout_tar;
 pub mod memory;
 pub mod overlay;
 mod plan;
+pub mod probe;
 pub mod read_ahead;
 mod region;
 pub mod registry;
@@ -49,6 +51,12 @@ pub enum StoreError {
     Archive(#[from] layout_tar::ArchiveError),
     #[error(transparent)]
     Registry(Box<registry::RegistryError>),
+    #[error(transparent)]
+    ImgpkgTar(#[from] imgpkg_tar::ImgpkgTarError),
+    /// A file that is not an archive ferry reads (a `docker save` archive, a compressed tar,
+    /// no tar at all): the wrong input, not damage (spec/archive.md "Other archives ferry reads").
+    #[error("{0}")]
+    Foreign(#[source] probe::ForeignArchive),
 }
 
 impl StoreError {
@@ -70,8 +78,17 @@ impl StoreError {
     pub fn is_integrity(&self) -> bool {
         matches!(
             self,
-            StoreError::Verify(_) | StoreError::Manifest { .. } | StoreError::Archive(_) | StoreError::Rejected { .. }
+            StoreError::Verify(_)
+                | StoreError::Manifest { .. }
+                | StoreError::Archive(_)
+                | StoreError::ImgpkgTar(_)
+                | StoreError::Rejected { .. }
         )
+    }
+
+    /// Whether the input is a kind of file ferry does not read (a usage error, exit 2).
+    pub fn is_foreign(&self) -> bool {
+        matches!(self, StoreError::Foreign(_))
     }
 
     /// Whether trying again could help (network trouble); local stores never say so.

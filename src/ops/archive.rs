@@ -1,0 +1,142 @@
+//! Opening an archive for the commands that read one (`verify`, `inspect`, `import`,
+//! `copy --tar`, `pull --tar`, `describe --tar`): the file is probed once
+//! ([`crate::store::probe`]) and opened by the reader of its kind. An imgpkg tarball is
+//! presented exactly as ferry's archive of the same bundle: its `index.json` is the one
+//! `ferry export -b` would write for it (spec/archive.md "Other archives ferry reads", AR-I5),
+//! so every command reads both alike and an import of either gives the same repository.
+
+use std::path::Path;
+
+use super::export::settle_descriptors;
+use crate::engine::{Artifact, WalkOptions, build_plan, walk};
+use crate::model::layout::LayoutIndex;
+use crate::model::{Descriptor, Reference};
+use crate::store::imgpkg_tar::ImgpkgTarSource;
+use crate::store::layout_tar::LayoutTarSource;
+use crate::store::probe::{ArchiveKind, ForeignArchive, probe};
+use crate::store::{BlobReader, Source, StoreError};
+
+/// An opened archive of either kind.
+pub enum Archive {
+    /// ferry's archive, or another tool's OCI layout in a tar.
+    Layout(LayoutTarSource),
+    /// imgpkg's `copy --to-tar` tarball, with the `index.json` ferry would write for it.
+    Imgpkg(ImgpkgArchive),
+}
+
+/// An imgpkg tarball and the `index.json` of ferry's archive of the same content.
+pub struct ImgpkgArchive {
+    pub source: ImgpkgTarSource,
+    pub index: LayoutIndex,
+    pub index_bytes: Vec<u8>,
+}
+
+/// Probes `path` and opens it with the reader of its kind. A foreign file (a `docker save`
+/// archive, a compressed tar, no tar) is a [`StoreError::Foreign`].
+pub fn open_archive(path: &Path, workers: usize) -> Result<Archive, StoreError> {
+    match probe(path)? {
+        ArchiveKind::Layout => LayoutTarSource::open(path).map(Archive::Layout),
+        ArchiveKind::ImgpkgTar => {
+            let source = ImgpkgTarSource::open(path)?;
+            let index = imgpkg_index(&source, workers);
+            let index_bytes = index.to_canonical_json();
+            Ok(Archive::Imgpkg(ImgpkgArchive { source, index, index_bytes }))
+        }
+    }
+}
+
+/// Opens the imgpkg tarball at `path` for conversion (`ferry export --imgpkg-tar`); any other
+/// kind of file is the wrong input.
+pub fn open_imgpkg_tar(path: &Path) -> Result<ImgpkgTarSource, StoreError> {
+    match probe(path)? {
+        ArchiveKind::ImgpkgTar => ImgpkgTarSource::open(path),
+        ArchiveKind::Layout if !path.exists() => ImgpkgTarSource::open(path),
+        ArchiveKind::Layout => Err(StoreError::Foreign(ForeignArchive {
+            path: path.display().to_string(),
+            what: "an OCI image layout in a tar (a ferry archive), not an imgpkg tarball".into(),
+            hint: "it needs no conversion: give it to `ferry verify` or `ferry import` as it is".into(),
+        })),
+    }
+}
+
+impl Archive {
+    /// The archive's `index.json` (for an imgpkg tarball, the one ferry would write).
+    pub fn index(&self) -> &LayoutIndex {
+        match self {
+            Archive::Layout(archive) => archive.index(),
+            Archive::Imgpkg(archive) => &archive.index,
+        }
+    }
+
+    /// The bytes of that `index.json`; their sha256 is the identity (AR-6).
+    pub fn index_bytes(&self) -> &[u8] {
+        match self {
+            Archive::Layout(archive) => archive.index_bytes(),
+            Archive::Imgpkg(archive) => &archive.index_bytes,
+        }
+    }
+
+    /// Every blob the archive stores, with its size.
+    pub fn stored_blobs(&self) -> std::collections::BTreeMap<crate::model::Digest, u64> {
+        match self {
+            Archive::Layout(archive) => archive.blob_entries().map(|(digest, entry)| (digest, entry.size)).collect(),
+            Archive::Imgpkg(archive) => archive.source.stored(),
+        }
+    }
+
+    fn source(&self) -> &dyn Source {
+        match self {
+            Archive::Layout(archive) => archive,
+            Archive::Imgpkg(archive) => &archive.source,
+        }
+    }
+}
+
+impl Source for Archive {
+    fn name(&self) -> &str {
+        self.source().name()
+    }
+
+    fn resolve(&self, reference: &Reference) -> Result<Descriptor, StoreError> {
+        self.source().resolve(reference)
+    }
+
+    fn blob(&self, descriptor: &Descriptor) -> Result<BlobReader<'_>, StoreError> {
+        self.source().blob(descriptor)
+    }
+}
+
+/// The roots of an imgpkg tarball, named as `ferry export` names what it was asked for: the
+/// bundle `imgpkg copy -b` copied (by its repository and tag, when it was copied by tag, else
+/// by digest); without one (`imgpkg copy -i` or `--lock`), every artifact, by its reference.
+pub fn imgpkg_roots(source: &ImgpkgTarSource) -> Vec<Artifact> {
+    let marked = source.artifacts().iter().any(|artifact| artifact.root);
+    source
+        .artifacts()
+        .iter()
+        .filter(|artifact| artifact.root || !marked)
+        .map(|found| {
+            let mut artifact = Artifact::new(found.descriptor.clone());
+            artifact.original = found.references.first().map(|reference| match &found.tag {
+                Some(tag) => Reference { tag: Some(tag.clone()), digest: None, ..reference.clone() },
+                None => reference.clone(),
+            });
+            artifact.ref_name = artifact.original.as_ref().map(ToString::to_string);
+            artifact.is_root = true;
+            artifact
+        })
+        .collect()
+}
+
+/// AR-I5: the `index.json` `ferry export` would write for the tarball's roots: the walk from
+/// them, with the non-distributable layers imgpkg left out recorded as left out (AR-4).
+fn imgpkg_index(source: &ImgpkgTarSource, workers: usize) -> LayoutIndex {
+    let mut graph = walk(source, imgpkg_roots(source), &WalkOptions { workers, include_non_distributable: true });
+    settle_descriptors(&mut graph);
+    for digest in source.omitted_layers() {
+        if let Some((descriptor, _)) = graph.blobs.remove(&digest) {
+            graph.omitted.insert(digest, descriptor);
+        }
+    }
+    build_plan(&graph).index
+}
