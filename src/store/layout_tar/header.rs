@@ -154,17 +154,27 @@ fn write_octal(field: &mut [u8], value: u64) {
     field[digits] = 0;
 }
 
-/// The unsigned sum of the header with the checksum field taken as spaces.
+/// The checksum field's bytes, which the checksum counts as eight spaces.
+const CHECKSUM_FIELD: std::ops::Range<usize> = 148..156;
+
+/// The unsigned sum of the header with the checksum field taken as spaces. (Summed whole and
+/// corrected, rather than testing each byte's position: an archive of 100,000 entries is read
+/// in well under a second even by a debug build.)
 fn checksum(block: &[u8; 512]) -> u64 {
-    block.iter().enumerate().map(|(i, &b)| if (148..156).contains(&i) { 32 } else { u64::from(b) }).sum()
+    let sum = |bytes: &[u8]| bytes.iter().fold(0u64, |sum, &b| sum + u64::from(b));
+    sum(block) - sum(&block[CHECKSUM_FIELD]) + 8 * 32
+}
+
+/// The same sum with each byte taken as signed, as some old tars wrote it.
+fn signed_checksum(block: &[u8; 512]) -> i64 {
+    let sum = |bytes: &[u8]| bytes.iter().fold(0i64, |sum, &b| sum + i64::from(b as i8));
+    sum(block) - sum(&block[CHECKSUM_FIELD]) + 8 * 32
 }
 
 /// Parses one non-zero header block.
 pub fn parse_header(block: &[u8; 512]) -> Result<ParsedHeader, String> {
-    let stored = parse_number(&block[148..156]).map_err(|e| format!("checksum field: {e}"))?;
-    let signed: i64 =
-        block.iter().enumerate().map(|(i, &b)| if (148..156).contains(&i) { 32 } else { i64::from(b as i8) }).sum();
-    if stored != checksum(block) && i64::try_from(stored).ok() != Some(signed) {
+    let stored = parse_number(&block[CHECKSUM_FIELD]).map_err(|e| format!("checksum field: {e}"))?;
+    if stored != checksum(block) && i64::try_from(stored).ok() != Some(signed_checksum(block)) {
         return Err("header checksum mismatch (corrupt, or not a tar archive)".to_string());
     }
     let size = parse_number(&block[124..136]).and_then(bounded_size).map_err(|e| format!("size field: {e}"))?;
