@@ -4,11 +4,17 @@
 //! Manifests are fetched a frontier at a time with bounded parallelism, so the whole plan,
 //! with every size, is known before any layer byte moves. Content addressing makes a true cycle
 //! of bundles impossible; a bundle met again is simply already known.
+//!
+//! Nothing here recurses over the graph, and the walk refuses, as integrity problems, manifests
+//! nested deeper than [`MAX_NESTING_DEPTH`] (AR-R14) and artifacts whose sizes do not add up
+//! within [`MAX_BLOB_SIZE`](crate::model::manifest::MAX_BLOB_SIZE) (AR-R13), so every reader of a graph (verify, import, inspect,
+//! export) refuses the same hostile ones and no later sum can wrap.
 
 use std::collections::{BTreeMap, HashSet};
 
 use super::bundle::{BundleContent, is_bundle_config, read_bundle};
 use super::pool::run_all;
+use crate::model::manifest::{MAX_NESTING_DEPTH, SizeOverflow, checked_total};
 use crate::model::{Descriptor, Digest, ManifestKind, RawManifest, Reference, media};
 use crate::store::{BlobRole, Source, StoreError};
 
@@ -97,26 +103,44 @@ pub struct Graph {
 }
 
 impl Graph {
-    /// Manifests in an order where every manifest comes after all manifests it points at.
+    /// Manifests in an order where every manifest comes after all manifests it points at: a
+    /// depth-first post-order over digests, with an explicit stack (a hostile graph may nest
+    /// far deeper than a thread's stack; AR-R14).
     pub fn manifests_children_first(&self) -> Vec<&RawManifest> {
-        fn visit<'a>(graph: &'a Graph, digest: Digest, seen: &mut HashSet<Digest>, out: &mut Vec<&'a RawManifest>) {
-            if !seen.insert(digest) {
-                return;
-            }
-            let Some(manifest) = graph.manifests.get(&digest) else {
-                return;
-            };
-            for child in manifest.children() {
-                visit(graph, child.digest, seen, out);
-            }
-            out.push(manifest);
-        }
         let mut seen = HashSet::new();
         let mut out = Vec::new();
+        // (digest, whether its children are already on the stack above it)
+        let mut stack: Vec<(Digest, bool)> = Vec::new();
         for digest in self.manifests.keys() {
-            visit(self, *digest, &mut seen, &mut out);
+            stack.push((*digest, false));
+            while let Some((digest, expanded)) = stack.pop() {
+                let Some(manifest) = self.manifests.get(&digest) else { continue };
+                if expanded {
+                    out.push(manifest);
+                    continue;
+                }
+                if !seen.insert(digest) {
+                    continue;
+                }
+                stack.push((digest, true));
+                // Reversed, so the first child is visited first, as a recursive walk would.
+                let children = manifest.children();
+                stack.extend(
+                    children.iter().rev().filter(|child| !seen.contains(&child.digest)).map(|c| (c.digest, false)),
+                );
+            }
         }
         out
+    }
+
+    /// How many manifests the longest chain from each manifest down holds (itself counted).
+    fn chain_lengths(&self) -> BTreeMap<Digest, usize> {
+        let mut lengths = BTreeMap::new();
+        for manifest in self.manifests_children_first() {
+            let below = manifest.children().iter().filter_map(|child| lengths.get(&child.digest)).max().copied();
+            lengths.insert(manifest.digest(), 1 + below.unwrap_or(0));
+        }
+        lengths
     }
 
     /// Every manifest and blob digest reachable from `root` (itself included), with sizes.
@@ -134,10 +158,29 @@ impl Graph {
         out
     }
 
+    /// Bytes of an artifact with everything it references, each blob once; an error when they
+    /// do not add up within [`MAX_BLOB_SIZE`](crate::model::manifest::MAX_BLOB_SIZE) (forged sizes, AR-R13).
+    pub fn artifact_bytes(&self, artifact: &Artifact) -> Result<u64, SizeOverflow> {
+        checked_total(&|| format!("artifact {}", artifact.label()), self.closure(&artifact.descriptor))
+    }
+
     /// Bytes of every top-level artifact with everything it references, each artifact counted
-    /// on its own: what the content would take without deduplication.
+    /// on its own: what the content would take without deduplication. Checked like
+    /// [`Graph::artifact_bytes`].
+    pub fn checked_bytes_without_dedup(&self) -> Result<u64, SizeOverflow> {
+        let totals = self
+            .artifacts
+            .iter()
+            .map(|artifact| Ok((artifact.label(), self.artifact_bytes(artifact)?)))
+            .collect::<Result<Vec<_>, SizeOverflow>>()?;
+        checked_total(&|| "all artifacts together".to_string(), totals)
+    }
+
+    /// [`Graph::checked_bytes_without_dedup`] for a statistic: the walk already made a graph
+    /// whose sizes overflow a problem (AR-R13), so for a graph without problems this is exact;
+    /// otherwise it saturates, never wraps.
     pub fn bytes_without_dedup(&self) -> u64 {
-        self.artifacts.iter().map(|artifact| self.closure(&artifact.descriptor).values().sum::<u64>()).sum()
+        self.checked_bytes_without_dedup().unwrap_or(u64::MAX)
     }
 
     /// The artifact entry for a digest, if it is top-level.
@@ -160,7 +203,20 @@ pub fn walk(source: &dyn Source, roots: Vec<Artifact>, options: &WalkOptions) ->
             pending_artifacts.push(root);
         }
     }
+    // Each round holds the bundles' lock entries of the round before: one bundle level deeper.
+    let mut bundle_depth = 0;
     while !pending_artifacts.is_empty() {
+        bundle_depth += 1;
+        if bundle_depth > MAX_NESTING_DEPTH {
+            for artifact in std::mem::take(&mut pending_artifacts) {
+                let message = format!(
+                    "{} is a lock entry of bundles nested {bundle_depth} deep, past the limit of {MAX_NESTING_DEPTH} (AR-R14)",
+                    artifact.label()
+                );
+                graph.problem(Some(artifact.descriptor.digest), message, true);
+            }
+            break;
+        }
         let new_artifacts = std::mem::take(&mut pending_artifacts);
         let tops: Vec<Descriptor> = new_artifacts.iter().map(|a| a.descriptor.clone()).collect();
         let first_index = graph.artifacts.len();
@@ -197,7 +253,48 @@ pub fn walk(source: &dyn Source, roots: Vec<Artifact>, options: &WalkOptions) ->
             }
         }
     }
+    check_nesting(&mut graph);
+    check_totals(&mut graph);
     graph
+}
+
+/// AR-R14 for the longest chain, whichever manifests `index.json` lists at the top: the
+/// manifest heading a chain one longer than the limit is a problem (the walk's own depth limit
+/// only sees depths from the entries it started at).
+fn check_nesting(graph: &mut Graph) {
+    let too_long: Vec<Digest> = graph
+        .chain_lengths()
+        .into_iter()
+        .filter(|&(_, length)| length == MAX_NESTING_DEPTH + 1)
+        .map(|(digest, _)| digest)
+        .collect();
+    for digest in too_long {
+        let message = format!(
+            "manifest {digest} heads a chain of {} nested manifests, past the limit of {MAX_NESTING_DEPTH} (AR-R14)",
+            MAX_NESTING_DEPTH + 1
+        );
+        graph.problem(Some(digest), message, true);
+    }
+}
+
+/// AR-R13: the sizes of everything the graph names (each digest once, at the largest size any
+/// descriptor gives it) add up within [`MAX_BLOB_SIZE`](crate::model::manifest::MAX_BLOB_SIZE).
+/// Every artifact's closure is a part of that, so no per-artifact total, plan or archive layout
+/// built from a graph without problems can wrap; checked in one pass, not once per artifact.
+fn check_totals(graph: &mut Graph) {
+    let mut sizes: BTreeMap<Digest, u64> = BTreeMap::new();
+    let descriptors = graph
+        .artifacts
+        .iter()
+        .map(|artifact| &artifact.descriptor)
+        .chain(graph.manifests.values().flat_map(RawManifest::children));
+    for descriptor in descriptors {
+        let size = sizes.entry(descriptor.digest).or_insert(0);
+        *size = (*size).max(descriptor.size);
+    }
+    if let Err(overflow) = checked_total(&|| "everything the archive's artifacts reference".to_string(), sizes) {
+        graph.problem(None, overflow.to_string(), true);
+    }
 }
 
 /// Reads a bundle's lock and returns its entries not yet known as artifacts.
@@ -300,6 +397,8 @@ fn fetch_manifests(source: &dyn Source, graph: &mut Graph, tops: Vec<Descriptor>
             frontier.push(descriptor);
         }
     }
+    // Breadth first, so every manifest of the frontier is at `depth` (AR-R14).
+    let mut depth = 1;
     while !frontier.is_empty() {
         let fetched = run_all(&frontier, options.workers, false, |descriptor| source.manifest(descriptor));
         let mut next = Vec::new();
@@ -333,6 +432,17 @@ fn fetch_manifests(source: &dyn Source, graph: &mut Graph, tops: Vec<Descriptor>
                 }
             }
         }
+        depth += 1;
+        if depth > MAX_NESTING_DEPTH {
+            for child in &next {
+                let message = format!(
+                    "manifest {} is nested {depth} deep, past the limit of {MAX_NESTING_DEPTH} (AR-R14)",
+                    child.digest
+                );
+                graph.problem(Some(child.digest), message, true);
+            }
+            break;
+        }
         frontier = next;
     }
 }
@@ -350,5 +460,98 @@ fn record_blob(graph: &mut Graph, descriptor: Descriptor, role: BlobRole) {
             descriptor.digest, existing.size, descriptor.size
         );
         graph.problem(Some(descriptor.digest), message, true);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::manifest::MAX_BLOB_SIZE;
+    use crate::store::memory::MemorySource;
+
+    fn index_of(child: &Descriptor) -> Vec<u8> {
+        serde_json::to_vec(&serde_json::json!({
+            "schemaVersion": 2, "mediaType": media::OCI_INDEX, "manifests": [child],
+        }))
+        .unwrap()
+    }
+
+    /// An image manifest with a real config and layers of the given declared sizes.
+    fn image(source: &mut MemorySource, layer_sizes: &[u64]) -> Descriptor {
+        let config = source.insert(b"{}".to_vec());
+        let layers: Vec<Descriptor> = layer_sizes
+            .iter()
+            .enumerate()
+            .map(|(i, &size)| Descriptor::new(media::OCI_LAYER_GZIP, crate::model::sha256_digest(&[i as u8]), size))
+            .collect();
+        let bytes = serde_json::to_vec(&serde_json::json!({
+            "schemaVersion": 2, "mediaType": media::OCI_MANIFEST,
+            "config": Descriptor::new(media::OCI_CONFIG, config, 2), "layers": layers,
+        }))
+        .unwrap();
+        let size = bytes.len() as u64;
+        Descriptor::new(media::OCI_MANIFEST, source.insert(bytes), size)
+    }
+
+    /// A chain of `length` indexes over one image; the descriptors from the top down.
+    fn chain(source: &mut MemorySource, length: usize) -> Vec<Descriptor> {
+        let mut chain = vec![image(source, &[1])];
+        for _ in 0..length {
+            let bytes = index_of(chain.last().unwrap());
+            let size = bytes.len() as u64;
+            chain.push(Descriptor::new(media::OCI_INDEX, source.insert(bytes), size));
+        }
+        chain.reverse();
+        chain
+    }
+
+    fn depth_problems(graph: &Graph) -> Vec<&Problem> {
+        graph.problems.iter().filter(|p| p.message.contains("AR-R14")).collect()
+    }
+
+    /// AR-R14: nesting up to the limit walks; one more is an integrity problem naming the depth
+    /// and the digest, found from the top alone or with every 8th manifest listed at the top.
+    #[test]
+    fn nesting_past_the_limit_is_refused() {
+        let mut source = MemorySource::new();
+        let fits = chain(&mut source, MAX_NESTING_DEPTH - 1);
+        let graph = walk(&source, vec![Artifact::new(fits[0].clone())], &WalkOptions::default());
+        assert!(graph.problems.is_empty(), "{:?}", graph.problems);
+
+        let deep = chain(&mut source, MAX_NESTING_DEPTH);
+        let graph = walk(&source, vec![Artifact::new(deep[0].clone())], &WalkOptions::default());
+        let problems = depth_problems(&graph);
+        assert_eq!(problems.len(), 1, "{:?}", graph.problems);
+        assert!(problems[0].integrity && problems[0].subject == Some(deep[MAX_NESTING_DEPTH].digest));
+        assert!(problems[0].message.contains(&format!("nested {} deep", MAX_NESTING_DEPTH + 1)), "{problems:?}");
+    }
+
+    /// AR-R14: a chain of 30,000 indexes (deeper than a
+    /// recursive walk of a test thread's stack goes), with every 8th listed at the top so the walk fetches
+    /// all of it, is refused, and ordering it children first does not recurse.
+    #[test]
+    fn a_very_deep_chain_listed_in_parts_neither_recurses_nor_passes() {
+        let mut source = MemorySource::new();
+        let deep = chain(&mut source, 30_000);
+        let tops = deep.iter().step_by(8).map(|d| Artifact::new(d.clone())).collect();
+        let graph = walk(&source, tops, &WalkOptions::default());
+        assert_eq!(graph.manifests.len(), deep.len());
+        assert!(!depth_problems(&graph).is_empty(), "{:?}", graph.problems.first());
+        let ordered = graph.manifests_children_first();
+        assert_eq!(ordered.len(), deep.len());
+        assert_eq!(ordered[0].digest(), deep[deep.len() - 1].digest, "the image comes first");
+    }
+
+    /// AR-R13: sizes that each fit the int64 but add up past it are an integrity problem naming
+    /// a descriptor; totals are never wrapped.
+    #[test]
+    fn sizes_that_add_up_past_the_int64_are_refused() {
+        let mut source = MemorySource::new();
+        let huge = image(&mut source, &[MAX_BLOB_SIZE - 1, MAX_BLOB_SIZE - 1]);
+        let graph = walk(&source, vec![Artifact::new(huge.clone())], &WalkOptions::default());
+        let problem = graph.problems.iter().find(|p| p.message.contains("AR-R13")).expect("a size problem");
+        assert!(problem.integrity && problem.message.contains("sha256:"), "{problem:?}");
+        assert!(graph.artifact_bytes(&graph.artifacts[0]).is_err());
+        assert_eq!(graph.bytes_without_dedup(), u64::MAX, "saturates, never wraps");
     }
 }

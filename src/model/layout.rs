@@ -43,7 +43,8 @@ impl LayoutIndex {
         LayoutIndex { schema_version: 2, media_type: Some(media::OCI_INDEX.to_string()), manifests, annotations }
     }
 
-    /// Parses `index.json`; descriptors with malformed digests are refused here, by name.
+    /// Parses `index.json`; descriptors with malformed digests or sizes outside the OCI int64
+    /// (AR-R13) are refused here, by name, and so is an index listing nothing (AR-R15).
     pub fn parse(bytes: &[u8], what: &str) -> Result<Self, LayoutError> {
         let invalid = |reason: String| LayoutError::Invalid { what: what.to_string(), reason };
         if bytes.len() as u64 > MAX_INDEX_BYTES {
@@ -53,6 +54,10 @@ impl LayoutIndex {
             serde_json::from_slice(bytes).map_err(|e| invalid(format!("not a valid OCI index: {e}")))?;
         if index.schema_version != 2 {
             return Err(invalid(format!("schemaVersion is {}, expected 2", index.schema_version)));
+        }
+        if index.manifests.is_empty() {
+            // An empty index would verify as "OK: 0 artifacts" and import nothing (issue 12).
+            return Err(invalid("lists no artifact (AR-R15: a layout carries at least one)".to_string()));
         }
         Ok(index)
     }
@@ -127,5 +132,29 @@ mod tests {
         )
         .unwrap_err();
         assert!(err.to_string().contains("sha256:XYZ"), "{err}");
+    }
+
+    /// AR-R13, AR-R15: sizes outside the int64 and an index listing nothing are refused, naming
+    /// the descriptor.
+    #[test]
+    fn index_with_an_impossible_size_or_no_artifact_is_refused() {
+        let digest = sha256_digest(b"x");
+        for (size, expected) in [
+            ("18446744073709551615", "over the OCI maximum"),
+            ("9223372036854775808", "over the OCI maximum"),
+            ("100000000000000000000000000", "over the OCI maximum"),
+            ("-1", "negative"),
+        ] {
+            let json =
+                format!(r#"{{"schemaVersion":2,"manifests":[{{"mediaType":"x","digest":"{digest}","size":{size}}}]}}"#);
+            let err = LayoutIndex::parse(json.as_bytes(), "index.json").unwrap_err().to_string();
+            assert!(err.contains(expected) && err.contains(&digest.to_string()) && err.contains("AR-R13"), "{err}");
+        }
+        let json = format!(
+            r#"{{"schemaVersion":2,"manifests":[{{"mediaType":"x","digest":"{digest}","size":9223372036854775807}}]}}"#
+        );
+        assert_eq!(LayoutIndex::parse(json.as_bytes(), "index.json").unwrap().manifests[0].size, i64::MAX as u64);
+        let err = LayoutIndex::parse(br#"{"schemaVersion":2,"manifests":[]}"#, "index.json").unwrap_err();
+        assert!(err.to_string().contains("AR-R15"), "{err}");
     }
 }

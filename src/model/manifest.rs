@@ -15,9 +15,20 @@ use super::media;
 /// 4 MiB (distribution-spec "pushing manifests"), and anything bigger is an attack on memory.
 pub const MAX_MANIFEST_BYTES: u64 = 4 * 1024 * 1024;
 
-/// A content descriptor (image-spec `descriptor.md`), the fields ferry uses.
+/// The deepest a manifest may be nested: an `index.json` entry is at depth 1, each manifest an
+/// index (or a `subject`) points at one deeper, and likewise each bundle a bundle's lock lists.
+/// Real images nest an index in an index two or three deep; a deeper graph is a hostile one, made
+/// to exhaust a reader's stack or time (spec/archive.md AR-R14).
+pub const MAX_NESTING_DEPTH: usize = 16;
+
+/// The largest size a descriptor may declare: image-spec `descriptor.md` makes `size` an int64,
+/// and a bigger one is a forgery meant to wrap sums and offsets (spec/archive.md AR-R13).
+pub const MAX_BLOB_SIZE: u64 = i64::MAX as u64;
+
+/// A content descriptor (image-spec `descriptor.md`), the fields ferry uses. Parsing refuses a
+/// `size` outside `0..=MAX_BLOB_SIZE`, naming the descriptor (AR-R13).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", try_from = "DescriptorJson")]
 pub struct Descriptor {
     pub media_type: String,
     pub digest: Digest,
@@ -28,6 +39,75 @@ pub struct Descriptor {
     pub artifact_type: Option<String>,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub annotations: BTreeMap<String, String>,
+}
+
+/// A descriptor as JSON has it, before its size is checked: `size` is read wide enough that a
+/// negative or oversize value is seen as such, not as a serde type error without the digest.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct DescriptorJson {
+    media_type: String,
+    digest: Digest,
+    size: i128,
+    #[serde(default)]
+    platform: Option<Platform>,
+    #[serde(default)]
+    artifact_type: Option<String>,
+    #[serde(default)]
+    annotations: BTreeMap<String, String>,
+}
+
+impl TryFrom<DescriptorJson> for Descriptor {
+    type Error = String;
+
+    fn try_from(json: DescriptorJson) -> Result<Self, String> {
+        let size = u64::try_from(json.size).ok().filter(|&size| size <= MAX_BLOB_SIZE).ok_or_else(|| {
+            format!("descriptor {} declares {} bytes, {}", json.digest, json.size, size_rule(json.size))
+        })?;
+        Ok(Descriptor {
+            media_type: json.media_type,
+            digest: json.digest,
+            size,
+            platform: json.platform,
+            artifact_type: json.artifact_type,
+            annotations: json.annotations,
+        })
+    }
+}
+
+fn size_rule(size: i128) -> String {
+    if size < 0 {
+        "a negative size (AR-R13)".to_string()
+    } else {
+        format!("over the OCI maximum of {MAX_BLOB_SIZE} (an int64; AR-R13)")
+    }
+}
+
+/// Sizes that do not add up within [`MAX_BLOB_SIZE`]: the sum would wrap, or describes more
+/// than any store holds (AR-R13).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("the sizes of {what} add up past {MAX_BLOB_SIZE} bytes at {at} (AR-R13: a forged size)")]
+pub struct SizeOverflow {
+    /// What was being added up ("artifact registry.example.com/app@sha256:..").
+    pub what: String,
+    /// The item whose size made the sum overflow (a digest, an entry name).
+    pub at: String,
+}
+
+/// Adds up `(name, size)` items with checked arithmetic; the total must stay within
+/// [`MAX_BLOB_SIZE`]. The error names `what` and the item at which the sum overflowed.
+pub fn checked_total<N: std::fmt::Display>(
+    what: &dyn Fn() -> String,
+    items: impl IntoIterator<Item = (N, u64)>,
+) -> Result<u64, SizeOverflow> {
+    let mut total: u64 = 0;
+    for (name, size) in items {
+        total = total
+            .checked_add(size)
+            .filter(|&total| total <= MAX_BLOB_SIZE)
+            .ok_or_else(|| SizeOverflow { what: what(), at: name.to_string() })?;
+    }
+    Ok(total)
 }
 
 /// The platform of an index entry (image-spec `image-index.md`).
@@ -297,6 +377,24 @@ mod tests {
         assert!(err.to_string().contains("schema 1"), "{err}");
         let huge = vec![b' '; MAX_MANIFEST_BYTES as usize + 1];
         assert!(matches!(RawManifest::parse(huge, None), Err(ManifestError::TooLarge { .. })));
+    }
+
+    /// AR-R13: a manifest whose layer declares a size outside the int64 is refused, naming the
+    /// layer; sums are checked.
+    #[test]
+    fn refuses_sizes_outside_the_int64() {
+        for size in ["18446744073709551615", "9223372036854775808", "-5", "1e3", "1.5"] {
+            let bytes =
+                String::from_utf8(docker_manifest()).unwrap().replace("\"size\":0", &format!("\"size\":{size}"));
+            let err = RawManifest::parse(bytes.into_bytes(), None).unwrap_err().to_string();
+            let named = err.contains(&format!("descriptor {CONFIG} declares {size} bytes"));
+            assert!(named || size.contains(['e', '.']), "{size}: {err}");
+        }
+        let what = || "artifact x".to_string();
+        assert_eq!(checked_total(&what, [("a", 1), ("b", MAX_BLOB_SIZE - 1)]), Ok(MAX_BLOB_SIZE));
+        let err = checked_total(&what, [("a", MAX_BLOB_SIZE - 1), ("b", MAX_BLOB_SIZE - 1), ("c", 9)]).unwrap_err();
+        assert_eq!(err.at, "b");
+        assert!(err.to_string().contains("artifact x"), "{err}");
     }
 
     #[test]

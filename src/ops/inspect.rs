@@ -1,5 +1,8 @@
 //! `ferry inspect`: what an archive holds, for a person or a program (spec/cli.md "inspect").
 //! Reads metadata only (manifests, configs, bundle layers); `verify` is what hashes layers.
+//! An archive whose graph has an integrity problem (a malformed or missing manifest, a forged
+//! size, nesting past the limit; spec/archive.md AR-R13..AR-R15) is refused, not listed: its
+//! totals would mean nothing. Every total is added with checked arithmetic.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
@@ -8,8 +11,10 @@ use serde::Serialize;
 
 use super::artifacts_of_index;
 use crate::engine::{Graph, WalkOptions, walk};
+use crate::model::manifest::{SizeOverflow, checked_total};
 use crate::model::{Digest, ManifestKind, annotations, sha256_digest};
 use crate::store::StoreError;
+use crate::store::layout_tar::{ArchiveError, ArchiveProblem};
 
 /// The whole listing.
 #[derive(Debug, Serialize)]
@@ -61,10 +66,29 @@ pub fn inspect_archive(path: &Path, workers: usize) -> Result<InspectReport, Sto
     let archive = super::archive::open_archive(path, workers)?;
     let options = WalkOptions { workers, include_non_distributable: true };
     let graph = walk(&archive, artifacts_of_index(archive.index()), &options);
-    let artifacts = graph.artifacts.iter().map(|artifact| describe(&graph, artifact)).collect();
+    let refused = |reason: String| {
+        StoreError::Archive(ArchiveError {
+            archive: path.display().to_string(),
+            problem: ArchiveProblem::Graph { reason },
+        })
+    };
+    let integrity: Vec<&str> =
+        graph.problems.iter().filter(|problem| problem.integrity).map(|problem| problem.message.as_str()).collect();
+    if !integrity.is_empty() {
+        return Err(refused(integrity.join("\n  ")));
+    }
+    let overflow = |err: SizeOverflow| refused(err.to_string());
+    let artifacts = graph
+        .artifacts
+        .iter()
+        .map(|artifact| describe(&graph, artifact))
+        .collect::<Result<_, _>>()
+        .map_err(overflow)?;
     let stored = archive.stored_blobs();
-    let unique_bytes = stored.values().sum();
-    let total_bytes = graph.bytes_without_dedup();
+    let unique_bytes =
+        checked_total(&|| "the archive's blob entries".to_string(), stored.iter().map(|(d, s)| (*d, *s)))
+            .map_err(overflow)?;
+    let total_bytes = graph.checked_bytes_without_dedup().map_err(overflow)?;
     let omitted_layers = archive.index().omitted_layers();
     Ok(InspectReport {
         archive: path.display().to_string(),
@@ -78,7 +102,7 @@ pub fn inspect_archive(path: &Path, workers: usize) -> Result<InspectReport, Sto
     })
 }
 
-fn describe(graph: &Graph, artifact: &crate::engine::Artifact) -> ArtifactInfo {
+fn describe(graph: &Graph, artifact: &crate::engine::Artifact) -> Result<ArtifactInfo, SizeOverflow> {
     let digest = artifact.descriptor.digest;
     let manifest = graph.manifests.get(&digest);
     let (kind, layers, platforms) = match manifest.map(|m| m.kind()) {
@@ -105,7 +129,7 @@ fn describe(graph: &Graph, artifact: &crate::engine::Artifact) -> ArtifactInfo {
         })
         .unwrap_or_default();
     let notes = &artifact.annotations;
-    ArtifactInfo {
+    Ok(ArtifactInfo {
         name: artifact.ref_name.clone(),
         digest,
         media_type: artifact.descriptor.media_type.clone(),
@@ -113,11 +137,11 @@ fn describe(graph: &Graph, artifact: &crate::engine::Artifact) -> ArtifactInfo {
         root: artifact.is_root,
         original_ref: artifact.original.as_ref().map(ToString::to_string),
         root_tag: notes.get(annotations::ROOT_TAG).cloned(),
-        bytes: graph.closure(&artifact.descriptor).values().sum(),
+        bytes: graph.artifact_bytes(artifact)?,
         layers,
         platforms,
         lock,
         listed_by: artifact.listed_by.clone(),
         annotations: notes.clone(),
-    }
+    })
 }

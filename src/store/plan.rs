@@ -31,13 +31,15 @@ pub struct Plan {
 }
 
 impl Plan {
-    /// Total bytes of configs and layers.
+    /// Total bytes of configs and layers. The walk a plan is built from refuses sizes that do
+    /// not add up within the int64 (spec/archive.md AR-R13), so this is exact for any plan of a
+    /// graph without problems; it saturates rather than wrap for any other.
     pub fn blob_bytes(&self) -> u64 {
-        self.blobs.iter().map(|blob| blob.descriptor.size).sum()
+        self.blobs.iter().map(|blob| blob.descriptor.size).fold(0, u64::saturating_add)
     }
 
-    /// Total bytes of manifests.
+    /// Total bytes of manifests (each at most 4 MiB; saturating like [`Plan::blob_bytes`]).
     pub fn manifest_bytes(&self) -> u64 {
-        self.manifests.iter().map(|manifest| manifest.bytes().len() as u64).sum()
+        self.manifests.iter().map(|manifest| manifest.bytes().len() as u64).fold(0, u64::saturating_add)
     }
 }

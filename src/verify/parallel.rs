@@ -28,7 +28,8 @@ pub enum CheckFailure {
 
 /// Hashes every blob, largest first so the pool stays busy to the end, each through a
 /// [`VerifyingReader`]; returns one outcome per input, in input order. `on_done` is called
-/// with each blob's size as it finishes (for progress). Memory is one buffer per thread.
+/// with each blob's size as it finishes (for progress). Memory is one buffer per blob being
+/// hashed, no bigger than the blob (an archive of 100,000 small blobs must not zero 100 GiB).
 pub fn hash_all(
     blobs: &[BlobCheck<'_>],
     origin: &str,
@@ -44,7 +45,8 @@ pub fn hash_all(
             let blob = &blobs[i];
             let outcome = (blob.open)().and_then(|inner| {
                 let mut reader = VerifyingReader::new(inner, blob.digest, blob.size, origin);
-                copy_verified(&mut reader, &mut io::sink(), BUFFER)
+                let buffer = usize::try_from(blob.size).map_or(BUFFER, |size| size.min(BUFFER));
+                copy_verified(&mut reader, &mut io::sink(), buffer)
             });
             on_done(blob.size);
             let outcome = outcome.map(|_| ()).map_err(|err| match verify_error(&err) {

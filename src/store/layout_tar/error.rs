@@ -52,4 +52,8 @@ pub enum ArchiveProblem {
     BadMetadata { name: String, reason: String },
     #[error("{reason} (AR-S3)")]
     Volume { reason: String },
+    /// The manifest graph the layout holds fails a rule (a malformed manifest, a forged size,
+    /// nesting past the limit: AR-R13, AR-R14); `reason` names each failure.
+    #[error("its content is refused:\n  {reason}")]
+    Graph { reason: String },
 }

@@ -392,7 +392,8 @@ mod tests {
     }
 
     const LAYOUT: &[u8] = br#"{"imageLayoutVersion":"1.0.0"}"#;
-    const INDEX: &[u8] = br#"{"schemaVersion":2,"manifests":[]}"#;
+    /// One artifact (AR-R15); indexing does not look for its blob.
+    const INDEX: &[u8] = br#"{"schemaVersion":2,"manifests":[{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"sha256:2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824","size":5}]}"#;
 
     fn blob_name(data: &[u8]) -> String {
         sha256_digest(data).blob_path()

@@ -58,11 +58,12 @@ struct Skeleton {
 }
 
 impl Skeleton {
-    fn of(plan: &Plan) -> Self {
+    fn of(plan: &Plan) -> Result<Self, StoreError> {
         let oci_layout = oci_layout_bytes();
         let index = plan.index.to_canonical_json();
-        let layout = ArchiveLayout::new(plan, oci_layout.len() as u64, index.len() as u64);
-        Skeleton { layout, oci_layout, index }
+        let layout = ArchiveLayout::new(plan, oci_layout.len() as u64, index.len() as u64)
+            .map_err(|e| StoreError::Invalid { store: "the export's plan".into(), reason: e.to_string() })?;
+        Ok(Skeleton { layout, oci_layout, index })
     }
 
     fn header(entry: &PlannedEntry) -> [u8; 512] {
@@ -170,7 +171,7 @@ impl LayoutTarSink {
     /// starts over. Returns `None` when there is no partial file or when it was taken up
     /// ([`LayoutTarSink::intact_blobs`] tells how much it held).
     pub fn resume(&mut self, plan: &Plan, on_hashed: &(dyn Fn(u64) + Sync)) -> Result<Option<String>, StoreError> {
-        let skeleton = Skeleton::of(plan);
+        let skeleton = Skeleton::of(plan)?;
         let mut files = Vec::new();
         for (index, (path, len)) in self.partial_files(skeleton.layout.total_size).into_iter().enumerate() {
             // Never through a link, never a FIFO or device (AR-W2a), with --resume too.
@@ -444,7 +445,7 @@ impl Sink for LayoutTarSink {
     }
 
     fn prepare(&mut self, plan: &Plan) -> Result<(), StoreError> {
-        let skeleton = Skeleton::of(plan);
+        let skeleton = Skeleton::of(plan)?;
         let resumed = self.file.is_some() && self.resumed_for == Some(skeleton.digest());
         if resumed {
             // Headers, oci-layout and index.json were checked byte for byte by resume();
@@ -620,7 +621,7 @@ mod tests {
 
         let target = dir.path().join("target.tar");
         let mut damaged = expected.clone();
-        let layout = Skeleton::of(&plan).layout;
+        let layout = Skeleton::of(&plan).unwrap().layout;
         let second = layout.entry(&sha256_digest(blobs[1])).unwrap();
         damaged[(second.data_offset() + 100) as usize] ^= 0xff;
         let third = layout.entry(&sha256_digest(blobs[2])).unwrap();

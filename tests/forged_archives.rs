@@ -1,0 +1,206 @@
+//! Consistent forgeries (issue 12 items 5, 6 and 10): archives whose every digest, size and
+//! header holds, but whose content no honest writer makes. Each must be refused by every reader
+//! as an integrity failure (exit 3), naming what is wrong, and never crash one:
+//! - AR-R13: a descriptor declaring 2^64-1 bytes, 2^63 bytes, a negative size, or sizes that each
+//!   fit the int64 but add up past 2^64;
+//! - AR-R14: indexes nested past the limit of 16, up to 100,000 deep in an archive and 150,000
+//!   in an OCI layout directory;
+//! - AR-R15: an `index.json` listing no artifact.
+//!
+//! The debug binary is run, in which an arithmetic overflow panics.
+
+mod cli;
+mod forgery;
+
+use std::path::{Path, PathBuf};
+use std::process::Output;
+use std::time::Instant;
+
+use cli::{ferry, text};
+use forgery::{Entries, first_artifact, index_chain, layout_of};
+use serde_json::Value;
+
+/// The plain-oci fixture (one image, two layers) exported by the binary.
+fn exported_image(dir: &Path) -> Entries {
+    let archive = dir.join("valid.tar");
+    let layout = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/layouts/plain-oci");
+    let exported =
+        ferry().args(["export", "-q", "--oci-layout"]).arg(&layout).arg("-o").arg(&archive).output().unwrap();
+    assert!(exported.status.success(), "{}", text(&exported.stderr));
+    let entries = Entries::read(&std::fs::read(&archive).unwrap());
+    assert_eq!(entries.write(), std::fs::read(&archive).unwrap(), "the forgery tool writes what ferry writes");
+    entries
+}
+
+fn write(dir: &Path, name: &str, entries: &Entries) -> PathBuf {
+    let path = dir.join(name);
+    std::fs::write(&path, entries.write()).unwrap();
+    path
+}
+
+/// What a run said, for messages.
+fn said(output: &Output) -> String {
+    format!("exit {:?}\nstdout: {}\nstderr: {}", output.status.code(), text(&output.stdout), text(&output.stderr))
+}
+
+/// Asserts exit 3, no panic, and that the output names `expected`.
+fn refused(output: &Output, expected: &[&str]) {
+    let all = said(output);
+    assert_eq!(output.status.code(), Some(3), "{all}");
+    assert!(!all.contains("panicked") && !all.contains("overflow"), "{all}");
+    for needle in expected {
+        assert!(all.contains(needle), "{needle:?} in {all}");
+    }
+}
+
+/// Every offline reader of `archive` (verify, inspect, inspect --json, import before any
+/// registry is contacted) refuses it with exit 3, naming each of `expected`.
+fn every_reader_refuses(archive: &Path, expected: &[&str]) {
+    refused(&ferry().arg("verify").arg(archive).output().unwrap(), expected);
+    let verify_json = ferry().arg("verify").arg(archive).arg("--json").output().unwrap();
+    refused(&verify_json, expected);
+    refused(&ferry().arg("inspect").arg(archive).output().unwrap(), expected);
+    let inspect_json = ferry().arg("inspect").arg(archive).arg("--json").output().unwrap();
+    refused(&inspect_json, expected);
+    assert!(inspect_json.stdout.is_empty(), "no listing of a refused archive: {}", text(&inspect_json.stdout));
+    // Nothing listens on 127.0.0.1:9: the refusal comes from the check before any push.
+    let import = ferry().arg("import").arg(archive).args(["--to-repo", "127.0.0.1:9/forged/app"]).output().unwrap();
+    refused(&import, expected);
+    assert!(text(&import.stderr).contains("nothing was pushed"), "{}", said(&import));
+}
+
+/// Rewrites the first artifact's manifest so that its layers declare `sizes`, re-hashed.
+fn forge_layer_sizes(entries: &mut Entries, sizes: &[Value]) -> String {
+    let manifest = first_artifact(entries);
+    let mut json: Value = serde_json::from_slice(entries.get(&manifest.blob_path())).unwrap();
+    let first = json["layers"][0].clone();
+    let layers: Vec<Value> = sizes
+        .iter()
+        .enumerate()
+        .map(|(i, size)| {
+            let mut layer = json["layers"].get(i).cloned().unwrap_or_else(|| {
+                let mut extra = first.clone();
+                extra["digest"] = format!("sha256:{:064x}", i).into();
+                extra
+            });
+            layer["size"] = size.clone();
+            layer
+        })
+        .collect();
+    json["layers"] = layers.into();
+    // serde_json writes u64::MAX and big numbers exactly; a negative one as such.
+    let forged = serde_json::to_vec(&json).unwrap();
+    entries.replace_blob(manifest, forged).to_string()
+}
+
+/// AR-R13: a layer declaring 2^64-1 bytes, 2^63 bytes or a negative size, in an archive whose
+/// digests all hold, is refused by verify, inspect and import naming the layer; never a panic
+/// (the debug binary), never a wrapped size printed.
+#[test]
+fn forged_layer_sizes_past_the_int64_are_refused() {
+    let scratch = tempfile::tempdir().unwrap();
+    let valid = exported_image(scratch.path());
+    for (size, expected) in [
+        (Value::from(u64::MAX), "declares 18446744073709551615 bytes"),
+        (Value::from(i64::MAX as u64 + 1), "declares 9223372036854775808 bytes"),
+        (Value::from(-1), "declares -1 bytes, a negative size"),
+    ] {
+        let mut entries = valid.clone();
+        let layer = serde_json::from_slice::<Value>(entries.get(&first_artifact(&entries).blob_path())).unwrap()
+            ["layers"][0]["digest"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        forge_layer_sizes(&mut entries, &[size.clone(), Value::from(1820)]);
+        let archive = write(scratch.path(), "forged.tar", &entries);
+        every_reader_refuses(&archive, &[expected, &layer, "AR-R13"]);
+    }
+}
+
+/// AR-R13: two layers of 2^63-2 bytes each fit the int64, but with the config and manifest they
+/// add up past 2^64: an error naming a descriptor, never a wrapped total ("677 B").
+#[test]
+fn forged_sizes_that_add_up_past_2_64_are_refused() {
+    let scratch = tempfile::tempdir().unwrap();
+    let mut entries = exported_image(scratch.path());
+    let each = i64::MAX as u64 - 1;
+    forge_layer_sizes(&mut entries, &[Value::from(each), Value::from(each)]);
+    let archive = write(scratch.path(), "forged.tar", &entries);
+    every_reader_refuses(&archive, &["add up past 9223372036854775807 bytes at sha256:", "AR-R13"]);
+    let inspect = ferry().arg("inspect").arg(&archive).output().unwrap();
+    assert!(!text(&inspect.stdout).contains(" B"), "no size printed: {}", said(&inspect));
+}
+
+/// AR-R15: an archive whose `index.json` is a valid, canonical, empty index is refused by every
+/// reader (not "OK: 0 artifacts"), pull --tar and describe --tar included.
+#[test]
+fn an_empty_index_is_refused() {
+    let scratch = tempfile::tempdir().unwrap();
+    let mut entries = exported_image(scratch.path());
+    let mut index: Value = serde_json::from_slice(entries.get("index.json")).unwrap();
+    index["manifests"] = Value::Array(Vec::new());
+    entries.set("index.json", serde_json::to_vec(&index).unwrap());
+    let archive = write(scratch.path(), "empty.tar", &entries);
+    every_reader_refuses(&archive, &["lists no artifact", "AR-R15"]);
+    let pull = ferry()
+        .args(["pull", "--tar"])
+        .arg(&archive)
+        .args(["-i", "plain:1.0", "-o"])
+        .arg(scratch.path().join("pulled"))
+        .output()
+        .unwrap();
+    refused(&pull, &["AR-R15"]);
+    refused(&ferry().args(["describe", "--tar"]).arg(&archive).output().unwrap(), &["AR-R15"]);
+    let streamed = ferry().args(["verify", "-"]).write_stdin(std::fs::read(&archive).unwrap()).output().unwrap();
+    refused(&streamed, &["AR-R15"]);
+}
+
+/// AR-R14: indexes nested 16 deep verify; 17 deep are refused by every reader, naming the depth
+/// and the digest.
+#[test]
+fn nesting_just_past_the_limit_is_refused() {
+    let scratch = tempfile::tempdir().unwrap();
+    // 15 indexes over an image: 16 manifests, the deepest at depth 16.
+    let (blobs, top) = index_chain(15);
+    let fits = write(scratch.path(), "fits.tar", &layout_of(blobs, top));
+    let verified = ferry().arg("verify").arg(&fits).output().unwrap();
+    assert_eq!(verified.status.code(), Some(0), "{}", said(&verified));
+
+    let (blobs, top) = index_chain(16);
+    // The blobs from the top down: 16 indexes, the image at depth 17, its config.
+    let deepest = blobs[16].0.to_string();
+    let deep = write(scratch.path(), "deep.tar", &layout_of(blobs, top));
+    every_reader_refuses(&deep, &[&format!("manifest {deepest} is nested 17 deep"), "AR-R14"]);
+}
+
+/// AR-R14: a chain of 100,000 nested indexes in an archive is refused (it overflowed import's
+/// stack while verify said OK), and so is a chain of 150,000 in an OCI layout directory by
+/// `export --oci-layout` (it overflowed the export's stack); nothing crashes.
+#[test]
+fn very_deep_chains_are_refused_without_a_crash() {
+    let started = Instant::now();
+    // 150,000 files: on a busy disk creating and removing them takes minutes, in memory seconds
+    // (about 600 MiB of tmpfs pages, for the test's length).
+    let shm = Path::new("/dev/shm");
+    let scratch = if shm.is_dir() { tempfile::tempdir_in(shm) } else { tempfile::tempdir() }.unwrap();
+    let (blobs, top) = index_chain(100_000);
+    let archive = write(scratch.path(), "deep.tar", &layout_of(blobs, top));
+    refused(&ferry().arg("verify").arg(&archive).arg("-q").output().unwrap(), &["nested 17 deep", "AR-R14"]);
+    refused(&ferry().arg("inspect").arg(&archive).output().unwrap(), &["nested 17 deep", "AR-R14"]);
+    let import = ferry().arg("import").arg(&archive).args(["--to-repo", "127.0.0.1:9/deep/chain"]).output().unwrap();
+    refused(&import, &["nested 17 deep", "AR-R14", "nothing was pushed"]);
+
+    let (blobs, top) = index_chain(150_000);
+    let layout = scratch.path().join("layout");
+    std::fs::create_dir_all(layout.join("blobs/sha256")).unwrap();
+    for (name, data) in layout_of(blobs, top).0 {
+        if let Some(data) = data {
+            std::fs::write(layout.join(name), data).unwrap();
+        }
+    }
+    let output = scratch.path().join("out.tar");
+    let export = ferry().args(["export", "-q", "--oci-layout"]).arg(&layout).arg("-o").arg(&output).output().unwrap();
+    refused(&export, &["nested 17 deep", "AR-R14"]);
+    assert!(!output.exists(), "no archive written");
+    assert!(started.elapsed().as_secs() < 60, "took {:?}", started.elapsed());
+}
