@@ -14,6 +14,7 @@ use super::progress::Progress;
 use super::pull::PullArgs;
 use super::push::PushArgs;
 use super::registry::RegistryFlags;
+use super::serve::ServeArgs;
 use super::tag::TagArgs;
 use ferry::engine::TransferOptions;
 use ferry::model::Digest;
@@ -63,6 +64,7 @@ pub enum Command {
     Verify(VerifyArgs),
     Inspect(InspectArgs),
     Tag(TagArgs),
+    Serve(ServeArgs),
 }
 
 /// Check an archive's integrity offline: every blob hashed, every reference present.
