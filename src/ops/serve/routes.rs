@@ -258,7 +258,8 @@ mod tests {
         }
         assert!(is_name_component("a__b") && is_name_component("a---b") && is_name_component("a.b_c"));
         assert!(matches!(route(&format!("/v2/{}/tags/list", "a".repeat(256))), Err(RouteError::NameInvalid { .. })));
-        assert!(matches!(route("/v2/a/blobs/sha256:../../etc"), Err(RouteError::DigestInvalid { .. })));
+        assert!(matches!(route("/v2/a/blobs/sha256:../../etc"), Err(RouteError::NotFound)));
+        assert!(matches!(route("/v2/a/blobs/sha256:..%2F..%2Fetc"), Err(RouteError::DigestInvalid { .. })));
         assert!(matches!(route("/v2/a/blobs/sha512:abc"), Err(RouteError::DigestInvalid { .. })));
         assert!(matches!(route("/v2/a/manifests/.bad"), Err(RouteError::TagInvalid { .. })));
         assert!(matches!(route("/v2/a/blobs/uploads/123"), Err(RouteError::NotFound)));
