@@ -571,3 +571,28 @@ fn serves_https_with_the_given_certificate() {
         ferry().args(["serve", archive.to_str().unwrap(), "--tls-cert", cert.to_str().unwrap()]).output().unwrap();
     assert_eq!(output.status.code(), Some(2));
 }
+
+#[test]
+fn serves_an_archive_in_volumes_in_place() {
+    let scratch = tempfile::tempdir().unwrap();
+    let layout = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/layouts/multiarch");
+    let archive = scratch.path().join("v.tar");
+    succeed(
+        &["export", "-q", "--volume-size", "4KiB", "--oci-layout", layout.to_str().unwrap(), "-o"]
+            .into_iter()
+            .chain([archive.to_str().unwrap()])
+            .collect::<Vec<_>>(),
+    );
+    let table = scratch.path().join("v.tar.volumes.json");
+    assert!(table.is_file(), "the export wrote volumes and their table");
+    let whole = layout_archive(scratch.path());
+    let served = Served::start(&table, &["--repo", "x/y", "--verify", "lazy"]);
+    // Every blob, some of them crossing from one volume into the next, read in place.
+    for hex in blobs_of(&whole) {
+        let (status, _, body) = curl(&[&format!("{}/v2/x/y/blobs/sha256:{hex}", served.url())]);
+        assert_eq!((status, sha256_of(&body)), (200, format!("sha256:{hex}")));
+        let (status, _, part) =
+            curl(&["-H", "Range: bytes=1-", &format!("{}/v2/x/y/blobs/sha256:{hex}", served.url())]);
+        assert_eq!((status, &part[..]), (206, &body[1..]));
+    }
+}

@@ -189,6 +189,41 @@ pub fn parse_range(header: Option<&str>, size: u64) -> RangeAsk {
 mod tests {
     use super::*;
 
+    /// A blob of several chunks goes out a chunk at a time (memory stays one chunk per
+    /// response, SV-0), whole and in order; a verifying reader's failure ends the body with an
+    /// error before its last bytes.
+    #[test]
+    fn a_blob_streams_in_bounded_chunks_and_a_bad_one_is_cut() {
+        let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
+        let data: Vec<u8> = (0..(CHUNK * 2 + 123)).map(|i| (i % 251) as u8).collect();
+        let collect = |reader: Box<dyn Read + Send>| {
+            runtime.block_on(async {
+                let mut body = BlobStream::new(reader, data.len() as u64, None);
+                let mut chunks = Vec::new();
+                while let Some(frame) = body.frame().await {
+                    match frame {
+                        Ok(frame) => chunks.push(frame.into_data().unwrap()),
+                        Err(err) => return (chunks, Some(err)),
+                    }
+                }
+                (chunks, None)
+            })
+        };
+        let (chunks, failure) = collect(Box::new(io::Cursor::new(data.clone())));
+        assert!(failure.is_none());
+        assert_eq!(chunks.len(), 3);
+        assert!(chunks.iter().all(|chunk| chunk.len() <= CHUNK));
+        assert_eq!(chunks.concat(), data);
+
+        let digest = crate::model::sha256_digest(&data);
+        let mut bad = data.clone();
+        *bad.last_mut().unwrap() ^= 1;
+        let verifying = crate::verify::VerifyingReader::new(io::Cursor::new(bad), digest, data.len() as u64, "test");
+        let (chunks, failure) = collect(Box::new(verifying));
+        assert!(failure.is_some(), "the body ends with an error");
+        assert_eq!(chunks.len(), 2, "the last chunk, which completes the blob, is withheld");
+    }
+
     #[test]
     fn ranges_follow_rfc_9110() {
         let part = |start, len| RangeAsk::Part { start, len };
