@@ -13,6 +13,7 @@ use super::output::{self, human_bytes, shown};
 use super::progress::Progress;
 use super::pull::PullArgs;
 use super::push::PushArgs;
+use super::serve::ServeArgs;
 use super::tag::TagArgs;
 use ferry::engine::TransferOptions;
 use ferry::model::Digest;
@@ -60,6 +61,7 @@ pub enum Command {
     Verify(VerifyArgs),
     Inspect(InspectArgs),
     Tag(TagArgs),
+    Serve(ServeArgs),
 }
 
 /// Check an archive's integrity offline: every blob hashed, every reference present.

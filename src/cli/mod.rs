@@ -13,6 +13,7 @@ mod progress;
 mod pull;
 mod push;
 mod registry;
+mod serve;
 mod tag;
 
 use std::process::ExitCode;
@@ -64,6 +65,7 @@ pub fn main() -> ExitCode {
         Command::Push(args) => args.run(&cli.global),
         Command::Pull(args) => args.run(&cli.global),
         Command::Describe(args) => args.run(&cli.global),
+        Command::Serve(args) => args.run(&cli.global),
     };
     match outcome {
         Ok(exit) => exit.code(),

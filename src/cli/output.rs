@@ -24,6 +24,12 @@ pub fn json<T: Serialize>(value: &T) -> Result<(), Failure> {
     to_stdout(text.as_bytes())
 }
 
+/// Prints `value` as one line of JSON on stdout (a ready line a script reads with one read).
+pub fn json_line<T: Serialize>(value: &T) -> Result<(), Failure> {
+    let text = serde_json::to_string(value).expect("reports always serialise");
+    to_stdout(text.as_bytes())
+}
+
 /// Prints human data on stdout, followed by a newline.
 pub fn data(text: &str) -> Result<(), Failure> {
     to_stdout(terminal_safe(text).as_bytes())

@@ -14,6 +14,7 @@ pub mod locations;
 pub mod pull;
 pub mod push;
 pub mod relocate;
+pub mod serve;
 pub mod stream;
 pub mod tags;
 pub mod verify;

@@ -113,15 +113,16 @@ pub fn publish(
 }
 
 /// One tag to write: the name and the manifest it points at, with what it is for messages.
-struct TagPlan {
-    tag: String,
-    manifest: RawManifest,
-    what: String,
+/// `serve --repo` answers the same tags (spec/serve.md SV-2).
+pub(crate) struct TagPlan {
+    pub(crate) tag: String,
+    pub(crate) manifest: RawManifest,
+    pub(crate) what: String,
 }
 
 /// imgpkg's tags: `sha256-<hex>.imgpkg` on every top-level artifact, and the root's original
 /// tag on the root (IMGPKG-COMPAT "Copying into one repository").
-fn artifact_tags(graph: &Graph) -> Vec<TagPlan> {
+pub(crate) fn artifact_tags(graph: &Graph) -> Vec<TagPlan> {
     let mut tags: BTreeMap<String, TagPlan> = BTreeMap::new();
     for artifact in &graph.artifacts {
         let Some(manifest) = graph.manifests.get(&artifact.descriptor.digest) else { continue };
@@ -140,7 +141,7 @@ fn artifact_tags(graph: &Graph) -> Vec<TagPlan> {
 }
 
 /// The record images of every bundle, as a plan over an in-memory source.
-fn locations_plan(graph: &Graph) -> (Vec<TagPlan>, Plan, MemorySource) {
+pub(crate) fn locations_plan(graph: &Graph) -> (Vec<TagPlan>, Plan, MemorySource) {
     let mut blobs = MemorySource::new();
     let mut tags = Vec::new();
     let mut manifests = Vec::new();
