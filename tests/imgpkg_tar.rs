@@ -312,13 +312,16 @@ fn a_foreign_file_is_named_with_a_usage_exit_never_called_corrupt() {
         let path = scratch.path().join(name);
         std::fs::write(&path, bytes).unwrap();
         let file = path.to_str().unwrap();
+        let pulled = scratch.path().join(format!("{name}.pulled"));
+        let exported = scratch.path().join(format!("{name}.exported.tar"));
+        let (pulled, exported) = (pulled.to_str().unwrap(), exported.to_str().unwrap());
         let commands: [Vec<&str>; 6] = [
             vec!["verify", file],
             vec!["inspect", file],
             vec!["import", file, "--to-repo", "127.0.0.1:9/never/contacted"],
             vec!["describe", "--tar", file],
-            vec!["pull", "--tar", file, "-b", "x/y:1", "-o", "/nonexistent-ferry-test/out"],
-            vec!["export", "--imgpkg-tar", file, "-o", "/nonexistent-ferry-test/out.tar"],
+            vec!["pull", "--tar", file, "-b", "x/y:1", "-o", pulled],
+            vec!["export", "--imgpkg-tar", file, "-o", exported],
         ];
         for args in commands {
             let output = run(&args);
@@ -326,6 +329,7 @@ fn a_foreign_file_is_named_with_a_usage_exit_never_called_corrupt() {
             assert_eq!(output.status.code(), Some(2), "{args:?}: {stderr}{}", text(&output.stdout));
             assert!(stderr.contains(&format!("{file} is")) && stderr.contains(what), "{args:?}: {stderr}");
             assert!(!text(&output.stdout).contains("FAILED"), "{args:?}: never reported as damage");
+            assert!(!Path::new(pulled).exists() && !Path::new(exported).exists(), "{args:?}: nothing written");
         }
     }
     // A damaged tar is still a tar: damage, exit 3.

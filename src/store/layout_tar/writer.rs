@@ -572,8 +572,10 @@ mod tests {
 
     /// A plan of blobs only (no manifests), enough to lay out and fill an archive.
     fn plan_of(blobs: &[&[u8]]) -> Plan {
+        // An index lists at least one artifact (AR-R15): here the first blob stands for one.
+        let first = Descriptor::new(LAYER, sha256_digest(blobs[0]), blobs[0].len() as u64);
         Plan {
-            index: LayoutIndex::new(Vec::new(), BTreeMap::new()),
+            index: LayoutIndex::new(vec![first], BTreeMap::new()),
             manifests: Vec::new(),
             blobs: blobs
                 .iter()
