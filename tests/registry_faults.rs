@@ -1075,7 +1075,11 @@ fn a_challenge_from_another_host_does_not_redirect_the_registry_credentials() {
 #[test]
 fn a_plain_http_token_realm_for_an_https_registry_is_refused() {
     bounded(Duration::from_secs(60), || {
-        let registry = TlsTokenRegistry::start("http://ferry-realm.invalid/token");
+        // A listener on this machine as the realm: it must never be contacted, loopback or not.
+        let listener = std::net::TcpListener::bind("127.0.0.2:0").expect("a loopback listener");
+        listener.set_nonblocking(true).unwrap();
+        let realm = format!("http://{}/token", listener.local_addr().unwrap());
+        let registry = TlsTokenRegistry::start(&realm);
         let retries = Retries::default();
         let mut options = options(&retries);
         options.insecure = false;
@@ -1085,7 +1089,12 @@ fn a_plain_http_token_realm_for_an_https_registry_is_refused() {
 
         let err = list_tags(&client, &repository).expect_err("the realm is refused");
         let text = err.to_string();
-        assert!(text.contains("plain-HTTP http://ferry-realm.invalid:80"), "{text}");
+        assert!(text.contains(&format!("plain-HTTP {}", realm.trim_end_matches("/token"))), "{text}");
+        let contacted = listener.accept();
+        assert!(
+            matches!(&contacted, Err(e) if e.kind() == std::io::ErrorKind::WouldBlock),
+            "the plain-HTTP realm was contacted: {contacted:?}"
+        );
         assert!(text.contains("https") && text.contains(&registry.host), "{text}");
         assert!(!err.is_transient(), "{text}");
         assert!(retries.messages().is_empty(), "nothing to retry: {:?}", retries.messages());

@@ -1,5 +1,7 @@
 //! A token issuer for `auth: token` registries, run in the test process: a thread with a
-//! loopback `TcpListener` (plain HTTP) serving the realm `http://127.0.0.1:PORT/token`.
+//! loopback `TcpListener` serving the realm `https://127.0.0.1:PORT/token` with the registry's
+//! own certificate (so a client trusting the test CA trusts both; ferry never sends
+//! credentials to a plain-HTTP realm of a TLS registry, spec/cli.md "Registry flags").
 //!
 //! It follows the Docker token protocol (distribution docs/spec/auth/token.md and oauth.md):
 //! - `GET /token?service=S&scope=repository:NAME:pull,push` (scope may repeat, and one scope
@@ -57,6 +59,7 @@ pub struct TokenRequest {
 }
 
 struct Shared {
+    tls: Arc<rustls::ServerConfig>,
     stop: AtomicBool,
     served: AtomicUsize,
     log: Mutex<Vec<TokenRequest>>,
@@ -83,6 +86,7 @@ impl TokenIssuer {
             EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &pki.token_key_pkcs8, &SystemRandom::new())
                 .expect("load token key");
         let shared = Arc::new(Shared {
+            tls: server_config(pki),
             stop: AtomicBool::new(false),
             served: AtomicUsize::new(0),
             log: Mutex::new(Vec::new()),
@@ -99,9 +103,9 @@ impl TokenIssuer {
         TokenIssuer { addr, shared, thread: Some(thread) }
     }
 
-    /// The realm to configure in the registry: `http://127.0.0.1:PORT/token`.
+    /// The realm to configure in the registry: `https://127.0.0.1:PORT/token`.
     pub fn realm(&self) -> String {
-        format!("http://{}/token", self.addr)
+        format!("https://{}/token", self.addr)
     }
 
     /// How many requests reached `/token` (any method, any outcome).
@@ -150,7 +154,22 @@ struct Request {
     body: Vec<u8>,
 }
 
-fn read_request(stream: &TcpStream) -> io::Result<Request> {
+/// TLS with the registry's server certificate (for `127.0.0.1`, signed by the test CA).
+fn server_config(pki: &TestPki) -> Arc<rustls::ServerConfig> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let certs = vec![CertificateDer::from_pem_slice(pki.server_cert_pem.as_bytes()).expect("server cert PEM")];
+    let key = PrivateKeyDer::from_pem_slice(pki.server_key_pem.as_bytes()).expect("server key PEM");
+    let config = rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .with_safe_default_protocol_versions()
+        .expect("TLS versions")
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .expect("token issuer TLS config");
+    Arc::new(config)
+}
+
+fn read_request(stream: impl Read) -> io::Result<Request> {
     let mut reader = BufReader::new(stream);
     let mut line = String::new();
     reader.read_line(&mut line)?;
@@ -180,10 +199,12 @@ fn read_request(stream: &TcpStream) -> io::Result<Request> {
     Ok(Request { method, path, query, authorization, body })
 }
 
-fn handle(mut stream: TcpStream, shared: &Shared) -> io::Result<()> {
-    stream.set_read_timeout(Some(IO_TIMEOUT))?;
-    stream.set_write_timeout(Some(IO_TIMEOUT))?;
-    let request = read_request(&stream)?;
+fn handle(tcp: TcpStream, shared: &Shared) -> io::Result<()> {
+    tcp.set_read_timeout(Some(IO_TIMEOUT))?;
+    tcp.set_write_timeout(Some(IO_TIMEOUT))?;
+    let connection = rustls::ServerConnection::new(Arc::clone(&shared.tls)).map_err(io::Error::other)?;
+    let mut stream = rustls::StreamOwned::new(connection, tcp);
+    let request = read_request(&mut stream)?;
     if request.path != "/token" {
         return respond(&mut stream, "404 Not Found", &json!({"details": "only /token is served here"}));
     }
@@ -243,7 +264,7 @@ fn handle(mut stream: TcpStream, shared: &Shared) -> io::Result<()> {
     respond(&mut stream, "200 OK", &answer)
 }
 
-fn respond(stream: &mut TcpStream, status: &str, body: &Value) -> io::Result<()> {
+fn respond(stream: &mut impl Write, status: &str, body: &Value) -> io::Result<()> {
     let body = body.to_string();
     write!(
         stream,

@@ -237,15 +237,15 @@ fn bearer(token: &Secret) -> Secret {
 
 /// The token realm a registry names may be on another host (the token protocol sends the
 /// registry's credentials there), but it must be http(s), and an HTTPS registry's realm must be
-/// HTTPS too, so that credentials never cross a network in cleartext. A plain-HTTP realm on this
-/// machine (loopback) is allowed: nothing leaves it (spec/cli.md "Registry flags").
+/// HTTPS too, so that credentials are never sent in cleartext, to this machine or any other
+/// (a loopback port may be another user's process): spec/cli.md "Registry flags".
 fn check_realm(op: &Operation, registry: &Origin, realm: &str) -> Result<(), RegistryError> {
     let Some(origin) = Origin::of(realm) else {
         return Err(op.error(RegistryErrorKind::Protocol(format!(
             "the registry ({registry}) names a token realm that is not an http(s) URL; refusing it"
         ))));
     };
-    if registry.is_tls() && !origin.is_tls() && !origin.is_loopback() {
+    if registry.is_tls() && !origin.is_tls() {
         return Err(op.error(RegistryErrorKind::Protocol(format!(
             "the HTTPS registry ({registry}) asks for a token from plain-HTTP {origin}; refusing to send \
              credentials there in cleartext (the registry's token realm must use https)"

@@ -5,7 +5,6 @@
 //! forms registries send), and percent-encodes what goes into a query.
 
 use std::fmt;
-use std::net::IpAddr;
 
 use ureq::http::Uri;
 
@@ -35,13 +34,6 @@ impl Origin {
     /// Whether requests to this origin are protected by TLS.
     pub fn is_tls(&self) -> bool {
         self.scheme == "https"
-    }
-
-    /// Whether the host is this machine (`localhost`, 127.0.0.0/8, `::1`): bytes sent there
-    /// never cross a network (W3C Secure Contexts, "potentially trustworthy origin").
-    pub fn is_loopback(&self) -> bool {
-        let host = self.host.trim_start_matches('[').trim_end_matches(']');
-        host == "localhost" || host.ends_with(".localhost") || host.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
     }
 }
 
@@ -119,16 +111,6 @@ mod tests {
         assert_eq!(registry.to_string(), "https://registry.example.com:443");
         assert!(Origin::of("ftp://registry.example.com/").is_none());
         assert!(Origin::of("/v2/x").is_none());
-    }
-
-    #[test]
-    fn loopback_hosts_are_recognised() {
-        for url in ["http://127.0.0.1:1/", "http://127.8.9.10/", "http://localhost:5000/", "http://[::1]:80/"] {
-            assert!(Origin::of(url).unwrap().is_loopback(), "{url}");
-        }
-        for url in ["http://10.0.0.1/", "http://auth.example.com/", "http://localhost.example.com/"] {
-            assert!(!Origin::of(url).unwrap().is_loopback(), "{url}");
-        }
     }
 
     #[test]
