@@ -202,5 +202,7 @@ fn very_deep_chains_are_refused_without_a_crash() {
     let export = ferry().args(["export", "-q", "--oci-layout"]).arg(&layout).arg("-o").arg(&output).output().unwrap();
     refused(&export, &["nested 17 deep", "AR-R14"]);
     assert!(!output.exists(), "no archive written");
-    assert!(started.elapsed().as_secs() < 60, "took {:?}", started.elapsed());
+    // A guard against a walk gone quadratic or a hang, not a performance claim (those live in
+    // `make bench`): generous, since CI machines are shared.
+    assert!(started.elapsed().as_secs() < 300, "took {:?}", started.elapsed());
 }

@@ -19,9 +19,9 @@ use crate::model::layout::{
 };
 use crate::model::manifest::MAX_MANIFEST_BYTES;
 use crate::model::{Descriptor, Digest, Reference, Repository, sha256_digest};
-use crate::store::layout_tar::header::{Deviation, Trailer};
 use crate::store::layout_tar::stream::TarStream;
 use crate::store::registry::{RegistryClient, RegistrySink, RetryPolicy};
+use crate::store::tar::header::{Deviation, Trailer};
 use crate::store::{BlobReader, Sink, Source, StoreError, digest_of_blob_path, resolve_in_layout};
 use crate::verify::VerifyingReader;
 

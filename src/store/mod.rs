@@ -16,6 +16,7 @@ pub mod probe;
 pub mod read_ahead;
 mod region;
 pub mod registry;
+pub mod tar;
 pub mod volumes;
 
 use std::io::{self, Read};

@@ -12,8 +12,8 @@ use std::path::Path;
 use super::StoreError;
 use super::imgpkg_tar::format::{MANIFEST_FILE, looks_like_docker_save, looks_like_imgpkg};
 use super::imgpkg_tar::scan::scan;
-use super::layout_tar::header::{BLOCK, HeaderKind, parse_header};
 use super::layout_tar::volume_set::table_path;
+use super::tar::header::{BLOCK, HeaderKind, parse_header};
 use super::volumes::Volumes;
 
 /// The archives ferry reads.

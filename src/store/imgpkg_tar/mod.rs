@@ -17,8 +17,8 @@ use std::sync::Arc;
 
 use crate::model::manifest::MAX_MANIFEST_BYTES;
 use crate::model::{Descriptor, Digest, RawManifest, Reference, media};
-use crate::store::layout_tar::header::{HeaderKind, Trailer};
 use crate::store::region::FileRegion;
+use crate::store::tar::header::{HeaderKind, Trailer};
 use crate::store::volumes::Volumes;
 use crate::store::{BlobReader, Source, StoreError};
 use crate::verify::VerifyingReader;

@@ -1,10 +1,9 @@
 //! One pass over the headers of any tar file (no data read but extension headers), with every
 //! length bounded: what the imgpkg tarball reader indexes and what the archive probe looks at.
-//! The header format itself is `layout_tar::header`'s, shared, not duplicated.
+//! The walk and the header format are the shared ones of `store::tar`, not duplicated.
 
-use crate::store::layout_tar::header::{
-    BLOCK, HeaderKind, MAX_EXTENSION_BYTES, PaxOverrides, Trailer, is_zero_block, padded, parse_header, parse_pax,
-};
+use crate::store::tar::header::{HeaderKind, Trailer};
+use crate::store::tar::walk::{PositionalInput, TarWalk, WalkProblem};
 use crate::store::volumes::Volumes;
 
 /// One entry of a tar file, extension headers already applied.
@@ -58,69 +57,32 @@ impl std::fmt::Display for ScanProblem {
     }
 }
 
-/// Reads every header of `file`. At most `max_entries` entries are taken (a bound on memory for
-/// a hostile file made of empty entries).
+/// Reads every header of `file` through the shared walk. At most `max_entries` entries are
+/// taken (a bound on memory for a hostile file made of empty entries).
 pub fn scan(file: &Volumes, max_entries: usize) -> Result<Scanned, ScanProblem> {
-    let file_size = file.len();
-    let read =
-        |buf: &mut [u8], offset: u64| file.read_exact_at(buf, offset).map_err(|e| ScanProblem::Io(e.to_string()));
+    let walked = |problem: WalkProblem| match problem {
+        WalkProblem::BadHeader { offset, reason } => ScanProblem::BadHeader { offset, reason },
+        WalkProblem::Truncated { name, size, available } => ScanProblem::Truncated { name, size, available },
+        WalkProblem::MissingEnd { offset } => ScanProblem::MissingEnd { offset },
+        WalkProblem::Oversize { name, size, limit } => ScanProblem::Oversize { name, size, limit },
+        WalkProblem::Io(err) => ScanProblem::Io(err.to_string()),
+    };
+    let mut walk = TarWalk::new(PositionalInput::new(file), "the tarball");
     let mut entries = Vec::new();
-    let mut pax = PaxOverrides::default();
-    let mut long_name: Option<String> = None;
-    let mut offset = 0u64;
-    loop {
-        if offset + BLOCK > file_size {
-            return Err(ScanProblem::MissingEnd { offset });
+    while let Some(entry) = walk.next_entry().map_err(walked)? {
+        if entries.len() >= max_entries {
+            return Err(ScanProblem::BadHeader {
+                offset: entry.header_offset,
+                reason: format!("more than {max_entries} entries"),
+            });
         }
-        let mut block = [0u8; BLOCK as usize];
-        read(&mut block, offset)?;
-        if is_zero_block(&block) {
-            let start = offset + BLOCK;
-            let trailer = if file_size - start < BLOCK {
-                Trailer { second_block_zero: false, extra_bytes: 0 }
-            } else {
-                let mut second = [0u8; BLOCK as usize];
-                read(&mut second, start)?;
-                Trailer { second_block_zero: is_zero_block(&second), extra_bytes: file_size - start - BLOCK }
-            };
-            return Ok(Scanned { entries, trailer });
-        }
-        let header = parse_header(&block).map_err(|reason| ScanProblem::BadHeader { offset, reason })?;
-        let size = pax.size.take().unwrap_or(header.size);
-        let name = long_name.take().or(pax.path.take()).unwrap_or(header.name);
-        let data_offset = offset + BLOCK;
-        let available = file_size - data_offset;
-        if size > available {
-            return Err(ScanProblem::Truncated { name, size, available });
-        }
-        let extension = |limit: u64| -> Result<Vec<u8>, ScanProblem> {
-            if size > limit {
-                return Err(ScanProblem::Oversize { name: name.clone(), size, limit });
-            }
-            let mut data = vec![0u8; size as usize];
-            read(&mut data, data_offset)?;
-            Ok(data)
-        };
-        match header.kind {
-            HeaderKind::PaxLocal => {
-                pax = parse_pax(&extension(MAX_EXTENSION_BYTES)?)
-                    .map_err(|reason| ScanProblem::BadHeader { offset, reason })?;
-            }
-            HeaderKind::PaxGlobal => {
-                extension(MAX_EXTENSION_BYTES)?;
-            }
-            HeaderKind::GnuLongName => {
-                let data = extension(4096)?;
-                let end = data.iter().position(|&b| b == 0).unwrap_or(data.len());
-                long_name = Some(String::from_utf8_lossy(&data[..end]).into_owned());
-            }
-            kind => {
-                if entries.len() >= max_entries {
-                    return Err(ScanProblem::BadHeader { offset, reason: format!("more than {max_entries} entries") });
-                }
-                entries.push(ScannedEntry { name, kind, data_offset, size });
-            }
-        }
-        offset = data_offset + padded(size);
+        entries.push(ScannedEntry {
+            name: entry.raw_name,
+            kind: entry.kind,
+            data_offset: entry.data_offset,
+            size: entry.size,
+        });
     }
+    let trailer = walk.trailer().map_err(walked)?;
+    Ok(Scanned { entries, trailer })
 }

@@ -57,3 +57,17 @@ pub enum ArchiveProblem {
     #[error("its content is refused:\n  {reason}")]
     Graph { reason: String },
 }
+
+impl From<crate::store::tar::walk::WalkProblem> for ArchiveProblem {
+    /// The walk's problems, but for I/O (which callers wrap with what they were reading).
+    fn from(problem: crate::store::tar::walk::WalkProblem) -> Self {
+        use crate::store::tar::walk::WalkProblem;
+        match problem {
+            WalkProblem::BadHeader { offset, reason } => ArchiveProblem::BadHeader { offset, reason },
+            WalkProblem::Truncated { name, size, available } => ArchiveProblem::Truncated { name, size, available },
+            WalkProblem::MissingEnd { offset } => ArchiveProblem::MissingEnd { offset },
+            WalkProblem::Oversize { name, size, limit } => ArchiveProblem::Oversize { name, size, limit },
+            WalkProblem::Io(err) => ArchiveProblem::BadHeader { offset: 0, reason: err.to_string() },
+        }
+    }
+}

@@ -2,11 +2,12 @@
 //!
 //! [`LayoutTarSink`] writes the deterministic archive at its final layout, with blobs written in
 //! place by concurrent workers; [`LayoutTarSource`] indexes an archive's headers once, validates
-//! every entry, and reads blobs in place by positional reads. [`header`] owns the tar header
-//! format both use; [`ArchiveError`] names each way an archive can be malformed.
+//! every entry, and reads blobs in place by positional reads; both readers (file and stream)
+//! take their headers from the one walk in [`crate::store::tar`], which also owns the header
+//! format; [`ArchiveError`] names each way an archive can be malformed.
 
 mod error;
-pub mod header;
+pub use super::tar::header;
 mod layout;
 mod reader;
 pub mod stream;

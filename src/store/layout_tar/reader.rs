@@ -6,16 +6,14 @@ use std::path::Path;
 use std::sync::Arc;
 
 use super::error::{ArchiveError, ArchiveProblem};
-use super::header::{
-    BLOCK, Deviation, HeaderKind, MAX_EXTENSION_BYTES, PaxOverrides, Trailer, is_ferrys_header, is_zero_block,
-    is_zeros, padded, parse_header, parse_pax,
-};
+use super::header::{Deviation, HeaderKind, Trailer};
 use crate::model::layout::{
     INDEX_FILE, LayoutIndex, MAX_INDEX_BYTES, MAX_OCI_LAYOUT_BYTES, OCI_LAYOUT_FILE, check_oci_layout,
 };
 use crate::model::volume_table::VolumeTable;
 use crate::model::{Descriptor, Digest, Reference};
 use crate::store::region::FileRegion;
+use crate::store::tar::walk::{PositionalInput, TarWalk, WalkProblem};
 use crate::store::volumes::Volumes;
 use crate::store::{BlobReader, Source, StoreError, digest_of_blob_path, resolve_in_layout};
 use crate::verify::VerifyingReader;
@@ -70,7 +68,7 @@ impl LayoutTarSource {
     pub fn open_volumes(file: Volumes, name: String) -> Result<Self, StoreError> {
         let file_size = file.len();
         let archive_error = |problem| StoreError::Archive(ArchiveError { archive: name.clone(), problem });
-        let indexed = index_entries(&file, file_size, &name).map_err(|err| match err {
+        let indexed = index_entries(&file, &name).map_err(|err| match err {
             // In a split archive, say which volume the damage is in (swapped, foreign or damaged).
             StoreError::Archive(ArchiveError { archive, problem }) if file.is_split() && problem.offset().is_some() => {
                 let place = file.describe(problem.offset().unwrap_or(0)).unwrap_or_default();
@@ -228,92 +226,29 @@ struct Indexed {
     trailer: Trailer,
 }
 
-/// One pass over the headers: validates each (AR-R1..AR-R7) and returns the regular-file
-/// entries that make up the layout, with what AR-R12 looks at.
-fn index_entries(file: &Volumes, file_size: u64, archive: &str) -> Result<Indexed, StoreError> {
+/// One pass over the headers (the shared walk: AR-R1, AR-R6, AR-R7, AR-R12) with this format's
+/// names (AR-R2..AR-R5): returns the regular-file entries that make up the layout, with what
+/// AR-R12 looks at.
+fn index_entries(file: &Volumes, archive: &str) -> Result<Indexed, StoreError> {
     let fail = |problem| StoreError::Archive(ArchiveError { archive: archive.to_string(), problem });
-    let read_block = |offset: u64| -> Result<[u8; 512], StoreError> {
-        let mut block = [0u8; 512];
-        file.read_exact_at(&mut block, offset).map_err(|e| StoreError::io(format!("reading {archive}"), e))?;
-        Ok(block)
+    let walked = |problem: WalkProblem| match problem {
+        WalkProblem::Io(e) => StoreError::io(format!("reading {archive}"), e),
+        other => fail(ArchiveProblem::from(other)),
     };
+    let mut walk = TarWalk::new(PositionalInput::new(file), archive);
     let mut entries = Vec::new();
-    let mut deviations = Vec::new();
     let mut seen = HashSet::new();
-    let mut pax = PaxOverrides::default();
-    let mut long_name: Option<String> = None;
-    let mut offset = 0u64;
-    loop {
-        if offset + BLOCK > file_size {
-            return Err(fail(ArchiveProblem::MissingEnd { offset }));
+    while let Some(entry) = walk.next_entry().map_err(walked)? {
+        let name = check_entry_name(&entry.raw_name, entry.kind).map_err(fail)?;
+        if !seen.insert(name.clone()) {
+            return Err(fail(ArchiveProblem::Duplicate { name }));
         }
-        let block = read_block(offset)?;
-        if is_zero_block(&block) {
-            let trailer = read_trailer(file, offset + BLOCK, file_size)
-                .map_err(|e| StoreError::io(format!("reading {archive}"), e))?;
-            return Ok(Indexed { entries, deviations, trailer });
+        if entry.kind == HeaderKind::Regular {
+            entries.push(ArchiveEntry { name, data_offset: entry.data_offset, size: entry.size });
         }
-        let header = parse_header(&block).map_err(|reason| fail(ArchiveProblem::BadHeader { offset, reason }))?;
-        let size = pax.size.take().unwrap_or(header.size);
-        let raw_name = long_name.take().or(pax.path.take()).unwrap_or(header.name);
-        if !is_ferrys_header(&block, &raw_name, size, header.kind) {
-            deviations.push(Deviation::Header(raw_name.clone()));
-        }
-        let data_offset = offset + BLOCK;
-        let available = file_size - data_offset;
-        if size > available {
-            return Err(fail(ArchiveProblem::Truncated { name: raw_name, size, available }));
-        }
-        let read_extension = |limit: u64| -> Result<Vec<u8>, StoreError> {
-            if size > limit {
-                return Err(fail(ArchiveProblem::Oversize { name: raw_name.clone(), size, limit }));
-            }
-            let mut data = vec![0u8; size as usize];
-            file.read_exact_at(&mut data, data_offset).map_err(|e| StoreError::io(format!("reading {archive}"), e))?;
-            Ok(data)
-        };
-        match header.kind {
-            HeaderKind::PaxLocal => {
-                let data = read_extension(MAX_EXTENSION_BYTES)?;
-                pax = parse_pax(&data).map_err(|reason| fail(ArchiveProblem::BadHeader { offset, reason }))?;
-            }
-            HeaderKind::PaxGlobal => {
-                read_extension(MAX_EXTENSION_BYTES)?;
-            }
-            HeaderKind::GnuLongName => {
-                let data = read_extension(4096)?;
-                let end = data.iter().position(|&b| b == 0).unwrap_or(data.len());
-                long_name = Some(String::from_utf8_lossy(&data[..end]).into_owned());
-            }
-            kind => {
-                let name = check_entry_name(&raw_name, kind).map_err(fail)?;
-                if !seen.insert(name.clone()) {
-                    return Err(fail(ArchiveProblem::Duplicate { name }));
-                }
-                if kind == HeaderKind::Regular {
-                    let mut padding = [0u8; BLOCK as usize];
-                    let padding = &mut padding[..(padded(size) - size) as usize];
-                    file.read_exact_at(padding, data_offset + size)
-                        .map_err(|e| StoreError::io(format!("reading {archive}"), e))?;
-                    if !is_zeros(padding) {
-                        deviations.push(Deviation::Padding(name.clone()));
-                    }
-                    entries.push(ArchiveEntry { name, data_offset, size });
-                }
-            }
-        }
-        offset = data_offset + padded(size);
     }
-}
-
-/// The second end-of-archive block at `start`, if the file holds it, and the length after it.
-fn read_trailer(file: &Volumes, start: u64, file_size: u64) -> std::io::Result<Trailer> {
-    if file_size - start < BLOCK {
-        return Ok(Trailer { second_block_zero: false, extra_bytes: 0 });
-    }
-    let mut block = [0u8; BLOCK as usize];
-    file.read_exact_at(&mut block, start)?;
-    Ok(Trailer { second_block_zero: is_zero_block(&block), extra_bytes: file_size - start - BLOCK })
+    let trailer = walk.trailer().map_err(walked)?;
+    Ok(Indexed { entries, deviations: walk.take_deviations(), trailer })
 }
 
 /// Validates an entry's name and type; returns the name without a leading `./` and, for
@@ -354,7 +289,7 @@ impl std::fmt::Debug for LayoutTarSource {
 mod tests {
     use super::*;
     use crate::model::sha256_digest;
-    use crate::store::layout_tar::header::write_header;
+    use crate::store::tar::header::write_header;
 
     /// A tar of `(name, data, type flag)` entries, with the end marker unless `end` is false.
     fn tar(entries: &[(&str, &[u8], u8)], end: bool) -> Vec<u8> {

@@ -273,11 +273,14 @@ mod tests {
     }
 
     #[test]
-    fn token_realms_stay_on_tls_unless_local() {
+    fn token_realms_of_a_tls_registry_stay_on_tls_even_on_loopback() {
         let tls = Origin::of("https://r.example").unwrap();
         assert!(check_realm(&op(), &tls, "https://auth.example/token").is_ok());
         assert!(check_realm(&op(), &tls, "http://auth.example/token").is_err());
-        assert!(check_realm(&op(), &tls, "http://127.0.0.1:5001/token").is_ok());
+        assert!(check_realm(&op(), &tls, "http://127.0.0.1:5001/token").is_err());
+        assert!(check_realm(&op(), &tls, "https://127.0.0.1:5001/token").is_ok());
+        let plain = Origin::of("http://r.example").unwrap();
+        assert!(check_realm(&op(), &plain, "http://auth.example/token").is_ok());
         assert!(check_realm(&op(), &tls, "ftp://auth.example/token").is_err());
     }
 
