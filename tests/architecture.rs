@@ -1,4 +1,4 @@
-//! Dependencies point one way (DESIGN.md section 3, spec/architecture.md):
+//! Dependencies point one way (spec/architecture.md):
 //! model <- verify <- store <- engine <- ops <- cli. This test reads every `crate::` path in the
 //! library's sources and fails when a module reaches up the stack, or when one store reaches
 //! into another.

@@ -1,6 +1,6 @@
-//! The registry client under the faults DESIGN.md section 6 says it must survive, produced on
-//! demand by the in-process fault server in `tests/fault` (section 7: "a fake server only for
-//! faults a real registry won't produce on demand"): resets and truncation mid-body (resumed
+//! The registry client under the faults it must survive (spec/cli.md "Registry flags",
+//! RF-2..RF-4), produced on demand by the in-process fault server in `tests/fault` (spec/testing.md
+//! TS-2: a fake server only for faults a real registry won't produce on demand): resets and truncation mid-body (resumed
 //! with `Range`), 5xx and 429 (with `Retry-After`), wrong bytes and wrong digest headers
 //! (failing, never retried), silence (header timeout), token expiry (refreshed, one shared
 //! cache), redirects (no `Authorization` forwarded), chunk-size limits and monolithic uploads;
@@ -161,7 +161,8 @@ fn a_body_truncated_every_time_gives_up_after_the_retry_budget() {
 }
 
 /// A body that stops flowing after its head arrived (the server holds the connection open and
-/// silent) must not hang the transfer: DESIGN.md section 6 asks for "a per-request timeout".
+/// silent) must not hang the transfer: spec/cli.md asks for a per-request timeout
+/// (`--registry-response-header-timeout`).
 /// The server here goes silent for 8 s and then closes; a client with a 1 s timeout should
 /// notice well before that and resume.
 #[test]

@@ -1,4 +1,4 @@
-//! Proves the real-registry harness in `tests/support` (DESIGN.md section 7): each variant of
+//! Proves the real-registry harness in `tests/support` (spec/testing.md TS-1): each variant of
 //! `docker-registry` starts on loopback, answers `/v2/` as its auth scheme says (checked with
 //! curl), takes an image pushed by skopeo and gives back the same manifest bytes; and a dropped
 //! registry, also one dropped by a panicking test, leaves no process behind.

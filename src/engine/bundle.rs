@@ -1,5 +1,5 @@
 //! Reading an imgpkg bundle: its config label and the `.imgpkg/images.yml` inside its layer
-//! (IMGPKG-COMPAT "Recognising a bundle"), without extracting anything to disk.
+//! (spec/imgpkg.md "Bundles", spec/archive.md BL-6), without extracting anything to disk.
 
 use std::io;
 

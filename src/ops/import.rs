@@ -1,5 +1,5 @@
 //! `ferry import ARCHIVE --to-repo REPO`: verify every byte, seed one repository, tag it the
-//! imgpkg way and record where everything landed (DESIGN.md sections 4 and 5).
+//! imgpkg way and record where everything landed (spec/imgpkg.md "Import", spec/archive.md "Reading").
 //!
 //! Fail closed: the archive is verified completely before anything is pushed. Then blobs
 //! (skipping those the repository has), manifests children first, then tags, then one

@@ -1,5 +1,5 @@
-//! The ImageLocations record imgpkg reads after a relocation (IMGPKG-COMPAT "The
-//! ImageLocations record", DESIGN.md section 5): a Docker schema 2 image whose config has an
+//! The ImageLocations record imgpkg reads after a relocation (spec/imgpkg.md "Import:
+//! one repository, imgpkg's tags, the ImageLocations record"): a Docker schema 2 image whose config has an
 //! empty `config` object and whose one gzip layer holds `image-locations.yml` (mode 0600),
 //! listing the bundle's direct lock entries by their original reference, sorted.
 

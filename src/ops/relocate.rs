@@ -1,5 +1,5 @@
-//! Publishing a walked graph into one repository the imgpkg way (IMGPKG-COMPAT "Copying into one
-//! repository", DESIGN.md section 5): every blob and manifest, `sha256-<hex>.imgpkg` tags on every
+//! Publishing a walked graph into one repository the imgpkg way (spec/imgpkg.md "Import: one
+//! repository, imgpkg's tags, the ImageLocations record"): every blob and manifest, `sha256-<hex>.imgpkg` tags on every
 //! top-level artifact and the root's own tag, one ImageLocations record per bundle, every tag read
 //! back and compared, and the `--lock-output` file. Shared by `import` (from an archive) and
 //! `copy` (from a registry); the caller has already checked the graph.
@@ -121,7 +121,7 @@ pub(crate) struct TagPlan {
 }
 
 /// imgpkg's tags: `sha256-<hex>.imgpkg` on every top-level artifact, and the root's original
-/// tag on the root (IMGPKG-COMPAT "Copying into one repository").
+/// tag on the root (spec/imgpkg.md "Import").
 pub(crate) fn artifact_tags(graph: &Graph) -> Vec<TagPlan> {
     let mut tags: BTreeMap<String, TagPlan> = BTreeMap::new();
     for artifact in &graph.artifacts {
@@ -199,7 +199,7 @@ fn check_tags<'a>(
 }
 
 /// `--lock-output`: a BundleLock when the archive's root is a bundle, else an ImagesLock of its
-/// roots, each rewritten to `REPO@sha256:..` (IMGPKG-COMPAT "Copying into one repository").
+/// roots, each rewritten to `REPO@sha256:..` (spec/imgpkg.md "Import").
 fn write_lock(file: &Path, repository: &Repository, graph: &Graph) -> Result<String, PublishError> {
     let mut roots: Vec<_> = graph.artifacts.iter().filter(|artifact| artifact.is_root).collect();
     let text = match roots.as_slice() {

@@ -1,5 +1,5 @@
 //! A fault-injection registry for the faults a real registry will not produce on demand
-//! (DESIGN.md section 7): an in-process HTTP/1.1 server on `127.0.0.1:0`, one thread per
+//! (spec/testing.md TS-2): an in-process HTTP/1.1 server on `127.0.0.1:0`, one thread per
 //! connection, no async, that speaks enough of the distribution API for repositories held in
 //! memory and can be told, per request path, to break: error statuses, 429 with `Retry-After`,
 //! a reset or a clean close in the middle of a body, wrong bytes, a wrong

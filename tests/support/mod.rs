@@ -1,6 +1,6 @@
 //! Test support: a real registry (Debian's `docker-registry`, CNCF distribution 2.8) started on
 //! 127.0.0.1 per test, in four variants, plus the small tools the tests around it need
-//! (DESIGN.md section 7). Use it from any integration test file with `mod support;`.
+//! (spec/testing.md TS-1). Use it from any integration test file with `mod support;`.
 //!
 //! API:
 //! - [`Registry::start`]`(`[`Variant`]`)` starts `docker-registry serve` on a free loopback port

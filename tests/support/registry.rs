@@ -1,5 +1,5 @@
 //! A real registry per test: Debian's `docker-registry` (CNCF distribution 2.8) serving a
-//! temporary storage dir on a free 127.0.0.1 port (DESIGN.md section 7). The process is killed
+//! temporary storage dir on a free 127.0.0.1 port (spec/testing.md TS-1). The process is killed
 //! and reaped when the [`Registry`] drops, which also happens while a panicking test unwinds.
 
 use std::fs::{self, File};

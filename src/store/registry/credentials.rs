@@ -1,5 +1,5 @@
-//! Where registry credentials come from, in imgpkg's order (IMGPKG-COMPAT "Flags and
-//! environment"): flags (or `IMGPKG_USERNAME`/`IMGPKG_PASSWORD`/`IMGPKG_TOKEN`/`IMGPKG_ANON`),
+//! Where registry credentials come from, in imgpkg's order (spec/cli.md "Registry
+//! flags", RF-1): flags (or `IMGPKG_USERNAME`/`IMGPKG_PASSWORD`/`IMGPKG_TOKEN`/`IMGPKG_ANON`),
 //! then `IMGPKG_REGISTRY_*` and `FERRY_REGISTRY_*` sets (most specific host/path wins), then
 //! Docker's `config.json` (`credHelpers`, `credsStore`, `auths`), then podman's `auth.json`.
 //!
