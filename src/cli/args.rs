@@ -240,6 +240,23 @@ fn render_inspect(report: &inspect::InspectReport) -> String {
         if artifact.kind == "image" || artifact.kind == "bundle" {
             lines.push(format!("        layers {}", artifact.layers));
         }
+        if let Some(subject) = &artifact.referrer_of {
+            lines.push(format!("        refers to {subject}"));
+        }
+        for referrer in &artifact.referrers {
+            let what = match (&referrer.tag, &referrer.artifact_type) {
+                (Some(tag), _) => format!(" tag {}", shown(tag)),
+                (None, Some(artifact_type)) => format!(" type {}", shown(artifact_type)),
+                (None, None) => String::new(),
+            };
+            let kind = serde_json::to_value(referrer.kind).ok().and_then(|v| v.as_str().map(str::to_string));
+            let predicates = if referrer.predicate_types.is_empty() {
+                String::new()
+            } else {
+                format!(" predicate {}", shown(&referrer.predicate_types.join(", ")))
+            };
+            lines.push(format!("        {} {}{what}{predicates}", kind.unwrap_or_default(), referrer.digest));
+        }
         for entry in &artifact.lock {
             lines.push(format!("        - {}", shown(&entry.image)));
             for (key, value) in &entry.annotations {

@@ -184,6 +184,43 @@ pub fn artifact_type(manifest: &RawManifest) -> Option<String> {
     })
 }
 
+/// One referrer of an artifact, as `inspect` lists it.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct ReferrerInfo {
+    pub kind: ReferrerKind,
+    pub digest: Digest,
+    /// The cosign tag it travels under, if any.
+    pub tag: Option<String>,
+    pub artifact_type: Option<String>,
+    /// An attestation's predicate types (its layers' `predicateType` annotations).
+    pub predicate_types: Vec<String>,
+}
+
+/// The referrers of `subject` in `graph`, each once, by digest.
+pub fn referrers_of(graph: &Graph, subject: &Digest) -> Vec<ReferrerInfo> {
+    let mut out: BTreeMap<Digest, ReferrerInfo> = BTreeMap::new();
+    for artifact in graph.artifacts.iter().filter(|artifact| subject_of(artifact) == Some(*subject)) {
+        let manifest = graph.manifests.get(&artifact.descriptor.digest);
+        let predicate_types = match manifest.map(RawManifest::kind) {
+            Some(ManifestKind::Image(image)) => image
+                .layers
+                .iter()
+                .filter_map(|layer| layer.annotations.get(crate::model::referrers::PREDICATE_TYPE_ANNOTATION).cloned())
+                .collect(),
+            _ => Vec::new(),
+        };
+        out.entry(artifact.descriptor.digest).or_insert_with(|| ReferrerInfo {
+            kind: kind_of(artifact, manifest),
+            digest: artifact.descriptor.digest,
+            tag: artifact.annotations.get(annotations::REFERRER_TAG).cloned(),
+            artifact_type: manifest.and_then(artifact_type),
+            predicate_types,
+        });
+    }
+    out.into_values().collect()
+}
+
 /// How many referrers of each kind a graph carries, for summaries (`--json` too).
 #[derive(Debug, Default, Clone, Serialize, PartialEq, Eq)]
 #[serde(rename_all = "camelCase")]
