@@ -20,6 +20,9 @@ use crate::model::{Descriptor, Digest, ManifestKind, RawManifest, Reference, Rep
 use crate::store::referrers::{FoundReferrer, ReferrerLookup};
 use crate::store::{Source, StoreError};
 
+/// What one repository's lookup found: referrers with the position of the artifact asking.
+type RepositoryReferrers = Result<Vec<(usize, FoundReferrer)>, StoreError>;
+
 /// Repositories looked up at once.
 const PARALLEL_REPOSITORIES: usize = 8;
 
@@ -36,7 +39,7 @@ impl ReferrerLookup for RegistrySource {
         // Registries known to lack the referrers API (answered 404): asked through tags only.
         let without_api: Mutex<HashSet<String>> = Mutex::new(HashSet::new());
         let next = AtomicUsize::new(0);
-        let results: Mutex<Vec<(usize, Result<Vec<(usize, FoundReferrer)>, StoreError>)>> = Mutex::new(Vec::new());
+        let results: Mutex<Vec<(usize, RepositoryReferrers)>> = Mutex::new(Vec::new());
         std::thread::scope(|scope| {
             for _ in 0..groups.len().min(PARALLEL_REPOSITORIES) {
                 scope.spawn(|| {
@@ -67,7 +70,7 @@ impl RegistrySource {
         repository: &Repository,
         digests: &[(usize, Digest)],
         without_api: &Mutex<HashSet<String>>,
-    ) -> Result<Vec<(usize, FoundReferrer)>, StoreError> {
+    ) -> RepositoryReferrers {
         let tags: HashSet<String> =
             list_tags(self.client(), repository).map_err(StoreError::from)?.into_iter().collect();
         let mut found = Vec::new();
