@@ -53,3 +53,56 @@ fn a_reset_mid_layer_is_resumed_and_the_archive_verifies() {
     assert!(stderr.contains("resuming"), "the retry is reported: {stderr}");
     ferry().arg("verify").arg(&archive).assert().success();
 }
+
+/// Issue 15 item 1, AR-RF1: a registry with the referrers API answers it with a real index for
+/// the image: the referrer (with `subject`) is carried and counted; a lookup that fails with
+/// another status than 404 fails the export naming it, never a silent "none found".
+#[test]
+fn issue15_referrers_from_the_api_are_carried_and_a_failing_lookup_is_an_error() {
+    let server = FaultServer::start();
+    let image = server.seed_image("team/app", "v1", vec![layer(5, 1000)]);
+    let sbom = server.put_blob("team/app", br#"{"spdxVersion":"SPDX-2.3"}"#.to_vec());
+    let empty = server.put_blob("team/app", b"{}".to_vec());
+    let referrer = serde_json::json!({
+        "schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "artifactType": "application/spdx+json",
+        "config": {"mediaType": "application/vnd.oci.empty.v1+json", "digest": empty, "size": 2},
+        "layers": [{"mediaType": "application/spdx+json", "digest": sbom, "size": 26}],
+        "subject": {"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": image.manifest_digest,
+                    "size": image.manifest.len()},
+    });
+    let referrer_digest = server.put_manifest(
+        "team/app",
+        "application/vnd.oci.image.manifest.v1+json",
+        serde_json::to_vec(&referrer).unwrap(),
+        None,
+    );
+    let scratch = tempfile::tempdir().unwrap();
+    let archive = scratch.path().join("app.tar");
+    let output = ferry()
+        .args(["export", "-i", &image.reference, "--json", "-o"])
+        .arg(&archive)
+        .arg("--registry-insecure")
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let summary: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(summary["referrers"]["sboms"], 1, "{summary}");
+    let path = format!("/referrers/{}", image.manifest_digest);
+    assert_eq!(server.count(Some("GET"), &path), 1, "the API was asked once for the image");
+    let inspected = ferry().arg("inspect").arg(&archive).arg("--json").output().unwrap();
+    let listing: serde_json::Value = serde_json::from_slice(&inspected.stdout).unwrap();
+    let found = listing["artifacts"].as_array().unwrap().iter().any(|a| a["digest"] == referrer_digest.as_str());
+    assert!(found, "{listing}");
+
+    server.add(Rule::new(Some("GET"), &path, Fault::Status(500)));
+    let failed = ferry()
+        .args(["export", "-i", &image.reference, "-o"])
+        .arg(scratch.path().join("failed.tar"))
+        .args(["--registry-insecure", "--registry-retry-count", "0"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&failed.stderr);
+    assert_eq!(failed.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("referrers") && stderr.contains("500"), "{stderr}");
+}

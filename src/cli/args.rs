@@ -9,6 +9,7 @@ use super::describe::DescribeArgs;
 use super::exit::{Exit, Failure, fail};
 use super::export::ExportArgs;
 use super::import::ImportArgs;
+use super::keys::SignatureFlags;
 use super::output::{self, human_bytes, shown};
 use super::progress::Progress;
 use super::pull::PullArgs;
@@ -95,6 +96,8 @@ pub struct VerifyArgs {
     /// Fail unless the archive's identity (sha256 of its index.json) is this one
     #[arg(long, value_name = "sha256:HEX")]
     pub identity: Option<Digest>,
+    #[command(flatten)]
+    pub signatures: SignatureFlags,
     /// Print the report as JSON on stdout
     #[arg(long)]
     pub json: bool,
@@ -119,11 +122,16 @@ impl VerifyArgs {
     pub fn run(&self, global: &Global) -> Result<Exit, Failure> {
         let progress = Progress::new(global.quiet || self.json);
         let options = verify::VerifyOptions { workers: global.workers(), volume_digests: self.volume_digests };
+        let signatures = self.signatures.options()?;
         let result = if self.archive.as_os_str() == "-" {
+            self.signatures.refuse_stream()?;
             let input = super::stdin_archive()?;
             Ok(ferry::ops::stream::verify_stream(input, global.workers(), &progress))
         } else {
-            verify::verify_archive(&self.archive, &options, &progress)
+            verify::check_archive(&self.archive, &options, &progress).map(|(mut report, checked)| {
+                report.check_signatures(checked.as_ref(), &signatures);
+                report
+            })
         };
         progress.finish();
         let mut report = result.map_err(super::exit::fail)?;
@@ -135,6 +143,11 @@ impl VerifyArgs {
         } else {
             for warning in &report.warnings {
                 output::warn(warning);
+            }
+            if let Some(signatures) = &report.signatures {
+                for line in render_signatures(signatures) {
+                    output::data(&line)?;
+                }
             }
             for failure in &report.failures {
                 // Continuation lines indented: text quoted in a failure cannot forge an `OK` line.
@@ -179,6 +192,30 @@ impl InspectArgs {
     }
 }
 
+/// One line per image: `signed by KEY`, `unsigned` or `bad`, with keyless identities and
+/// verified attestations (spec/cli.md "verify").
+fn render_signatures(report: &ferry::ops::signatures::SignatureReport) -> Vec<String> {
+    let mut lines = Vec::new();
+    for image in &report.images {
+        let status = match image.status.as_str() {
+            "signed" => format!("signed by {}", image.signed_by.join(", ")),
+            other => other.to_string(),
+        };
+        lines.push(format!("SIGNATURE {} {}: {status}", shown(&image.name), image.digest));
+        for keyless in &image.keyless {
+            lines.push(format!(
+                "  keyless signature by {} (issuer {}): reported, not verified offline",
+                shown(&keyless.identity),
+                shown(&keyless.issuer)
+            ));
+        }
+        for attestation in &image.attestations {
+            lines.push(format!("  attestation {}", shown(attestation)));
+        }
+    }
+    lines
+}
+
 /// The human form of `inspect`: roots first, bundles with their lock entries indented.
 fn render_inspect(report: &inspect::InspectReport) -> String {
     // Every value from the archive is shown escaped: a lock annotation or a name must not
@@ -202,6 +239,23 @@ fn render_inspect(report: &inspect::InspectReport) -> String {
         }
         if artifact.kind == "image" || artifact.kind == "bundle" {
             lines.push(format!("        layers {}", artifact.layers));
+        }
+        if let Some(subject) = &artifact.referrer_of {
+            lines.push(format!("        refers to {subject}"));
+        }
+        for referrer in &artifact.referrers {
+            let what = match (&referrer.tag, &referrer.artifact_type) {
+                (Some(tag), _) => format!(" tag {}", shown(tag)),
+                (None, Some(artifact_type)) => format!(" type {}", shown(artifact_type)),
+                (None, None) => String::new(),
+            };
+            let kind = serde_json::to_value(referrer.kind).ok().and_then(|v| v.as_str().map(str::to_string));
+            let predicates = if referrer.predicate_types.is_empty() {
+                String::new()
+            } else {
+                format!(" predicate {}", shown(&referrer.predicate_types.join(", ")))
+            };
+            lines.push(format!("        {} {}{what}{predicates}", kind.unwrap_or_default(), referrer.digest));
         }
         for entry in &artifact.lock {
             lines.push(format!("        - {}", shown(&entry.image)));

@@ -9,7 +9,7 @@ use clap::Args;
 
 use super::args::Global;
 use super::exit::{Exit, Failure, fail};
-use super::export::{ExportArgs, RegistryInput};
+use super::export::{ExportArgs, ReferrerFlags, RegistryInput};
 use super::import::{ImportArgs, print_publication};
 use super::output;
 use super::progress::Progress;
@@ -60,6 +60,8 @@ pub struct CopyArgs {
     /// With --to-tar: finish an interrupted copy, reusing what FILE.partial holds
     #[arg(long)]
     pub resume: bool,
+    #[command(flatten)]
+    pub referrers: ReferrerFlags,
     /// Print the summary as JSON on stdout
     #[arg(long)]
     pub json: bool,
@@ -85,6 +87,7 @@ impl CopyArgs {
                     output: to_tar.clone(),
                     include_non_distributable_layers: self.include_non_distributable_layers,
                     resume: self.resume,
+                    referrers: self.referrers.clone(),
                     json: self.json,
                     registry: self.registry.clone(),
                 };
@@ -105,6 +108,7 @@ impl CopyArgs {
                     to_repo: to_repo.clone(),
                     lock_output: self.lock_output.clone(),
                     identity: None,
+                    signatures: Default::default(),
                     json: self.json,
                     registry: self.registry.clone(),
                 };
@@ -125,6 +129,7 @@ impl CopyArgs {
             transfer: TransferOptions { workers: global.workers(), retry: self.registry.retry_policy() },
             include_non_distributable: self.include_non_distributable_layers,
             lock_output: self.lock_output.clone(),
+            referrers: self.referrers.choice(),
         };
         let progress = Progress::new(global.quiet);
         let result = copy_to_repo(&source, roots, expect, &client, &repository, &options, &progress);

@@ -17,6 +17,7 @@ use ferry::model::platform::PlatformFilter;
 use ferry::ops::build::build;
 use ferry::ops::export::{self, Expect, ExportOptions};
 use ferry::ops::located;
+use ferry::ops::referrers::ReferrerChoice;
 use ferry::store::Source;
 use ferry::store::layout_dir::LayoutDirSource;
 use ferry::store::overlay::Overlay;
@@ -80,11 +81,35 @@ pub struct ExportArgs {
     /// sha256. Concatenated, the volumes are the archive; ferry reads them in place.
     #[arg(long, value_name = "SIZE", value_parser = super::registry::parse_size)]
     pub volume_size: Option<u64>,
+    #[command(flatten)]
+    pub referrers: ReferrerFlags,
     /// Print the summary as JSON on stdout
     #[arg(long)]
     pub json: bool,
     #[command(flatten)]
     pub registry: RegistryFlags,
+}
+
+/// Which signatures, attestations, SBOMs and OCI 1.1 referrers travel (spec/archive.md AR-RF1).
+#[derive(Args, Debug, Default, Clone)]
+pub struct ReferrerFlags {
+    /// Signatures, attestations, SBOMs and OCI referrers to carry with every image: all (the
+    /// default), signatures, or none
+    #[arg(long, value_name = "WHICH", value_parser = ["all", "signatures", "none"])]
+    pub referrers: Option<String>,
+    /// imgpkg's spelling: carry cosign signatures (ferry carries them by default)
+    #[arg(long, conflicts_with = "referrers")]
+    pub cosign_signatures: bool,
+}
+
+impl ReferrerFlags {
+    pub fn choice(&self) -> ReferrerChoice {
+        match self.referrers.as_deref() {
+            Some("none") => ReferrerChoice::None,
+            Some("signatures") => ReferrerChoice::Signatures,
+            _ => ReferrerChoice::All,
+        }
+    }
 }
 
 impl ExportArgs {
@@ -94,6 +119,7 @@ impl ExportArgs {
             include_non_distributable: self.include_non_distributable_layers,
             resume: self.resume,
             volume_size: self.volume_size,
+            referrers: self.referrers.choice(),
         };
         self.from.check_platform()?;
         // Before any registry is asked anything: a wrong -o must not cost a download.
@@ -143,8 +169,17 @@ impl ExportArgs {
             } else {
                 summary.archive.clone()
             };
+            let referrers = &summary.referrers;
+            let carried = if referrers.total() > 0 {
+                format!(
+                    " ({} signatures, {} attestations, {} SBOMs, {} other referrers)",
+                    referrers.signatures, referrers.attestations, referrers.sboms, referrers.other_referrers
+                )
+            } else {
+                String::new()
+            };
             output::note(&format!(
-                "wrote {written} ({}): {} bundles, {} images, {} manifests, {} blobs; dedup saved {} in {:.1}s",
+                "wrote {written} ({}): {} bundles, {} images{carried}, {} manifests, {} blobs; dedup saved {} in {:.1}s",
                 human_bytes(summary.archive_bytes),
                 summary.bundles,
                 summary.images,

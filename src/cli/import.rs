@@ -6,6 +6,7 @@ use clap::Args;
 
 use super::args::Global;
 use super::exit::{Exit, Failure, fail};
+use super::keys::SignatureFlags;
 use super::output::{self, human_bytes};
 use super::progress::Progress;
 use super::registry::RegistryFlags;
@@ -50,6 +51,8 @@ pub struct ImportArgs {
     /// export printed it
     #[arg(long, value_name = "sha256:HEX")]
     pub identity: Option<Digest>,
+    #[command(flatten)]
+    pub signatures: SignatureFlags,
     /// Print the summary as JSON on stdout
     #[arg(long)]
     pub json: bool,
@@ -84,9 +87,11 @@ impl ImportArgs {
             transfer: TransferOptions { workers: global.workers(), retry: self.registry.retry_policy() },
             lock_output: self.lock_output.clone(),
             identity: self.identity,
+            signatures: self.signatures.options()?,
         };
         let progress = Progress::new(global.quiet);
         let result = if self.archive.as_os_str() == "-" {
+            self.signatures.refuse_stream()?;
             let input = super::stdin_archive()?;
             import_stream(input, client, &repository, &options, &progress)
         } else {

@@ -8,6 +8,7 @@ mod escape;
 mod exit;
 mod export;
 mod import;
+mod keys;
 mod output;
 mod progress;
 mod pull;

@@ -19,4 +19,4 @@ pub use plan::build_plan;
 pub use pool::run_all;
 pub use report::{Items, NoReport, Reporter};
 pub use transfer::{TransferError, TransferOptions, TransferStats, transfer};
-pub use walk::{Artifact, Graph, Problem, WalkOptions, walk};
+pub use walk::{Artifact, Graph, MoreArtifacts, Problem, WalkOptions, walk, walk_with};

@@ -195,14 +195,53 @@ impl Graph {
 
 /// Walks from `roots`; see the module documentation.
 pub fn walk(source: &dyn Source, roots: Vec<Artifact>, options: &WalkOptions) -> Graph {
+    walk_with(source, roots, options, &mut |_| Ok(Vec::new()))
+}
+
+/// More top-level artifacts for a walk, given what it has found so far (the referrers of its
+/// manifests, spec/archive.md AR-RF1), or a problem that ends it.
+pub type MoreArtifacts<'a> = dyn FnMut(&Graph) -> Result<Vec<Artifact>, Problem> + 'a;
+
+/// [`walk`], then the artifacts `more` adds, walked the same way, until it adds none.
+pub fn walk_with(source: &dyn Source, roots: Vec<Artifact>, options: &WalkOptions, more: &mut MoreArtifacts) -> Graph {
     let mut graph = Graph::default();
     let mut known_artifacts: HashSet<(Digest, Option<String>)> = HashSet::new();
-    let mut pending_artifacts = Vec::new();
-    for root in roots {
-        if known_artifacts.insert((root.descriptor.digest, root.ref_name.clone())) {
-            pending_artifacts.push(root);
+    let mut pending = roots;
+    loop {
+        let mut fresh = Vec::new();
+        for artifact in pending {
+            if known_artifacts.insert((artifact.descriptor.digest, artifact.ref_name.clone())) {
+                fresh.push(artifact);
+            }
+        }
+        if fresh.is_empty() {
+            break;
+        }
+        walk_artifacts(source, &mut graph, fresh, &mut known_artifacts, options);
+        if !graph.problems.is_empty() {
+            break;
+        }
+        match more(&graph) {
+            Ok(next) => pending = next,
+            Err(problem) => {
+                graph.problems.push(problem);
+                break;
+            }
         }
     }
+    check_nesting(&mut graph);
+    check_totals(&mut graph);
+    graph
+}
+
+/// Walks `pending_artifacts` (and the lock entries of the bundles among them) into `graph`.
+fn walk_artifacts(
+    source: &dyn Source,
+    graph: &mut Graph,
+    mut pending_artifacts: Vec<Artifact>,
+    known_artifacts: &mut HashSet<(Digest, Option<String>)>,
+    options: &WalkOptions,
+) {
     // Each round holds the bundles' lock entries of the round before: one bundle level deeper.
     let mut bundle_depth = 0;
     while !pending_artifacts.is_empty() {
@@ -221,7 +260,7 @@ pub fn walk(source: &dyn Source, roots: Vec<Artifact>, options: &WalkOptions) ->
         let tops: Vec<Descriptor> = new_artifacts.iter().map(|a| a.descriptor.clone()).collect();
         let first_index = graph.artifacts.len();
         graph.artifacts.extend(new_artifacts);
-        fetch_manifests(source, &mut graph, tops, options);
+        fetch_manifests(source, graph, tops, options);
         // Only top-level image manifests can be bundles (a bundle is never an index child).
         let candidates: Vec<(usize, Descriptor)> = (first_index..graph.artifacts.len())
             .filter_map(|i| {
@@ -249,13 +288,10 @@ pub fn walk(source: &dyn Source, roots: Vec<Artifact>, options: &WalkOptions) ->
         }
         for i in first_index..graph.artifacts.len() {
             if graph.artifacts[i].is_bundle {
-                pending_artifacts.extend(expand_bundle(source, &mut graph, i, &mut known_artifacts));
+                pending_artifacts.extend(expand_bundle(source, graph, i, known_artifacts));
             }
         }
     }
-    check_nesting(&mut graph);
-    check_totals(&mut graph);
-    graph
 }
 
 /// AR-R14 for the longest chain, whichever manifests `index.json` lists at the top: the

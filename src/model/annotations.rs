@@ -19,6 +19,12 @@ pub const LOCK_ANNOTATIONS: &str = "dev.ferry.lock-annotations";
 /// On the entries of an ImagesLock export: the entry's position in the lock (from 0), so an
 /// import's `--lock-output` keeps the lock's order.
 pub const LOCK_POSITION: &str = "dev.ferry.lock-position";
+/// On a referrer (a signature, attestation, SBOM or OCI 1.1 referrer): the digest of the
+/// manifest it refers to (spec/archive.md "Referrers", AR-RF2).
+pub const REFERRER_OF: &str = "dev.ferry.referrer-of";
+/// On a referrer found by cosign's tag scheme: the tag it was found under,
+/// `sha256-<hex of its subject>.sig|.att|.sbom`, which import recreates (AR-RF2).
+pub const REFERRER_TAG: &str = "dev.ferry.referrer-tag";
 /// Index-level: the archive format version ferry wrote.
 pub const FORMAT: &str = "dev.ferry.archive-format";
 /// Index-level: comma-separated digests of non-distributable layers left out of the archive.

@@ -14,7 +14,7 @@ use std::collections::BTreeMap;
 use super::Digest;
 use super::annotations::{
     FORMAT, FORMAT_VERSION, IS_BUNDLE, IS_ROOT, LOCK_ANNOTATIONS, LOCK_POSITION, OMITTED_LAYERS, ORIGINAL_REF,
-    REF_NAME, ROOT_TAG,
+    REF_NAME, REFERRER_OF, REFERRER_TAG, ROOT_TAG,
 };
 use super::layout::{INDEX_FILE, LayoutIndex};
 use super::media;
@@ -81,7 +81,8 @@ pub fn ferry_index_problems(index: &LayoutIndex, bytes: &[u8]) -> Vec<IndexProbl
 fn entry_problems(digest: Digest, notes: &BTreeMap<String, String>) -> Vec<String> {
     let entry = format!("{INDEX_FILE} entry {digest}");
     let mut problems = Vec::new();
-    const KNOWN: [&str; 6] = [ORIGINAL_REF, IS_BUNDLE, IS_ROOT, ROOT_TAG, LOCK_ANNOTATIONS, LOCK_POSITION];
+    const KNOWN: [&str; 8] =
+        [ORIGINAL_REF, IS_BUNDLE, IS_ROOT, ROOT_TAG, LOCK_ANNOTATIONS, LOCK_POSITION, REFERRER_OF, REFERRER_TAG];
     for key in notes.keys().filter(|key| key.starts_with(FERRY_KEYS) && !KNOWN.contains(&key.as_str())) {
         problems.push(format!("{entry}: {key} is not an annotation ferry writes"));
     }
@@ -115,9 +116,28 @@ fn entry_problems(digest: Digest, notes: &BTreeMap<String, String>) -> Vec<Strin
     if let Some(position) = notes.get(LOCK_POSITION).filter(|position| position.parse::<usize>().is_err()) {
         problems.push(format!("{entry}: {LOCK_POSITION} {position:?} is not a position in a lock"));
     }
+    problems.extend(referrer_problems(&entry, notes));
     if let Some(json) = notes.get(LOCK_ANNOTATIONS) {
         if let Err(err) = serde_json::from_str::<BTreeMap<String, String>>(json) {
             problems.push(format!("{entry}: {LOCK_ANNOTATIONS} is not a JSON object of strings: {err}"));
+        }
+    }
+    problems
+}
+
+/// AR-RF2: `referrer-of` is a digest; `referrer-tag` is cosign's tag of that digest and goes
+/// only with it.
+fn referrer_problems(entry: &str, notes: &BTreeMap<String, String>) -> Vec<String> {
+    let mut problems = Vec::new();
+    let subject = notes.get(REFERRER_OF).map(|text| (text, text.parse::<Digest>()));
+    if let Some((text, Err(_))) = &subject {
+        problems.push(format!("{entry}: {REFERRER_OF} {text:?} is not a digest"));
+    }
+    if let Some(tag) = notes.get(REFERRER_TAG) {
+        let named = super::referrers::parse_cosign_tag(tag).map(|(digest, _)| digest);
+        let subject = subject.and_then(|(_, parsed)| parsed.ok());
+        if named.is_none() || named != subject {
+            problems.push(format!("{entry}: {REFERRER_TAG} {tag:?} is not cosign's tag of the entry's {REFERRER_OF}"));
         }
     }
     problems
@@ -182,6 +202,14 @@ mod tests {
         let misnamed = format!("example.com/x@{b}");
         let named_elsewhere = archive_index(vec![(a, &[(REF_NAME, misnamed.as_str())])]);
         assert!(problems_of(&named_elsewhere)[0].contains("does not name"), "{:?}", problems_of(&named_elsewhere));
+        let c = sha256_digest(b"c");
+        let wrong_tag = format!("{}.sig", c.tag_form());
+        let a_text = a.to_string();
+        let referrer =
+            archive_index(vec![(a, &[(REF_NAME, "x"), (REFERRER_OF, a_text.as_str()), (REFERRER_TAG, &wrong_tag)])]);
+        assert!(problems_of(&referrer)[0].contains(REFERRER_TAG), "{:?}", problems_of(&referrer));
+        let not_digest = archive_index(vec![(a, &[(REF_NAME, "x"), (REFERRER_OF, "sha256:zz")])]);
+        assert!(problems_of(&not_digest)[0].contains("not a digest"), "{:?}", problems_of(&not_digest));
         let bad_ref = archive_index(vec![(a, &[(REF_NAME, "x"), (ORIGINAL_REF, "example.com/x@sha256]00")])]);
         assert!(problems_of(&bad_ref)[0].contains("is not a reference"), "{:?}", problems_of(&bad_ref));
     }

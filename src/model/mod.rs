@@ -10,6 +10,7 @@ pub mod manifest;
 pub mod media;
 pub mod platform;
 pub mod reference;
+pub mod referrers;
 pub mod volume_table;
 
 pub use digest::{Digest, DigestError};

@@ -12,7 +12,7 @@ use serde::Serialize;
 
 use super::export::{Expect, ExportError, check_expectation, fail_on_problems, warn_omitted};
 use super::relocate::{Publication, PublishError, PublishOptions, publish};
-use crate::engine::{Artifact, Graph, Reporter, TransferOptions, WalkOptions, walk};
+use crate::engine::{Artifact, Graph, Reporter, TransferOptions, WalkOptions};
 use crate::model::{Digest, Repository};
 use crate::store::registry::{RegistryClient, RegistrySource};
 
@@ -22,6 +22,8 @@ pub struct CopyOptions {
     pub transfer: TransferOptions,
     pub include_non_distributable: bool,
     pub lock_output: Option<PathBuf>,
+    /// Which signatures, attestations, SBOMs and referrers to carry (spec/archive.md AR-RF1).
+    pub referrers: super::referrers::ReferrerChoice,
 }
 
 /// What a copy did.
@@ -33,6 +35,7 @@ pub struct CopySummary {
     pub repository: String,
     pub bundles: usize,
     pub images: usize,
+    pub referrers: super::referrers::ReferrerCounts,
     #[serde(flatten)]
     pub published: Publication,
     pub seconds: f64,
@@ -70,7 +73,7 @@ pub fn copy_to_repo(
     let sources = roots.iter().map(Artifact::label).collect();
     let walk_options =
         WalkOptions { workers: options.transfer.workers, include_non_distributable: options.include_non_distributable };
-    let graph = walk(source, roots, &walk_options);
+    let graph = super::referrers::walk_with_referrers(source, roots, &walk_options, options.referrers);
     fail_on_problems(source, &graph)?;
     check_expectation(&graph, expect)?;
     warn_omitted(&graph, reporter);
@@ -84,7 +87,12 @@ pub fn copy_to_repo(
         sources,
         repository: repository.to_string(),
         bundles: graph.bundles.len(),
-        images: graph.artifacts.iter().filter(|artifact| !artifact.is_bundle).count(),
+        images: graph
+            .artifacts
+            .iter()
+            .filter(|artifact| !artifact.is_bundle && !super::referrers::is_referrer(artifact))
+            .count(),
+        referrers: super::referrers::ReferrerCounts::of(&graph),
         published,
         seconds: started.elapsed().as_secs_f64(),
     })

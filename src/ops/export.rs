@@ -10,9 +10,10 @@ use std::time::Instant;
 use serde::Serialize;
 
 use super::artifacts_of_index;
+use super::referrers::{ReferrerChoice, ReferrerCounts, is_referrer, walk_with_referrers};
 use super::verify::{Unhashed, check_graph};
 use crate::engine::{
-    Artifact, Graph, Items, Reporter, TransferError, TransferOptions, WalkOptions, build_plan, transfer, walk,
+    Artifact, Graph, Items, Reporter, TransferError, TransferOptions, WalkOptions, build_plan, transfer,
 };
 use crate::model::layout::MAX_INDEX_BYTES;
 use crate::model::lock::AnyLock;
@@ -45,6 +46,8 @@ pub struct ExportSummary {
     /// The bytes of those blobs.
     pub reused_bytes: u64,
     pub omitted_layers: Vec<String>,
+    /// Signatures, attestations, SBOMs and other referrers carried (spec/archive.md AR-RF1).
+    pub referrers: ReferrerCounts,
     pub seconds: f64,
 }
 
@@ -113,6 +116,8 @@ pub struct ExportOptions {
     /// Split the archive into volumes of at most this many bytes, with a table of contents
     /// (spec/archive.md AR-S1).
     pub volume_size: Option<u64>,
+    /// Which signatures, attestations, SBOMs and referrers to carry (AR-RF1).
+    pub referrers: ReferrerChoice,
 }
 
 /// What the roots must be (imgpkg's `-b` and `-i`).
@@ -232,7 +237,7 @@ pub fn export(
     check_destination(output)?;
     let walk_options =
         WalkOptions { workers: options.transfer.workers, include_non_distributable: options.include_non_distributable };
-    let mut graph = walk(source, roots, &walk_options);
+    let mut graph = walk_with_referrers(source, roots, &walk_options, options.referrers);
     fail_on_problems(source, &graph)?;
     settle_descriptors(&mut graph);
     check_expectation(&graph, expect)?;
@@ -262,7 +267,7 @@ pub fn export(
         identity: sha256_digest(&plan.index.to_canonical_json()),
         artifacts: plan.index.manifests.len(),
         bundles: graph.bundles.len(),
-        images: graph.artifacts.iter().filter(|artifact| !artifact.is_bundle).count(),
+        images: graph.artifacts.iter().filter(|artifact| !artifact.is_bundle && !is_referrer(artifact)).count(),
         manifests: plan.manifests.len(),
         blobs: plan.blobs.len(),
         archive_bytes,
@@ -272,6 +277,7 @@ pub fn export(
         reused_blobs,
         reused_bytes,
         omitted_layers: plan.omitted.iter().map(|d| d.digest.to_string()).collect(),
+        referrers: ReferrerCounts::of(&graph),
         seconds: started.elapsed().as_secs_f64(),
     })
 }
@@ -454,7 +460,7 @@ pub(super) fn fail_on_problems(source: &dyn Source, graph: &Graph) -> Result<(),
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engine::NoReport;
+    use crate::engine::{NoReport, walk};
     use crate::model::media;
     use crate::ops::verify::{VerifyOptions, verify_archive};
     use crate::store::memory::MemorySource;

@@ -28,6 +28,8 @@ pub struct ImportOptions {
     pub lock_output: Option<PathBuf>,
     /// Refuse the archive unless its identity (AR-6) is this one.
     pub identity: Option<Digest>,
+    /// Refuse it unless its signatures verify with these keys (spec/archive.md AR-RF4).
+    pub signatures: super::signatures::SignatureOptions,
 }
 
 /// What an import did.
@@ -95,6 +97,8 @@ pub fn import_archive(
     if let Some(expected) = &options.identity {
         report.expect_identity(expected);
     }
+    // Signatures are checked before anything is pushed (AR-RF4).
+    report.check_signatures(checked.as_ref(), &options.signatures);
     let (archive, graph) = match checked {
         Some(checked) if report.ok => checked,
         _ => return Err(ImportError::Integrity { archive: archive_name, failures: report.failures }),

@@ -52,6 +52,11 @@ pub struct ArtifactInfo {
     /// Bundles (by digest) whose locks list this artifact.
     pub listed_by: Vec<Digest>,
     pub annotations: BTreeMap<String, String>,
+    /// Its signatures, attestations, SBOMs and other referrers (spec/archive.md AR-RF2).
+    pub referrers: Vec<super::referrers::ReferrerInfo>,
+    /// For a referrer: what it refers to.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub referrer_of: Option<Digest>,
 }
 
 /// One entry of a bundle's lock.
@@ -112,7 +117,14 @@ fn describe(graph: &Graph, artifact: &crate::engine::Artifact) -> Result<Artifac
             ("index", 0, platforms.into_iter().collect())
         }
         Some(ManifestKind::Image(image)) => {
-            (if artifact.is_bundle { "bundle" } else { "image" }, image.layers.len(), Vec::new())
+            let kind = if artifact.is_bundle {
+                "bundle"
+            } else if super::referrers::is_referrer(artifact) {
+                "referrer"
+            } else {
+                "image"
+            };
+            (kind, image.layers.len(), Vec::new())
         }
         None => ("unreadable", 0, Vec::new()),
     };
@@ -143,5 +155,7 @@ fn describe(graph: &Graph, artifact: &crate::engine::Artifact) -> Result<Artifac
         lock,
         listed_by: artifact.listed_by.clone(),
         annotations: notes.clone(),
+        referrers: super::referrers::referrers_of(graph, &digest),
+        referrer_of: super::referrers::subject_of(artifact),
     })
 }

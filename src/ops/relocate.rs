@@ -92,12 +92,15 @@ pub fn publish(
     }
     let record_stats = transfer(&record_blobs, &mut record_sink, &record_plan, &options.transfer, &NoReport)?;
 
+    // OCI 1.1 referrers are tied to their subjects by the target's API, else its tag schema.
+    let schema_tags = super::referrers::publish_schema_indexes(client, repository, graph)?;
     check_tags(client, repository, artifact_tags.iter().chain(&records))?;
     let lock_output = match &options.lock_output {
         Some(file) => Some(write_lock(file, repository, graph)?),
         None => None,
     };
     let mut tags: Vec<String> = artifact_tags.iter().chain(&records).map(|t| t.tag.clone()).collect();
+    tags.extend(schema_tags);
     tags.sort();
     tags.dedup();
     Ok(Publication {
@@ -127,6 +130,13 @@ pub(crate) fn artifact_tags(graph: &Graph) -> Vec<TagPlan> {
     for artifact in &graph.artifacts {
         let Some(manifest) = graph.manifests.get(&artifact.descriptor.digest) else { continue };
         let what = artifact.label();
+        // A referrer keeps the tie it came with (spec/archive.md AR-RF3), not imgpkg's tag.
+        if super::referrers::is_referrer(artifact) {
+            if let Some(tag) = artifact.annotations.get(annotations::REFERRER_TAG) {
+                tags.insert(tag.clone(), TagPlan { tag: tag.clone(), manifest: manifest.clone(), what });
+            }
+            continue;
+        }
         let digest_tag = format!("{}.imgpkg", artifact.descriptor.digest.tag_form());
         tags.entry(digest_tag.clone()).or_insert(TagPlan {
             tag: digest_tag,

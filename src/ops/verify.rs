@@ -36,6 +36,9 @@ pub struct VerifyReport {
     pub bytes: u64,
     pub failures: Vec<String>,
     pub warnings: Vec<String>,
+    /// The signature checks, when keys were given (spec/archive.md AR-RF4).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub signatures: Option<super::signatures::SignatureReport>,
 }
 
 impl VerifyReport {
@@ -51,6 +54,7 @@ impl VerifyReport {
             bytes: 0,
             failures: Vec::new(),
             warnings: Vec::new(),
+            signatures: None,
         }
     }
 
@@ -61,6 +65,27 @@ impl VerifyReport {
             self.failures.push(mismatch);
             self.ok = false;
         }
+    }
+}
+
+impl VerifyReport {
+    /// The signature stage (AR-RF4), run on an archive whose digests all hold: its failures
+    /// (bad signatures, unsigned images under `--require-signatures`) fail the report.
+    pub fn check_signatures(
+        &mut self,
+        checked: Option<&(Archive, Graph)>,
+        options: &super::signatures::SignatureOptions,
+    ) {
+        if !options.wanted() || !self.ok {
+            return;
+        }
+        let Some((archive, graph)) = checked else { return };
+        let signatures = super::signatures::check_signatures(archive, graph, options);
+        if !signatures.failures.is_empty() {
+            self.ok = false;
+            self.failures.extend(signatures.failures.iter().cloned());
+        }
+        self.signatures = Some(signatures);
     }
 }
 

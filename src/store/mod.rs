@@ -14,6 +14,7 @@ pub mod overlay;
 mod plan;
 pub mod probe;
 pub mod read_ahead;
+pub mod referrers;
 mod region;
 pub mod registry;
 pub mod tar;
@@ -120,6 +121,12 @@ pub trait Source: Sync {
         let bytes = self.small_blob(descriptor)?;
         RawManifest::parse(bytes, Some(&descriptor.media_type))
             .map_err(|source| StoreError::Manifest { store: self.name().to_string(), source })
+    }
+
+    /// How to find the referrers of this store's manifests (signatures, attestations, SBOMs;
+    /// spec/archive.md AR-RF1); stores that cannot hold any have none.
+    fn referrer_lookup(&self) -> Option<&dyn referrers::ReferrerLookup> {
+        None
     }
 
     /// Opens a blob for streaming through a verifying reader.

@@ -223,6 +223,11 @@ impl FaultServer {
     }
 
     /// Stores a one-config, `layers.len()`-layer OCI image in `repository`, tagged `tag`.
+    /// Stores a manifest in `repository` (tagged when `tag` is given); returns its digest.
+    pub fn put_manifest(&self, repository: &str, media_type: &str, bytes: Vec<u8>, tag: Option<&str>) -> String {
+        self.shared.state().store.put_manifest(repository, media_type, bytes, tag)
+    }
+
     pub fn seed_image(&self, repository: &str, tag: &str, layers: Vec<Vec<u8>>) -> SeededImage {
         let config = serde_json::json!({
             "architecture": "amd64", "os": "linux", "rootfs": {"type": "layers", "diff_ids": []}

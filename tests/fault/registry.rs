@@ -77,11 +77,29 @@ pub struct Store {
 pub enum Route {
     Token,
     Root,
-    Manifest { repository: String, reference: String },
-    Blob { repository: String, digest: String },
-    StartUpload { repository: String },
-    Upload { repository: String, id: String },
-    Tags { repository: String },
+    Manifest {
+        repository: String,
+        reference: String,
+    },
+    Blob {
+        repository: String,
+        digest: String,
+    },
+    StartUpload {
+        repository: String,
+    },
+    Upload {
+        repository: String,
+        id: String,
+    },
+    Tags {
+        repository: String,
+    },
+    /// OCI 1.1 `GET /v2/<name>/referrers/<digest>`.
+    Referrers {
+        repository: String,
+        digest: String,
+    },
     Unknown,
 }
 
@@ -105,6 +123,9 @@ impl Route {
         if let Some((repository, digest)) = split("/blobs/") {
             return Route::Blob { repository, digest };
         }
+        if let Some((repository, digest)) = split("/referrers/") {
+            return Route::Referrers { repository, digest };
+        }
         if let Some(repository) = rest.strip_suffix("/tags/list") {
             return Route::Tags { repository: repository.to_string() };
         }
@@ -119,7 +140,8 @@ impl Route {
             | Route::Blob { repository, .. }
             | Route::StartUpload { repository }
             | Route::Upload { repository, .. }
-            | Route::Tags { repository } => (Some(repository), action),
+            | Route::Tags { repository }
+            | Route::Referrers { repository, .. } => (Some(repository), action),
             Route::Token | Route::Root | Route::Unknown => (None, action),
         }
     }
@@ -166,8 +188,33 @@ impl Store {
             ("PATCH", Route::Upload { repository, id }) => self.patch_upload(request, repository, id),
             ("PUT", Route::Upload { repository, id }) => self.finish_upload(request, repository, id),
             ("GET", Route::Tags { repository }) => self.list_tags(request, repository),
+            ("GET", Route::Referrers { repository, digest }) => self.referrers(repository, digest),
             _ => Response::error(405, "UNSUPPORTED", "not served by the fault registry"),
         }
+    }
+
+    /// The referrers API: an index of every manifest of the repository whose `subject` is
+    /// `digest`, with its `artifactType` (distribution-spec 1.1).
+    fn referrers(&mut self, repository: &str, digest: &str) -> Response {
+        let mut manifests: Vec<serde_json::Value> = Vec::new();
+        for (own, (media_type, bytes)) in &self.repo(repository).manifests {
+            let Ok(parsed) = serde_json::from_slice::<serde_json::Value>(bytes) else { continue };
+            if parsed["subject"]["digest"] != digest {
+                continue;
+            }
+            let mut descriptor = serde_json::json!({"mediaType": media_type, "digest": own, "size": bytes.len()});
+            if let Some(artifact_type) = parsed.get("artifactType") {
+                descriptor["artifactType"] = artifact_type.clone();
+            }
+            manifests.push(descriptor);
+        }
+        manifests.sort_by_key(|d| d["digest"].as_str().unwrap_or_default().to_string());
+        let index = serde_json::json!({
+            "schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json", "manifests": manifests,
+        });
+        Response::new(200)
+            .header("Content-Type", "application/vnd.oci.image.index.v1+json")
+            .body(serde_json::to_vec(&index).unwrap())
     }
 
     fn get_manifest(&mut self, repository: &str, reference: &str) -> Response {

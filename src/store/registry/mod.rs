@@ -17,6 +17,7 @@ pub mod client;
 pub mod credentials;
 pub mod error;
 pub mod origin;
+mod referrers;
 pub mod retry;
 mod sink;
 mod source;

@@ -146,6 +146,10 @@ impl Source for RegistrySource {
         Ok(descriptor)
     }
 
+    fn referrer_lookup(&self) -> Option<&dyn crate::store::referrers::ReferrerLookup> {
+        Some(self)
+    }
+
     fn manifest(&self, descriptor: &Descriptor) -> Result<RawManifest, StoreError> {
         let repository = self.location(&descriptor.digest)?;
         let op = self.operation(&repository, format!("fetching manifest {}", descriptor.digest));

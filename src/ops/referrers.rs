@@ -1,0 +1,364 @@
+//! Signatures, attestations, SBOMs and OCI 1.1 referrers as ordinary artifacts (spec/archive.md
+//! "Referrers"): found at export by the store's [`ReferrerLookup`] for every manifest of the
+//! walk, to a bounded depth, and walked into the graph as top-level artifacts annotated with
+//! what they refer to (AR-RF1, AR-RF2); counted for summaries; and, at import and copy, tied to
+//! their subjects again in the target (AR-RF3): cosign's tags, and the referrers tag-schema
+//! index merged with what the target already lists where it has no referrers API.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
+
+use serde::Serialize;
+use ureq::http::Method;
+
+use crate::engine::{Artifact, Graph, Problem, WalkOptions, walk, walk_with};
+use crate::model::referrers::{
+    COSIGN_SIMPLE_SIGNING, DSSE_ENVELOPE, MAX_REFERRER_DEPTH, ReferrerKind, parse_cosign_tag, schema_tag,
+};
+use crate::model::{Descriptor, Digest, ManifestKind, RawManifest, Reference, Repository, annotations, media};
+use crate::store::Source;
+use crate::store::StoreError;
+use crate::store::referrers::{FoundReferrer, ReferrerLookup};
+use crate::store::registry::{Operation, RegistryClient, RegistrySource, RequestBody};
+
+/// Which referrers an export carries (`--referrers`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ReferrerChoice {
+    /// Everything found (the default).
+    #[default]
+    All,
+    /// Signatures only (cosign `.sig` tags and signature referrers).
+    Signatures,
+    /// None: only the artifacts themselves (ferry before issue 15, skopeo, imgpkg by default).
+    None,
+}
+
+impl ReferrerChoice {
+    fn carries(self, kind: ReferrerKind) -> bool {
+        match self {
+            ReferrerChoice::All => true,
+            ReferrerChoice::Signatures => kind == ReferrerKind::Signature,
+            ReferrerChoice::None => false,
+        }
+    }
+}
+
+/// Finds referrers for a walk: the hook [`crate::engine::walk_with`] calls after each pass.
+pub struct Discovery<'a> {
+    lookup: &'a dyn ReferrerLookup,
+    choice: ReferrerChoice,
+    /// Manifests already asked about.
+    probed: HashSet<Digest>,
+    /// How far each referrer is from an artifact that is not one (1: a signature of an image).
+    depth: HashMap<Digest, usize>,
+}
+
+impl<'a> Discovery<'a> {
+    /// Discovery in `source`, if it can hold referrers and `choice` wants any.
+    pub fn of(source: &'a dyn Source, choice: ReferrerChoice) -> Option<Self> {
+        if choice == ReferrerChoice::None {
+            return None;
+        }
+        let lookup = source.referrer_lookup()?;
+        Some(Discovery { lookup, choice, probed: HashSet::new(), depth: HashMap::new() })
+    }
+
+    /// The referrers of every manifest of `graph` not yet asked about, as new artifacts.
+    pub fn more(&mut self, graph: &Graph) -> Result<Vec<Artifact>, Problem> {
+        let mut wanted: Vec<(Reference, Vec<Digest>)> = Vec::new();
+        for artifact in &graph.artifacts {
+            let Some(original) = &artifact.original else { continue };
+            let level = self.depth.get(&artifact.descriptor.digest).copied().unwrap_or(0);
+            if level >= MAX_REFERRER_DEPTH {
+                continue;
+            }
+            let digests: Vec<Digest> = graph
+                .closure(&artifact.descriptor)
+                .into_keys()
+                .filter(|digest| graph.manifests.contains_key(digest))
+                // A referrer's subject is in its closure, and was asked about already.
+                .filter(|digest| self.depth.get(digest).copied().unwrap_or(0) == level)
+                .filter(|digest| self.probed.insert(*digest))
+                .collect();
+            if !digests.is_empty() {
+                wanted.push((original.clone(), digests));
+            }
+        }
+        if wanted.is_empty() {
+            return Ok(Vec::new());
+        }
+        let found = self.lookup.referrers_of(&wanted).map_err(|err| Problem {
+            subject: None,
+            message: format!("looking for signatures, attestations, SBOMs and referrers: {err}"),
+            integrity: err.is_integrity(),
+        })?;
+        let mut artifacts = Vec::new();
+        for referrer in found.into_iter().flatten().filter(|found| self.choice.carries(found.kind)) {
+            let level = self.depth.get(&referrer.subject).copied().unwrap_or(0) + 1;
+            let entry = self.depth.entry(referrer.descriptor.digest).or_insert(level);
+            *entry = (*entry).min(level);
+            artifacts.push(referrer_artifact(referrer));
+        }
+        Ok(artifacts)
+    }
+}
+
+/// The engine's walk from `roots`, with the referrers `choice` wants found for every manifest
+/// (when `source` can hold any) and walked in too.
+pub fn walk_with_referrers(
+    source: &dyn Source,
+    roots: Vec<Artifact>,
+    options: &WalkOptions,
+    choice: ReferrerChoice,
+) -> Graph {
+    match Discovery::of(source, choice) {
+        Some(mut discovery) => walk_with(source, roots, options, &mut |graph| discovery.more(graph)),
+        None => walk(source, roots, options),
+    }
+}
+
+/// A found referrer as a top-level artifact, with the annotations that tie it to its subject.
+fn referrer_artifact(found: FoundReferrer) -> Artifact {
+    let mut artifact =
+        Artifact::new(Descriptor::new(&found.descriptor.media_type, found.descriptor.digest, found.descriptor.size));
+    artifact.ref_name = Some(found.reference.to_string());
+    artifact.original = Some(found.reference);
+    artifact.annotations.insert(annotations::REFERRER_OF.into(), found.subject.to_string());
+    if let Some(tag) = found.tag {
+        artifact.annotations.insert(annotations::REFERRER_TAG.into(), tag);
+    }
+    artifact
+}
+
+/// The subject an artifact refers to, if it is a referrer.
+pub fn subject_of(artifact: &Artifact) -> Option<Digest> {
+    artifact.annotations.get(annotations::REFERRER_OF).and_then(|text| text.parse().ok())
+}
+
+/// Whether an artifact is a referrer (carried for another one, not named by the user).
+pub fn is_referrer(artifact: &Artifact) -> bool {
+    artifact.annotations.contains_key(annotations::REFERRER_OF)
+}
+
+/// What a referrer is: by its cosign tag, else its manifest's `artifactType`, config media
+/// type or layers.
+pub fn kind_of(artifact: &Artifact, manifest: Option<&RawManifest>) -> ReferrerKind {
+    if let Some((_, kind)) = artifact.annotations.get(annotations::REFERRER_TAG).and_then(|tag| parse_cosign_tag(tag)) {
+        return kind;
+    }
+    let Some(manifest) = manifest else { return ReferrerKind::Other };
+    if let Some(artifact_type) = artifact_type(manifest) {
+        return ReferrerKind::of_artifact_type(&artifact_type);
+    }
+    match manifest.kind() {
+        ManifestKind::Image(image) => {
+            if image.layers.iter().any(|layer| layer.media_type == COSIGN_SIMPLE_SIGNING) {
+                ReferrerKind::Signature
+            } else if image.layers.iter().any(|layer| layer.media_type == DSSE_ENVELOPE) {
+                ReferrerKind::Attestation
+            } else {
+                ReferrerKind::of_artifact_type(&image.config.media_type)
+            }
+        }
+        ManifestKind::Index(_) => ReferrerKind::Other,
+    }
+}
+
+/// A manifest's `artifactType`, or its config's media type when that is not an image config.
+pub fn artifact_type(manifest: &RawManifest) -> Option<String> {
+    #[derive(serde::Deserialize)]
+    struct Typed {
+        #[serde(rename = "artifactType")]
+        artifact_type: Option<String>,
+    }
+    let typed = serde_json::from_slice::<Typed>(manifest.bytes()).ok().and_then(|typed| typed.artifact_type);
+    typed.or_else(|| match manifest.kind() {
+        ManifestKind::Image(image)
+            if image.config.media_type != media::OCI_CONFIG
+                && image.config.media_type != media::DOCKER_CONFIG
+                && image.config.media_type != "application/vnd.oci.empty.v1+json" =>
+        {
+            Some(image.config.media_type.clone())
+        }
+        _ => None,
+    })
+}
+
+/// One referrer of an artifact, as `inspect` lists it.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct ReferrerInfo {
+    pub kind: ReferrerKind,
+    pub digest: Digest,
+    /// The cosign tag it travels under, if any.
+    pub tag: Option<String>,
+    pub artifact_type: Option<String>,
+    /// An attestation's predicate types (its layers' `predicateType` annotations).
+    pub predicate_types: Vec<String>,
+}
+
+/// The referrers of `subject` in `graph`, each once, by digest.
+pub fn referrers_of(graph: &Graph, subject: &Digest) -> Vec<ReferrerInfo> {
+    let mut out: BTreeMap<Digest, ReferrerInfo> = BTreeMap::new();
+    for artifact in graph.artifacts.iter().filter(|artifact| subject_of(artifact) == Some(*subject)) {
+        let manifest = graph.manifests.get(&artifact.descriptor.digest);
+        let predicate_types = match manifest.map(RawManifest::kind) {
+            Some(ManifestKind::Image(image)) => image
+                .layers
+                .iter()
+                .filter_map(|layer| layer.annotations.get(crate::model::referrers::PREDICATE_TYPE_ANNOTATION).cloned())
+                .collect(),
+            _ => Vec::new(),
+        };
+        out.entry(artifact.descriptor.digest).or_insert_with(|| ReferrerInfo {
+            kind: kind_of(artifact, manifest),
+            digest: artifact.descriptor.digest,
+            tag: artifact.annotations.get(annotations::REFERRER_TAG).cloned(),
+            artifact_type: manifest.and_then(artifact_type),
+            predicate_types,
+        });
+    }
+    out.into_values().collect()
+}
+
+/// How many referrers of each kind a graph carries, for summaries (`--json` too).
+#[derive(Debug, Default, Clone, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct ReferrerCounts {
+    pub signatures: usize,
+    pub attestations: usize,
+    pub sboms: usize,
+    /// Other OCI 1.1 referrers.
+    pub other_referrers: usize,
+}
+
+impl ReferrerCounts {
+    /// Each referrer digest once.
+    pub fn of(graph: &Graph) -> Self {
+        let mut kinds: BTreeMap<Digest, ReferrerKind> = BTreeMap::new();
+        for artifact in graph.artifacts.iter().filter(|artifact| is_referrer(artifact)) {
+            let kind = kind_of(artifact, graph.manifests.get(&artifact.descriptor.digest));
+            kinds.insert(artifact.descriptor.digest, kind);
+        }
+        let mut counts = ReferrerCounts::default();
+        for kind in kinds.values() {
+            match kind {
+                ReferrerKind::Signature => counts.signatures += 1,
+                ReferrerKind::Attestation => counts.attestations += 1,
+                ReferrerKind::Sbom => counts.sboms += 1,
+                ReferrerKind::Other => counts.other_referrers += 1,
+            }
+        }
+        counts
+    }
+
+    pub fn total(&self) -> usize {
+        self.signatures + self.attestations + self.sboms + self.other_referrers
+    }
+}
+
+/// The OCI 1.1 referrers of the graph (those without a cosign tag), by subject: what the
+/// target's referrers API or tag-schema index must list after an import (AR-RF3).
+fn api_referrers(graph: &Graph) -> BTreeMap<Digest, BTreeMap<Digest, Descriptor>> {
+    let mut out: BTreeMap<Digest, BTreeMap<Digest, Descriptor>> = BTreeMap::new();
+    for artifact in &graph.artifacts {
+        let Some(subject) = subject_of(artifact) else { continue };
+        if artifact.annotations.contains_key(annotations::REFERRER_TAG) {
+            continue;
+        }
+        let Some(manifest) = graph.manifests.get(&artifact.descriptor.digest) else { continue };
+        let mut descriptor = manifest.descriptor();
+        descriptor.artifact_type = artifact_type(manifest);
+        descriptor.annotations = match manifest.kind() {
+            ManifestKind::Image(image) => image.annotations.clone(),
+            ManifestKind::Index(index) => index.annotations.clone(),
+        };
+        out.entry(subject).or_default().insert(descriptor.digest, descriptor);
+    }
+    out
+}
+
+/// After the push (AR-RF3): for each subject with OCI 1.1 referrers, a target with a referrers
+/// API has indexed them from their `subject` field; a target without one (it answers 404) gets
+/// the tag-schema index `sha256-<hex>`, merged with the index already there (never replacing
+/// what it lists). Returns the schema tags written.
+pub fn publish_schema_indexes(
+    client: &Arc<RegistryClient>,
+    repository: &Repository,
+    graph: &Graph,
+) -> Result<Vec<String>, StoreError> {
+    let target = RegistrySource::new(Arc::clone(client));
+    let mut written = Vec::new();
+    for (subject, ours) in api_referrers(graph) {
+        if target_has_api(client, repository, &subject)? {
+            continue;
+        }
+        let tag = schema_tag(&subject);
+        let mut listed: BTreeMap<Digest, Descriptor> = BTreeMap::new();
+        let mut order: Vec<Digest> = Vec::new();
+        match target.resolve(&repository.at_tag(&tag)) {
+            Ok(descriptor) => {
+                if let ManifestKind::Index(index) = target.manifest(&descriptor)?.kind() {
+                    for child in &index.manifests {
+                        if listed.insert(child.digest, child.clone()).is_none() {
+                            order.push(child.digest);
+                        }
+                    }
+                }
+            }
+            Err(StoreError::NotFound { .. }) => {}
+            Err(err) => return Err(err),
+        }
+        let before = order.len();
+        for (digest, descriptor) in ours {
+            if listed.insert(digest, descriptor).is_none() {
+                order.push(digest);
+            }
+        }
+        if order.len() == before && before > 0 {
+            continue;
+        }
+        let manifests: Vec<&Descriptor> = order.iter().map(|digest| &listed[digest]).collect();
+        let bytes = serde_json::to_vec(&serde_json::json!({
+            "schemaVersion": 2, "mediaType": media::OCI_INDEX, "manifests": manifests,
+        }))
+        .expect("descriptors serialise");
+        put_manifest(client, repository, &tag, media::OCI_INDEX, bytes)?;
+        written.push(tag);
+    }
+    Ok(written)
+}
+
+/// Whether the target answers the referrers API (anything but 404; distribution-spec 1.1).
+fn target_has_api(client: &RegistryClient, repository: &Repository, subject: &Digest) -> Result<bool, StoreError> {
+    let op = Operation {
+        registry: repository.registry.clone(),
+        repository: repository.path.clone(),
+        what: format!("listing the referrers of {subject}"),
+        scopes: vec![format!("repository:{}:pull,push", repository.path)],
+    };
+    let url = format!("{}/v2/{}/referrers/{subject}", client.base_url(&repository.registry), repository.path);
+    let response = client.send(&op, Method::GET, &url, &[], RequestBody::Empty, true).map_err(StoreError::from)?;
+    Ok(response.status() != 404)
+}
+
+/// PUTs a manifest under a tag.
+fn put_manifest(
+    client: &RegistryClient,
+    repository: &Repository,
+    tag: &str,
+    media_type: &str,
+    bytes: Vec<u8>,
+) -> Result<(), StoreError> {
+    let op = Operation {
+        registry: repository.registry.clone(),
+        repository: repository.path.clone(),
+        what: format!("writing the referrers index {tag}"),
+        scopes: vec![format!("repository:{}:pull,push", repository.path)],
+    };
+    let url = format!("{}/v2/{}/manifests/{tag}", client.base_url(&repository.registry), repository.path);
+    client
+        .send(&op, Method::PUT, &url, &[("Content-Type", media_type.to_string())], RequestBody::Bytes(&bytes), false)
+        .map_err(StoreError::from)?;
+    Ok(())
+}
