@@ -7,6 +7,9 @@
 
 mod cli;
 
+#[path = "support/xorshift.rs"]
+mod xorshift;
+
 use std::io::Cursor;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::Path;
@@ -17,29 +20,9 @@ use ferry::model::Digest;
 use ferry::ops::inspect::inspect_archive;
 use ferry::ops::stream::verify_stream;
 use ferry::ops::verify::{VerifyOptions, verify_archive};
+use xorshift::Prng;
 
 const BLOCK: usize = 512;
-
-/// A small deterministic generator (xorshift64*), so a failure names a seed that replays it.
-struct Prng(u64);
-
-impl Prng {
-    /// The generator of mutant number `seed` (never the all-zero state).
-    fn seeded(seed: u64) -> Self {
-        Prng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
-    }
-
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-
-    fn below(&mut self, bound: usize) -> usize {
-        (self.next() % bound.max(1) as u64) as usize
-    }
-}
 
 /// How many mutants each test makes: `FERRY_MUTANTS`, or 400.
 fn mutant_count() -> u64 {

@@ -7,6 +7,9 @@
 //! Each property runs for a bounded time (`FERRY_PROPERTY_SECONDS`, default 2) in a normal
 //! `cargo test`; a failure names the seed that replays it.
 
+#[path = "support/xorshift.rs"]
+mod xorshift;
+
 use std::io::Cursor;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::time::{Duration, Instant};
@@ -19,34 +22,7 @@ use ferry::model::{RawManifest, sha256_digest};
 use ferry::ops::stream::verify_stream;
 use ferry::store::layout_tar::LayoutTarSource;
 use ferry::store::layout_tar::header::{parse_header, parse_pax, write_header};
-
-/// A small deterministic generator (xorshift64*), so a failure names a seed that replays it.
-struct Prng(u64);
-
-impl Prng {
-    fn seeded(seed: u64) -> Self {
-        Prng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
-    }
-
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-
-    fn below(&mut self, bound: usize) -> usize {
-        (self.next() % bound.max(1) as u64) as usize
-    }
-
-    fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
-        &items[self.below(items.len())]
-    }
-
-    fn bytes(&mut self, len: usize) -> Vec<u8> {
-        (0..len).map(|_| self.next() as u8).collect()
-    }
-}
+use xorshift::Prng;
 
 /// Runs `property` on seeds 1, 2, ... for the time budget; fails naming every seed that panicked.
 fn for_a_while(name: &str, mut property: impl FnMut(&mut Prng) -> Result<(), String>) {

@@ -154,14 +154,7 @@ fn copy_blob(
             }
             Err(err) => err,
         };
-        let (spent, retry_after) = match &err {
-            StoreError::Registry(remote) => (remote.attempts.max(1), remote.retry_after()),
-            _ => (1, None),
-        };
-        attempts += spent;
-        if !(err.is_transient() && attempts < policy.max_attempts()) {
-            return Err(err);
-        }
+        let Some(delay) = policy.after(&err, &mut attempts) else { return Err(err) };
         // The next attempt reads the blob from its start: take back what this one counted, so
         // the bytes are counted once (issue 17: a blob retried at 59% showed 159%). The ticker
         // reports only growth past what it already reported.
@@ -172,7 +165,7 @@ fn copy_blob(
             attempts + 1,
             policy.max_attempts()
         ));
-        std::thread::sleep(policy.delay(attempts, retry_after));
+        std::thread::sleep(delay);
     }
 }
 

@@ -238,21 +238,16 @@ fn upload_streamed(
             Ok(()) => return Ok(()),
             Err(err) => err,
         };
-        let (spent, retry_after) = match &err {
-            StoreError::Registry(remote) => (remote.attempts.max(1), remote.retry_after()),
-            _ => (1, None),
-        };
-        attempts += spent;
-        if !(err.is_transient() && reader.position() == 0 && attempts < policy.max_attempts()) {
-            return Err(err);
-        }
+        // Only a blob none of whose bytes have been read can be sent again from a stream.
+        let delay = policy.after(&err, &mut attempts).filter(|_| reader.position() == 0);
+        let Some(delay) = delay else { return Err(err) };
         reporter.warn(&format!(
             "retrying blob {} (attempt {} of {}): {err}",
             descriptor.digest,
             attempts + 1,
             policy.max_attempts()
         ));
-        std::thread::sleep(policy.delay(attempts, retry_after));
+        std::thread::sleep(delay);
     }
 }
 

@@ -85,6 +85,18 @@ impl RetryPolicy {
 
     /// The wait before attempt `attempts + 1`: the registry's `Retry-After` (capped at a minute),
     /// else exponential backoff with up to 25% jitter.
+    /// After a failed unit (a blob's "request, read body, hash"): adds the attempts `err`
+    /// spent to `attempts` and gives the wait before the next attempt, or `None` when the unit
+    /// fails now (not retryable, or its `1 + N` budget spent).
+    pub fn after(&self, err: &crate::store::StoreError, attempts: &mut u32) -> Option<Duration> {
+        let (spent, retry_after) = match err {
+            crate::store::StoreError::Registry(remote) => (remote.attempts.max(1), remote.retry_after()),
+            _ => (1, None),
+        };
+        *attempts += spent;
+        (err.is_transient() && *attempts < self.max_attempts()).then(|| self.delay(*attempts, retry_after))
+    }
+
     pub fn delay(&self, attempts: u32, retry_after: Option<Duration>) -> Duration {
         if let Some(wait) = retry_after {
             return wait.min(MAX_RETRY_AFTER);
