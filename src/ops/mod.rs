@@ -8,6 +8,7 @@ pub mod describe;
 pub mod export;
 pub mod extract;
 pub mod import;
+pub mod incremental;
 pub mod inspect;
 pub mod located;
 pub mod locations;

@@ -265,7 +265,7 @@ fn check_media_types(index: &LayoutIndex, graph: &Graph, failures: &mut BTreeMap
 /// A directory, device, FIFO or socket is not an archive that could be damaged: it is the wrong
 /// thing named, a failure (exit 1) and not an integrity verdict (spec/cli.md "verify"). A name
 /// that does not exist is left to the reader, which also finds an archive's volumes by it.
-fn refuse_non_file(path: &Path) -> Result<(), StoreError> {
+pub(super) fn refuse_non_file(path: &Path) -> Result<(), StoreError> {
     use std::os::unix::fs::FileTypeExt;
     let Ok(metadata) = std::fs::metadata(path) else { return Ok(()) };
     let kind = metadata.file_type();
