@@ -15,10 +15,10 @@ use std::time::Instant;
 use serde::Serialize;
 
 use super::archive::{Archive, open_archive};
-use super::incremental;
 use super::incremental::Probe;
 use super::relocate::{Publication, PublishError, PublishOptions, publish};
 use super::verify;
+use super::{delta, incremental};
 use crate::engine::{Reporter, TransferOptions};
 use crate::model::layout::LayoutIndex;
 use crate::model::{Digest, Repository};
@@ -66,6 +66,13 @@ pub enum ImportError {
         stream = super::stream::STREAM_NAME
     )]
     Interrupted { cause: Box<StoreError>, blobs_verified: usize, blobs_uploaded: u64, bytes_uploaded: u64 },
+    /// A delta whose relied-on blobs the target lacks (spec/archive.md DL-5): nothing pushed.
+    #[error(
+        "{archive} is a delta, and {repository} lacks {} blob(s) it relies on; nothing was pushed: import its base first\n  {}",
+        .missing.len(),
+        .missing.join("\n  ")
+    )]
+    MissingBase { archive: String, repository: String, missing: Vec<String> },
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error(transparent)]
@@ -78,7 +85,9 @@ impl ImportError {
             ImportError::Integrity { .. } => true,
             ImportError::Store(err) => err.is_integrity(),
             ImportError::Publish(err) => err.is_integrity(),
-            ImportError::MissingNonDistributable { .. } | ImportError::Interrupted { .. } => false,
+            ImportError::MissingNonDistributable { .. }
+            | ImportError::Interrupted { .. }
+            | ImportError::MissingBase { .. } => false,
         }
     }
 }
@@ -130,8 +139,25 @@ pub fn import_opened(
         return Err(integrity(failures));
     }
     refuse_omitted_layers(archive_name, archive.index())?;
+    let relied = match delta::delta_record(reader, archive.index()) {
+        Ok(record) => record.as_ref().map(delta::relied_on_by_digest).unwrap_or_default(),
+        Err(err) => return Err(integrity(vec![err.to_string()])),
+    };
     let send = |probe: Probe| -> Result<Publication, ImportError> {
         let known = incremental::probe_target(&graph, &client, repository, probe, workers, reporter)?;
+        // DL-5: every blob the delta relies on must already be in the target.
+        let missing: Vec<String> = relied
+            .iter()
+            .filter(|(digest, _)| known.blobs_missing.contains(digest))
+            .map(|(digest, base)| format!("{digest}, from {base}"))
+            .collect();
+        if !missing.is_empty() {
+            return Err(ImportError::MissingBase {
+                archive: archive_name.to_string(),
+                repository: repository.to_string(),
+                missing,
+            });
+        }
         let failures = incremental::verify_to_push(&graph, reader, &known.blobs_missing, workers, reporter);
         if !failures.is_empty() {
             return Err(integrity(failures));

@@ -36,6 +36,9 @@ pub struct VerifyReport {
     pub bytes: u64,
     pub failures: Vec<String>,
     pub warnings: Vec<String>,
+    /// For a delta, what it relies on (spec/archive.md DL-4): listed, not failures.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub delta: Option<crate::model::delta::DeltaRecord>,
 }
 
 impl VerifyReport {
@@ -51,6 +54,7 @@ impl VerifyReport {
             bytes: 0,
             failures: Vec::new(),
             warnings: Vec::new(),
+            delta: None,
         }
     }
 
@@ -162,6 +166,7 @@ pub(super) fn check_graph(
     }
     check_media_types(index, &graph, failures);
     let recorded_omitted: BTreeSet<String> = index.omitted_layers().into_iter().collect();
+    let relied = super::delta::relied_on_checked(source, index, failures);
     for (digest, (descriptor, _)) in &graph.blobs {
         let subject = digest.to_string();
         match stored.get(digest) {
@@ -177,6 +182,8 @@ pub(super) fn check_graph(
             None if media::is_non_distributable(&descriptor.media_type) && recorded_omitted.contains(&subject) => {
                 warnings.push(format!("non-distributable layer {digest} was left out at export, as recorded"));
             }
+            // DL-4: a delta leaves out what its bases hold; what it relies on is listed, not failed.
+            None if relied.contains_key(digest) => {}
             None => {
                 failures
                     .entry(subject)
@@ -184,7 +191,9 @@ pub(super) fn check_graph(
             }
         }
     }
-    let referenced: BTreeSet<Digest> = graph.manifests.keys().chain(graph.blobs.keys()).copied().collect();
+    let records = index.manifests.iter().filter(|d| super::delta::is_delta_entry(d)).map(|d| &d.digest);
+    let referenced: BTreeSet<Digest> =
+        graph.manifests.keys().chain(graph.blobs.keys()).chain(records).copied().collect();
     for digest in stored.keys() {
         if !referenced.contains(digest) {
             warnings.push(format!("blob {digest} is not referenced by any artifact"));
@@ -296,7 +305,13 @@ pub fn verify_archive(
     options: &VerifyOptions,
     reporter: &dyn Reporter,
 ) -> Result<VerifyReport, StoreError> {
-    check_archive(path, options, reporter).map(|(report, _)| report)
+    check_archive(path, options, reporter).map(|(mut report, checked)| {
+        if let Some((archive, _)) = checked {
+            // A record that cannot be read is already a failure of the report (check_graph).
+            report.delta = super::delta::delta_record(&archive, archive.index()).ok().flatten();
+        }
+        report
+    })
 }
 
 /// [`verify_archive`], also handing back the opened archive and its walked graph when the
