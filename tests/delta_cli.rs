@@ -174,3 +174,32 @@ fn weekly_deltas_carry_only_what_the_far_side_lacks() {
     let week3_tags = tags(home, &registry, "team/app");
     assert!(week3_tags.len() > tags(home, &registry, "team/full").len());
 }
+
+/// A bundle's delta keeps the bundle's layer (its lock, which every reader walks; DL-2): it
+/// verifies, describes and imports; without its base in the target it pushes nothing.
+#[test]
+fn a_bundle_delta_keeps_its_lock_and_needs_its_base() {
+    let registry = Registry::start(Variant::Plain);
+    let scratch = tempfile::tempdir().unwrap();
+    let home = scratch.path();
+    let layout = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/layouts/bundle");
+    let full = home.join("bundle.tar");
+    export(home, &layout, &full, &[]);
+    let delta = home.join("bundle-delta.tar");
+    export(home, &layout, &delta, &[&full]);
+    assert!(!relied_on(home, &delta).is_empty());
+    ok(run(home, &["verify", delta.to_str().unwrap(), "--base", full.to_str().unwrap()], &[]));
+    let described = ok(run(home, &["describe", "--tar", delta.to_str().unwrap()], &[]));
+    assert!(text(&described.stderr).contains("is a delta"), "{}", text(&described.stderr));
+
+    let refused = import(home, &registry, &delta, "team/bundle");
+    assert_eq!(refused.status.code(), Some(1), "{}", text(&refused.stderr));
+    assert!(text(&refused.stderr).contains("nothing was pushed"), "{}", text(&refused.stderr));
+    assert!(tags(home, &registry, "team/bundle").is_empty());
+
+    ok(import(home, &registry, &full, "team/bundle"));
+    let before = tags(home, &registry, "team/bundle");
+    let again = json_of(&ok(import(home, &registry, &delta, "team/bundle")));
+    assert_eq!(again["blobsUploaded"], 0, "{again}");
+    assert_eq!(tags(home, &registry, "team/bundle"), before);
+}

@@ -2,7 +2,7 @@
 //! its bases hold, recording them in a [`DeltaRecord`] blob; reading that record back; and the
 //! bases themselves (an earlier archive, possibly a delta, or an inventory).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
 use super::archive::open_archive;
@@ -46,15 +46,21 @@ pub fn load_base(path: &Path, workers: usize, relied_on: bool) -> Result<Base, S
 }
 
 /// DL-2: leaves out of `plan` every layer a base holds (manifests, indexes and configs are
-/// always kept), adds the record blob to `memory` and its entry to `index.json`. `None` when
-/// no base was given.
-pub fn make_delta(plan: &mut Plan, bases: &[Base], memory: &mut MemorySource) -> Option<DeltaRecord> {
+/// always kept, and so are the layers in `keep`: a bundle's layer holds its lock, without
+/// which nothing can walk the archive), adds the record blob to `memory` and its entry to
+/// `index.json`. `None` when no base was given.
+pub fn make_delta(
+    plan: &mut Plan,
+    bases: &[Base],
+    keep: &BTreeSet<Digest>,
+    memory: &mut MemorySource,
+) -> Option<DeltaRecord> {
     if bases.is_empty() {
         return None;
     }
     let mut relies_on = Vec::new();
     plan.blobs.retain(|blob| {
-        if blob.role != BlobRole::Layer {
+        if blob.role != BlobRole::Layer || keep.contains(&blob.descriptor.digest) {
             return true;
         }
         let digest = blob.descriptor.digest;
@@ -177,4 +183,30 @@ pub fn verify_with_bases(
     }
     report.ok = report.failures.is_empty();
     Ok(())
+}
+
+/// DL-5: what `pull --tar` and `describe --tar` of a delta cannot show, said before they start:
+/// the layers it relies on are in its bases, not in it. `None` for an archive that is not a delta.
+pub fn delta_notice(archive: &super::archive::Archive, what_fails: &str) -> Option<String> {
+    let record = delta_record(archive, archive.index()).ok().flatten()?;
+    let bytes = record.relies_on.iter().map(|r| r.size).fold(0, u64::saturating_add);
+    let bases: Vec<String> =
+        record.bases.iter().map(|base| format!("{} {} ({})", base.kind, base.name, base.identity)).collect();
+    Some(format!(
+        "{} is a delta: {} layer(s) ({bytes} bytes) it relies on are not in it but in {}; {what_fails}",
+        archive.name(),
+        record.relies_on.len(),
+        bases.join(", ")
+    ))
+}
+
+/// The layers of every bundle in `graph`: they hold the bundles' locks, so a delta keeps them.
+pub fn bundle_layers(graph: &crate::engine::Graph) -> BTreeSet<Digest> {
+    graph
+        .bundles
+        .keys()
+        .filter_map(|digest| graph.manifests.get(digest))
+        .flat_map(|manifest| manifest.children())
+        .map(|child| child.digest)
+        .collect()
 }
