@@ -13,7 +13,7 @@ use std::io;
 use std::sync::Arc;
 
 use super::archive::Archive;
-use super::relocate::PublishError;
+use super::relocate::{PublishError, TagPlan};
 use super::verify::{Unhashed, check_graph};
 use crate::engine::{Graph, Items, Reporter, run_all};
 use crate::model::{Descriptor, Digest, RawManifest, Repository};
@@ -236,4 +236,31 @@ impl Sink for KnownSink<'_> {
     fn finish(&mut self, plan: &Plan) -> Result<(), StoreError> {
         self.inner.finish(plan)
     }
+}
+
+/// The tags of `tags` that `repository` already points at their manifest (one `HEAD` each):
+/// they need no push and have been checked (spec/cli.md "import" step 4 holds for them).
+pub(super) fn tags_in_place(
+    client: &Arc<RegistryClient>,
+    repository: &Repository,
+    tags: &[TagPlan],
+    workers: usize,
+) -> Result<BTreeSet<String>, StoreError> {
+    let target = RegistrySource::new(Arc::clone(client));
+    let answers = run_all(tags, workers, true, |tag| match target.resolve(&repository.at_tag(&tag.tag)) {
+        Ok(found) => Ok(found.digest == tag.manifest.digest()),
+        Err(StoreError::NotFound { .. }) => Ok(false),
+        Err(err) => Err(err),
+    });
+    let mut in_place = BTreeSet::new();
+    for (tag, answer) in tags.iter().zip(answers) {
+        match answer {
+            Some(Ok(true)) => {
+                in_place.insert(tag.tag.clone());
+            }
+            Some(Ok(false)) | None => {}
+            Some(Err(err)) => return Err(err),
+        }
+    }
+    Ok(in_place)
 }

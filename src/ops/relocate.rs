@@ -88,7 +88,13 @@ pub fn publish(
     let mut sink = RegistrySink::new(Arc::clone(client), repository.clone());
     sink.mount_from(options.mount_sources.clone());
     let artifact_tags = artifact_tags(graph);
-    for tag in &artifact_tags {
+    // IM-2: after asking first, a tag already pointing at its manifest is neither pushed again
+    // (a manifest PUT makes the registry check every blob it names) nor read back twice.
+    let in_place = match &options.known {
+        Some(_) => super::incremental::tags_in_place(client, repository, &artifact_tags, options.transfer.workers)?,
+        None => Default::default(),
+    };
+    for tag in artifact_tags.iter().filter(|tag| !in_place.contains(&tag.tag)) {
         sink.add_tag(tag.tag.clone(), tag.manifest.clone());
     }
     let known = options.known.clone().unwrap_or_default();
@@ -110,7 +116,7 @@ pub fn publish(
     }
     let record_stats = transfer(&record_blobs, &mut record_sink, &record_plan, &options.transfer, &NoReport)?;
 
-    check_tags(client, repository, artifact_tags.iter().chain(&records))?;
+    check_tags(client, repository, artifact_tags.iter().filter(|tag| !in_place.contains(&tag.tag)).chain(&records))?;
     let lock_output = match &options.lock_output {
         Some(file) => Some(write_lock(file, repository, graph)?),
         None => None,
