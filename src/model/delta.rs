@@ -79,3 +79,42 @@ impl DeltaRecord {
         format!("{} {} ({})", base.kind, base.name, base.identity)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::sha256_digest;
+
+    fn record() -> DeltaRecord {
+        DeltaRecord {
+            media_type: DELTA_MEDIA_TYPE.into(),
+            bases: vec![BaseIdentity {
+                kind: "archive".into(),
+                name: "week1.tar".into(),
+                identity: sha256_digest(b"i"),
+            }],
+            relies_on: vec![ReliedOn { digest: sha256_digest(b"layer"), size: 5, base: 0 }],
+        }
+    }
+
+    #[test]
+    fn a_record_round_trips_in_canonical_json() {
+        let bytes = record().to_bytes();
+        assert!(bytes.starts_with(br#"{"bases":[{"identity":"#), "{}", String::from_utf8_lossy(&bytes));
+        assert_eq!(DeltaRecord::parse(&bytes).unwrap(), record());
+    }
+
+    /// DL-3: unknown keys, another media type and a base index out of range are refused.
+    #[test]
+    fn forged_records_are_refused() {
+        let mut value: serde_json::Value = serde_json::from_slice(&record().to_bytes()).unwrap();
+        value["extra"] = serde_json::json!(1);
+        assert!(DeltaRecord::parse(&serde_json::to_vec(&value).unwrap()).is_err());
+        let mut wrong = record();
+        wrong.media_type = "application/json".into();
+        assert!(DeltaRecord::parse(&wrong.to_bytes()).is_err());
+        let mut dangling = record();
+        dangling.relies_on[0].base = 1;
+        assert!(DeltaRecord::parse(&dangling.to_bytes()).unwrap_err().contains("names base 1"));
+    }
+}

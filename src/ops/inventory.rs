@@ -24,7 +24,12 @@ pub fn of_repository(
     workers: usize,
 ) -> Result<Inventory, StoreError> {
     let source = RegistrySource::relocated_to(Arc::clone(client), repository.clone());
-    let tags = list_tags(client, repository).map_err(StoreError::from)?;
+    // A repository that does not exist yet holds nothing: an empty inventory, not an error.
+    let tags = match list_tags(client, repository) {
+        Ok(tags) => tags,
+        Err(err) if err.is_not_found() => Vec::new(),
+        Err(err) => return Err(StoreError::from(err)),
+    };
     let mut seen = BTreeSet::new();
     let mut roots = Vec::new();
     for tag in tags {
