@@ -63,6 +63,7 @@ pub enum Command {
     Inspect(InspectArgs),
     Tag(TagArgs),
     Serve(ServeArgs),
+    Inventory(super::inventory::InventoryArgs),
 }
 
 /// Check an archive's integrity offline: every blob hashed, every reference present.
@@ -98,6 +99,10 @@ pub struct VerifyArgs {
     pub identity: Option<Digest>,
     #[command(flatten)]
     pub signatures: SignatureFlags,
+    /// For a delta: the archive (verified too) or inventory it was made against; every blob
+    /// the delta relies on must be in one of them, proving the pair complete. Repeatable.
+    #[arg(long = "base", value_name = "FILE")]
+    pub bases: Vec<PathBuf>,
     /// Print the report as JSON on stdout
     #[arg(long)]
     pub json: bool,
@@ -138,6 +143,11 @@ impl VerifyArgs {
         if let Some(expected) = &self.identity {
             report.expect_identity(expected);
         }
+        if !self.bases.is_empty() {
+            let bases: Vec<&std::path::Path> = self.bases.iter().map(PathBuf::as_path).collect();
+            ferry::ops::delta::verify_with_bases(&mut report, &bases, &options, &ferry::engine::NoReport)
+                .map_err(super::exit::fail)?;
+        }
         if self.json {
             output::json(&report)?;
         } else {
@@ -154,6 +164,26 @@ impl VerifyArgs {
                 output::data(&format!("FAIL {}", failure.replace('\n', "\n  ")))?;
             }
             let identity = report.identity.map_or_else(|| "unknown".to_string(), |d| d.to_string());
+            if let Some(delta) = &report.delta {
+                // DL-4: what a delta relies on is listed, never a failure by itself.
+                let bytes = delta.relies_on.iter().map(|r| r.size).fold(0, u64::saturating_add);
+                output::data(&format!(
+                    "DELTA relies on {} blobs ({}) not in this archive:",
+                    delta.relies_on.len(),
+                    human_bytes(bytes)
+                ))?;
+                for relied in &delta.relies_on {
+                    output::data(&format!(
+                        "  {} {} from {}",
+                        relied.digest,
+                        relied.size,
+                        shown(&delta.base_of(relied))
+                    ))?;
+                }
+                if self.bases.is_empty() {
+                    output::note("give the base with --base to prove the pair complete");
+                }
+            }
             if report.ok {
                 let volumes = if report.volumes > 0 { format!(" ({} volumes)", report.volumes) } else { String::new() };
                 output::data(&format!(
@@ -266,6 +296,16 @@ fn render_inspect(report: &inspect::InspectReport) -> String {
     }
     for omitted in &report.omitted_layers {
         lines.push(format!("omitted non-distributable layer {omitted}"));
+    }
+    if let Some(delta) = &report.delta {
+        let bytes = delta.relies_on.iter().map(|r| r.size).fold(0, u64::saturating_add);
+        lines.push(format!("delta: relies on {} blobs ({}) its bases hold", delta.relies_on.len(), human_bytes(bytes)));
+        for base in &delta.bases {
+            lines.push(format!("        base {} {} {}", base.kind, shown(&base.name), base.identity));
+        }
+        for relied in &delta.relies_on {
+            lines.push(format!("        relies on {} {}", relied.digest, relied.size));
+        }
     }
     lines.push(format!(
         "{} blobs, {} stored, {} without deduplication",

@@ -84,6 +84,7 @@ impl CopyArgs {
                     imgpkg_tar: None,
                     build: Default::default(),
                     volume_size: None,
+                    bases: Vec::new(),
                     output: to_tar.clone(),
                     include_non_distributable_layers: self.include_non_distributable_layers,
                     resume: self.resume,

@@ -45,6 +45,10 @@ impl DescribeArgs {
             (_, Some(archive)) => {
                 let source = ferry::ops::archive::open_archive(archive, global.workers()).map_err(fail)?;
                 let artifacts = ferry::ops::artifacts_of_index(source.index());
+                let cannot = "the sizes shown count them, but their contents cannot be read from this archive";
+                if let Some(notice) = ferry::ops::delta::delta_notice(&source, cannot) {
+                    super::output::warn(&notice);
+                }
                 describe_archive(&source, artifacts, global.workers()).map_err(fail)?
             }
             (Some(bundle), None) => {

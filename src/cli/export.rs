@@ -83,6 +83,11 @@ pub struct ExportArgs {
     pub volume_size: Option<u64>,
     #[command(flatten)]
     pub referrers: ReferrerFlags,
+    /// Write a delta: leave out the layers FILE holds (an earlier archive, itself possibly a
+    /// delta, or a `ferry inventory` of the target) and record them; manifests, indexes and
+    /// configs are always written. Repeatable.
+    #[arg(long = "base", value_name = "FILE")]
+    pub bases: Vec<PathBuf>,
     /// Print the summary as JSON on stdout
     #[arg(long)]
     pub json: bool,
@@ -120,6 +125,12 @@ impl ExportArgs {
             resume: self.resume,
             volume_size: self.volume_size,
             referrers: self.referrers.choice(),
+            bases: self
+                .bases
+                .iter()
+                .map(|base| ferry::ops::delta::load_base(base, global.workers(), true))
+                .collect::<Result<_, _>>()
+                .map_err(fail)?,
         };
         self.from.check_platform()?;
         // Before any registry is asked anything: a wrong -o must not cost a download.
@@ -188,6 +199,15 @@ impl ExportArgs {
                 human_bytes(summary.dedup_saved_bytes),
                 summary.seconds
             ));
+            if let Some(delta) = &summary.delta {
+                let bases: Vec<String> = delta.bases.iter().map(|b| format!("{} {}", b.name, b.identity)).collect();
+                output::note(&format!(
+                    "delta: relies on {} blobs ({}) held by {}",
+                    delta.relied_on_blobs,
+                    human_bytes(delta.relied_on_bytes),
+                    bases.join(", ")
+                ));
+            }
             output::data(&format!("identity {}", summary.identity))?;
         }
         Ok(Exit::Success)

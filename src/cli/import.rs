@@ -18,8 +18,10 @@ use ferry::ops::stream::import_stream;
 
 /// Push an archive into one repository, verified, tagged and recorded the imgpkg way.
 ///
-/// The archive is verified completely first (nothing is pushed from a damaged archive), then
-/// every blob the repository lacks is uploaded from the archive in place, manifests follow,
+/// The archive's structure and manifests are checked and every blob that will be sent is
+/// hashed first (nothing is pushed from a damaged archive); the repository is asked first, top
+/// down, and what it holds is neither read nor hashed (ferry verify proves a whole archive).
+/// Every blob the repository lacks is uploaded from the archive in place, manifests follow,
 /// children first, and tags last: sha256-<hex>.imgpkg on every bundle and image, the root's
 /// original tag, and a sha256-<hex>.image-locations.imgpkg record for every bundle, which is
 /// how imgpkg finds the images of a relocated bundle. Every tag is then read back and checked.
@@ -65,8 +67,20 @@ pub struct ImportArgs {
 pub fn print_publication(verb: &str, from: &str, repository: &str, published: &Publication, seconds: f64) {
     let mounted =
         if published.blobs_mounted > 0 { format!(", {} mounted", published.blobs_mounted) } else { String::new() };
+    // IM-2: what the target held and the import never read is said, so a fast re-import is
+    // not mistaken for a verified one (`ferry verify` proves a whole archive).
+    let not_read = if published.blobs_not_read > 0 || published.manifests_present > 0 {
+        format!(
+            " ({} not read, {}; {} manifests present with their subtrees)",
+            published.blobs_not_read,
+            human_bytes(published.bytes_not_read),
+            published.manifests_present
+        )
+    } else {
+        String::new()
+    };
     output::note(&format!(
-        "{verb} {from} into {repository}: {} blobs uploaded ({}){mounted}, {} already present, {} manifests, {} tags, {} locations records in {seconds:.1}s",
+        "{verb} {from} into {repository}: {} blobs uploaded ({}){mounted}, {} already present{not_read}, {} manifests, {} tags, {} locations records in {seconds:.1}s",
         published.blobs_uploaded,
         human_bytes(published.bytes_uploaded),
         published.blobs_present,

@@ -8,6 +8,7 @@ mod escape;
 mod exit;
 mod export;
 mod import;
+mod inventory;
 mod keys;
 mod output;
 mod progress;
@@ -67,6 +68,7 @@ pub fn main() -> ExitCode {
         Command::Pull(args) => args.run(&cli.global),
         Command::Describe(args) => args.run(&cli.global),
         Command::Serve(args) => args.run(&cli.global),
+        Command::Inventory(args) => args.run(&cli.global),
     };
     match outcome {
         Ok(exit) => exit.code(),

@@ -70,6 +70,10 @@ impl PullArgs {
             Some(archive) => {
                 let source = ferry::ops::archive::open_archive(archive, global.workers()).map_err(fail)?;
                 let artifacts = ferry::ops::artifacts_of_index(source.index());
+                let cannot = "pulling an image that uses them fails here: pull it from the registry the delta was imported into, or from the base archive";
+                if let Some(notice) = ferry::ops::delta::delta_notice(&source, cannot) {
+                    super::output::warn(&notice);
+                }
                 pull_from_archive(&source, artifacts, wanted, expect, &self.output, &options)
             }
             None => {

@@ -2,8 +2,10 @@
 //! files and ferry's annotation keys. Nothing here performs I/O; every other layer builds on it.
 
 pub mod annotations;
+pub mod delta;
 pub mod digest;
 pub mod index_rules;
+pub mod inventory;
 pub mod layout;
 pub mod lock;
 pub mod manifest;

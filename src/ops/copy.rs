@@ -81,6 +81,7 @@ pub fn copy_to_repo(
         transfer: options.transfer.clone(),
         lock_output: options.lock_output.clone(),
         mount_sources: mount_sources(source, &graph, repository),
+        known: None,
     };
     let published = publish(source, &graph, client, repository, &publish_options, reporter)?;
     Ok(CopySummary {

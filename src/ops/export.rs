@@ -48,7 +48,19 @@ pub struct ExportSummary {
     pub omitted_layers: Vec<String>,
     /// Signatures, attestations, SBOMs and other referrers carried (spec/archive.md AR-RF1).
     pub referrers: ReferrerCounts,
+    /// With `--base`: what the delta relies on (spec/archive.md DL-2).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub delta: Option<DeltaSummary>,
     pub seconds: f64,
+}
+
+/// What a delta export left out.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DeltaSummary {
+    pub bases: Vec<crate::model::delta::BaseIdentity>,
+    pub relied_on_blobs: usize,
+    pub relied_on_bytes: u64,
 }
 
 /// Why an export failed.
@@ -118,6 +130,8 @@ pub struct ExportOptions {
     pub volume_size: Option<u64>,
     /// Which signatures, attestations, SBOMs and referrers to carry (AR-RF1).
     pub referrers: ReferrerChoice,
+    /// `--base`: leave out the layers these hold and record them (spec/archive.md DL-2).
+    pub bases: Vec<super::delta::Base>,
 }
 
 /// What the roots must be (imgpkg's `-b` and `-i`).
@@ -242,7 +256,12 @@ pub fn export(
     settle_descriptors(&mut graph);
     check_expectation(&graph, expect)?;
     warn_omitted(&graph, reporter);
-    let plan = build_plan(&graph);
+    let mut plan = build_plan(&graph);
+    let mut record_blob = crate::store::memory::MemorySource::new();
+    let delta =
+        super::delta::make_delta(&mut plan, &options.bases, &super::delta::bundle_layers(&graph), &mut record_blob);
+    let with_record = crate::store::overlay::Overlay::new(&record_blob, source);
+    let source: &dyn Source = if delta.is_some() { &with_record } else { source };
     refuse_oversize_index(&plan, MAX_INDEX_BYTES)?;
     let mut sink = match options.volume_size {
         Some(size) => LayoutTarSink::split(output, size),
@@ -278,6 +297,11 @@ pub fn export(
         reused_bytes,
         omitted_layers: plan.omitted.iter().map(|d| d.digest.to_string()).collect(),
         referrers: ReferrerCounts::of(&graph),
+        delta: delta.map(|record| DeltaSummary {
+            relied_on_blobs: record.relies_on.len(),
+            relied_on_bytes: record.relies_on.iter().map(|r| r.size).fold(0, u64::saturating_add),
+            bases: record.bases,
+        }),
         seconds: started.elapsed().as_secs_f64(),
     })
 }

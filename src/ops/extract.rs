@@ -431,12 +431,12 @@ mod layer_properties {
         let count = 1 + rng.next() % 7;
         (0..count)
             .map(|i| {
-                let name = *rng.pick(&NAMES);
+                let name = NAMES[rng.below(NAMES.len())];
                 match rng.next() % 6 {
                     0 | 1 => raw_entry(name, b'0', format!("content {i}").as_bytes(), ""),
                     2 => raw_entry(name, b'5', b"", ""),
-                    3 | 4 => raw_entry(name, b'2', b"", *rng.pick(&TARGETS)),
-                    _ => raw_entry(name, b'1', b"", *rng.pick(&NAMES)),
+                    3 | 4 => raw_entry(name, b'2', b"", TARGETS[rng.below(TARGETS.len())]),
+                    _ => raw_entry(name, b'1', b"", NAMES[rng.below(NAMES.len())]),
                 }
             })
             .collect()

@@ -1,8 +1,10 @@
 //! `ferry import ARCHIVE --to-repo REPO`: verify every byte, seed one repository, tag it the
 //! imgpkg way and record where everything landed (spec/imgpkg.md "Import", spec/archive.md "Reading").
 //!
-//! Fail closed: the archive is verified completely before anything is pushed. Then blobs
-//! (skipping those the repository has), manifests children first, then tags, then one
+//! Fail closed for what is sent (spec/cli.md "import", IM-1): the archive's structure and every
+//! manifest are checked, and every blob that will be pushed is hashed, before anything is pushed.
+//! The target is asked first, top down (IM-2, [`super::incremental`]): what it holds is neither
+//! read nor hashed. Then the missing blobs, manifests children first, then tags, then one
 //! ImageLocations record per bundle; finally every tag is resolved and compared. The source
 //! registries named in the archive are never contacted.
 
@@ -12,13 +14,16 @@ use std::time::Instant;
 
 use serde::Serialize;
 
+use super::archive::{Archive, open_archive};
+use super::incremental::Probe;
 use super::relocate::{Publication, PublishError, PublishOptions, publish};
 use super::verify;
+use super::{delta, incremental};
 use crate::engine::{Reporter, TransferOptions};
 use crate::model::layout::LayoutIndex;
 use crate::model::{Digest, Repository};
-use crate::store::StoreError;
 use crate::store::registry::RegistryClient;
+use crate::store::{Source, StoreError};
 
 /// Options of an import.
 #[derive(Debug, Clone, Default)]
@@ -63,6 +68,13 @@ pub enum ImportError {
         stream = super::stream::STREAM_NAME
     )]
     Interrupted { cause: Box<StoreError>, blobs_verified: usize, blobs_uploaded: u64, bytes_uploaded: u64 },
+    /// A delta whose relied-on blobs the target lacks (spec/archive.md DL-5): nothing pushed.
+    #[error(
+        "{archive} is a delta, and {repository} lacks {} blob(s) it relies on; nothing was pushed: import its base first\n  {}",
+        .missing.len(),
+        .missing.join("\n  ")
+    )]
+    MissingBase { archive: String, repository: String, missing: Vec<String> },
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error(transparent)]
@@ -75,7 +87,9 @@ impl ImportError {
             ImportError::Integrity { .. } => true,
             ImportError::Store(err) => err.is_integrity(),
             ImportError::Publish(err) => err.is_integrity(),
-            ImportError::MissingNonDistributable { .. } | ImportError::Interrupted { .. } => false,
+            ImportError::MissingNonDistributable { .. }
+            | ImportError::Interrupted { .. }
+            | ImportError::MissingBase { .. } => false,
         }
     }
 }
@@ -88,32 +102,99 @@ pub fn import_archive(
     options: &ImportOptions,
     reporter: &dyn Reporter,
 ) -> Result<ImportSummary, ImportError> {
-    let started = Instant::now();
     let archive_name = path.display().to_string();
-    // The check walks the archive's graph (walk problems are verify failures), so a sound
-    // archive comes back opened and walked.
-    let verify_options = verify::VerifyOptions { workers: options.transfer.workers, volume_digests: false };
-    let (mut report, checked) = verify::check_archive(path, &verify_options, reporter)?;
-    if let Some(expected) = &options.identity {
-        report.expect_identity(expected);
+    verify::refuse_non_file(path)?;
+    let archive = match open_archive(path, options.transfer.workers) {
+        Ok(archive) => archive,
+        Err(err) if err.is_integrity() || matches!(err, StoreError::Invalid { .. }) => {
+            return Err(ImportError::Integrity { archive: archive_name, failures: vec![err.to_string()] });
+        }
+        Err(err) => return Err(err.into()),
+    };
+    import_opened(&archive_name, &archive, &archive, client, repository, options, reporter)
+}
+
+/// Imports an opened archive, reading every manifest and blob through `reader` (the archive
+/// itself; a test counts what is read through a wrapper). Fail closed for what is sent (spec/cli.md
+/// "import", IM-1): the structure is checked and every blob that will be pushed is hashed before
+/// anything is pushed; blobs the target holds are never read (IM-2).
+pub fn import_opened(
+    archive_name: &str,
+    archive: &Archive,
+    reader: &dyn Source,
+    client: Arc<RegistryClient>,
+    repository: &Repository,
+    options: &ImportOptions,
+    reporter: &dyn Reporter,
+) -> Result<ImportSummary, ImportError> {
+    let started = Instant::now();
+    let integrity = |failures: Vec<String>| ImportError::Integrity { archive: archive_name.to_string(), failures };
+    let identity = crate::model::sha256_digest(archive.index_bytes());
+    if let Some(mismatch) =
+        options.identity.as_ref().and_then(|expected| verify::identity_mismatch(Some(&identity), expected))
+    {
+        return Err(integrity(vec![mismatch]));
     }
-    // Signatures are checked before anything is pushed (AR-RF4).
-    report.check_signatures(checked.as_ref(), &options.signatures);
-    let (archive, graph) = match checked {
-        Some(checked) if report.ok => checked,
-        _ => return Err(ImportError::Integrity { archive: archive_name, failures: report.failures }),
+    let workers = options.transfer.workers;
+    let (failures, _warnings, graph) = incremental::check_structure(archive, reader, workers);
+    if !failures.is_empty() {
+        return Err(integrity(failures));
+    }
+    refuse_omitted_layers(archive_name, archive.index())?;
+    let relied = match delta::delta_record(reader, archive.index()) {
+        Ok(record) => record.as_ref().map(delta::relied_on_by_digest).unwrap_or_default(),
+        Err(err) => return Err(integrity(vec![err.to_string()])),
     };
-    refuse_omitted_layers(&archive_name, archive.index())?;
-    let publish_options = PublishOptions {
-        transfer: options.transfer.clone(),
-        lock_output: options.lock_output.clone(),
-        ..PublishOptions::default()
+    // Signatures are checked before anything is pushed (AR-RF4); their payloads are read
+    // through the verifying reader.
+    if options.signatures.wanted() {
+        let signatures = super::signatures::check_signatures(reader, &graph, &options.signatures);
+        if !signatures.failures.is_empty() {
+            return Err(integrity(signatures.failures));
+        }
     };
-    let published = publish(&archive, &graph, &client, repository, &publish_options, reporter)?;
+    let send = |probe: Probe| -> Result<Publication, ImportError> {
+        let known = incremental::probe_target(&graph, &client, repository, probe, workers, reporter)?;
+        // DL-5: every blob the delta relies on must already be in the target.
+        let missing: Vec<String> = relied
+            .iter()
+            .filter(|(digest, _)| known.blobs_missing.contains(digest))
+            .map(|(digest, base)| format!("{digest}, from {base}"))
+            .collect();
+        if !missing.is_empty() {
+            return Err(ImportError::MissingBase {
+                archive: archive_name.to_string(),
+                repository: repository.to_string(),
+                missing,
+            });
+        }
+        let failures = incremental::verify_to_push(&graph, reader, &known.blobs_missing, workers, reporter);
+        if !failures.is_empty() {
+            return Err(integrity(failures));
+        }
+        let publish_options = PublishOptions {
+            transfer: options.transfer.clone(),
+            lock_output: options.lock_output.clone(),
+            known: Some(known),
+            ..PublishOptions::default()
+        };
+        Ok(publish(reader, &graph, &client, repository, &publish_options, reporter)?)
+    };
+    let published = match send(Probe::ManifestsFirst) {
+        Err(ImportError::Publish(err)) if incremental::is_blob_unknown(&err) => {
+            // A target whose manifests outlived their blobs (blobs deleted under them): ask
+            // for every blob instead, as if nothing were known.
+            reporter.warn(&format!(
+                "{repository} holds manifests whose blobs are missing ({err}); asking for every blob and sending what it lacks"
+            ));
+            send(Probe::EveryBlob)?
+        }
+        other => other?,
+    };
     Ok(ImportSummary {
-        archive: archive_name,
+        archive: archive_name.to_string(),
         repository: repository.to_string(),
-        identity: crate::model::sha256_digest(archive.index_bytes()),
+        identity,
         published,
         seconds: started.elapsed().as_secs_f64(),
     })

@@ -30,6 +30,9 @@ pub struct InspectReport {
     pub total_bytes: u64,
     pub omitted_layers: Vec<String>,
     pub problems: Vec<String>,
+    /// For a delta: what it relies on and its bases (spec/archive.md DL-4).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub delta: Option<crate::model::delta::DeltaRecord>,
 }
 
 /// One top-level artifact.
@@ -104,6 +107,7 @@ pub fn inspect_archive(path: &Path, workers: usize) -> Result<InspectReport, Sto
         total_bytes,
         omitted_layers,
         problems: graph.problems.iter().map(|p| p.message.clone()).collect(),
+        delta: super::delta::delta_record(&archive, archive.index())?,
     })
 }
 

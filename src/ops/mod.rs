@@ -4,11 +4,14 @@
 pub mod archive;
 pub mod build;
 pub mod copy;
+pub mod delta;
 pub mod describe;
 pub mod export;
 pub mod extract;
 pub mod import;
+pub mod incremental;
 pub mod inspect;
+pub mod inventory;
 pub mod located;
 pub mod locations;
 pub mod pull;
@@ -30,6 +33,8 @@ pub fn artifacts_of_index(index: &LayoutIndex) -> Vec<Artifact> {
     index
         .manifests
         .iter()
+        // A delta record is not an artifact (spec/archive.md DL-3).
+        .filter(|descriptor| !delta::is_delta_entry(descriptor))
         .map(|descriptor| {
             let mut artifact = Artifact::new(descriptor.clone());
             let notes = &descriptor.annotations;

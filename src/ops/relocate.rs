@@ -10,6 +10,7 @@ use std::sync::Arc;
 
 use serde::Serialize;
 
+use super::incremental::{KnownSink, KnownTarget};
 use super::locations;
 use crate::engine::{Artifact, Graph, NoReport, Reporter, TransferError, TransferOptions, build_plan, transfer};
 use crate::model::layout::LayoutIndex;
@@ -29,6 +30,11 @@ pub struct Publication {
     pub blobs_mounted: u64,
     pub bytes_uploaded: u64,
     pub manifests: u64,
+    /// Manifests the target held by digest (their subtrees were not read; spec/cli.md IM-2).
+    pub manifests_present: u64,
+    /// Blobs the target held that were not read from the source (IM-2).
+    pub blobs_not_read: u64,
+    pub bytes_not_read: u64,
     pub tags: Vec<String>,
     pub locations_records: usize,
     pub lock_output: Option<String>,
@@ -64,6 +70,9 @@ pub struct PublishOptions {
     /// Repositories of the target's registry that hold blobs, by digest: those blobs are
     /// mounted (distribution-spec cross-repository mount) instead of uploaded.
     pub mount_sources: HashMap<Digest, String>,
+    /// What the target is already known to hold (an import asked first, IM-2): only the rest
+    /// is sent, and no blob is asked for again.
+    pub known: Option<KnownTarget>,
 }
 
 /// Copies everything in `graph` from `source` into `repository`, then tags, records and checks.
@@ -75,14 +84,29 @@ pub fn publish(
     options: &PublishOptions,
     reporter: &dyn Reporter,
 ) -> Result<Publication, PublishError> {
-    let plan = build_plan(graph);
+    let mut plan = build_plan(graph);
     let mut sink = RegistrySink::new(Arc::clone(client), repository.clone());
     sink.mount_from(options.mount_sources.clone());
     let artifact_tags = artifact_tags(graph);
-    for tag in &artifact_tags {
+    // IM-2: after asking first, a tag already pointing at its manifest is neither pushed again
+    // (a manifest PUT makes the registry check every blob it names) nor read back twice.
+    let in_place = match &options.known {
+        Some(_) => super::incremental::tags_in_place(client, repository, &artifact_tags, options.transfer.workers)?,
+        None => Default::default(),
+    };
+    for tag in artifact_tags.iter().filter(|tag| !in_place.contains(&tag.tag)) {
         sink.add_tag(tag.tag.clone(), tag.manifest.clone());
     }
-    let stats = transfer(source, &mut sink, &plan, &options.transfer, reporter)?;
+    let known = options.known.clone().unwrap_or_default();
+    known.narrow(&mut plan);
+    let stats =
+        transfer(source, &mut KnownSink { inner: &mut sink, known: &known }, &plan, &options.transfer, reporter)?;
+    let bytes_not_read = graph
+        .blobs
+        .iter()
+        .filter(|(digest, _)| known.holds(digest))
+        .map(|(_, (descriptor, _))| descriptor.size)
+        .fold(0, u64::saturating_add);
 
     // One ImageLocations record per bundle, pushed and tagged after everything it lists.
     let (records, record_plan, record_blobs) = locations_plan(graph);
@@ -94,7 +118,7 @@ pub fn publish(
 
     // OCI 1.1 referrers are tied to their subjects by the target's API, else its tag schema.
     let schema_tags = super::referrers::publish_schema_indexes(client, repository, graph)?;
-    check_tags(client, repository, artifact_tags.iter().chain(&records))?;
+    check_tags(client, repository, artifact_tags.iter().filter(|tag| !in_place.contains(&tag.tag)).chain(&records))?;
     let lock_output = match &options.lock_output {
         Some(file) => Some(write_lock(file, repository, graph)?),
         None => None,
@@ -105,10 +129,13 @@ pub fn publish(
     tags.dedup();
     Ok(Publication {
         blobs_uploaded: stats.blobs_copied + record_stats.blobs_copied,
-        blobs_present: stats.blobs_skipped + record_stats.blobs_skipped,
+        blobs_present: known.blobs_present() + stats.blobs_skipped + record_stats.blobs_skipped,
         blobs_mounted: stats.blobs_linked + record_stats.blobs_linked,
         bytes_uploaded: stats.bytes_copied + record_stats.bytes_copied,
         manifests: stats.manifests + record_stats.manifests,
+        manifests_present: known.manifests_present.len() as u64,
+        blobs_not_read: known.blobs_present(),
+        bytes_not_read,
         tags,
         locations_records: graph.bundles.len(),
         lock_output,
