@@ -203,7 +203,7 @@ fn issue17_verify_of_a_stream_names_a_missing_blob_in_words() {
 #[test]
 fn issue17_many_missing_lock_images_make_one_short_line() {
     use ferry::engine::NoReport;
-    use ferry::ops::build::{BuildOptions, build};
+    use ferry::ops::bundle::build::{BuildOptions, build};
     use ferry::ops::export::{self, Expect, ExportOptions};
 
     let scratch = tempfile::tempdir().unwrap();

@@ -126,7 +126,7 @@ fn bundle_round_trip_into_one_repository() {
             .unwrap();
     assert_eq!(config["config"], serde_json::json!({}));
     let layer = blob(&registry, "relocated/bundle", record["layers"][0]["digest"].as_str().unwrap());
-    let yaml = ferry::ops::locations::read_layer(&layer, "record").expect("image-locations.yml in the layer");
+    let yaml = ferry::ops::bundle::locations::read_layer(&layer, "record").expect("image-locations.yml in the layer");
     let mut expected: Vec<(String, bool)> = root["lock"]
         .as_array()
         .unwrap()

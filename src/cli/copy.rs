@@ -16,8 +16,8 @@ use super::progress::Progress;
 use super::registry::RegistryFlags;
 use ferry::engine::TransferOptions;
 use ferry::model::Repository;
+use ferry::ops::bundle::located;
 use ferry::ops::copy::{CopyOptions, copy_to_repo};
-use ferry::ops::located;
 use ferry::store::registry::RegistrySource;
 
 /// Copy a bundle or images into an archive or a repository, or an archive into a repository (imgpkg's copy).

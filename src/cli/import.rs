@@ -13,7 +13,7 @@ use super::registry::RegistryFlags;
 use ferry::engine::TransferOptions;
 use ferry::model::{Digest, Repository};
 use ferry::ops::import::{ImportOptions, import_archive};
-use ferry::ops::relocate::Publication;
+use ferry::ops::publish::relocate::Publication;
 use ferry::ops::stream::import_stream;
 
 /// Push an archive into one repository, verified, tagged and recorded the imgpkg way.

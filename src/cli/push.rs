@@ -12,7 +12,7 @@ use super::progress::Progress;
 use super::registry::RegistryFlags;
 use ferry::engine::TransferOptions;
 use ferry::model::Reference;
-use ferry::ops::build::BuildOptions;
+use ferry::ops::bundle::build::BuildOptions;
 use ferry::ops::push::{PushOptions, push};
 
 /// Build a bundle or image from files and push it (imgpkg's push), reproducibly.

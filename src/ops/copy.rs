@@ -11,7 +11,7 @@ use std::time::Instant;
 use serde::Serialize;
 
 use super::export::{Expect, ExportError, check_expectation, fail_on_problems, warn_omitted};
-use super::relocate::{Publication, PublishError, PublishOptions, publish};
+use super::publish::relocate::{Publication, PublishError, PublishOptions, publish};
 use crate::engine::{Artifact, Graph, Reporter, TransferOptions, WalkOptions};
 use crate::model::{Digest, Repository};
 use crate::store::registry::{RegistryClient, RegistrySource};

@@ -8,8 +8,8 @@ use std::sync::Arc;
 
 use serde::Serialize;
 
+use super::bundle::located::bundle_source;
 use super::export::reference_root;
-use super::located::bundle_source;
 use crate::engine::{Artifact, Graph, WalkOptions, walk};
 use crate::model::{Digest, ManifestKind, Reference};
 use crate::store::registry::{RegistryClient, RegistrySource};

@@ -3,7 +3,7 @@
 //!
 //! Fail closed for what is sent (spec/cli.md "import", IM-1): the archive's structure and every
 //! manifest are checked, and every blob that will be pushed is hashed, before anything is pushed.
-//! The target is asked first, top down (IM-2, [`super::incremental`]): what it holds is neither
+//! The target is asked first, top down (IM-2, [`super::publish::incremental`]): what it holds is neither
 //! read nor hashed. Then the missing blobs, manifests children first, then tags, then one
 //! ImageLocations record per bundle; finally every tag is resolved and compared. The source
 //! registries named in the archive are never contacted.
@@ -15,10 +15,11 @@ use std::time::Instant;
 use serde::Serialize;
 
 use super::archive::{Archive, open_archive};
-use super::incremental::Probe;
-use super::relocate::{Publication, PublishError, PublishOptions, publish};
+use super::delta;
+use super::publish::incremental;
+use super::publish::incremental::Probe;
+use super::publish::relocate::{Publication, PublishError, PublishOptions, publish};
 use super::verify;
-use super::{delta, incremental};
 use crate::engine::{Reporter, TransferOptions};
 use crate::model::layout::LayoutIndex;
 use crate::model::{Digest, Repository};

@@ -2,22 +2,18 @@
 //! They return typed reports; printing them is the CLI's job.
 
 pub mod archive;
-pub mod build;
+pub mod bundle;
 pub mod copy;
 pub mod delta;
 pub mod describe;
 pub mod export;
-pub mod extract;
 pub mod import;
-pub mod incremental;
 pub mod inspect;
 pub mod inventory;
-pub mod located;
-pub mod locations;
+pub mod publish;
 pub mod pull;
 pub mod push;
 pub mod referrers;
-pub mod relocate;
 pub mod serve;
 pub mod signatures;
 pub mod stream;

@@ -1,4 +1,4 @@
-//! `ferry push (-b|-i) REF -f PATH..`: build a bundle or image from files (ops::build) and push it
+//! `ferry push (-b|-i) REF -f PATH..`: build a bundle or image from files (ops::bundle::build) and push it
 //! through the engine into one repository, tagged with the given tag and `sha256-<hex>.imgpkg`
 //! as imgpkg does; the tag is read back and checked, and `--lock-output` written.
 
@@ -8,8 +8,8 @@ use std::time::Instant;
 
 use serde::Serialize;
 
-use super::build::{BuildError, BuildOptions, build};
-use super::relocate::write_private;
+use super::bundle::build::{BuildError, BuildOptions, build};
+use super::publish::relocate::write_private;
 use crate::engine::{Reporter, TransferError, TransferOptions, transfer};
 use crate::model::lock::{BundleLock, ImageRef, ImagesLock};
 use crate::model::{Digest, Reference};

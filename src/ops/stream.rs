@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use super::import::{ImportError, ImportOptions, ImportSummary};
-use super::relocate::{PublishOptions, publish};
+use super::publish::relocate::{PublishOptions, publish};
 use super::verify::{Unhashed, VerifyReport, check_graph, identity_mismatch};
 use crate::engine::{Graph, Items, Reporter};
 use crate::model::layout::{

@@ -330,13 +330,7 @@ pub fn verify_archive(
     options: &VerifyOptions,
     reporter: &dyn Reporter,
 ) -> Result<VerifyReport, StoreError> {
-    check_archive(path, options, reporter).map(|(mut report, checked)| {
-        if let Some((archive, _)) = checked {
-            // A record that cannot be read is already a failure of the report (check_graph).
-            report.delta = super::delta::delta_record(&archive, archive.index()).ok().flatten();
-        }
-        report
-    })
+    check_archive(path, options, reporter).map(|(report, _)| report)
 }
 
 /// [`verify_archive`], also handing back the opened archive and its walked graph when the
@@ -360,6 +354,9 @@ pub fn check_archive(
         Archive::Layout(layout) => check_layout(layout, options, reporter, &mut report),
         Archive::Imgpkg(imgpkg) => check_imgpkg(imgpkg, options, reporter, &mut report),
     };
+    // What a delta relies on is listed (DL-4); a record that cannot be read is already a
+    // failure of the report (check_graph).
+    report.delta = super::delta::delta_record(&archive, archive.index()).ok().flatten();
     Ok((report, Some((archive, graph))))
 }
 

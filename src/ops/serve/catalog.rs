@@ -1,11 +1,11 @@
 //! The names a served archive answers to (spec/serve.md SV-2): for each repository, its tags
 //! and the digests it may serve. Two views are built from the walked graph: every artifact
 //! under its original repository path, and with `--repo NAME` everything in NAME tagged as
-//! `ferry import` tags it (the tag planning of [`super::super::relocate`], not a copy of it).
+//! `ferry import` tags it (the tag planning of [`super::super::publish::relocate`], not a copy of it).
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 
-use super::super::relocate::{artifact_tags, locations_plan};
+use super::super::publish::relocate::{artifact_tags, locations_plan};
 use super::routes::Page;
 use crate::engine::Graph;
 use crate::model::reference::DOCKER_HUB;

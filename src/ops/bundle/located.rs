@@ -7,10 +7,10 @@
 
 use std::sync::Arc;
 
-use super::locations::{self, record_tag};
 use crate::engine::LockEntry;
 use crate::model::lock::ImageLocations;
 use crate::model::{Digest, ManifestKind, Repository};
+use crate::ops::bundle::locations::{self, record_tag};
 use crate::store::registry::{RegistryClient, RegistrySource};
 use crate::store::{Source, StoreError};
 

@@ -368,7 +368,7 @@ mod tests {
 
 /// The test suite's seeded generator (tests/support/xorshift.rs), shared by path.
 #[cfg(test)]
-#[path = "../../tests/support/xorshift.rs"]
+#[path = "../../../tests/support/xorshift.rs"]
 mod xorshift;
 
 /// Property test (issue 12): for random layers built from names, spellings, link chains and

@@ -12,11 +12,11 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::io;
 use std::sync::Arc;
 
-use super::archive::Archive;
-use super::relocate::{PublishError, TagPlan};
-use super::verify::{Unhashed, check_graph};
 use crate::engine::{Graph, Items, Reporter, run_all};
 use crate::model::{Descriptor, Digest, RawManifest, Repository};
+use crate::ops::archive::Archive;
+use crate::ops::publish::relocate::{PublishError, TagPlan};
+use crate::ops::verify::{Unhashed, check_graph};
 use crate::store::layout_tar::header::Trailer;
 use crate::store::registry::{RegistryClient, RegistryErrorKind, RegistrySink, RegistrySource};
 use crate::store::{BlobReader, Plan, Sink, Source, StoreError};
@@ -240,7 +240,7 @@ impl Sink for KnownSink<'_> {
 
 /// The tags of `tags` that `repository` already points at their manifest (one `HEAD` each):
 /// they need no push and have been checked (spec/cli.md "import" step 4 holds for them).
-pub(super) fn tags_in_place(
+pub(crate) fn tags_in_place(
     client: &Arc<RegistryClient>,
     repository: &Repository,
     tags: &[TagPlan],

@@ -10,12 +10,12 @@ use std::sync::Arc;
 
 use serde::Serialize;
 
-use super::incremental::{KnownSink, KnownTarget};
-use super::locations;
 use crate::engine::{Artifact, Graph, NoReport, Reporter, TransferError, TransferOptions, build_plan, transfer};
 use crate::model::layout::LayoutIndex;
 use crate::model::lock::{BundleLock, ImageRef, ImagesLock};
 use crate::model::{Digest, RawManifest, Repository, annotations};
+use crate::ops::bundle::locations;
+use crate::ops::publish::incremental::{KnownSink, KnownTarget};
 use crate::store::memory::MemorySource;
 use crate::store::registry::{RegistryClient, RegistrySink, RegistrySource};
 use crate::store::{Plan, Source, StoreError};
@@ -91,7 +91,12 @@ pub fn publish(
     // IM-2: after asking first, a tag already pointing at its manifest is neither pushed again
     // (a manifest PUT makes the registry check every blob it names) nor read back twice.
     let in_place = match &options.known {
-        Some(_) => super::incremental::tags_in_place(client, repository, &artifact_tags, options.transfer.workers)?,
+        Some(_) => crate::ops::publish::incremental::tags_in_place(
+            client,
+            repository,
+            &artifact_tags,
+            options.transfer.workers,
+        )?,
         None => Default::default(),
     };
     for tag in artifact_tags.iter().filter(|tag| !in_place.contains(&tag.tag)) {
@@ -117,7 +122,7 @@ pub fn publish(
     let record_stats = transfer(&record_blobs, &mut record_sink, &record_plan, &options.transfer, &NoReport)?;
 
     // OCI 1.1 referrers are tied to their subjects by the target's API, else its tag schema.
-    let schema_tags = super::referrers::publish_schema_indexes(client, repository, graph)?;
+    let schema_tags = crate::ops::referrers::publish_schema_indexes(client, repository, graph)?;
     check_tags(client, repository, artifact_tags.iter().filter(|tag| !in_place.contains(&tag.tag)).chain(&records))?;
     let lock_output = match &options.lock_output {
         Some(file) => Some(write_lock(file, repository, graph)?),
@@ -158,7 +163,7 @@ pub(crate) fn artifact_tags(graph: &Graph) -> Vec<TagPlan> {
         let Some(manifest) = graph.manifests.get(&artifact.descriptor.digest) else { continue };
         let what = artifact.label();
         // A referrer keeps the tie it came with (spec/archive.md AR-RF3), not imgpkg's tag.
-        if super::referrers::is_referrer(artifact) {
+        if crate::ops::referrers::is_referrer(artifact) {
             if let Some(tag) = artifact.annotations.get(annotations::REFERRER_TAG) {
                 tags.insert(tag.clone(), TagPlan { tag: tag.clone(), manifest: manifest.clone(), what });
             }
@@ -272,7 +277,7 @@ fn write_lock(file: &Path, repository: &Repository, graph: &Graph) -> Result<Str
 /// Lock files are written with mode 0600, as imgpkg writes them (spec/cli.md "import"), over
 /// an existing file too: its mode is set on the open file before anything is written, and a
 /// symbolic link at that name is refused, never followed (`O_NOFOLLOW`).
-pub(super) fn write_private(file: &Path, text: &str) -> std::io::Result<()> {
+pub(crate) fn write_private(file: &Path, text: &str) -> std::io::Result<()> {
     use std::io::Write;
     use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
     let mut out = std::fs::OpenOptions::new()

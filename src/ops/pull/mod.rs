@@ -1,8 +1,10 @@
 //! `ferry pull`: a bundle's or image's files into a directory (spec/cli.md "pull"), from a
-//! registry or from an archive. Layers are extracted by [`super::extract`] into a fresh sibling
+//! registry or from an archive. Layers are extracted by [`self::extract`] into a fresh sibling
 //! directory that becomes the output only when everything is in place; a bundle pulled from a
 //! registry gets its `.imgpkg/images.yml` pointed at its own repository when its images are
 //! there (PL-2); `--recursive` adds every nested bundle under `.imgpkg/bundles/sha256-<hex>/`.
+
+pub mod extract;
 
 use std::collections::BTreeMap;
 use std::io;
@@ -12,9 +14,9 @@ use std::sync::Arc;
 
 use serde::Serialize;
 
+use self::extract::{ExtractError, Extracted, Extraction};
+use super::bundle::located::{Whereabouts, bundle_source, whereabouts};
 use super::export::Expect;
-use super::extract::{ExtractError, Extracted, Extraction};
-use super::located::{Whereabouts, bundle_source, whereabouts};
 use crate::engine::layer::{self, read_small_file};
 use crate::engine::{Artifact, LockEntry, WalkOptions, is_bundle_config, walk};
 use crate::model::lock::{ImageRef, ImagesLock};
