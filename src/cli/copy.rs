@@ -3,7 +3,6 @@
 //! repository (`-b|-i|--lock ... --to-repo`).
 
 use std::path::PathBuf;
-use std::sync::Arc;
 
 use clap::Args;
 
@@ -16,9 +15,7 @@ use super::progress::Progress;
 use super::registry::RegistryFlags;
 use ferry::engine::TransferOptions;
 use ferry::model::Repository;
-use ferry::ops::bundle::located;
 use ferry::ops::copy::{CopyOptions, copy_to_repo};
-use ferry::store::registry::RegistrySource;
 
 /// Copy a bundle or images into an archive or a repository, or an archive into a repository (imgpkg's copy).
 ///
@@ -123,9 +120,7 @@ impl CopyArgs {
     fn registry_to_repo(&self, to_repo: &str, global: &Global) -> Result<Exit, Failure> {
         let repository = Repository::parse(to_repo).map_err(|e| Failure::new(e, false))?;
         let client = self.registry.client(global.workers()).map_err(|e| Failure::new(e, false))?;
-        let plain = RegistrySource::new(Arc::clone(&client));
-        let (roots, expect) = self.from.roots(&plain)?;
-        let (source, _) = located::read_from(&client, plain, &roots).map_err(fail)?;
+        let (source, roots, expect) = self.from.request()?.resolve(&client).map_err(fail)?;
         let options = CopyOptions {
             transfer: TransferOptions { workers: global.workers(), retry: self.registry.retry_policy() },
             include_non_distributable: self.include_non_distributable_layers,

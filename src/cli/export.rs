@@ -1,7 +1,6 @@
 //! `ferry export`: flags, source selection and the summary.
 
 use std::path::PathBuf;
-use std::sync::Arc;
 
 use clap::Args;
 
@@ -14,14 +13,9 @@ use super::registry::RegistryFlags;
 use ferry::engine::TransferOptions;
 use ferry::model::Reference;
 use ferry::model::platform::PlatformFilter;
-use ferry::ops::bundle::build::build;
-use ferry::ops::bundle::located;
-use ferry::ops::export::{self, Expect, ExportOptions};
+use ferry::ops::export::{self, ExportOptions};
+use ferry::ops::input::{ExportInput, RegistryRequest};
 use ferry::ops::referrers::ReferrerChoice;
-use ferry::store::Source;
-use ferry::store::layout_dir::LayoutDirSource;
-use ferry::store::overlay::Overlay;
-use ferry::store::registry::RegistrySource;
 
 /// Write a bundle or images, with everything they reference, into one OCI-layout archive.
 ///
@@ -136,28 +130,18 @@ impl ExportArgs {
         // Before any registry is asked anything: a wrong -o must not cost a download.
         export::check_destination(&self.output).map_err(fail)?;
         let progress = Progress::new(global.quiet);
-        let result = if !self.build.files.is_empty() {
-            let built = build(&self.build.options(true)).map_err(|e| Failure::new(e, false))?;
+        let input = if !self.build.files.is_empty() {
             let client = self.registry.client(global.workers()).map_err(|e| Failure::new(e, false))?;
-            let registry = RegistrySource::new(client);
-            let source = Overlay::new(&built, &registry);
-            let root = export::built_root(built.descriptor());
-            export::export(&source, vec![root], Expect::Bundle, &self.output, &options, &progress)
+            ExportInput::Files { client, build: self.build.options(true) }
         } else if let Some(tarball) = &self.imgpkg_tar {
-            let source = ferry::ops::archive::open_imgpkg_tar(tarball).map_err(fail)?;
-            let roots = ferry::ops::archive::imgpkg_roots(&source);
-            export::export(&source, roots, Expect::Any, &self.output, &options, &progress)
+            ExportInput::ImgpkgTar(tarball.clone())
         } else if let Some(layout) = &self.oci_layout {
-            let source = LayoutDirSource::open(layout).map_err(fail)?;
-            let roots = export::layout_roots(&source);
-            export::export(&source, roots, Expect::Any, &self.output, &options, &progress)
+            ExportInput::OciLayout(layout.clone())
         } else {
             let client = self.registry.client(global.workers()).map_err(|e| Failure::new(e, false))?;
-            let plain = RegistrySource::new(Arc::clone(&client));
-            let (roots, expect) = self.from.roots(&plain)?;
-            let (source, _) = located::read_from(&client, plain, &roots).map_err(fail)?;
-            export::export(&source, roots, expect, &self.output, &options, &progress)
+            ExportInput::Registry { client, request: self.from.request()? }
         };
+        let result = export::export_from(&input, &self.output, &options, &progress);
         progress.finish();
         let summary = result.map_err(fail)?;
         if self.json {
@@ -245,21 +229,16 @@ impl RegistryInput {
         Err(Failure { error: anyhow::anyhow!(message), exit: Exit::Usage })
     }
 
-    /// The roots named, resolved in `source`, and what they must be.
-    pub fn roots(&self, source: &dyn Source) -> Result<(Vec<ferry::engine::Artifact>, Expect), Failure> {
-        if let Some(lock) = &self.lock {
-            return export::lock_roots(source, lock).map_err(fail);
-        }
-        let (text, expect) = match (&self.bundle, &self.image) {
-            (Some(bundle), _) => (bundle, Expect::Bundle),
-            (None, Some(image)) => (image, Expect::Image),
-            (None, None) => unreachable!("clap requires one input"),
-        };
-        let reference = text.parse::<Reference>().map_err(|e| Failure::new(anyhow::Error::new(e), false))?;
-        let mut root = export::reference_root(source, &reference).map_err(fail)?;
-        if let Some(platform) = &self.platform {
-            root = export::platform_root(source, root, platform).map_err(fail)?;
-        }
-        Ok((vec![root], expect))
+    /// What `-b`, `-i` or `--lock` names, as the setting ops resolves.
+    pub fn request(&self) -> Result<RegistryRequest, Failure> {
+        let parse = |text: &str| text.parse::<Reference>().map_err(|e| Failure::new(anyhow::Error::new(e), false));
+        Ok(match (&self.lock, &self.bundle, &self.image) {
+            (Some(lock), _, _) => RegistryRequest::Lock(lock.clone()),
+            (None, Some(bundle), _) => RegistryRequest::Bundle(parse(bundle)?),
+            (None, None, Some(image)) => {
+                RegistryRequest::Image { reference: parse(image)?, platform: self.platform.clone() }
+            }
+            (None, None, None) => unreachable!("clap requires one input"),
+        })
     }
 }

@@ -94,6 +94,9 @@ pub enum ExportError {
         .problems.join("\n  ")
     )]
     Unpublishable { partial: String, problems: Vec<String> },
+    /// Files that cannot be built into a bundle (`-f`).
+    #[error(transparent)]
+    Build(#[from] super::bundle::build::BuildError),
     /// `--platform` names no platform of the index, or more than one.
     #[error("{0}")]
     Platform(String),
@@ -111,8 +114,42 @@ impl ExportError {
             ExportError::WrongKind { .. }
             | ExportError::Platform(_)
             | ExportError::IndexTooLarge { .. }
+            | ExportError::Build(_)
             | ExportError::Destination(_) => false,
             ExportError::Unpublishable { .. } => true,
+        }
+    }
+}
+
+/// Exports what `input` names into `output` (spec/cli.md "export"): the one entry the CLI
+/// calls, handing over settings; the stores are built here.
+pub fn export_from(
+    input: &super::input::ExportInput,
+    output: &Path,
+    options: &ExportOptions,
+    reporter: &dyn Reporter,
+) -> Result<ExportSummary, ExportError> {
+    use super::input::ExportInput;
+    match input {
+        ExportInput::Registry { client, request } => {
+            let (source, roots, expect) = request.resolve(client)?;
+            export(&source, roots, expect, output, options, reporter)
+        }
+        ExportInput::Files { client, build } => {
+            let built = super::bundle::build::build(build)?;
+            let registry = crate::store::registry::RegistrySource::new(std::sync::Arc::clone(client));
+            let source = crate::store::overlay::Overlay::new(&built, &registry);
+            export(&source, vec![built_root(built.descriptor())], Expect::Bundle, output, options, reporter)
+        }
+        ExportInput::OciLayout(layout) => {
+            let source = LayoutDirSource::open(layout)?;
+            let roots = layout_roots(&source);
+            export(&source, roots, Expect::Any, output, options, reporter)
+        }
+        ExportInput::ImgpkgTar(tarball) => {
+            let source = super::archive::open_imgpkg_tar(tarball)?;
+            let roots = super::archive::imgpkg_roots(&source);
+            export(&source, roots, Expect::Any, output, options, reporter)
         }
     }
 }

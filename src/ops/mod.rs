@@ -8,6 +8,7 @@ pub mod delta;
 pub mod describe;
 pub mod export;
 pub mod import;
+pub mod input;
 pub mod inspect;
 pub mod inventory;
 pub mod publish;
