@@ -300,6 +300,7 @@ fn a_foreign_file_is_named_with_a_usage_exit_never_called_corrupt() {
     let gzip = gzip.finish().unwrap();
     let zstd = zstd::encode_all(layout.as_slice(), 3).unwrap();
     let no_tar: Vec<u8> = (0..4000u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
+    let (gzip_bytes, zstd_bytes, random_bytes) = (gzip.clone(), zstd.clone(), no_tar.clone());
     let cases: [(&str, Vec<u8>, &str); 6] = [
         ("docker.tar", docker_save, "`docker save` archive"),
         ("docker-oci.tar", docker_oci, "`docker save` archive"),
@@ -330,6 +331,24 @@ fn a_foreign_file_is_named_with_a_usage_exit_never_called_corrupt() {
             assert!(stderr.contains(&format!("{file} is")) && stderr.contains(what), "{args:?}: {stderr}");
             assert!(!text(&output.stdout).contains("FAILED"), "{args:?}: never reported as damage");
             assert!(!Path::new(pulled).exists() && !Path::new(exported).exists(), "{args:?}: nothing written");
+        }
+    }
+    // From a pipe too (verify -, import -): named from the first bytes, exit 2; an imgpkg
+    // tarball or a docker save archive (first entry manifest.json) is read only from a file.
+    let imgpkg_first = tar_of(&[("manifest.json", b"[]"), ("sha256-00.tar.gz", b"x")]);
+    let piped: [(&str, Vec<u8>, &str); 5] = [
+        ("gzip", gzip_bytes.clone(), "gzip-compressed"),
+        ("zstd", zstd_bytes.clone(), "zstd-compressed"),
+        ("random", random_bytes.clone(), "not a tar archive"),
+        ("empty", Vec::new(), "empty"),
+        ("imgpkg", imgpkg_first, "imgpkg tarball"),
+    ];
+    for (name, bytes, what) in piped {
+        for args in [vec!["verify", "-"], vec!["import", "-", "--to-repo", "127.0.0.1:9/never/contacted"]] {
+            let output = ferry().args(&args).write_stdin(bytes.clone()).output().unwrap();
+            let stderr = text(&output.stderr);
+            assert_eq!(output.status.code(), Some(2), "{name} {args:?}: {stderr}{}", text(&output.stdout));
+            assert!(stderr.contains("standard input is") && stderr.contains(what), "{name} {args:?}: {stderr}");
         }
     }
     // A damaged tar is still a tar: damage, exit 3.

@@ -36,7 +36,13 @@ fn stdin_archive() -> Result<std::io::BufReader<std::io::Stdin>, exit::Failure> 
             exit: exit::Exit::Usage,
         });
     }
-    Ok(std::io::BufReader::with_capacity(1 << 20, stdin))
+    let mut input = std::io::BufReader::with_capacity(1 << 20, stdin);
+    // Name a stream that is no ferry archive (compressed, empty, an imgpkg tarball) from its
+    // first bytes, as a file is named, instead of calling it damaged (exit 2, not 3).
+    let head = std::io::BufRead::fill_buf(&mut input)
+        .map_err(|e| exit::Failure::new(anyhow::Error::new(e).context("reading standard input"), false))?;
+    ferry::store::probe::probe_stream_head(head, "standard input").map_err(exit::fail)?;
+    Ok(input)
 }
 
 /// Parses the arguments, runs the command and returns its exit code.

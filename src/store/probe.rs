@@ -58,25 +58,8 @@ pub fn probe(path: &Path) -> Result<ArchiveKind, StoreError> {
     };
     let mut head = Vec::with_capacity(4 * BLOCK as usize);
     (&mut file).take(4 * BLOCK).read_to_end(&mut head).map_err(|e| StoreError::io(format!("reading {shown}"), e))?;
-    if let Some((what, tool)) = compression(&head) {
-        return Err(foreign(
-            what,
-            format!(
-                "ferry reads archives uncompressed: decompress it first (`{tool} {shown} > {}.tar`) and give ferry the tar",
-                shown.trim_end_matches(".gz").trim_end_matches(".zst").trim_end_matches(".tar")
-            ),
-        ));
-    }
-    if head.is_empty() {
-        return Err(foreign("an empty file, not an archive", READ_HINT.to_string()));
-    }
-    if !looks_like_tar(&head) {
-        let what = if head.first() == Some(&b'{') || head.first() == Some(&b'[') {
-            "a JSON file, not a tar archive"
-        } else {
-            "not a tar archive (neither a tar header nor a known compression at its start)"
-        };
-        return Err(foreign(what, READ_HINT.to_string()));
+    if let Some((what, hint)) = foreign_head(&head, &shown, false) {
+        return Err(foreign(what, hint));
     }
     // ferry writes `oci-layout` first (AR-W1): its archives are known without a scan.
     let first: &[u8; 512] = head.get(..BLOCK as usize).and_then(|block| block.try_into().ok()).unwrap_or(&[0; 512]);
@@ -130,6 +113,59 @@ pub fn probe(path: &Path) -> Result<ArchiveKind, StoreError> {
         "a tar archive of other files, neither an OCI image layout nor an imgpkg tarball",
         format!("it holds {} entries such as {examples:?}; {READ_HINT}", names.len()),
     ))
+}
+
+/// What the first bytes of `shown` say it is, when that is not a tar at all: compressed,
+/// empty, JSON, or neither a tar header nor a known compression.
+fn foreign_head(head: &[u8], shown: &str, stream: bool) -> Option<(&'static str, String)> {
+    if let Some((what, tool)) = compression(head) {
+        let stem = shown.trim_end_matches(".gz").trim_end_matches(".zst").trim_end_matches(".tar");
+        let hint = if stream {
+            format!("ferry reads archives uncompressed: decompress it in the pipe (`... | {tool} | ferry ... -`)")
+        } else {
+            format!(
+                "ferry reads archives uncompressed: decompress it first (`{tool} {shown} > {stem}.tar`) and give ferry the tar"
+            )
+        };
+        return Some((what, hint));
+    }
+    if head.is_empty() {
+        let what = if stream { "empty, not an archive" } else { "an empty file, not an archive" };
+        return Some((what, READ_HINT.to_string()));
+    }
+    if !looks_like_tar(head) {
+        let what = if head.first() == Some(&b'{') || head.first() == Some(&b'[') {
+            "a JSON file, not a tar archive"
+        } else {
+            "not a tar archive (neither a tar header nor a known compression at its start)"
+        };
+        return Some((what, READ_HINT.to_string()));
+    }
+    None
+}
+
+/// The same for a stream (`verify -`, `import -`), from its first block: also an imgpkg
+/// tarball or a `docker save` archive, told by their first entry, since a pipe is read once
+/// and only ferry's own format streams.
+pub fn probe_stream_head(head: &[u8], shown: &str) -> Result<(), StoreError> {
+    let foreign = |what: &str, hint: String| {
+        StoreError::Foreign(ForeignArchive { path: shown.to_string(), what: what.to_string(), hint })
+    };
+    if let Some((what, hint)) = foreign_head(head, shown, true) {
+        return Err(foreign(what, hint));
+    }
+    let first: &[u8; 512] = head.get(..BLOCK as usize).and_then(|block| block.try_into().ok()).unwrap_or(&[0; 512]);
+    let name = parse_header(first).map(|header| header.name.trim_start_matches("./").to_string()).unwrap_or_default();
+    if name == MANIFEST_FILE || (name.starts_with("sha256-") && name.ends_with(".tar.gz")) {
+        return Err(foreign(
+            "an imgpkg tarball or a `docker save` archive (it starts with manifest.json or a sha256-<hex>.tar.gz), \
+             which ferry reads only from a file",
+            "save the stream to a file and give ferry the file (`ferry verify FILE`, `ferry import FILE ...`), or \
+             turn an imgpkg tarball into a ferry archive with `ferry export --imgpkg-tar FILE -o ARCHIVE`"
+                .to_string(),
+        ));
+    }
+    Ok(())
 }
 
 const READ_HINT: &str = "ferry reads the archives `ferry export` writes (and their volumes), other OCI image layouts \
