@@ -224,4 +224,8 @@ fn issue17_many_missing_lock_images_make_one_short_line() {
     assert!(message.contains("2000 image(s)"), "{message}");
     assert!(message.contains("and 1995 more"), "{message}");
     assert!(message.len() < 2000, "one short line, not {} bytes", message.len());
+    // `--json` gets every one of them (the CLI prints this report on a failed export).
+    let report = failed.report();
+    assert_eq!(report.details.len(), 2000);
+    assert!(report.details.contains(&format!("registry.example.com/team/app1999@sha256:{:064x}", 1999)));
 }

@@ -130,7 +130,15 @@ impl CopyArgs {
         let progress = Progress::new(global.quiet);
         let result = copy_to_repo(&source, roots, expect, &client, &repository, &options, &progress);
         progress.finish();
-        let summary = result.map_err(fail)?;
+        let summary = match result {
+            Ok(summary) => summary,
+            Err(err) => {
+                if let (true, ferry::ops::copy::CopyError::Walk(walk)) = (self.json, &err) {
+                    output::json(&walk.report())?;
+                }
+                return Err(fail(err));
+            }
+        };
         if self.json {
             output::json(&summary)?;
         } else if !global.quiet {

@@ -143,7 +143,17 @@ impl ExportArgs {
         };
         let result = export::export_from(&input, &self.output, &options, &progress);
         progress.finish();
-        let summary = result.map_err(fail)?;
+        let summary = match result {
+            Ok(summary) => summary,
+            Err(err) => {
+                // A script asking for JSON gets the failure as JSON too, with every name the
+                // message only summarises (spec/cli.md "export").
+                if self.json {
+                    output::json(&err.report())?;
+                }
+                return Err(fail(err));
+            }
+        };
         if self.json {
             output::json(&summary)?;
         } else if !global.quiet {

@@ -75,6 +75,8 @@ pub struct Problem {
     pub subject: Option<Digest>,
     pub message: String,
     pub integrity: bool,
+    /// Every name a message only summarises (`a, b and 39998 more`), for `--json`.
+    pub details: Vec<String>,
 }
 
 /// Choices that change what a walk includes.
@@ -189,7 +191,7 @@ impl Graph {
     }
 
     fn problem(&mut self, subject: Option<Digest>, message: String, integrity: bool) {
-        self.problems.push(Problem { subject, message, integrity });
+        self.problems.push(Problem { subject, message, integrity, details: Vec::new() });
     }
 }
 
@@ -394,17 +396,14 @@ fn expand_bundle(
         }
     }
     if !missing.is_empty() {
-        graph.problem(
-            Some(digest),
-            format!(
-                "bundle {} lists {} image(s) that {} does not hold: {}",
-                bundle.label(),
-                missing.len(),
-                source.name(),
-                first_few(&missing)
-            ),
-            false,
+        let message = format!(
+            "bundle {} lists {} image(s) that {} does not hold: {}",
+            bundle.label(),
+            missing.len(),
+            source.name(),
+            first_few(&missing)
         );
+        graph.problems.push(Problem { subject: Some(digest), message, integrity: false, details: missing });
     }
     graph.bundles.insert(digest, content);
     new

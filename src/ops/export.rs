@@ -69,7 +69,7 @@ pub enum ExportError {
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error("cannot export from {source_name}:\n  {}", .problems.join("\n  "))]
-    Incomplete { source_name: String, problems: Vec<String>, integrity: bool },
+    Incomplete { source_name: String, problems: Vec<String>, integrity: bool, details: Vec<String> },
     #[error(transparent)]
     Transfer(#[from] TransferError),
     /// The transfer failed after the partial archive was laid out: it is kept for `--resume`.
@@ -106,6 +106,16 @@ pub enum ExportError {
 }
 
 impl ExportError {
+    /// What a failure reports in `--json` (spec/cli.md "export"): the message, and every name
+    /// the message only summarises.
+    pub fn report(&self) -> FailureReport {
+        let details = match self {
+            ExportError::Incomplete { details, .. } => details.clone(),
+            _ => Vec::new(),
+        };
+        FailureReport { error: self.to_string(), details }
+    }
+
     pub fn is_integrity(&self) -> bool {
         match self {
             ExportError::Store(err) => err.is_integrity(),
@@ -152,6 +162,14 @@ pub fn export_from(
             export(&source, roots, Expect::Any, output, options, reporter)
         }
     }
+}
+
+/// A failed export or copy, as `--json` prints it.
+#[derive(Debug, Serialize)]
+pub struct FailureReport {
+    pub error: String,
+    /// Every name the error only summarises (each missing lock image).
+    pub details: Vec<String>,
 }
 
 /// Options of an export.
@@ -515,6 +533,7 @@ pub(super) fn fail_on_problems(source: &dyn Source, graph: &Graph) -> Result<(),
         source_name: source.name().to_string(),
         problems: graph.problems.iter().map(|p| p.message.clone()).collect(),
         integrity: graph.problems.iter().any(|p| p.integrity),
+        details: graph.problems.iter().flat_map(|p| p.details.iter().cloned()).collect(),
     })
 }
 

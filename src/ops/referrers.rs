@@ -91,6 +91,7 @@ impl<'a> Discovery<'a> {
             subject: None,
             message: format!("looking for signatures, attestations, SBOMs and referrers: {err}"),
             integrity: err.is_integrity(),
+            details: Vec::new(),
         })?;
         let mut artifacts = Vec::new();
         for referrer in found.into_iter().flatten().filter(|found| self.choice.carries(found.kind)) {
