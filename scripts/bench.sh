@@ -56,3 +56,6 @@ bash "$(dirname "$0")/bench-registry.sh"
 
 # ferry export and import of a whole bench set beside their network, disk and upload floors.
 bash "$(dirname "$0")/bench-transfer.sh"
+
+# ferry serve beside docker-registry serving the same content (issue 16).
+bash "$(dirname "$0")/bench-serve.sh"
