@@ -12,6 +12,7 @@ use std::fs::File;
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::mpsc::sync_channel;
 
 use rayon::prelude::*;
 
@@ -24,11 +25,18 @@ use crate::model::{Descriptor, Digest, RawManifest, sha256_digest};
 use crate::store::region::FileRegion;
 use crate::store::volumes::{Volumes, open_owned_file};
 use crate::store::{BlobReader, Plan, Sink, StoreError};
-use crate::verify::{BlobCheck, Hasher, copy_verified, hash_all};
+use crate::verify::{ALIGNMENT, AlignedBuffer, BlobCheck, Chunk, Hasher, copy_verified, hash_all};
 
-/// Copy buffer per worker: 256 KiB writes keep the disk busy while N workers stay within a
-/// few MiB (make bench: export peak RSS 19 MiB at 4 workers).
-const COPY_BUFFER: usize = 256 << 10;
+/// Copy buffer per worker, for a blob reader that brings no chunks of its own: 1 MiB reads
+/// and writes, hashed and written in cache-sized pieces.
+const COPY_BUFFER: usize = 1 << 20;
+
+/// Blobs up to this size are written by the worker itself; larger ones by a writer thread of
+/// their own, so that hashing the next chunk overlaps writing this one (issue 18).
+const INLINE_WRITE: u64 = 1 << 20;
+
+/// Set to `0` to write through the page cache even where direct I/O works (to measure both).
+const DIRECT_IO_VARIABLE: &str = "FERRY_DIRECT_IO";
 
 /// Zeros for tar padding and the end-of-archive marker (two blocks, the most ever written).
 const ZEROS: [u8; 2 * BLOCK as usize] = [0; 2 * BLOCK as usize];
@@ -42,6 +50,11 @@ pub struct LayoutTarSink {
     /// Split into volumes of at most this many bytes (spec/archive.md AR-S1).
     volume_size: Option<u64>,
     file: Option<Arc<Volumes>>,
+    /// The same files opened for direct writes, where the filesystem takes them: blobs go from
+    /// the buffers they were received and hashed in straight to the disk, with no copy into the
+    /// page cache and no writeback pass after it (issue 18). Headers, `index.json` and
+    /// manifests are written through `file`, never while blobs are written directly.
+    direct: Option<Volumes>,
     layout: Option<ArchiveLayout>,
     /// What [`LayoutTarSink::resume`] took up: the skeleton digest of the plan it matched.
     resumed_for: Option<Digest>,
@@ -104,6 +117,7 @@ impl LayoutTarSink {
             partial: PathBuf::from(partial),
             volume_size: None,
             file: None,
+            direct: None,
             layout: None,
             resumed_for: None,
             intact: HashSet::new(),
@@ -329,6 +343,26 @@ impl LayoutTarSink {
         Ok(())
     }
 
+    /// Direct handles on the partial files, if direct writes of 512-byte blocks work there:
+    /// proved by rewriting the archive's second block with its own bytes. Blob data starts on
+    /// a tar block and its padding to the next block is zeros, so every blob write is whole
+    /// blocks from an aligned buffer.
+    fn open_direct(&self) -> Option<Volumes> {
+        if std::env::var_os(DIRECT_IO_VARIABLE).is_some_and(|v| v == "0") {
+            return None;
+        }
+        let file = self.file.as_ref()?;
+        if file.len() < 2 * BLOCK {
+            return None;
+        }
+        let direct = file.reopen_direct(ALIGNMENT as u64)?;
+        let mut probe = AlignedBuffer::new(BLOCK as usize);
+        let block = &mut probe.as_mut_slice()[..BLOCK as usize];
+        file.read_exact_at(block, BLOCK).ok()?;
+        direct.write_all_at(block, BLOCK).ok()?;
+        Some(direct)
+    }
+
     /// The table of contents of the volumes just written: each volume hashed (in parallel,
     /// read back from the page cache).
     fn table(&self, file: &Arc<Volumes>, layout: &ArchiveLayout, volume_size: u64) -> Result<VolumeTable, StoreError> {
@@ -395,6 +429,61 @@ fn is_disk_full(err: &io::Error) -> bool {
         || matches!(err.raw_os_error(), Some(ENOSPC | EDQUOT))
 }
 
+/// Writes one blob at `offset` through direct handles, chunk by chunk from the buffers the
+/// reader hands out: a blob larger than [`INLINE_WRITE`] by a writer thread, so the next chunk
+/// is received and hashed while this one is written (a bounded queue of one chunk). The last
+/// chunk is written with its tar padding (zeros to the next block); it arrives only verified.
+fn write_direct(direct: &Volumes, reader: &mut BlobReader<'_>, offset: u64, size: u64) -> io::Result<()> {
+    if size <= INLINE_WRITE {
+        let mut at = offset;
+        while let Some(chunk) = reader.next_chunk()? {
+            at += write_chunk(direct, chunk, at, offset)?;
+        }
+        return Ok(());
+    }
+    let (queue, chunks) = sync_channel::<(Chunk, u64)>(1);
+    std::thread::scope(|scope| {
+        let writer = scope.spawn(move || -> io::Result<()> {
+            for (chunk, at) in chunks {
+                write_chunk(direct, chunk, at, offset)?;
+            }
+            Ok(())
+        });
+        let mut at = offset;
+        let received = loop {
+            match reader.next_chunk() {
+                Ok(Some(chunk)) => {
+                    let len = chunk.len() as u64;
+                    if queue.send((chunk, at)).is_err() {
+                        break Ok(()); // the writer failed; its error says why
+                    }
+                    at += len;
+                }
+                Ok(None) => break Ok(()),
+                Err(e) => break Err(e),
+            }
+        };
+        drop(queue);
+        let written = writer.join().unwrap_or_else(|_| Err(io::Error::other("the blob writer thread panicked")));
+        received.and(written)
+    })
+}
+
+/// Writes `chunk` at archive offset `at` of a blob starting at `start`, rounded up to whole
+/// blocks with zeros (the tar padding); returns the chunk's length.
+fn write_chunk(direct: &Volumes, mut chunk: Chunk, at: u64, start: u64) -> io::Result<u64> {
+    let len = chunk.len();
+    if (at - start) % BLOCK != 0 {
+        // Only the last chunk of a blob is short (sources fill every chunk), so this is a bug.
+        return Err(io::Error::other("a direct write would start inside a block"));
+    }
+    let blocks = len.next_multiple_of(BLOCK as usize);
+    let buffer = chunk.buffer_mut();
+    buffer[len..blocks].fill(0);
+    direct.write_all_at(&buffer[..blocks], at)?;
+    Ok(len as u64)
+}
+
 /// How much a worker writes before asking the kernel to start writing it back.
 const WRITEBACK_WINDOW: u64 = 8 << 20;
 
@@ -458,6 +547,7 @@ impl Sink for LayoutTarSink {
             self.create(&skeleton)?;
         }
         self.layout = Some(skeleton.layout);
+        self.direct = self.open_direct();
         Ok(())
     }
 
@@ -474,10 +564,13 @@ impl Sink for LayoutTarSink {
                     reason: format!("blob {} is not in the plan", descriptor.digest),
                 }
             })?;
+        let context = || format!("writing blob {} to {}", descriptor.digest, self.partial.display());
+        if let Some(direct) = &self.direct {
+            return write_direct(direct, reader, entry.data_offset(), descriptor.size)
+                .map_err(|e| self.write_failure(context(), e));
+        }
         let mut out = PositionalWriter::new(file, entry.data_offset());
-        copy_verified(reader, &mut out, COPY_BUFFER).map_err(|e| {
-            self.write_failure(format!("writing blob {} to {}", descriptor.digest, self.partial.display()), e)
-        })?;
+        copy_verified(reader, &mut out, COPY_BUFFER).map_err(|e| self.write_failure(context(), e))?;
         out.start_writeback();
         Ok(())
     }
