@@ -14,7 +14,7 @@
 # (`openssl speed`), and its peak RSS. Medians of RUNS (default 3) rounds after a warm-up.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-ferry=$PWD/target/release/ferry
+ferry=${FERRY:-$PWD/target/release/ferry}  # FERRY: another build, to compare
 big_mib=${BIG_MIB:-2048}
 runs=${RUNS:-3}
 bench_dir=${BENCH_DIR:-$PWD/bench/work}

@@ -128,6 +128,12 @@ impl Chunk {
     }
 }
 
+impl std::fmt::Debug for Chunk {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Chunk").field("len", &self.len).finish()
+    }
+}
+
 impl Deref for Chunk {
     type Target = [u8];
 

@@ -419,6 +419,69 @@ mod tests {
         assert!(reader.read(&mut buf).is_err(), "no byte of a bad blob's last read is delivered");
     }
 
+    /// Chunks handed in by a source, in order; records where each buffer lives.
+    struct Chunks(std::collections::VecDeque<Chunk>);
+    impl ChunkSource for Chunks {
+        fn next_chunk(&mut self) -> io::Result<Option<Chunk>> {
+            Ok(self.0.pop_front())
+        }
+    }
+    fn chunked(parts: &[&[u8]], digest: Digest, size: u64) -> (VerifyingReader<Box<dyn Read + Send>>, Vec<usize>) {
+        let chunks: std::collections::VecDeque<Chunk> = parts.iter().map(|p| Chunk::owned(p)).collect();
+        let addresses = chunks.iter().map(|c| c.as_ptr() as usize).collect();
+        (VerifyingReader::from_chunks(Box::new(Chunks(chunks)), digest, size, "test"), addresses)
+    }
+
+    /// Issue 18: a chunk reaches the consumer in the very buffer it was received into (no copy
+    /// between receiving, hashing and writing), and every byte is still verified.
+    #[test]
+    fn chunks_are_handed_on_in_the_buffers_they_came_in() {
+        let (mut reader, addresses) = chunked(&[b"hello ", b"chunked ", b"world"], sha256_digest(b"hello chunked world"), 19);
+        let mut handed = Vec::new();
+        let mut bytes = Vec::new();
+        while let Some(chunk) = reader.next_chunk().unwrap() {
+            handed.push(chunk.as_ptr() as usize);
+            bytes.extend_from_slice(&chunk);
+        }
+        assert_eq!(handed, addresses, "each chunk is the buffer it arrived in");
+        assert_eq!(bytes, b"hello chunked world");
+        assert_eq!(reader.position(), 19);
+    }
+
+    /// A consistent forgery served in chunks (content changed, same length; the digest the
+    /// manifest names is the original's): the chunk that completes the blob is never handed out.
+    #[test]
+    fn a_forged_blob_in_chunks_withholds_its_last_chunk() {
+        let original = b"layer bytes, original!";
+        let forged = b"layer bytes, FORGED!!!";
+        let (mut reader, _) = chunked(&[&forged[..12], &forged[12..]], sha256_digest(original), 22);
+        assert_eq!(&*reader.next_chunk().unwrap().unwrap(), &forged[..12]);
+        let err = reader.next_chunk().unwrap_err();
+        assert!(matches!(verify_error(&err), Some(VerifyError::Digest { .. })), "{err}");
+        // Too long and too short in chunks fail as in reads.
+        let (mut long, _) = chunked(&[b"abc", b"d"], sha256_digest(b"abc"), 3);
+        let err = std::iter::from_fn(|| long.next_chunk().transpose()).find_map(Result::err).unwrap();
+        assert!(err.to_string().contains("longer than its descriptor"), "{err}");
+        let (mut short, _) = chunked(&[b"ab"], sha256_digest(b"abc"), 3);
+        let err = std::iter::from_fn(|| short.next_chunk().transpose()).find_map(Result::err).unwrap();
+        assert!(err.to_string().contains("expected 3 bytes, found 2"), "{err}");
+    }
+
+    /// `Read` over chunks and `copy_verified` over a plain reader deliver the same bytes.
+    #[test]
+    fn reads_over_chunks_and_plain_copies_agree() {
+        let data: Vec<u8> = (0..3_000_000u32).map(|i| (i * 7 % 253) as u8).collect();
+        let digest = sha256_digest(&data);
+        let (mut reader, _) = chunked(&[&data[..1_000_000], &data[1_000_000..]], digest, data.len() as u64);
+        let mut read = Vec::new();
+        reader.read_to_end(&mut read).unwrap();
+        assert!(read == data);
+        let mut plain = VerifyingReader::new(&data[..], digest, data.len() as u64, "test");
+        let mut copied = Vec::new();
+        assert_eq!(copy_verified(&mut plain, &mut copied, 4096).unwrap(), data.len() as u64);
+        assert!(copied == data);
+    }
+
     #[test]
     fn never_delivers_more_than_the_descriptor_size() {
         let mut reader = VerifyingReader::new(&b"abcdef"[..], sha256_digest(b"abc"), 3, "test");
