@@ -12,6 +12,8 @@
 # The goal (issue 18): ferry export at most 1.1x the slower of network+hash and disk. Also
 # prints ferry's CPU seconds per GiB (user + system, /usr/bin/time) beside SHA-256 alone
 # (`openssl speed`), and its peak RSS. Medians of RUNS (default 3) rounds after a warm-up.
+# FERRY_BASELINE=PATH adds another ferry binary (an earlier build) to every round, as its own
+# rows, so a change is measured before and after in the same run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ferry=${FERRY:-$PWD/target/release/ferry}  # FERRY: another build, to compare
@@ -71,15 +73,16 @@ timed() {
   end=$(now)
   echo "$end - $start" | bc -l >>"$work/t.$label"
 }
-export_once() {
-  local before
+baseline=${FERRY_BASELINE:-}
+export_once() {  # [BINARY SUFFIX]: ferry by default; its CPU and RSS to cpu.ferry$SUFFIX, ...
+  local before binary=${1:-$ferry} suffix=${2:-}
   rm -f "$archive"
   before=$(registry_cpu_seconds "$REGISTRY_PID")
   /usr/bin/time -o "$work/time.export" -f '%M %U %S' \
-    "$ferry" export -i "$host/big/one:1" -o "$archive" --registry-insecure -q || return 1
-  echo "$(registry_cpu_seconds "$REGISTRY_PID") - $before" | bc -l >>"$work/cpu.registry"
-  awk '{print $1}' "$work/time.export" >>"$work/rss.export"
-  awk '{print $2 + $3}' "$work/time.export" >>"$work/cpu.ferry"
+    "$binary" export -i "$host/big/one:1" -o "$archive" --registry-insecure -q || return 1
+  echo "$(registry_cpu_seconds "$REGISTRY_PID") - $before" | bc -l >>"$work/cpu.registry$suffix"
+  awk '{print $1}' "$work/time.export" >>"$work/rss.export$suffix"
+  awk '{print $2 + $3}' "$work/time.export" >>"$work/cpu.ferry$suffix"
 }
 curl_sha256sum() { set -o pipefail; curl -sf "$base/blobs/$layer_digest" | sha256sum >/dev/null; }
 curl_openssl() { set -o pipefail; curl -sf "$base/blobs/$layer_digest" | openssl dgst -sha256 >/dev/null; }
@@ -94,8 +97,11 @@ dd_count=$(((archive_bytes + 4194303) / 4194304))
 timed warmup curl_sha256sum
 timed warmup dd_once
 : >"$work/cpu.ferry"; : >"$work/cpu.registry"; : >"$work/rss.export"
+: >"$work/cpu.ferry.baseline"; : >"$work/cpu.registry.baseline"; : >"$work/rss.export.baseline"
+[ -z "$baseline" ] || timed warmup export_once "$baseline" .baseline
 for _ in $(seq "$runs"); do  # interleaved: every tool meets the same state of the machine
   timed export export_once
+  [ -z "$baseline" ] || timed baseline export_once "$baseline" .baseline
   timed sha256sum curl_sha256sum
   timed openssl curl_openssl
   timed disk dd_once
@@ -123,9 +129,18 @@ row "curl GET | sha256sum" sha256sum
 row "curl GET | openssl dgst -sha256" openssl
 row "disk (dd conv=fdatasync)" disk
 row "ferry export" export
+[ -z "$baseline" ] || row "ferry export (FERRY_BASELINE)" baseline
 printf 'floor: the slower of network+hash (the faster pipe, %.3f s) and disk (%.3f s) = %.3f s\n' \
   "$net_s" "$disk_s" "$floor_s"
 printf 'CPU per GiB: ferry %.2f s (the registry serving it %.2f s); SHA-256 alone %.2f s (openssl speed)\n' \
   "$(echo "$cpu_ferry / $gib" | bc -l)" "$(echo "$(median "$work/cpu.registry") / $gib" | bc -l)" \
   "$(echo "1073741824 / $hash_rate" | bc -l)"
+if [ -n "$baseline" ]; then
+  printf 'CPU per GiB of FERRY_BASELINE: %.2f s (the registry %.2f s), peak RSS %d KiB\n' \
+    "$(echo "$(median "$work/cpu.ferry.baseline") / $gib" | bc -l)" \
+    "$(echo "$(median "$work/cpu.registry.baseline") / $gib" | bc -l)" "$(max "$work/rss.export.baseline")"
+fi
+cpu_bound=$(echo "($cpu_ferry + $(median "$work/cpu.registry")) / $(nproc)" | bc -l)
+printf 'CPU bound: ferry'"'"'s and the registry'"'"'s CPU over %d cores, %.3f s; ferry export takes %.2fx that\n' \
+  "$(nproc)" "$cpu_bound" "$(echo "$(median "$work/t.export") / $cpu_bound" | bc -l)"
 printf 'ferry peak RSS: %d KiB; goal: ferry export <= 1.1x the floor\n' "$(max "$work/rss.export")"

@@ -25,7 +25,8 @@
 # peak RSS (/usr/bin/time %M, the largest over the timed runs). Wiping the target is not timed.
 # Set BENCH_MIB to change the size (default 1024), RUNS the repetitions (default 3), BENCH_DIR
 # where the layout is kept and the registries store their data (default bench/work),
-# BENCH_EXPORT_ONLY=1 to measure the export alone (no import, no volumes).
+# BENCH_EXPORT_ONLY=1 to measure the export alone (no import, no volumes), FERRY_BASELINE=PATH
+# to export with another ferry binary (an earlier build) in every round too, as its own rows.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ferry=${FERRY:-$PWD/target/release/ferry}  # FERRY: another build, to compare
@@ -191,14 +192,15 @@ rss() { local label=$1; shift; /usr/bin/time -a -o "$work/rss.$label" -f %M "$@"
 # --- export, beside the network and disk floors -------------------------------------------
 # One export; its peak RSS goes to rss.export, and the CPU seconds of ferry and of the source
 # registry serving it go to cpu.ferry and cpu.registry (both share this machine's cores).
-export_once() {
-  local before
+baseline=${FERRY_BASELINE:-}
+export_once() {  # [BINARY SUFFIX]: ferry by default; its CPU and RSS to cpu.ferry$SUFFIX, ...
+  local before binary=${1:-$ferry} suffix=${2:-}
   before=$(registry_cpu_seconds "${reg_pid[source]}")
   /usr/bin/time -o "$work/time.export" -f '%M %U %S' \
-    "$ferry" export --lock "$work/bundle.lock.yml" -o "$archive" --registry-insecure -q
-  echo "$(registry_cpu_seconds "${reg_pid[source]}") - $before" | bc -l >>"$work/cpu.registry"
-  awk '{print $1}' "$work/time.export" >>"$work/rss.export"
-  awk '{print $2 + $3}' "$work/time.export" >>"$work/cpu.ferry"
+    "$binary" export --lock "$work/bundle.lock.yml" -o "$archive" --registry-insecure -q || return 1
+  echo "$(registry_cpu_seconds "${reg_pid[source]}") - $before" | bc -l >>"$work/cpu.registry$suffix"
+  awk '{print $1}' "$work/time.export" >>"$work/rss.export$suffix"
+  awk '{print $2 + $3}' "$work/time.export" >>"$work/cpu.ferry$suffix"
 }
 curl_get_all() {  # every unique blob from the source registry, $workers at a time
   awk -v base="http://$src/v2" '{print base "/" $2 "/blobs/" $1}' "$work/blobs.txt" |
@@ -221,7 +223,10 @@ clear_dd
 timed warmup dd_once
 # Export and dd alternate, so both meet the same state of this (noisy) disk in every round.
 : >"$work/rss.export"; : >"$work/cpu.ferry"; : >"$work/cpu.registry"
+: >"$work/rss.export.baseline"; : >"$work/cpu.ferry.baseline"; : >"$work/cpu.registry.baseline"
+if [ -n "$baseline" ]; then clear_archive; timed warmup export_once "$baseline" .baseline; fi
 for _ in $(seq "$runs"); do
+  if [ -n "$baseline" ]; then clear_archive; timed baseline export_once "$baseline" .baseline; fi
   clear_archive
   timed export export_once
   clear_dd
@@ -248,6 +253,12 @@ export_cpu_report() {
   printf 'CPU per GiB exported: ferry %.2f s, beside SHA-256 alone %.2f s (openssl speed, one core);\n' \
     "$(echo "$cpu_ferry / $gib" | bc -l)" "$(echo "1073741824 / $hash_rate" | bc -l)"
   printf '  goals: <= 1.1 s per GiB, export <= 1.05x the CPU bound\n'
+  if [ -n "$baseline" ]; then
+    printf 'FERRY_BASELINE: export %.3f s (every run: %s), CPU per GiB %.2f s (the registry %.2f s), peak RSS %d KiB\n' \
+      "$(median "$work/t.baseline")" "$(sort -g "$work/t.baseline" | xargs printf '%.2f ')" \
+      "$(echo "$(median "$work/cpu.ferry.baseline") / $gib" | bc -l)" \
+      "$(echo "$(median "$work/cpu.registry.baseline") / $gib" | bc -l)" "$(max "$work/rss.export.baseline")"
+  fi
 }
 if [ "${BENCH_EXPORT_ONLY:-0}" = 1 ]; then
   net_s=$(median "$work/t.net")
