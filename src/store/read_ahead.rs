@@ -2,12 +2,27 @@
 //! writes the current one, so receiving and hashing one blob overlap on two cores instead of
 //! adding up (issue 18). The thread reads straight into the pool buffers the consumer hashes
 //! and writes from ([`crate::verify::Chunk`]): no byte is copied between them. Memory is
-//! bounded: `depth` buffers of `buffer_size` bytes, recycled as the consumer drops chunks.
+//! bounded: a stream runs at most `depth` chunks ahead of its consumer (plus the one being
+//! filled). Buffers come from one process-wide pool and go back to it as chunks are dropped,
+//! so blob after blob reuses the same warm memory instead of mapping and zeroing fresh pages.
 
 use std::io::{self, Read};
+use std::sync::OnceLock;
 use std::sync::mpsc::{Receiver, sync_channel};
 
 use crate::verify::{BufferPool, Chunk, ChunkSource};
+
+/// Size of every read-ahead buffer: large reads and direct writes, yet a few per stream keep
+/// four workers within a few MiB.
+pub const BUFFER_SIZE: usize = 1 << 20;
+/// Buffers the shared pool keeps for reuse: as many as four workers have in flight (5 each),
+/// so none is freed and mapped again (freed buffers fragment the allocator and grow the RSS).
+const POOL_KEEP: usize = 24;
+
+fn shared_pool() -> &'static BufferPool {
+    static POOL: OnceLock<BufferPool> = OnceLock::new();
+    POOL.get_or_init(|| BufferPool::growing(POOL_KEEP, BUFFER_SIZE))
+}
 
 /// A stream's chunks, received ahead by a thread of their own.
 pub struct ReadAhead {
@@ -16,11 +31,12 @@ pub struct ReadAhead {
 }
 
 impl ReadAhead {
-    pub fn new<R: Read + Send + 'static>(mut inner: R, depth: usize, buffer_size: usize) -> Self {
+    /// Reads `inner` ahead into chunks of [`BUFFER_SIZE`] bytes, at most `depth` ahead.
+    pub fn new<R: Read + Send + 'static>(mut inner: R, depth: usize) -> Self {
         let depth = depth.max(1);
         let (filled_tx, filled) = sync_channel::<io::Result<Chunk>>(depth);
         std::thread::spawn(move || {
-            let pool = BufferPool::new(depth, buffer_size);
+            let pool = shared_pool();
             // Ends when the stream ends, fails, or the consumer is gone (a send fails).
             loop {
                 let (chunk, error) = pool.fill(&mut inner, usize::MAX);
@@ -74,15 +90,15 @@ mod tests {
     #[test]
     fn delivers_every_byte_in_order() {
         let data: Vec<u8> = (0..5_000_000u32).map(|i| (i % 251) as u8).collect();
-        let mut ahead = ReadAhead::new(io::Cursor::new(data.clone()), 3, 64 * 1024);
+        let mut ahead = ReadAhead::new(io::Cursor::new(data.clone()), 3);
         let mut out = Vec::new();
         while let Some(chunk) = ahead.next_chunk().unwrap() {
-            assert!(chunk.len() == 64 * 1024 || out.len() + chunk.len() == data.len(), "chunks are full");
+            assert!(chunk.len() == BUFFER_SIZE || out.len() + chunk.len() == data.len(), "chunks are full");
             out.extend_from_slice(&chunk);
         }
         assert!(out == data);
         let digest = sha256_digest(&data);
-        let ahead = ReadAhead::new(io::Cursor::new(data.clone()), 2, 100_000);
+        let ahead = ReadAhead::new(io::Cursor::new(data.clone()), 2);
         let mut reader = VerifyingReader::from_chunks(Box::new(ahead), digest, data.len() as u64, "test");
         let mut read = Vec::new();
         reader.read_to_end(&mut read).unwrap();
@@ -97,7 +113,7 @@ mod tests {
                 Err(io::Error::other("boom"))
             }
         }
-        let err = ReadAhead::new(Failing, 2, 1024).next_chunk().unwrap_err();
+        let err = ReadAhead::new(Failing, 2).next_chunk().unwrap_err();
         assert_eq!(err.to_string(), "boom");
     }
 }

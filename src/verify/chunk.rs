@@ -8,6 +8,7 @@
 
 use std::io::{self, Read};
 use std::ops::Deref;
+use std::sync::Mutex;
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 
 /// Memory alignment of every pool buffer: a page, enough for `O_DIRECT` on any Linux device.
@@ -48,7 +49,8 @@ impl AlignedBuffer {
 /// memory; a growing one ([`BufferPool::growing`]) allocates another instead, for a consumer
 /// that may hold chunks while asking for more.
 pub struct BufferPool {
-    free: Receiver<AlignedBuffer>,
+    /// Behind a lock only so that one pool can serve many threads (a process-wide pool).
+    free: Mutex<Receiver<AlignedBuffer>>,
     recycle: SyncSender<AlignedBuffer>,
     size: usize,
     grows: bool,
@@ -62,23 +64,24 @@ impl BufferPool {
         for _ in 0..count {
             recycle.send(AlignedBuffer::new(size)).expect("the channel has room for every buffer");
         }
-        BufferPool { free, recycle, size, grows: false }
+        BufferPool { free: Mutex::new(free), recycle, size, grows: false }
     }
 
     /// Buffers of `size` bytes allocated when none is free; at most `keep` are kept for reuse.
     pub fn growing(keep: usize, size: usize) -> Self {
         let (recycle, free) = sync_channel(keep.max(1));
-        BufferPool { free, recycle, size, grows: true }
+        BufferPool { free: Mutex::new(free), recycle, size, grows: true }
     }
 
     /// The next free buffer: waiting for one to come back if all are in use (or allocating
     /// one, in a growing pool).
     pub fn take(&self) -> AlignedBuffer {
+        let free = self.free.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         if self.grows {
-            return self.free.try_recv().unwrap_or_else(|_| AlignedBuffer::new(self.size));
+            return free.try_recv().unwrap_or_else(|_| AlignedBuffer::new(self.size));
         }
         // The pool holds a sender itself, so the channel never disconnects while it waits.
-        self.free.recv().expect("a pool keeps a sender of its own")
+        free.recv().expect("a pool keeps a sender of its own")
     }
 
     /// Reads from `reader` into the next free buffer until it is full or the stream ends, and

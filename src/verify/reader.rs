@@ -436,7 +436,8 @@ mod tests {
     /// between receiving, hashing and writing), and every byte is still verified.
     #[test]
     fn chunks_are_handed_on_in_the_buffers_they_came_in() {
-        let (mut reader, addresses) = chunked(&[b"hello ", b"chunked ", b"world"], sha256_digest(b"hello chunked world"), 19);
+        let (mut reader, addresses) =
+            chunked(&[b"hello ", b"chunked ", b"world"], sha256_digest(b"hello chunked world"), 19);
         let mut handed = Vec::new();
         let mut bytes = Vec::new();
         while let Some(chunk) = reader.next_chunk().unwrap() {

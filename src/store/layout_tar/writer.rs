@@ -434,7 +434,7 @@ fn is_disk_full(err: &io::Error) -> bool {
 
 /// Writes one blob at `offset` through direct handles, chunk by chunk from the buffers the
 /// reader hands out: a blob larger than [`INLINE_WRITE`] by a writer thread, so the next chunk
-/// is received and hashed while this one is written (a bounded queue of one chunk). The last
+/// is received and hashed while this one is written (handed over, never queued). The last
 /// chunk is written with its tar padding (zeros to the next block); it arrives only verified.
 fn write_direct(direct: &Volumes, reader: &mut BlobReader<'_>, offset: u64, size: u64) -> io::Result<()> {
     if size <= INLINE_WRITE {
@@ -444,7 +444,7 @@ fn write_direct(direct: &Volumes, reader: &mut BlobReader<'_>, offset: u64, size
         }
         return Ok(());
     }
-    let (queue, chunks) = sync_channel::<(Chunk, u64)>(1);
+    let (queue, chunks) = sync_channel::<(Chunk, u64)>(0);
     std::thread::scope(|scope| {
         let writer = scope.spawn(move || -> io::Result<()> {
             for (chunk, at) in chunks {
@@ -774,7 +774,14 @@ mod tests {
         // SAFETY: a read-only shared mapping of an open file, unmapped before returning;
         // mincore only writes `resident`, which holds one byte per page of the mapping.
         unsafe {
-            let map = libc::mmap(std::ptr::null_mut(), span, libc::PROT_READ, libc::MAP_SHARED, file.as_raw_fd(), start as i64);
+            let map = libc::mmap(
+                std::ptr::null_mut(),
+                span,
+                libc::PROT_READ,
+                libc::MAP_SHARED,
+                file.as_raw_fd(),
+                start as i64,
+            );
             assert_ne!(map, libc::MAP_FAILED);
             assert_eq!(libc::mincore(map, span, resident.as_mut_ptr()), 0);
             libc::munmap(map, span);
@@ -814,7 +821,6 @@ mod tests {
         // Read only now: reading the archives brings them into the page cache.
         let expected = std::fs::read(&buffered_path).unwrap();
         assert!(std::fs::read(&direct_path).unwrap() == expected, "direct and buffered archives differ");
-
 
         // Volumes on block boundaries are written directly too; others through the page cache.
         for (volume_size, direct_expected) in [(1u64 << 20, true), (1_000_001, false)] {

@@ -24,11 +24,9 @@ use crate::verify::VerifyError;
 
 use crate::verify::VerifyingReader;
 
-/// Chunks a blob body is received into ahead of the consumer: 4 of 1 MiB. Large reads and
-/// writes, and a pipeline deep enough that a disk write or a scheduling gap does not stall
-/// the receive, within 4 MiB per worker.
-const READ_AHEAD_DEPTH: usize = 4;
-const READ_AHEAD_BUFFER: usize = 1 << 20;
+/// Chunks a blob body is received ahead of the consumer (of 1 MiB each): deep enough that a
+/// disk write or a scheduling gap does not stall the receive, within a few MiB per worker.
+const READ_AHEAD_DEPTH: usize = 2;
 
 /// Reads images from any registry the references name.
 pub struct RegistrySource {
@@ -174,7 +172,7 @@ impl Source for RegistrySource {
         let body = ResumableBody::open(Arc::clone(&self.client), op, url, descriptor, origin.clone())?;
         // Network reads run ahead on their own thread, straight into the buffers the consumer
         // then hashes and writes (no copy between them), while it hashes and writes.
-        let body = ReadAhead::new(body, READ_AHEAD_DEPTH, READ_AHEAD_BUFFER);
+        let body = ReadAhead::new(body, READ_AHEAD_DEPTH);
         Ok(VerifyingReader::from_chunks(Box::new(body), descriptor.digest, descriptor.size, origin))
     }
 }
