@@ -24,10 +24,12 @@
 # cache: every tool sees the same warm cache), the ratios the goals are stated in, and ferry's
 # peak RSS (/usr/bin/time %M, the largest over the timed runs). Wiping the target is not timed.
 # Set BENCH_MIB to change the size (default 1024), RUNS the repetitions (default 3), BENCH_DIR
-# where the layout is kept and the registries store their data (default bench/work).
+# where the layout is kept and the registries store their data (default bench/work),
+# BENCH_EXPORT_ONLY=1 to measure the export alone (no import, no volumes), FERRY_BASELINE=PATH
+# to export with another ferry binary (an earlier build) in every round too, as its own rows.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-ferry=$PWD/target/release/ferry
+ferry=${FERRY:-$PWD/target/release/ferry}  # FERRY: another build, to compare
 size_mib=${BENCH_MIB:-1024}
 runs=${RUNS:-3}
 bench_dir=${BENCH_DIR:-$PWD/bench/work}
@@ -190,14 +192,15 @@ rss() { local label=$1; shift; /usr/bin/time -a -o "$work/rss.$label" -f %M "$@"
 # --- export, beside the network and disk floors -------------------------------------------
 # One export; its peak RSS goes to rss.export, and the CPU seconds of ferry and of the source
 # registry serving it go to cpu.ferry and cpu.registry (both share this machine's cores).
-export_once() {
-  local before
+baseline=${FERRY_BASELINE:-}
+export_once() {  # [BINARY SUFFIX]: ferry by default; its CPU and RSS to cpu.ferry$SUFFIX, ...
+  local before binary=${1:-$ferry} suffix=${2:-}
   before=$(registry_cpu_seconds "${reg_pid[source]}")
   /usr/bin/time -o "$work/time.export" -f '%M %U %S' \
-    "$ferry" export --lock "$work/bundle.lock.yml" -o "$archive" --registry-insecure -q
-  echo "$(registry_cpu_seconds "${reg_pid[source]}") - $before" | bc -l >>"$work/cpu.registry"
-  awk '{print $1}' "$work/time.export" >>"$work/rss.export"
-  awk '{print $2 + $3}' "$work/time.export" >>"$work/cpu.ferry"
+    "$binary" export --lock "$work/bundle.lock.yml" -o "$archive" --registry-insecure -q || return 1
+  echo "$(registry_cpu_seconds "${reg_pid[source]}") - $before" | bc -l >>"$work/cpu.registry$suffix"
+  awk '{print $1}' "$work/time.export" >>"$work/rss.export$suffix"
+  awk '{print $2 + $3}' "$work/time.export" >>"$work/cpu.ferry$suffix"
 }
 curl_get_all() {  # every unique blob from the source registry, $workers at a time
   awk -v base="http://$src/v2" '{print base "/" $2 "/blobs/" $1}' "$work/blobs.txt" |
@@ -220,7 +223,10 @@ clear_dd
 timed warmup dd_once
 # Export and dd alternate, so both meet the same state of this (noisy) disk in every round.
 : >"$work/rss.export"; : >"$work/cpu.ferry"; : >"$work/cpu.registry"
+: >"$work/rss.export.baseline"; : >"$work/cpu.ferry.baseline"; : >"$work/cpu.registry.baseline"
+if [ -n "$baseline" ]; then clear_archive; timed warmup export_once "$baseline" .baseline; fi
 for _ in $(seq "$runs"); do
+  if [ -n "$baseline" ]; then clear_archive; timed baseline export_once "$baseline" .baseline; fi
   clear_archive
   timed export export_once
   clear_dd
@@ -230,6 +236,44 @@ rm -f "$work/dd.out"
 "$ferry" verify -q "$archive" >/dev/null  # the archive the imports read is sound
 timed warmup curl_get_all
 for _ in $(seq "$runs"); do timed net curl_get_all; done
+hash_rate=$(openssl speed -mr -evp sha256 -bytes 1048576 -seconds 2 2>/dev/null | awk -F: '/^\+F:/ {print $4}')
+
+# export_cpu_report: ferry's CPU per GiB beside SHA-256 alone, and the CPU bound of an export
+export_cpu_report() {
+  local cores cpu_ferry cpu_registry cpu_bound gib
+  cores=$(nproc)
+  cpu_ferry=$(median "$work/cpu.ferry")
+  cpu_registry=$(median "$work/cpu.registry")
+  cpu_bound=$(echo "($cpu_ferry + $cpu_registry) / $cores" | bc -l)
+  gib=$(echo "$unique_bytes / 1073741824" | bc -l)
+  printf 'CPU of an export (median): ferry %.2f s, the source registry %.2f s; on %d cores that work\n' \
+    "$cpu_ferry" "$cpu_registry" "$cores"
+  printf '  alone takes >= %.2f s (= %.2fx the larger floor); ferry export takes %.2fx that bound\n' \
+    "$cpu_bound" "$(echo "$cpu_bound / $floor_s" | bc -l)" "$(echo "$(median "$work/t.export") / $cpu_bound" | bc -l)"
+  printf 'CPU per GiB exported: ferry %.2f s, beside SHA-256 alone %.2f s (openssl speed, one core);\n' \
+    "$(echo "$cpu_ferry / $gib" | bc -l)" "$(echo "1073741824 / $hash_rate" | bc -l)"
+  printf '  goals: <= 1.1 s per GiB, export <= 1.05x the CPU bound\n'
+  if [ -n "$baseline" ]; then
+    printf 'FERRY_BASELINE: export %.3f s (every run: %s), CPU per GiB %.2f s (the registry %.2f s), peak RSS %d KiB\n' \
+      "$(median "$work/t.baseline")" "$(sort -g "$work/t.baseline" | xargs printf '%.2f ')" \
+      "$(echo "$(median "$work/cpu.ferry.baseline") / $gib" | bc -l)" \
+      "$(echo "$(median "$work/cpu.registry.baseline") / $gib" | bc -l)" "$(max "$work/rss.export.baseline")"
+  fi
+}
+if [ "${BENCH_EXPORT_ONLY:-0}" = 1 ]; then
+  net_s=$(median "$work/t.net")
+  disk_s=$(median "$work/t.disk")
+  floor_s=$(echo "if ($net_s > $disk_s) $net_s else $disk_s" | bc -l)
+  mib=$(echo "$unique_bytes / 1048576" | bc -l)
+  printf '\nexport of the bench set: %d unique blobs, %.0f MiB unique; median of %d runs, %s cores\n' \
+    "$blob_count" "$mib" "$runs" "$(nproc)"
+  printf 'network floor %.3f s, disk floor %.3f s, ferry export %.3f s (%.2fx the larger floor; every run: %s)\n' \
+    "$net_s" "$disk_s" "$(median "$work/t.export")" "$(echo "$(median "$work/t.export") / $floor_s" | bc -l)" \
+    "$(sort -g "$work/t.export" | xargs printf '%.2f ')"
+  export_cpu_report
+  printf 'ferry peak RSS: export %d KiB\n' "$(max "$work/rss.export")"
+  exit 0
+fi
 volume_size=${VOLUME_SIZE:-256MiB}
 split=$work/split.tar
 "$ferry" export --lock "$work/bundle.lock.yml" -o "$split" --volume-size "$volume_size" --registry-insecure -q
@@ -318,14 +362,7 @@ row "ferry verify (single file)" verify_single "$verify_single_s"
 row "ferry verify ($volume_count volumes)" verify_volumes "$verify_single_s"
 row "ferry import (single file)" import_single "$import_single_s"
 row "ferry import ($volume_count volumes)" import_volumes "$import_single_s"
-cores=$(nproc)
-cpu_ferry=$(median "$work/cpu.ferry")
-cpu_registry=$(median "$work/cpu.registry")
-cpu_bound=$(echo "($cpu_ferry + $cpu_registry) / $cores" | bc -l)
-printf 'CPU of an export (median): ferry %.2f s, the source registry %.2f s; on %d cores that work\n' \
-  "$cpu_ferry" "$cpu_registry" "$cores"
-printf '  alone takes >= %.2f s (= %.2fx the larger floor); ferry export takes %.2fx that bound\n' \
-  "$cpu_bound" "$(echo "$cpu_bound / $floor_s" | bc -l)" "$(echo "$(median "$work/t.export") / $cpu_bound" | bc -l)"
+export_cpu_report
 kib() { printf '%d KiB (%.1f MiB)' "$1" "$(echo "$1 / 1024" | bc -l)"; }
 printf 'ferry peak RSS: export %s, import %s, re-import %s\n' \
   "$(kib "$(max "$work/rss.export")")" "$(kib "$(max "$work/rss.import")")" "$(kib "$(max "$work/rss.reimport")")"

@@ -57,5 +57,8 @@ bash "$(dirname "$0")/bench-registry.sh"
 # ferry export and import of a whole bench set beside their network, disk and upload floors.
 bash "$(dirname "$0")/bench-transfer.sh"
 
+# One image with a single large layer (2 GiB) exported beside curl | sha256sum and dd.
+bash "$(dirname "$0")/bench-blob.sh"
+
 # ferry serve beside docker-registry serving the same content (issue 16).
 bash "$(dirname "$0")/bench-serve.sh"

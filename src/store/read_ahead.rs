@@ -1,33 +1,47 @@
-//! Read-ahead: a thread reads the next buffers of a stream while the consumer hashes and
-//! writes the current one, so network (or disk) time and hashing overlap on two cores instead
-//! of adding up. Memory is bounded: `depth` buffers of `buffer_size` bytes, recycled.
+//! Read-ahead: a thread receives the next chunks of a stream while the consumer hashes and
+//! writes the current one, so receiving and hashing one blob overlap on two cores instead of
+//! adding up (issue 18). The thread reads straight into the pool buffers the consumer hashes
+//! and writes from ([`crate::verify::Chunk`]): no byte is copied between them. Memory is
+//! bounded: a stream runs at most `depth` chunks ahead of its consumer (plus the one being
+//! filled). Buffers come from one process-wide pool and go back to it as chunks are dropped,
+//! so blob after blob reuses the same warm memory instead of mapping and zeroing fresh pages.
 
 use std::io::{self, Read};
-use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
+use std::sync::OnceLock;
+use std::sync::mpsc::{Receiver, sync_channel};
 
-/// Wraps a reader with a prefetching thread.
+use crate::verify::{BufferPool, Chunk, ChunkSource};
+
+/// Size of every read-ahead buffer: large reads and direct writes, yet a few per stream keep
+/// four workers within a few MiB.
+pub const BUFFER_SIZE: usize = 1 << 20;
+/// Buffers the shared pool keeps for reuse: as many as four workers have in flight (5 each),
+/// so none is freed and mapped again (freed buffers fragment the allocator and grow the RSS).
+const POOL_KEEP: usize = 24;
+
+fn shared_pool() -> &'static BufferPool {
+    static POOL: OnceLock<BufferPool> = OnceLock::new();
+    POOL.get_or_init(|| BufferPool::growing(POOL_KEEP, BUFFER_SIZE))
+}
+
+/// A stream's chunks, received ahead by a thread of their own.
 pub struct ReadAhead {
-    filled: Receiver<io::Result<(Vec<u8>, usize)>>,
-    empty: SyncSender<Vec<u8>>,
-    current: Vec<u8>,
-    length: usize,
-    position: usize,
+    filled: Receiver<io::Result<Chunk>>,
     finished: bool,
 }
 
 impl ReadAhead {
-    pub fn new<R: Read + Send + 'static>(mut inner: R, depth: usize, buffer_size: usize) -> Self {
+    /// Reads `inner` ahead into chunks of [`BUFFER_SIZE`] bytes, at most `depth` ahead.
+    pub fn new<R: Read + Send + 'static>(mut inner: R, depth: usize) -> Self {
         let depth = depth.max(1);
-        let (filled_tx, filled) = sync_channel::<io::Result<(Vec<u8>, usize)>>(depth);
-        let (empty, empty_rx) = sync_channel::<Vec<u8>>(depth + 1);
-        for _ in 0..depth {
-            empty.send(vec![0; buffer_size]).expect("the channel has room for every buffer");
-        }
+        let (filled_tx, filled) = sync_channel::<io::Result<Chunk>>(depth);
         std::thread::spawn(move || {
-            // Ends when the stream ends, fails, or the consumer is gone (a send or recv fails).
-            while let Ok(mut buffer) = empty_rx.recv() {
-                let (filled, error) = fill(&mut inner, &mut buffer);
-                if filled > 0 && filled_tx.send(Ok((buffer, filled))).is_err() {
+            let pool = shared_pool();
+            // Ends when the stream ends, fails, or the consumer is gone (a send fails).
+            loop {
+                let (chunk, error) = pool.fill(&mut inner, usize::MAX);
+                let ended = chunk.is_empty();
+                if !ended && filled_tx.send(Ok(chunk)).is_err() {
                     return;
                 }
                 match error {
@@ -35,71 +49,60 @@ impl ReadAhead {
                         let _ = filled_tx.send(Err(error));
                         return;
                     }
-                    None if filled == 0 => {
-                        let _ = filled_tx.send(Ok((Vec::new(), 0)));
+                    None if ended => {
+                        let _ = filled_tx.send(Ok(Chunk::owned(&[])));
                         return;
                     }
                     None => {}
                 }
             }
         });
-        ReadAhead { filled, empty, current: Vec::new(), length: 0, position: 0, finished: false }
+        ReadAhead { filled, finished: false }
     }
 }
 
-/// Reads until at least half the buffer is filled, the stream ends (no error, 0 bytes) or
-/// fails; returns the bytes read and the failure, which is passed on after those bytes.
-fn fill(inner: &mut impl Read, buffer: &mut [u8]) -> (usize, Option<io::Error>) {
-    let mut filled = 0;
-    while filled < buffer.len() / 2 {
-        match inner.read(&mut buffer[filled..]) {
-            Ok(0) => break,
-            Ok(n) => filled += n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return (filled, Some(e)),
+impl ChunkSource for ReadAhead {
+    fn next_chunk(&mut self) -> io::Result<Option<Chunk>> {
+        if self.finished {
+            return Ok(None);
         }
-    }
-    (filled, None)
-}
-
-impl Read for ReadAhead {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        while self.position == self.length {
-            if self.finished {
-                return Ok(0);
+        match self.filled.recv() {
+            Ok(Ok(chunk)) if chunk.is_empty() => {
+                self.finished = true;
+                Ok(None)
             }
-            let spent = std::mem::take(&mut self.current);
-            if !spent.is_empty() {
-                let _ = self.empty.try_send(spent);
+            Ok(Ok(chunk)) => Ok(Some(chunk)),
+            Ok(Err(e)) => {
+                self.finished = true;
+                Err(e)
             }
-            (self.position, self.length) = (0, 0);
-            match self.filled.recv() {
-                Ok(Ok((_, 0))) => self.finished = true,
-                Ok(Ok((buffer, length))) => (self.current, self.length) = (buffer, length),
-                Ok(Err(e)) => {
-                    self.finished = true;
-                    return Err(e);
-                }
-                Err(_) => return Err(io::Error::other("the read-ahead thread stopped unexpectedly")),
-            }
+            Err(_) => Err(io::Error::other("the read-ahead thread stopped unexpectedly")),
         }
-        let n = buf.len().min(self.length - self.position);
-        buf[..n].copy_from_slice(&self.current[self.position..self.position + n]);
-        self.position += n;
-        Ok(n)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::sha256_digest;
+    use crate::verify::VerifyingReader;
 
     #[test]
     fn delivers_every_byte_in_order() {
         let data: Vec<u8> = (0..5_000_000u32).map(|i| (i % 251) as u8).collect();
+        let mut ahead = ReadAhead::new(io::Cursor::new(data.clone()), 3);
         let mut out = Vec::new();
-        ReadAhead::new(io::Cursor::new(data.clone()), 3, 64 * 1024).read_to_end(&mut out).unwrap();
+        while let Some(chunk) = ahead.next_chunk().unwrap() {
+            assert!(chunk.len() == BUFFER_SIZE || out.len() + chunk.len() == data.len(), "chunks are full");
+            out.extend_from_slice(&chunk);
+        }
         assert!(out == data);
+        let digest = sha256_digest(&data);
+        let ahead = ReadAhead::new(io::Cursor::new(data.clone()), 2);
+        let mut reader = VerifyingReader::from_chunks(Box::new(ahead), digest, data.len() as u64, "test");
+        let mut read = Vec::new();
+        reader.read_to_end(&mut read).unwrap();
+        assert!(read == data, "Read over chunks delivers the same bytes");
     }
 
     #[test]
@@ -110,7 +113,7 @@ mod tests {
                 Err(io::Error::other("boom"))
             }
         }
-        let err = ReadAhead::new(Failing, 2, 1024).read_to_end(&mut Vec::new()).unwrap_err();
+        let err = ReadAhead::new(Failing, 2).next_chunk().unwrap_err();
         assert_eq!(err.to_string(), "boom");
     }
 }

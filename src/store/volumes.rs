@@ -137,6 +137,26 @@ impl Volumes {
         Ok(Volumes { parts, total: self.total })
     }
 
+    /// The same files opened again for direct writes (`O_DIRECT`: from the writer's memory to
+    /// the disk, bypassing the page cache), through `/proc/self/fd` so the very files already
+    /// open are reopened, never a path that could have been replaced since. `None` where the
+    /// platform or filesystem offers no direct I/O, or a volume boundary is not block-aligned.
+    pub fn reopen_direct(&self, alignment: u64) -> Option<Volumes> {
+        if self.parts.iter().any(|part| part.start % alignment != 0) {
+            return None;
+        }
+        let mut parts = Vec::with_capacity(self.parts.len());
+        for part in &self.parts {
+            parts.push(Volume {
+                path: part.path.clone(),
+                file: reopen_direct(&part.file)?,
+                start: part.start,
+                len: part.len,
+            });
+        }
+        Some(Volumes { parts, total: self.total })
+    }
+
     /// Makes every volume durable.
     pub fn sync_all(&self) -> io::Result<()> {
         self.parts.iter().try_for_each(|part| part.file.sync_all())
@@ -190,6 +210,23 @@ pub fn open_owned_file(path: &Path, create: bool) -> io::Result<File> {
             path.display()
         ),
     ))
+}
+
+#[cfg(target_os = "linux")]
+fn reopen_direct(file: &File) -> Option<File> {
+    use std::os::fd::AsRawFd;
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new()
+        .write(true)
+        .custom_flags(libc::O_DIRECT | libc::O_CLOEXEC)
+        .open(format!("/proc/self/fd/{}", file.as_raw_fd()))
+        .ok()
+}
+
+/// Direct I/O is used on Linux only; elsewhere every write goes through the page cache.
+#[cfg(not(target_os = "linux"))]
+fn reopen_direct(_file: &File) -> Option<File> {
+    None
 }
 
 /// `sync_file_range(SYNC_FILE_RANGE_WRITE)`: queue the range for writing, return at once. A

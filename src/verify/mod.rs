@@ -5,8 +5,10 @@
 //! fails unless both size and digest match. [`hash_all`] hashes many local blobs in parallel.
 //! This module knows nothing of files, archives or HTTP.
 
+mod chunk;
 mod parallel;
 mod reader;
 
+pub use chunk::{ALIGNMENT, AlignedBuffer, BufferPool, Chunk, ChunkSource};
 pub use parallel::{BlobCheck, hash_all};
-pub use reader::{Hasher, VerifyError, VerifyingReader, copy_verified, verify_error};
+pub use reader::{CACHE_PIECE, Hasher, VerifyError, VerifyingReader, copy_verified, verify_error};

@@ -12,6 +12,7 @@ use std::fs::File;
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::mpsc::sync_channel;
 
 use rayon::prelude::*;
 
@@ -24,11 +25,18 @@ use crate::model::{Descriptor, Digest, RawManifest, sha256_digest};
 use crate::store::region::FileRegion;
 use crate::store::volumes::{Volumes, open_owned_file};
 use crate::store::{BlobReader, Plan, Sink, StoreError};
-use crate::verify::{BlobCheck, Hasher, copy_verified, hash_all};
+use crate::verify::{ALIGNMENT, AlignedBuffer, BlobCheck, Chunk, Hasher, copy_verified, hash_all};
 
-/// Copy buffer per worker: 256 KiB writes keep the disk busy while N workers stay within a
-/// few MiB (make bench: export peak RSS 19 MiB at 4 workers).
-const COPY_BUFFER: usize = 256 << 10;
+/// Copy buffer per worker, for a blob reader that brings no chunks of its own: 1 MiB reads
+/// and writes, hashed and written in cache-sized pieces.
+const COPY_BUFFER: usize = 1 << 20;
+
+/// Blobs up to this size are written by the worker itself; larger ones by a writer thread of
+/// their own, so that hashing the next chunk overlaps writing this one (issue 18).
+const INLINE_WRITE: u64 = 1 << 20;
+
+/// Set to `0` to write through the page cache even where direct I/O works (to measure both).
+const DIRECT_IO_VARIABLE: &str = "FERRY_DIRECT_IO";
 
 /// Zeros for tar padding and the end-of-archive marker (two blocks, the most ever written).
 const ZEROS: [u8; 2 * BLOCK as usize] = [0; 2 * BLOCK as usize];
@@ -42,6 +50,13 @@ pub struct LayoutTarSink {
     /// Split into volumes of at most this many bytes (spec/archive.md AR-S1).
     volume_size: Option<u64>,
     file: Option<Arc<Volumes>>,
+    /// The same files opened for direct writes, where the filesystem takes them: blobs go from
+    /// the buffers they were received and hashed in straight to the disk, with no copy into the
+    /// page cache and no writeback pass after it (issue 18). Headers, `index.json` and
+    /// manifests are written through `file`, never while blobs are written directly.
+    direct: Option<Volumes>,
+    /// Whether direct writes are tried at all (`FERRY_DIRECT_IO=0` turns them off).
+    direct_io: bool,
     layout: Option<ArchiveLayout>,
     /// What [`LayoutTarSink::resume`] took up: the skeleton digest of the plan it matched.
     resumed_for: Option<Digest>,
@@ -104,6 +119,8 @@ impl LayoutTarSink {
             partial: PathBuf::from(partial),
             volume_size: None,
             file: None,
+            direct: None,
+            direct_io: std::env::var_os(DIRECT_IO_VARIABLE).is_none_or(|v| v != "0"),
             layout: None,
             resumed_for: None,
             intact: HashSet::new(),
@@ -329,6 +346,26 @@ impl LayoutTarSink {
         Ok(())
     }
 
+    /// Direct handles on the partial files, if direct writes of 512-byte blocks work there:
+    /// proved by rewriting the archive's second block with its own bytes. Blob data starts on
+    /// a tar block and its padding to the next block is zeros, so every blob write is whole
+    /// blocks from an aligned buffer.
+    fn open_direct(&self) -> Option<Volumes> {
+        if !self.direct_io {
+            return None;
+        }
+        let file = self.file.as_ref()?;
+        if file.len() < 2 * BLOCK {
+            return None;
+        }
+        let direct = file.reopen_direct(ALIGNMENT as u64)?;
+        let mut probe = AlignedBuffer::new(BLOCK as usize);
+        let block = &mut probe.as_mut_slice()[..BLOCK as usize];
+        file.read_exact_at(block, BLOCK).ok()?;
+        direct.write_all_at(block, BLOCK).ok()?;
+        Some(direct)
+    }
+
     /// The table of contents of the volumes just written: each volume hashed (in parallel,
     /// read back from the page cache).
     fn table(&self, file: &Arc<Volumes>, layout: &ArchiveLayout, volume_size: u64) -> Result<VolumeTable, StoreError> {
@@ -395,6 +432,61 @@ fn is_disk_full(err: &io::Error) -> bool {
         || matches!(err.raw_os_error(), Some(ENOSPC | EDQUOT))
 }
 
+/// Writes one blob at `offset` through direct handles, chunk by chunk from the buffers the
+/// reader hands out: a blob larger than [`INLINE_WRITE`] by a writer thread, so the next chunk
+/// is received and hashed while this one is written (handed over, never queued). The last
+/// chunk is written with its tar padding (zeros to the next block); it arrives only verified.
+fn write_direct(direct: &Volumes, reader: &mut BlobReader<'_>, offset: u64, size: u64) -> io::Result<()> {
+    if size <= INLINE_WRITE {
+        let mut at = offset;
+        while let Some(chunk) = reader.next_chunk()? {
+            at += write_chunk(direct, chunk, at, offset)?;
+        }
+        return Ok(());
+    }
+    let (queue, chunks) = sync_channel::<(Chunk, u64)>(0);
+    std::thread::scope(|scope| {
+        let writer = scope.spawn(move || -> io::Result<()> {
+            for (chunk, at) in chunks {
+                write_chunk(direct, chunk, at, offset)?;
+            }
+            Ok(())
+        });
+        let mut at = offset;
+        let received = loop {
+            match reader.next_chunk() {
+                Ok(Some(chunk)) => {
+                    let len = chunk.len() as u64;
+                    if queue.send((chunk, at)).is_err() {
+                        break Ok(()); // the writer failed; its error says why
+                    }
+                    at += len;
+                }
+                Ok(None) => break Ok(()),
+                Err(e) => break Err(e),
+            }
+        };
+        drop(queue);
+        let written = writer.join().unwrap_or_else(|_| Err(io::Error::other("the blob writer thread panicked")));
+        received.and(written)
+    })
+}
+
+/// Writes `chunk` at archive offset `at` of a blob starting at `start`, rounded up to whole
+/// blocks with zeros (the tar padding); returns the chunk's length.
+fn write_chunk(direct: &Volumes, mut chunk: Chunk, at: u64, start: u64) -> io::Result<u64> {
+    let len = chunk.len();
+    if (at - start) % BLOCK != 0 {
+        // Only the last chunk of a blob is short (sources fill every chunk), so this is a bug.
+        return Err(io::Error::other("a direct write would start inside a block"));
+    }
+    let blocks = len.next_multiple_of(BLOCK as usize);
+    let buffer = chunk.buffer_mut();
+    buffer[len..blocks].fill(0);
+    direct.write_all_at(&buffer[..blocks], at)?;
+    Ok(len as u64)
+}
+
 /// How much a worker writes before asking the kernel to start writing it back.
 const WRITEBACK_WINDOW: u64 = 8 << 20;
 
@@ -458,6 +550,7 @@ impl Sink for LayoutTarSink {
             self.create(&skeleton)?;
         }
         self.layout = Some(skeleton.layout);
+        self.direct = self.open_direct();
         Ok(())
     }
 
@@ -474,10 +567,13 @@ impl Sink for LayoutTarSink {
                     reason: format!("blob {} is not in the plan", descriptor.digest),
                 }
             })?;
+        let context = || format!("writing blob {} to {}", descriptor.digest, self.partial.display());
+        if let Some(direct) = &self.direct {
+            return write_direct(direct, reader, entry.data_offset(), descriptor.size)
+                .map_err(|e| self.write_failure(context(), e));
+        }
         let mut out = PositionalWriter::new(file, entry.data_offset());
-        copy_verified(reader, &mut out, COPY_BUFFER).map_err(|e| {
-            self.write_failure(format!("writing blob {} to {}", descriptor.digest, self.partial.display()), e)
-        })?;
+        copy_verified(reader, &mut out, COPY_BUFFER).map_err(|e| self.write_failure(context(), e))?;
         out.start_writeback();
         Ok(())
     }
@@ -665,6 +761,83 @@ mod tests {
 
         let fetched = write(&mut sink, &plan, &blobs, true);
         assert_eq!(fetched.len(), 2, "everything is fetched again");
+    }
+
+    /// Pages of `path` in `offset..offset + len` held in the page cache (mincore).
+    fn resident_pages(path: &Path, offset: u64, len: usize) -> usize {
+        use std::os::fd::AsRawFd;
+        let file = File::open(path).unwrap();
+        let page = 4096u64;
+        let start = offset / page * page;
+        let span = (offset + len as u64 - start) as usize;
+        let mut resident = vec![0u8; span.div_ceil(page as usize)];
+        // SAFETY: a read-only shared mapping of an open file, unmapped before returning;
+        // mincore only writes `resident`, which holds one byte per page of the mapping.
+        unsafe {
+            let map = libc::mmap(
+                std::ptr::null_mut(),
+                span,
+                libc::PROT_READ,
+                libc::MAP_SHARED,
+                file.as_raw_fd(),
+                start as i64,
+            );
+            assert_ne!(map, libc::MAP_FAILED);
+            assert_eq!(libc::mincore(map, span, resident.as_mut_ptr()), 0);
+            libc::munmap(map, span);
+        }
+        resident.iter().filter(|&&b| b & 1 == 1).count()
+    }
+
+    /// Issue 18: blobs go from the buffers they were hashed in straight to the disk (direct
+    /// I/O): no copy into the page cache, no writeback pass after it. The archive is
+    /// byte-identical to one written through the page cache, padding included, split or not.
+    #[test]
+    fn blobs_are_written_directly_and_the_archive_is_the_same() {
+        let dir = tempfile::tempdir().unwrap();
+        let big: Vec<u8> = (0..(3 << 20) + 17u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
+        let odd: Vec<u8> = vec![0xa5; 700_001];
+        let blobs: [&[u8]; 3] = [&big, b"small, 29 bytes of blob data", &odd];
+        let plan = plan_of(&blobs);
+
+        let direct_path = dir.path().join("direct.tar");
+        let mut direct = LayoutTarSink::new(&direct_path);
+        direct.prepare(&plan).unwrap();
+        assert!(direct.direct.is_some(), "direct writes work in {}", dir.path().display());
+        write(&mut direct, &plan, &blobs, true);
+        let buffered_path = dir.path().join("buffered.tar");
+        let mut buffered = LayoutTarSink::new(&buffered_path);
+        buffered.direct_io = false;
+        write(&mut buffered, &plan, &blobs, true);
+        assert!(buffered.direct.is_none());
+        let entry = Skeleton::of(&plan).unwrap().layout.entry(&sha256_digest(&big)).unwrap().clone();
+        let pages = big.len().div_ceil(4096);
+        let cached = resident_pages(&direct_path, entry.data_offset(), big.len());
+        // The pages shared with headers and padding, read by the archive check, may be cached.
+        assert!(cached < pages / 10, "{cached} of {pages} pages of a directly written blob are in the page cache");
+        let cached = resident_pages(&buffered_path, entry.data_offset(), big.len());
+        assert!(cached > pages / 2, "only {cached} of {pages} pages of a buffered blob are cached: the check is blind");
+
+        // Read only now: reading the archives brings them into the page cache.
+        let expected = std::fs::read(&buffered_path).unwrap();
+        assert!(std::fs::read(&direct_path).unwrap() == expected, "direct and buffered archives differ");
+
+        // Volumes on block boundaries are written directly too; others through the page cache.
+        for (volume_size, direct_expected) in [(1u64 << 20, true), (1_000_001, false)] {
+            let path = dir.path().join(format!("split-{volume_size}.tar"));
+            let mut split = LayoutTarSink::split(&path, volume_size);
+            split.prepare(&plan).unwrap();
+            assert_eq!(split.direct.is_some(), direct_expected, "volume size {volume_size}");
+            write(&mut split, &plan, &blobs, true);
+            let mut joined = Vec::new();
+            for number in 1.. {
+                match std::fs::read(split.volume_path(number)) {
+                    Ok(bytes) => joined.extend(bytes),
+                    Err(_) => break,
+                }
+            }
+            assert!(joined == expected, "volumes of {volume_size} bytes differ from the single file");
+        }
     }
 
     /// A full disk says so, names the partial file, and says how to go on.

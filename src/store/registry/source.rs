@@ -22,9 +22,11 @@ use crate::store::read_ahead::ReadAhead;
 use crate::store::{BlobReader, Source, StoreError};
 use crate::verify::VerifyError;
 
-const READ_AHEAD_DEPTH: usize = 3;
-const READ_AHEAD_BUFFER: usize = 512 << 10;
 use crate::verify::VerifyingReader;
+
+/// Chunks a blob body is received ahead of the consumer (of 1 MiB each): deep enough that a
+/// disk write or a scheduling gap does not stall the receive, within a few MiB per worker.
+const READ_AHEAD_DEPTH: usize = 2;
 
 /// Reads images from any registry the references name.
 pub struct RegistrySource {
@@ -172,9 +174,10 @@ impl Source for RegistrySource {
         );
         let origin = format!("{}/{}", repository.registry, repository.path);
         let body = ResumableBody::open(Arc::clone(&self.client), op, url, descriptor, origin.clone())?;
-        // Network reads run ahead on their own thread while the consumer hashes and writes.
-        let body = ReadAhead::new(body, READ_AHEAD_DEPTH, READ_AHEAD_BUFFER);
-        Ok(VerifyingReader::new(Box::new(body), descriptor.digest, descriptor.size, origin))
+        // Network reads run ahead on their own thread, straight into the buffers the consumer
+        // then hashes and writes (no copy between them), while it hashes and writes.
+        let body = ReadAhead::new(body, READ_AHEAD_DEPTH);
+        Ok(VerifyingReader::from_chunks(Box::new(body), descriptor.digest, descriptor.size, origin))
     }
 }
 
