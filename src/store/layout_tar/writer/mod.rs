@@ -9,31 +9,29 @@
 
 use std::collections::HashSet;
 use std::fs::File;
-use std::io::{self, Read, Write};
+use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::mpsc::sync_channel;
 
-use rayon::prelude::*;
+mod disk;
+mod resume;
+mod table;
 
-use super::header::{BLOCK, padded, write_header};
+use disk::{PositionalWriter, write_direct};
+
+use super::header::{BLOCK, write_header};
 use super::layout::{ArchiveLayout, EntryKind, PlannedEntry};
 use super::reader::LayoutTarSource;
 use crate::model::layout::oci_layout_bytes;
-use crate::model::volume_table::{self, MEDIA_TYPE, VolumeEntry, VolumeTable};
-use crate::model::{Descriptor, Digest, RawManifest, sha256_digest};
-use crate::store::region::FileRegion;
+use crate::model::volume_table;
+use crate::model::{Descriptor, Digest, RawManifest};
 use crate::store::volumes::{Volumes, open_owned_file};
 use crate::store::{BlobReader, Plan, Sink, StoreError};
-use crate::verify::{ALIGNMENT, AlignedBuffer, BlobCheck, Chunk, Hasher, copy_verified, hash_all};
+use crate::verify::{Hasher, copy_verified};
 
 /// Copy buffer per worker, for a blob reader that brings no chunks of its own: 1 MiB reads
 /// and writes, hashed and written in cache-sized pieces.
 const COPY_BUFFER: usize = 1 << 20;
-
-/// Blobs up to this size are written by the worker itself; larger ones by a writer thread of
-/// their own, so that hashing the next chunk overlaps writing this one (issue 18).
-const INLINE_WRITE: u64 = 1 << 20;
 
 /// Set to `0` to write through the page cache even where direct I/O works (to measure both).
 const DIRECT_IO_VARIABLE: &str = "FERRY_DIRECT_IO";
@@ -177,132 +175,30 @@ impl LayoutTarSink {
         self.layout.as_ref().map_or(0, |layout| layout.total_size)
     }
 
-    /// Takes up the partial file an interrupted export of the same plan left behind (spec/archive.md
-    /// AR-W7); call it before [`Sink::prepare`]. The file is reused only when its length and
-    /// every header, `oci-layout` and `index.json` byte are those this plan lays out; then every
-    /// blob region is hashed again (in parallel, largest first, `on_hashed` called with each
-    /// blob's size) and the intact blobs are kept: [`Sink::has_blob`] reports them, so only the
-    /// missing or damaged ones are fetched.
-    ///
-    /// Returns why an existing partial file is not reused, if it is not; [`Sink::prepare`] then
-    /// starts over. Returns `None` when there is no partial file or when it was taken up
-    /// ([`LayoutTarSink::intact_blobs`] tells how much it held).
-    pub fn resume(&mut self, plan: &Plan, on_hashed: &(dyn Fn(u64) + Sync)) -> Result<Option<String>, StoreError> {
-        let skeleton = Skeleton::of(plan)?;
-        let mut files = Vec::new();
-        for (index, (path, len)) in self.partial_files(skeleton.layout.total_size).into_iter().enumerate() {
-            // Never through a link, never a FIFO or device (AR-W2a), with --resume too.
-            let file = match open_owned_file(&path, false) {
-                Ok(file) => file,
-                Err(e) if e.kind() == io::ErrorKind::NotFound && index == 0 => return Ok(None),
-                Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                    return Ok(Some(format!("{} is missing (this export lays out more volumes)", path.display())));
-                }
-                Err(e) => return Err(StoreError::io(format!("opening {} to resume", path.display()), e)),
-            };
-            let actual = file.metadata().map_err(|e| StoreError::io(format!("reading {}", path.display()), e))?.len();
-            if actual != len && self.volume_size.is_some() {
-                return Ok(Some(format!(
-                    "{} is {actual} bytes, but this export lays out {len} bytes there (it was written for other content)",
-                    path.display()
-                )));
-            }
-            files.push((path, file, actual));
-        }
-        let file = Volumes::new(files);
-        if let Some(reason) = self.skeleton_mismatch(&file, &skeleton)? {
-            return Ok(Some(reason));
-        }
-
-        let file = Arc::new(file);
-        let checks: Vec<BlobCheck<'_>> = skeleton
-            .layout
-            .entries
-            .iter()
-            .filter(|entry| matches!(entry.kind, EntryKind::Blob(_)))
-            .map(|entry| {
-                let (file, offset, size) = (Arc::clone(&file), entry.data_offset(), entry.size);
-                BlobCheck {
-                    digest: entry.digest.expect("blob entries are named by digest"),
-                    size,
-                    open: Box::new(move || {
-                        Ok(Box::new(FileRegion::new(Arc::clone(&file), offset, size)) as Box<dyn Read>)
-                    }),
-                }
-            })
-            .collect();
-        let outcomes = hash_all(&checks, &self.partial.display().to_string(), on_hashed);
-        // A damaged or unwritten region is simply fetched again: the bytes on disk are ours to
-        // overwrite, so no failure here is an error.
-        for (check, outcome) in checks.iter().zip(outcomes) {
-            if outcome.is_ok() {
-                self.intact.insert(check.digest);
-                self.intact_bytes += check.size;
-            }
-        }
-        self.resumed_for = Some(skeleton.digest());
-        self.file = Some(file);
-        self.layout = Some(skeleton.layout);
-        Ok(None)
-    }
-
-    /// The blobs [`LayoutTarSink::resume`] found intact and will not fetch again: how many,
-    /// and their bytes.
-    pub fn intact_blobs(&self) -> (u64, u64) {
-        (self.intact.len() as u64, self.intact_bytes)
-    }
-
     /// Whether a failure is a full disk (ENOSPC, or a disk quota), which the sink reports with
     /// what to do about it.
     pub fn is_disk_full(err: &StoreError) -> bool {
         matches!(err, StoreError::Io { source, .. } if is_disk_full(source))
     }
 
-    /// Why `file` cannot be the partial archive of `skeleton`'s plan, if it cannot.
-    fn skeleton_mismatch(&self, file: &Volumes, skeleton: &Skeleton) -> Result<Option<String>, StoreError> {
-        let context = || format!("reading {} to resume", self.partial.display());
-        let len = file.len();
-        let total = skeleton.layout.total_size;
-        if len != total {
-            return Ok(Some(format!(
-                "it is {len} bytes, but this export lays out {total} bytes (it was written for other content)"
-            )));
+    /// The open archive and its layout. Before [`Sink::prepare`] (or a resume) there are none,
+    /// and using the sink then is an error naming the bug, never a panic.
+    fn state(&self) -> Result<(&Arc<Volumes>, &ArchiveLayout), StoreError> {
+        match (&self.file, &self.layout) {
+            (Some(file), Some(layout)) => Ok((file, layout)),
+            _ => Err(self.not_laid_out()),
         }
-        let differs = |offset: u64, expected: &[u8]| -> Result<bool, StoreError> {
-            let mut actual = vec![0u8; expected.len()];
-            file.read_exact_at(&mut actual, offset).map_err(|e| StoreError::io(context(), e))?;
-            Ok(actual != expected)
-        };
-        for entry in &skeleton.layout.entries {
-            if differs(entry.header_offset, &Skeleton::header(entry))? {
-                return Ok(Some(format!(
-                    "its tar header for {} differs from this export's (it was written for other content, or is damaged)",
-                    entry.name
-                )));
-            }
-            let metadata_differs = match skeleton.metadata(entry) {
-                Some(data) => differs(entry.data_offset(), data)?,
-                None => false,
-            };
-            if metadata_differs {
-                return Ok(Some(format!(
-                    "its {} differs from this export's (it was written for other content, or is damaged)",
-                    entry.name
-                )));
-            }
-        }
-        Ok(None)
     }
 
-    fn state(&self) -> (&Arc<Volumes>, &ArchiveLayout) {
-        match (&self.file, &self.layout) {
-            (Some(file), Some(layout)) => (file, layout),
-            _ => panic!("LayoutTarSink used before prepare()"),
+    fn not_laid_out(&self) -> StoreError {
+        StoreError::Invalid {
+            store: self.name.clone(),
+            reason: "the archive sink was used before the archive was laid out (a bug in ferry)".into(),
         }
     }
 
     fn write_at(&self, bytes: &[u8], offset: u64) -> Result<(), StoreError> {
-        let file = self.file.as_ref().expect("LayoutTarSink writes only after its file is open");
+        let file = self.file.as_ref().ok_or_else(|| self.not_laid_out())?;
         file.write_all_at(bytes, offset)
             .map_err(|e| self.write_failure(format!("writing {}", self.partial.display()), e))
     }
@@ -345,83 +241,6 @@ impl LayoutTarSink {
         }
         Ok(())
     }
-
-    /// Direct handles on the partial files, if direct writes of 512-byte blocks work there:
-    /// proved by rewriting the archive's second block with its own bytes. Blob data starts on
-    /// a tar block and its padding to the next block is zeros, so every blob write is whole
-    /// blocks from an aligned buffer.
-    fn open_direct(&self) -> Option<Volumes> {
-        if !self.direct_io {
-            return None;
-        }
-        let file = self.file.as_ref()?;
-        if file.len() < 2 * BLOCK {
-            return None;
-        }
-        let direct = file.reopen_direct(ALIGNMENT as u64)?;
-        let mut probe = AlignedBuffer::new(BLOCK as usize);
-        let block = &mut probe.as_mut_slice()[..BLOCK as usize];
-        file.read_exact_at(block, BLOCK).ok()?;
-        direct.write_all_at(block, BLOCK).ok()?;
-        Some(direct)
-    }
-
-    /// The table of contents of the volumes just written: each volume hashed (in parallel,
-    /// read back from the page cache).
-    fn table(&self, file: &Arc<Volumes>, layout: &ArchiveLayout, volume_size: u64) -> Result<VolumeTable, StoreError> {
-        let index = layout
-            .entries
-            .iter()
-            .find(|entry| entry.kind == EntryKind::Index)
-            .expect("every archive has an index.json");
-        let mut index_bytes = vec![0u8; index.size as usize];
-        file.read_exact_at(&mut index_bytes, index.data_offset())
-            .map_err(|e| StoreError::io(format!("reading back {}", self.partial.display()), e))?;
-        let digests: Vec<Result<Digest, StoreError>> = file
-            .parts()
-            .par_iter()
-            .map(|part| {
-                let mut region = FileRegion::new(Arc::clone(file), part.start, part.len);
-                let mut hasher = Hasher::new();
-                let mut buffer = vec![0u8; 1 << 20];
-                loop {
-                    match region.read(&mut buffer) {
-                        Ok(0) => return Ok(hasher.finish().0),
-                        Ok(n) => hasher.update(&buffer[..n]),
-                        Err(e) => return Err(StoreError::io(format!("hashing {}", part.path.display()), e)),
-                    }
-                }
-            })
-            .collect();
-        let archive = self.archive_name();
-        let mut volumes = Vec::new();
-        for (number, (part, digest)) in file.parts().iter().zip(digests).enumerate() {
-            volumes.push(VolumeEntry {
-                name: volume_table::volume_name(&archive, number + 1),
-                size: part.len,
-                digest: digest?,
-            });
-        }
-        Ok(VolumeTable {
-            media_type: MEDIA_TYPE.to_string(),
-            archive,
-            identity: sha256_digest(&index_bytes),
-            size: file.len(),
-            volume_size,
-            volumes,
-        })
-    }
-
-    /// Zeroes every padding and the end marker of a resumed file: whatever happened to those
-    /// bytes, the archive comes out byte-identical to an uninterrupted one (AR-W6).
-    fn rewrite_zeros(&self, layout: &ArchiveLayout) -> Result<(), StoreError> {
-        for entry in &layout.entries {
-            let end = entry.data_offset() + entry.size;
-            let padding = padded(entry.size) - entry.size;
-            self.write_at(&ZEROS[..padding as usize], end)?;
-        }
-        self.write_at(&ZEROS, layout.total_size - 2 * BLOCK)
-    }
 }
 
 /// ENOSPC, or a disk quota used up: a full disk to the user either way.
@@ -430,105 +249,6 @@ fn is_disk_full(err: &io::Error) -> bool {
     const EDQUOT: i32 = 122;
     matches!(err.kind(), io::ErrorKind::StorageFull | io::ErrorKind::QuotaExceeded)
         || matches!(err.raw_os_error(), Some(ENOSPC | EDQUOT))
-}
-
-/// Writes one blob at `offset` through direct handles, chunk by chunk from the buffers the
-/// reader hands out: a blob larger than [`INLINE_WRITE`] by a writer thread, so the next chunk
-/// is received and hashed while this one is written (handed over, never queued). The last
-/// chunk is written with its tar padding (zeros to the next block); it arrives only verified.
-fn write_direct(direct: &Volumes, reader: &mut BlobReader<'_>, offset: u64, size: u64) -> io::Result<()> {
-    if size <= INLINE_WRITE {
-        let mut at = offset;
-        while let Some(chunk) = reader.next_chunk()? {
-            at += write_chunk(direct, chunk, at, offset)?;
-        }
-        return Ok(());
-    }
-    let (queue, chunks) = sync_channel::<(Chunk, u64)>(0);
-    std::thread::scope(|scope| {
-        let writer = scope.spawn(move || -> io::Result<()> {
-            for (chunk, at) in chunks {
-                write_chunk(direct, chunk, at, offset)?;
-            }
-            Ok(())
-        });
-        let mut at = offset;
-        let received = loop {
-            match reader.next_chunk() {
-                Ok(Some(chunk)) => {
-                    let len = chunk.len() as u64;
-                    if queue.send((chunk, at)).is_err() {
-                        break Ok(()); // the writer failed; its error says why
-                    }
-                    at += len;
-                }
-                Ok(None) => break Ok(()),
-                Err(e) => break Err(e),
-            }
-        };
-        drop(queue);
-        let written = writer.join().unwrap_or_else(|_| Err(io::Error::other("the blob writer thread panicked")));
-        received.and(written)
-    })
-}
-
-/// Writes `chunk` at archive offset `at` of a blob starting at `start`, rounded up to whole
-/// blocks with zeros (the tar padding); returns the chunk's length.
-fn write_chunk(direct: &Volumes, mut chunk: Chunk, at: u64, start: u64) -> io::Result<u64> {
-    let len = chunk.len();
-    if (at - start) % BLOCK != 0 {
-        // Only the last chunk of a blob is short (sources fill every chunk), so this is a bug.
-        return Err(io::Error::other("a direct write would start inside a block"));
-    }
-    let blocks = len.next_multiple_of(BLOCK as usize);
-    let buffer = chunk.buffer_mut();
-    buffer[len..blocks].fill(0);
-    direct.write_all_at(&buffer[..blocks], at)?;
-    Ok(len as u64)
-}
-
-/// How much a worker writes before asking the kernel to start writing it back.
-const WRITEBACK_WINDOW: u64 = 8 << 20;
-
-/// A `Write` that writes at successive offsets of the archive's files, starting the writeback
-/// of every full window as it goes: left alone, the kernel keeps a whole archive dirty in the
-/// page cache (up to `dirty_background_ratio` of memory) and writes it only at the final
-/// fsync, after the network work instead of during it.
-struct PositionalWriter<'a> {
-    file: &'a Volumes,
-    offset: u64,
-    unflushed_from: u64,
-}
-
-impl<'a> PositionalWriter<'a> {
-    fn new(file: &'a Volumes, offset: u64) -> Self {
-        PositionalWriter { file, offset, unflushed_from: offset }
-    }
-
-    /// Starts (does not wait for) the writeback of what was written since the last call.
-    fn start_writeback(&mut self) {
-        let length = self.offset - self.unflushed_from;
-        if length == 0 {
-            return;
-        }
-        self.file.start_writeback(self.unflushed_from, length);
-        self.unflushed_from = self.offset;
-    }
-}
-
-impl Write for PositionalWriter<'_> {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.file.write_all_at(buf, self.offset)?;
-        self.offset += buf.len() as u64;
-        if self.offset - self.unflushed_from >= WRITEBACK_WINDOW {
-            self.start_writeback();
-        }
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
 }
 
 impl Sink for LayoutTarSink {
@@ -559,7 +279,7 @@ impl Sink for LayoutTarSink {
     }
 
     fn put_blob(&self, descriptor: &Descriptor, reader: &mut BlobReader<'_>) -> Result<(), StoreError> {
-        let (file, layout) = self.state();
+        let (file, layout) = self.state()?;
         let entry =
             layout.entry(&descriptor.digest).filter(|entry| entry.size == descriptor.size).ok_or_else(|| {
                 StoreError::Invalid {
@@ -579,7 +299,7 @@ impl Sink for LayoutTarSink {
     }
 
     fn put_manifest(&self, manifest: &RawManifest) -> Result<(), StoreError> {
-        let (_, layout) = self.state();
+        let (_, layout) = self.state()?;
         let entry = layout.entry(&manifest.digest()).ok_or_else(|| StoreError::Invalid {
             store: self.name.clone(),
             reason: format!("manifest {} is not in the plan", manifest.digest()),
@@ -590,7 +310,7 @@ impl Sink for LayoutTarSink {
     /// Makes the archive durable; it is published under its final name only by
     /// [`LayoutTarSink::publish`], after the caller has checked it ([`LayoutTarSink::written`]).
     fn finish(&mut self, _plan: &Plan) -> Result<(), StoreError> {
-        let (file, _) = self.state();
+        let (file, _) = self.state()?;
         // A full disk can surface only here, when delayed allocation meets the disk.
         file.sync_all().map_err(|e| self.write_failure(format!("flushing {}", self.partial.display()), e))
     }
@@ -601,7 +321,7 @@ impl LayoutTarSink {
     /// (AR-R1..AR-R8; spec/archive.md AR-W2c): an `Err` is a structural problem the reader
     /// refuses. Blobs are not read; the caller walks the graph without hashing them again.
     pub fn written(&self) -> Result<LayoutTarSource, StoreError> {
-        let (file, _) = self.state();
+        let (file, _) = self.state()?;
         let files =
             file.try_clone().map_err(|e| StoreError::io(format!("reading back {}", self.partial.display()), e))?;
         LayoutTarSource::open_volumes(files, self.partial.display().to_string())
@@ -611,7 +331,7 @@ impl LayoutTarSink {
     /// renames each, removes higher-numbered volumes of an earlier export and writes the table
     /// of contents last (its presence says the volumes are complete).
     pub fn publish(&mut self) -> Result<(), StoreError> {
-        let (file, layout) = self.state();
+        let (file, layout) = self.state()?;
         let Some(volume_size) = self.volume_size else {
             rename(&self.partial, &self.path)?;
             sync_parent_dir(&self.path);
@@ -704,6 +424,22 @@ mod tests {
             sink.publish().unwrap();
         }
         fetched
+    }
+
+    /// A sink used before it laid the archive out says so (a bug), and never panics.
+    #[test]
+    fn a_sink_used_before_prepare_is_an_error_not_a_panic() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut sink = LayoutTarSink::new(&dir.path().join("early.tar"));
+        let plan = plan_of(&[b"blob"]);
+        let descriptor = &plan.blobs[0].descriptor;
+        let mut reader: BlobReader<'_> =
+            VerifyingReader::new(Box::new(&b"blob"[..]), descriptor.digest, descriptor.size, "test");
+        let err = sink.put_blob(descriptor, &mut reader).expect_err("not laid out");
+        assert!(err.to_string().contains("before the archive was laid out"), "{err}");
+        assert!(sink.finish(&plan).is_err());
+        assert!(sink.publish().is_err());
+        assert!(!dir.path().join("early.tar").exists());
     }
 
     /// AR-W7: a damaged blob and damaged padding in the partial file are repaired; intact blobs
