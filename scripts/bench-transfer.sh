@@ -202,6 +202,11 @@ export_once() {  # [BINARY SUFFIX]: ferry by default; its CPU and RSS to cpu.fer
   awk '{print $1}' "$work/time.export" >>"$work/rss.export$suffix"
   awk '{print $2 + $3}' "$work/time.export" >>"$work/cpu.ferry$suffix"
 }
+# The same export without looking for signatures and referrers (issue 15: discovery costs
+# requests per artifact; goal: the export with it at most 1.1x the one without).
+export_nodiscovery_once() {
+  "$ferry" export --lock "$work/bundle.lock.yml" -o "$archive" --registry-insecure -q --referrers none
+}
 curl_get_all() {  # every unique blob from the source registry, $workers at a time
   awk -v base="http://$src/v2" '{print base "/" $2 "/blobs/" $1}' "$work/blobs.txt" |
     xargs -P "$workers" -n 1 curl -sf -o /dev/null
@@ -229,6 +234,8 @@ for _ in $(seq "$runs"); do
   if [ -n "$baseline" ]; then clear_archive; timed baseline export_once "$baseline" .baseline; fi
   clear_archive
   timed export export_once
+  clear_archive
+  timed nodiscovery export_nodiscovery_once
   clear_dd
   timed disk dd_once
 done
@@ -253,6 +260,9 @@ export_cpu_report() {
   printf 'CPU per GiB exported: ferry %.2f s, beside SHA-256 alone %.2f s (openssl speed, one core);\n' \
     "$(echo "$cpu_ferry / $gib" | bc -l)" "$(echo "1073741824 / $hash_rate" | bc -l)"
   printf '  goals: <= 1.1 s per GiB, export <= 1.05x the CPU bound\n'
+  printf 'referrer discovery: export %.3f s beside %.3f s with --referrers none: %.2fx (goal <= 1.1x)\n' \
+    "$(median "$work/t.export")" "$(median "$work/t.nodiscovery")" \
+    "$(echo "$(median "$work/t.export") / $(median "$work/t.nodiscovery")" | bc -l)"
   if [ -n "$baseline" ]; then
     printf 'FERRY_BASELINE: export %.3f s (every run: %s), CPU per GiB %.2f s (the registry %.2f s), peak RSS %d KiB\n' \
       "$(median "$work/t.baseline")" "$(sort -g "$work/t.baseline" | xargs printf '%.2f ')" \
