@@ -159,12 +159,7 @@ fn copy_blob(
         // the bytes are counted once (issue 17: a blob retried at 59% showed 159%). The ticker
         // reports only growth past what it already reported.
         let _ = moved.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |now| Some(now.saturating_sub(counted)));
-        reporter.warn(&format!(
-            "retrying blob {} (attempt {} of {}): {err}",
-            descriptor.digest,
-            attempts + 1,
-            policy.max_attempts()
-        ));
+        reporter.warn(&policy.retrying(format_args!("blob {}", descriptor.digest), attempts, &err));
         std::thread::sleep(delay);
     }
 }

@@ -241,12 +241,7 @@ fn upload_streamed(
         // Only a blob none of whose bytes have been read can be sent again from a stream.
         let delay = policy.after(&err, &mut attempts).filter(|_| reader.position() == 0);
         let Some(delay) = delay else { return Err(err) };
-        reporter.warn(&format!(
-            "retrying blob {} (attempt {} of {}): {err}",
-            descriptor.digest,
-            attempts + 1,
-            policy.max_attempts()
-        ));
+        reporter.warn(&policy.retrying(format_args!("blob {}", descriptor.digest), attempts, &err));
         std::thread::sleep(delay);
     }
 }

@@ -239,11 +239,7 @@ impl RegistryClient {
     /// Tells the observer that attempt `next` is about to be made, and why.
     pub fn report_retry(&self, op: &Operation, next: u32, reason: &str) {
         if let Some(observer) = &self.options.on_retry {
-            observer(&format!(
-                "retrying {} (attempt {next} of {}): {reason}",
-                op.what,
-                self.options.retry.max_attempts()
-            ));
+            observer(&self.options.retry.retrying(&op.what, next.saturating_sub(1), reason));
         }
     }
 

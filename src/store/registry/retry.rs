@@ -97,6 +97,11 @@ impl RetryPolicy {
         (err.is_transient() && *attempts < self.max_attempts()).then(|| self.delay(*attempts, retry_after))
     }
 
+    /// The warning a retry prints: what is tried again, which attempt of how many, and why.
+    pub fn retrying(&self, what: impl std::fmt::Display, attempts: u32, err: impl std::fmt::Display) -> String {
+        format!("retrying {what} (attempt {} of {}): {err}", attempts + 1, self.max_attempts())
+    }
+
     pub fn delay(&self, attempts: u32, retry_after: Option<Duration>) -> Duration {
         if let Some(wait) = retry_after {
             return wait.min(MAX_RETRY_AFTER);
