@@ -50,18 +50,6 @@ impl From<LayerError> for ExtractError {
     }
 }
 
-/// Extracts the (already decompressed) tar stream `tar` into `root`, an existing directory:
-/// one layer, checked once complete. See [`Extraction`] for several layers into one directory.
-pub fn extract(tar: impl Read, root: &Path, layer: &str) -> Result<Extracted, ExtractError> {
-    let mut extraction = Extraction::new(root).map_err(|e| ExtractError::Io {
-        layer: layer.to_string(),
-        context: format!("opening {}", root.display()),
-        source: e,
-    })?;
-    extraction.layer(tar, layer, false)?;
-    extraction.finish()
-}
-
 /// Layers extracted in order into one directory (later entries of the same name replace
 /// earlier layers' ones). Every write goes through a handle confined to the directory
 /// (`cap_std::fs::Dir`: a path that would resolve outside it, through any chain of links,
@@ -320,7 +308,8 @@ mod tests {
         let outer = tempfile::tempdir().unwrap();
         let root = outer.path().join("out");
         fs::create_dir(&root).unwrap();
-        let result = extract(&tar_of(entries)[..], &root, "layer");
+        let mut extraction = Extraction::new(&root).unwrap();
+        let result = extraction.layer(&tar_of(entries)[..], "layer", false).and_then(|_| extraction.finish());
         (outer, result)
     }
 
