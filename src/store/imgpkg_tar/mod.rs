@@ -19,11 +19,12 @@ use crate::model::manifest::MAX_MANIFEST_BYTES;
 use crate::model::{Descriptor, Digest, RawManifest, Reference, media};
 use crate::store::region::FileRegion;
 use crate::store::tar::header::{HeaderKind, Trailer};
+use crate::store::tar::walk::WalkProblem;
 use crate::store::volumes::Volumes;
 use crate::store::{BlobReader, Source, StoreError};
 use crate::verify::VerifyingReader;
 use format::{Entry, ImageDescriptor, IndexDescriptor, MANIFEST_FILE, ROOT_BUNDLE_LABEL};
-use scan::{ScanProblem, ScannedEntry, scan};
+use scan::{ScannedEntry, scan};
 
 /// The largest `manifest.json` read (AR-I2): the same bound as ferry's `index.json`, since it
 /// also holds every manifest and config inline.
@@ -88,7 +89,7 @@ impl ImgpkgTarSource {
     fn open_volumes(file: Volumes, name: String) -> Result<Self, StoreError> {
         let fail = |problem: String| StoreError::ImgpkgTar(ImgpkgTarError { archive: name.clone(), problem });
         let scanned = scan(&file, MAX_ENTRIES).map_err(|problem| match problem {
-            ScanProblem::Io(reason) => StoreError::Invalid { store: name.clone(), reason },
+            WalkProblem::Io(err) => StoreError::Invalid { store: name.clone(), reason: err.to_string() },
             other => fail(format!("{other} (AR-I1)")),
         })?;
         let mut layers = BTreeMap::new();

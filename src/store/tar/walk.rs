@@ -118,6 +118,26 @@ pub enum WalkProblem {
     Io(io::Error),
 }
 
+impl std::fmt::Display for WalkProblem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            WalkProblem::BadHeader { offset, reason } => write!(f, "the header at byte {offset} is corrupt: {reason}"),
+            WalkProblem::Truncated { name, size, available } => write!(
+                f,
+                "entry {name:?} is truncated: its header says {size} bytes but the file ends {available} bytes into it \
+                 (copy the tarball again)"
+            ),
+            WalkProblem::MissingEnd { offset } => {
+                write!(f, "the file ends at byte {offset} without the end-of-archive marker (it is truncated)")
+            }
+            WalkProblem::Oversize { name, size, limit } => {
+                write!(f, "extension header {name:?} is {size} bytes, over the {limit}-byte limit")
+            }
+            WalkProblem::Io(err) => write!(f, "{err}"),
+        }
+    }
+}
+
 /// One logical entry: its header with the extension headers before it applied.
 #[derive(Debug, Clone)]
 pub struct WalkEntry {
