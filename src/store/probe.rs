@@ -10,7 +10,7 @@ use std::io::Read;
 use std::path::Path;
 
 use super::StoreError;
-use super::imgpkg_tar::format::{MANIFEST_FILE, looks_like_docker_save, looks_like_imgpkg};
+use super::imgpkg_tar::format::{MANIFEST_FILE, looks_like_blob_file, looks_like_docker_save, looks_like_imgpkg};
 use super::imgpkg_tar::scan::scan;
 use super::layout_tar::volume_set::table_path;
 use super::tar::header::{BLOCK, HeaderKind, parse_header};
@@ -93,10 +93,9 @@ pub fn probe(path: &Path) -> Result<ArchiveKind, StoreError> {
             return Ok(ArchiveKind::ImgpkgTar);
         }
     }
-    let layer_file = |name: &String| name.starts_with("sha256-") && name.ends_with(".tar.gz");
     if !has("oci-layout")
         && !has("index.json")
-        && (has(MANIFEST_FILE) || (!names.is_empty() && names.iter().all(layer_file)))
+        && (has(MANIFEST_FILE) || (!names.is_empty() && names.iter().all(|name| looks_like_blob_file(name))))
     {
         // imgpkg's layout with an unreadable or missing manifest.json: its reader names the damage.
         return Ok(ArchiveKind::ImgpkgTar);
@@ -156,7 +155,7 @@ pub fn probe_stream_head(head: &[u8], shown: &str) -> Result<(), StoreError> {
     }
     let first: &[u8; 512] = head.get(..BLOCK as usize).and_then(|block| block.try_into().ok()).unwrap_or(&[0; 512]);
     let name = parse_header(first).map(|header| header.name.trim_start_matches("./").to_string()).unwrap_or_default();
-    if name == MANIFEST_FILE || (name.starts_with("sha256-") && name.ends_with(".tar.gz")) {
+    if name == MANIFEST_FILE || looks_like_blob_file(&name) {
         return Err(foreign(
             "an imgpkg tarball or a `docker save` archive (it starts with manifest.json or a sha256-<hex>.tar.gz), \
              which ferry reads only from a file",

@@ -89,6 +89,12 @@ pub const ROOT_BUNDLE_LABEL: &str = "dev.carvel.imgpkg.copy.root-bundle";
 /// The name of the metadata file.
 pub const MANIFEST_FILE: &str = "manifest.json";
 
+/// Whether an entry name has the shape of an imgpkg blob file, `sha256-<...>.tar.gz` (the
+/// probe's loose test: the reader checks the hex and names what is wrong).
+pub fn looks_like_blob_file(name: &str) -> bool {
+    name.starts_with("sha256-") && name.ends_with(".tar.gz")
+}
+
 /// Whether `bytes` (the start of a `manifest.json`) look like imgpkg's: a list whose entries
 /// have `Image` or `ImageIndex` keys.
 pub fn looks_like_imgpkg(bytes: &[u8]) -> bool {
