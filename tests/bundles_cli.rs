@@ -19,7 +19,7 @@ use std::process::Output;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use cli::{ferry, json_of, text};
+use cli::{ferry, json_of, tag_digests, text};
 use serde_json::Value;
 use support::{Registry, Variant, write_image_layout};
 
@@ -35,13 +35,7 @@ fn succeed(args: &[&str]) -> Output {
 
 /// Every tag of `repo` with its digest, internal tags included.
 fn tags(repo: &str) -> BTreeMap<String, String> {
-    let output = succeed(&["tag", "list", repo, "--digests", "--imgpkg-internal-tags", "--json"]);
-    json_of(&output)
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|t| (t["tag"].as_str().unwrap().to_string(), t["digest"].as_str().unwrap().to_string()))
-        .collect()
+    tag_digests(&succeed(&["tag", "list", repo, "--digests", "--imgpkg-internal-tags", "--json"]))
 }
 
 /// A TCP proxy on 127.0.0.1 in front of `upstream`, counting the bytes clients send through it.

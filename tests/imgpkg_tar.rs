@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::Duration;
 
-use cli::{ferry, json_of, text};
+use cli::{ferry, json_of, tag_digests, text};
 use support::{Registry, Variant, run_bounded};
 
 /// The real imgpkg: `../shared/tools/imgpkg` from the project root (also from a worktree one
@@ -77,13 +77,7 @@ fn sample() -> Sample {
 
 /// Every tag of a repository with its digest, internal tags included.
 fn tags(repository: &str) -> BTreeMap<String, String> {
-    let output = succeed(&["tag", "list", repository, "--digests", "--imgpkg-internal-tags", "--json"]);
-    json_of(&output)
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|t| (t["tag"].as_str().unwrap().to_string(), t["digest"].as_str().unwrap().to_string()))
-        .collect()
+    tag_digests(&succeed(&["tag", "list", repository, "--digests", "--imgpkg-internal-tags", "--json"]))
 }
 
 fn identity_of(output: &Output) -> String {

@@ -40,3 +40,13 @@ pub fn text(bytes: &[u8]) -> String {
 pub fn json_of(output: &Output) -> Value {
     serde_json::from_slice(&output.stdout).unwrap_or_else(|e| panic!("not JSON ({e}): {}", text(&output.stdout)))
 }
+
+/// Tag to digest, from what `ferry tag list --digests --json` printed.
+pub fn tag_digests(output: &Output) -> std::collections::BTreeMap<String, String> {
+    json_of(output)
+        .as_array()
+        .unwrap_or_else(|| panic!("not a tag list: {}", text(&output.stdout)))
+        .iter()
+        .map(|t| (t["tag"].as_str().unwrap().to_string(), t["digest"].as_str().unwrap().to_string()))
+        .collect()
+}
