@@ -57,22 +57,8 @@ curl -sf -X PUT -H 'Content-Type: application/vnd.oci.image.manifest.v1+json' \
 rm -f "$work/layer"  # only the registry's copy is read from here on
 
 archive=$work/export.tar
-now() { date +%s.%N; }
-median() { sort -g "$1" | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
-max() { sort -g "$1" | tail -n 1; }
-# timed LABEL CMD...: one run, seconds appended to $work/t.LABEL; a failure stops the bench
-timed() {
-  local label=$1 start end
-  shift
-  start=$(now)
-  if ! "$@" >"$work/last.log" 2>&1; then
-    echo "bench-blob: $label failed: $*" >&2
-    cat "$work/last.log" >&2
-    exit 1
-  fi
-  end=$(now)
-  echo "$end - $start" | bc -l >>"$work/t.$label"
-}
+bench_name=bench-blob
+source "$(dirname "$0")/bench-lib.sh"
 baseline=${FERRY_BASELINE:-}
 export_once() {  # [BINARY SUFFIX]: ferry by default; its CPU and RSS to cpu.ferry$SUFFIX, ...
   local before binary=${1:-$ferry} suffix=${2:-}

@@ -15,6 +15,7 @@ clients=${CLIENTS:-32}
 work=${BENCH_DIR:-$PWD/bench/work}
 archive=$work/bench-$size_mib.tar
 source scripts/registry.sh
+source scripts/bench-lib.sh
 [ -f "$archive" ] || { echo "bench-serve: $archive is missing (scripts/bench.sh makes it)" >&2; exit 1; }
 
 serve_dir=$(mktemp -d)
@@ -50,7 +51,6 @@ time_once() {
   start=$(date +%s.%N); pull_all "$1"; end=$(date +%s.%N)
   echo "$end - $start" | bc -l
 }
-median() { sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 pull_all "$ferry_url"; pull_all "$registry_url"   # warm-up, and a check that both serve all
 : >"$serve_dir/ferry.s"; : >"$serve_dir/registry.s"
 ferry_cpu0=$(registry_cpu_seconds "$serve_pid"); registry_cpu0=$(registry_cpu_seconds "$REGISTRY_PID")

@@ -170,22 +170,8 @@ done <"$work/seed.txt"
 unique_bytes=$(awk '{s += $3} END {printf "%.0f\n", s}' "$work/blobs.txt")
 blob_count=$(wc -l <"$work/blobs.txt")
 
-now() { date +%s.%N; }
-median() { sort -g "$1" | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
-max() { sort -g "$1" | tail -n 1; }
-# timed LABEL CMD...: one run, seconds appended to $work/t.LABEL; a failure stops the bench
-timed() {
-  local label=$1 start end
-  shift
-  start=$(now)
-  if ! "$@" >"$work/last.log" 2>&1; then
-    echo "bench-transfer: $label failed: $*" >&2
-    cat "$work/last.log" >&2
-    exit 1
-  fi
-  end=$(now)
-  echo "$end - $start" | bc -l >>"$work/t.$label"
-}
+bench_name=bench-transfer
+source "$(dirname "$0")/bench-lib.sh"
 # rss LABEL CMD...: CMD under /usr/bin/time, its peak RSS (KiB) appended to $work/rss.LABEL
 rss() { local label=$1; shift; /usr/bin/time -a -o "$work/rss.$label" -f %M "$@"; }
 
