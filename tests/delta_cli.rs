@@ -7,11 +7,11 @@
 mod cli;
 mod support;
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::process::Output;
 
-use cli::{ferry_at_home, json_of, text};
+use cli::{ferry_at_home, json_of, tag_digests, text};
 use support::{Registry, Variant, write_image_layout};
 
 /// A layout of images `app:v0`..`app:v{count-1}`, each with one layer of its own; the same `n`
@@ -50,22 +50,15 @@ fn import(home: &Path, registry: &Registry, archive: &Path, repo: &str) -> Outpu
     run(home, &["import", archive.to_str().unwrap(), "--to-repo", &to, "--json"], &registry.access_flags())
 }
 
-/// Every tag of `repo` (internal ones too) with its digest, sorted.
-fn tags(home: &Path, registry: &Registry, repo: &str) -> Vec<(String, String)> {
+/// Every tag of `repo` (internal ones too) with its digest.
+fn tags(home: &Path, registry: &Registry, repo: &str) -> BTreeMap<String, String> {
     let to = format!("{}/{repo}", registry.host());
     let output =
         run(home, &["tag", "list", &to, "--digests", "--imgpkg-internal-tags", "--json"], &registry.access_flags());
     if !output.status.success() {
-        return Vec::new();
+        return BTreeMap::new();
     }
-    let mut tags: Vec<(String, String)> = json_of(&output)
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|t| (t["tag"].as_str().unwrap().into(), t["digest"].as_str().unwrap().into()))
-        .collect();
-    tags.sort();
-    tags
+    tag_digests(&output)
 }
 
 fn relied_on(home: &Path, archive: &Path) -> BTreeSet<String> {

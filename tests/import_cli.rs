@@ -5,11 +5,11 @@
 mod cli;
 mod support;
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::process::Output;
 
-use cli::{ferry_at_home, json_of, text};
+use cli::{ferry_at_home, json_of, tag_digests, text};
 use serde_json::Value;
 use support::{Registry, Variant, write_image_layout};
 
@@ -42,21 +42,16 @@ fn import(archive: &Path, registry: &Registry, repo: &str, home: &Path, extra: &
 }
 
 /// Every tag of the repository with its digest, internal tags included.
-fn tags(registry: &Registry, repo: &str, home: &Path) -> Vec<(String, String)> {
+fn tags(registry: &Registry, repo: &str, home: &Path) -> BTreeMap<String, String> {
     let output = ferry_at_home(home)
         .args(["tag", "list", &format!("{}/{repo}", registry.host()), "--digests", "--imgpkg-internal-tags", "--json"])
         .args(registry.access_flags())
         .output()
         .unwrap();
     if !output.status.success() {
-        return Vec::new();
+        return BTreeMap::new();
     }
-    json_of(&output)
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|t| (t["tag"].as_str().unwrap().into(), t["digest"].as_str().unwrap().into()))
-        .collect()
+    tag_digests(&output)
 }
 
 fn skopeo_raw(registry: &Registry, reference: &str) -> Vec<u8> {

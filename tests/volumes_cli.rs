@@ -6,10 +6,11 @@
 mod cli;
 mod support;
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Output;
 
-use cli::{ferry, json_of, text};
+use cli::{ferry, json_of, tag_digests, text};
 use serde_json::Value;
 use support::{Registry, Variant};
 
@@ -62,21 +63,16 @@ fn import_with(path: &Path, registry: &Registry, repo: &str, extra: &[&str]) -> 
 }
 
 /// Every tag of `repo` with its digest (empty when the repository does not exist).
-fn tags(registry: &Registry, repo: &str) -> Vec<(String, String)> {
+fn tags(registry: &Registry, repo: &str) -> BTreeMap<String, String> {
     let output = ferry()
         .args(["tag", "list", &format!("{}/{repo}", registry.host()), "--digests", "--imgpkg-internal-tags", "--json"])
         .arg("--registry-insecure")
         .output()
         .unwrap();
     if !output.status.success() {
-        return Vec::new();
+        return BTreeMap::new();
     }
-    json_of(&output)
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|t| (t["tag"].as_str().unwrap().to_string(), t["digest"].as_str().unwrap().to_string()))
-        .collect()
+    tag_digests(&output)
 }
 
 /// The volumes are the single-file archive cut in pieces; verify, inspect and import read them
