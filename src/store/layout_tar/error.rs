@@ -58,16 +58,17 @@ pub enum ArchiveProblem {
     Graph { reason: String },
 }
 
-impl From<crate::store::tar::walk::WalkProblem> for ArchiveProblem {
-    /// The walk's problems, but for I/O (which callers wrap with what they were reading).
-    fn from(problem: crate::store::tar::walk::WalkProblem) -> Self {
-        use crate::store::tar::walk::WalkProblem;
-        match problem {
-            WalkProblem::BadHeader { offset, reason } => ArchiveProblem::BadHeader { offset, reason },
-            WalkProblem::Truncated { name, size, available } => ArchiveProblem::Truncated { name, size, available },
-            WalkProblem::MissingEnd { offset } => ArchiveProblem::MissingEnd { offset },
-            WalkProblem::Oversize { name, size, limit } => ArchiveProblem::Oversize { name, size, limit },
-            WalkProblem::Io(err) => ArchiveProblem::BadHeader { offset: 0, reason: err.to_string() },
-        }
-    }
+/// A problem the shared tar walk met in `archive`, as a store error: a failed read is an I/O
+/// error naming what was being read, every other problem is the archive's own (AR-R1, AR-R6,
+/// AR-R7). One rule for the file reader and the stream reader.
+pub(crate) fn walk_failure(archive: &str, problem: crate::store::tar::walk::WalkProblem) -> crate::store::StoreError {
+    use crate::store::tar::walk::WalkProblem;
+    let problem = match problem {
+        WalkProblem::Io(err) => return crate::store::StoreError::io(format!("reading {archive}"), err),
+        WalkProblem::BadHeader { offset, reason } => ArchiveProblem::BadHeader { offset, reason },
+        WalkProblem::Truncated { name, size, available } => ArchiveProblem::Truncated { name, size, available },
+        WalkProblem::MissingEnd { offset } => ArchiveProblem::MissingEnd { offset },
+        WalkProblem::Oversize { name, size, limit } => ArchiveProblem::Oversize { name, size, limit },
+    };
+    crate::store::StoreError::Archive(ArchiveError { archive: archive.to_string(), problem })
 }

@@ -5,7 +5,7 @@ use std::collections::{HashMap, HashSet};
 use std::path::Path;
 use std::sync::Arc;
 
-use super::error::{ArchiveError, ArchiveProblem};
+use super::error::{ArchiveError, ArchiveProblem, walk_failure};
 use super::header::{Deviation, HeaderKind, Trailer};
 use crate::model::layout::{
     INDEX_FILE, LayoutIndex, MAX_INDEX_BYTES, MAX_OCI_LAYOUT_BYTES, OCI_LAYOUT_FILE, check_oci_layout,
@@ -231,10 +231,7 @@ struct Indexed {
 /// AR-R12 looks at.
 fn index_entries(file: &Volumes, archive: &str) -> Result<Indexed, StoreError> {
     let fail = |problem| StoreError::Archive(ArchiveError { archive: archive.to_string(), problem });
-    let walked = |problem: WalkProblem| match problem {
-        WalkProblem::Io(e) => StoreError::io(format!("reading {archive}"), e),
-        other => fail(ArchiveProblem::from(other)),
-    };
+    let walked = |problem: WalkProblem| walk_failure(archive, problem);
     let mut walk = TarWalk::new(PositionalInput::new(file), archive);
     let mut entries = Vec::new();
     let mut seen = HashSet::new();

@@ -6,7 +6,7 @@
 use std::collections::HashSet;
 use std::io::{self, Read};
 
-use super::error::{ArchiveError, ArchiveProblem};
+use super::error::{ArchiveError, ArchiveProblem, walk_failure};
 use super::header::{Deviation, HeaderKind, Trailer};
 use super::reader::check_entry_name;
 use crate::store::StoreError;
@@ -55,10 +55,7 @@ impl<R: Read> TarStream<R> {
     }
 
     fn walked(&self, problem: WalkProblem) -> StoreError {
-        match problem {
-            WalkProblem::Io(e) => StoreError::io(format!("reading {}", self.name), e),
-            other => self.fail(ArchiveProblem::from(other)),
-        }
+        walk_failure(&self.name, problem)
     }
 
     /// The next regular file (directories are checked and passed over), or `None` at the
