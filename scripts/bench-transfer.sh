@@ -199,6 +199,7 @@ def week2():
         replaced[digest] = put2(data, "application/vnd.oci.image.layer.v1.tar")
         new_bytes += size
     metadata = {}  # digest -> size: every manifest, index, config and bundle layer of week 2
+    manifest_digests = []  # every manifest and index of week 2, children first
     def rebuild(descriptor):
         manifest = json.load(open(blob_path(descriptor["digest"])))
         if "manifests" in manifest:
@@ -217,6 +218,7 @@ def week2():
             manifest["layers"] = layers
         d = put2(json.dumps(manifest, sort_keys=True).encode(), descriptor["mediaType"])
         metadata[d["digest"]] = d["size"]
+        manifest_digests.append(d["digest"])
         return d
     entries2 = []
     for d in top:
@@ -242,6 +244,8 @@ def week2():
     with open(os.path.join(work, "week2.lock.yml"), "w") as f:
         f.write(f"---\napiVersion: imgpkg.carvel.dev/v1alpha1\nbundle:\n"
                 f"  image: {host}/bench/bundle@{outer2['digest']}\n  tag: \"2\"\nkind: BundleLock\n")
+    with open(os.path.join(work, "week2-manifests.txt"), "w") as f:  # parents last
+        f.write("".join(f"{d}\n" for d in manifest_digests + [inner2["digest"], outer2["digest"]]))
     with open(os.path.join(work, "week2.txt"), "w") as f:  # NEW_LAYERS NEW_BYTES METADATA_BYTES LAYER_BYTES
         f.write(f"{len(replaced)} {new_bytes} {sum(metadata.values())} {layer_bytes}\n")
     print(f"week 2: {len(replaced)} new layers, {new_bytes} of {layer_bytes} layer bytes new", file=sys.stderr)
@@ -474,16 +478,26 @@ done
 # Week 2: the delta imported into a target holding week 1 (imported untimed just before),
 # beside the full week 2 archive imported into a wiped target, alternating.
 import_file() { "$ferry" import "$1" --to-repo "$dst/mirror/bench" --registry-insecure -q; }
-delta_round() {  # DELTA_LABEL FULL_LABEL
+# The fixed part of a delta import: with every week 2 manifest deleted from a target that
+# holds all of week 2 (their blobs stay), the metadata-only delta pushes manifests and tags
+# and no blob.
+delete_week2_manifests() {
+  tac "$work/week2-manifests.txt" | while read -r digest; do  # parents first
+    curl -sf -X DELETE -o /dev/null "http://$dst/v2/mirror/bench/manifests/$digest"
+  done
+}
+delta_round() {  # DELTA_LABEL FULL_LABEL METADATA_LABEL
   wipe_registry target
   timed week1_setup import_file "$archive"
   timed "$1" import_file "$delta"
   wipe_registry target
   timed "$2" import_file "$week2_archive"
+  timed setup delete_week2_manifests
+  timed "$3" import_file "$work/metadata.tar"
 }
-echo "week 2: delta import (target holds week 1) and full import (wiped target), alternating" >&2
-delta_round warmup warmup
-for _ in $(seq "$runs"); do delta_round delta_import week2_import; done
+echo "week 2: delta import (target holds week 1), full import (wiped target) and metadata-only import, alternating" >&2
+delta_round warmup warmup warmup
+for _ in $(seq "$runs"); do delta_round delta_import week2_import metadata_import; done
 wipe_registry target
 timed warmup curl_put_all
 for _ in $(seq "$runs"); do
@@ -555,6 +569,11 @@ printf '  import: full into a wiped target %.3f s, delta into a target holding w
   "$(median "$work/t.week2_import")" "$(median "$work/t.delta_import")"
 printf '    %.3f beside byte ratio %.3f (every run: %s/ %s)\n' "$(ratio_of delta_import week2_import)" \
   "$byte_ratio" "$(runs_of week2_import)" "$(runs_of delta_import)"
+fixed_s=$(median "$work/t.metadata_import")
+printf '  import of the metadata-only delta, every week 2 manifest deleted from a full target (no blob, the\n'
+printf '    fixed part): %.3f s, time ratio %.3f; beyond that fixed part, delta / full %.3f beside byte ratio %.3f\n' \
+  "$fixed_s" "$(ratio_of metadata_import week2_import)" \
+  "$(echo "($(median "$work/t.delta_import") - $fixed_s) / ($(median "$work/t.week2_import") - $fixed_s)" | bc -l)" "$byte_ratio"
 printf '  ferry verify delta.tar --base week-1 archive: passed (untimed)\n'
 printf '  goals: delta within 1%% of new bytes + metadata; export and import times proportional to new bytes\n'
 kib() { printf '%d KiB (%.1f MiB)' "$1" "$(echo "$1 / 1024" | bc -l)"; }
