@@ -390,24 +390,25 @@ fi
 week2_archive=$work/week2.tar
 delta=$work/delta.tar
 export_week2_once() {
-  rm -f "$week2_archive" "$week2_archive.partial"
   "$ferry" export --lock "$work/week2.lock.yml" -o "$week2_archive" --registry-insecure -q
 }
 export_delta_once() {
-  rm -f "$delta" "$delta.partial"
   "$ferry" export --lock "$work/week2.lock.yml" --base "$archive" -o "$delta" --registry-insecure -q
 }
 # The fixed part of a delta export: week 2 against its own full archive carries no layer at
 # all, only what every delta carries (manifests, indexes, configs, bundle layers).
 export_metadata_once() {
-  rm -f "$work/metadata.tar" "$work/metadata.tar.partial"
   "$ferry" export --lock "$work/week2.lock.yml" --base "$week2_archive" -o "$work/metadata.tar" --registry-insecure -q
 }
 echo "week 2: full, delta and metadata-only export, alternating ($runs runs each after a warm-up)" >&2
+# As above, removing the previous output is not timed.
+clear_week2() { rm -f "$week2_archive"* "$delta"* "$work/metadata.tar"*; }
+clear_week2
 timed warmup export_week2_once
 timed warmup export_delta_once
 timed warmup export_metadata_once
 for _ in $(seq "$runs"); do
+  clear_week2
   timed week2_export export_week2_once
   timed delta_export export_delta_once
   timed metadata_export export_metadata_once
