@@ -15,7 +15,17 @@
 #   import          `ferry import` of that archive into a wiped target registry;
 #   upload floor    parallel `curl` POST + PUT of the same unique blobs into a wiped target,
 #                   with the same parallelism;
-#   re-import       `ferry import` of the same archive again, everything already present.
+#   re-import       `ferry import` of the same archive again, everything already present,
+#                   alternating with `imgpkg copy --tar` of imgpkg's own tarball of the set
+#                   (`imgpkg copy --lock --to-tar`, untimed) into a repository it already filled
+#                   (goal: ferry within 1.5x of imgpkg);
+#   week 2          a second set (issue 14): the same images rebuilt, about 10% of the layer
+#                   bytes replaced by new random layers (seeded), new configs, manifests and
+#                   bundles. Its full export alternates with a delta export (`--base` week 1's
+#                   archive); the delta is imported into a target holding week 1 alternating
+#                   with the full archive into a wiped target. Reported: the delta's size beside
+#                   new bytes + metadata (goal: within 1%), and both time ratios beside the byte
+#                   ratio (goal: proportional). `ferry verify DELTA --base WEEK1` runs once.
 #   volumes         the same export split into VOLUME_SIZE volumes (default 256MiB): `ferry
 #                   verify` and `ferry import` of the volumes beside the same of the single
 #                   file, alternating round by round (goal: within 1.05x).
@@ -25,7 +35,8 @@
 # peak RSS (/usr/bin/time %M, the largest over the timed runs). Wiping the target is not timed.
 # Set BENCH_MIB to change the size (default 1024), RUNS the repetitions (default 3), BENCH_DIR
 # where the layout is kept and the registries store their data (default bench/work),
-# BENCH_EXPORT_ONLY=1 to measure the export alone (no import, no volumes), FERRY_BASELINE=PATH
+# BENCH_EXPORT_ONLY=1 to measure the export alone (no import, volumes, imgpkg or week 2),
+# IMGPKG the imgpkg binary (default ../shared/tools/imgpkg), FERRY_BASELINE=PATH
 # to export with another ferry binary (an earlier build) in every round too, as its own rows.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -39,6 +50,13 @@ bench_dir=$(cd "$bench_dir" && pwd)
 layout=$bench_dir/layout-$size_mib
 
 cargo build --quiet --release --bin ferry --example fixtures
+# imgpkg, for the re-import beside it (IMGPKG: its path; the default resolves from /work/main)
+imgpkg=${IMGPKG:-../shared/tools/imgpkg}
+if [ "${BENCH_EXPORT_ONLY:-0}" != 1 ] && ! [ -x "$imgpkg" ]; then
+  echo "bench-transfer: imgpkg not found at $imgpkg (set IMGPKG=path/to/imgpkg)" >&2
+  exit 1
+fi
+[ "${BENCH_EXPORT_ONLY:-0}" = 1 ] || imgpkg=$(realpath "$imgpkg")
 if [ ! -f "$layout/index.json" ]; then
   echo "generating a ${size_mib} MiB layout (seed 42) in $layout" >&2
   rm -rf "$layout"
@@ -80,10 +98,10 @@ src=127.0.0.1:${reg_port[source]}
 # The plan, from the layout: what to push where, the unique blobs with the repository each is
 # linked in (docker-registry serves a blob only from a repository it was pushed to), and the
 # two bundles as a small OCI layout of their own.
-python3 - "$layout" "$src" "$work" <<'PY'
-import hashlib, io, json, os, sys, tarfile
+python3 - "$layout" "$src" "$work" "${BENCH_EXPORT_ONLY:-0}" <<'PY'
+import gzip, hashlib, io, json, os, random, sys, tarfile
 
-layout, host, work = sys.argv[1:]
+layout, host, work, export_only = sys.argv[1:]
 blobs_dir = os.path.join(layout, "blobs", "sha256")
 
 def blob_path(digest):
@@ -106,7 +124,8 @@ for d in json.load(open(os.path.join(layout, "index.json")))["manifests"]:
     entries.append((name, repo, d["digest"]))
     note_blobs(repo, d)
 
-# Bundles: one uncompressed layer holding .imgpkg/images.yml, a config labelled as a bundle.
+# Bundles: one gzip layer holding .imgpkg/images.yml (imgpkg reads a bundle's layer only with
+# the docker gzip layer media type), a config labelled as a bundle.
 out = os.path.join(work, "bundles")
 os.makedirs(os.path.join(out, "blobs", "sha256"))
 def put(data):
@@ -115,7 +134,7 @@ def put(data):
         f.write(data)
     return {"digest": digest, "size": len(data)}
 
-def bundle(repo, refs):
+def bundle(repo, refs, note=True):
     images = "---\napiVersion: imgpkg.carvel.dev/v1alpha1\nimages:\n"
     images += "".join(f"- image: {ref}\n" for ref in refs) + "kind: ImagesLock\n"
     tar_bytes = io.BytesIO()
@@ -132,20 +151,110 @@ def bundle(repo, refs):
         "rootfs": {"type": "layers", "diff_ids": ["sha256:" + hashlib.sha256(layer).hexdigest()]},
     }, sort_keys=True).encode()
     config_d = dict(put(config), mediaType="application/vnd.oci.image.config.v1+json")
-    layer_d = dict(put(layer), mediaType="application/vnd.oci.image.layer.v1.tar")
+    layer_d = dict(put(gzip.compress(layer, mtime=0)), mediaType="application/vnd.docker.image.rootfs.diff.tar.gzip")
     manifest = json.dumps({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
                            "config": config_d, "layers": [layer_d]}, sort_keys=True).encode()
-    for d in (config_d, layer_d):
+    for d in (config_d, layer_d) if note else ():
         blobs.setdefault(d["digest"], (repo, d["size"], os.path.join(out, "blobs", "sha256", d["digest"][7:])))
     return dict(put(manifest), mediaType="application/vnd.oci.image.manifest.v1+json")
 
 refs = [f"{host}/{repo}@{digest}" for _, repo, digest in entries]
 inner = bundle("bench/inner-bundle", refs[: len(refs) // 2])
 outer = bundle("bench/bundle", refs + [f"{host}/bench/inner-bundle@{inner['digest']}"])
+bundle_refs = [(inner, "inner"), (outer, "outer")]
+
+# Week 2 (issue 14's delta rows): the same images rebuilt (a new config label, so every config,
+# manifest and the index are new), with the top layer of a few images, picked in a seeded
+# order, replaced by a new random layer of the same size until about 10% of the layer bytes are
+# new; the other 90% are week 1's blobs (hard links into a second layout), and two new bundles.
+def week2():
+    out2 = os.path.join(work, "week2")
+    os.makedirs(os.path.join(out2, "blobs", "sha256"))
+    def put2(data, media_type):
+        digest = "sha256:" + hashlib.sha256(data).hexdigest()
+        with open(os.path.join(out2, "blobs", "sha256", digest[7:]), "wb") as f:
+            f.write(data)
+        return {"mediaType": media_type, "digest": digest, "size": len(data)}
+    def keep(digest):
+        target = os.path.join(out2, "blobs", "sha256", digest[7:])
+        if not os.path.exists(target):
+            os.link(blob_path(digest), target)
+
+    def images_of(descriptor):  # the image manifests under a top-level entry
+        manifest = json.load(open(blob_path(descriptor["digest"])))
+        if "manifests" in manifest:
+            return [m for child in manifest["manifests"] for m in images_of(child)]
+        return [(descriptor["digest"], manifest)]
+    top = json.load(open(os.path.join(layout, "index.json")))["manifests"]
+    manifests = dict(m for d in top for m in images_of(d))
+    layer_bytes = sum({l["digest"]: l["size"] for m in manifests.values() for l in m["layers"]}.values())
+    candidates = sorted({m["layers"][-1]["digest"]: m["layers"][-1]["size"] for m in manifests.values()}.items())
+    random.Random(2).shuffle(candidates)
+    replaced = {}  # week 1 layer digest -> week 2 descriptor
+    new_bytes = 0
+    for number, (digest, size) in enumerate(candidates):
+        if new_bytes + size > layer_bytes // 10:
+            continue  # the closest to 10% from below that this order reaches
+        data = random.Random(1_000_000 + number).randbytes(size)
+        replaced[digest] = put2(data, "application/vnd.oci.image.layer.v1.tar")
+        new_bytes += size
+    metadata = {}  # digest -> size: every manifest, index, config and bundle layer of week 2
+    manifest_digests = []  # every manifest and index of week 2, children first
+    def rebuild(descriptor):
+        manifest = json.load(open(blob_path(descriptor["digest"])))
+        if "manifests" in manifest:
+            manifest["manifests"] = [dict(child, **rebuild(child)) for child in manifest["manifests"]]
+        else:
+            config = json.load(open(blob_path(manifest["config"]["digest"])))
+            config.setdefault("config", {}).setdefault("Labels", {})["dev.ferry.bench.week"] = "2"
+            layers = [replaced.get(l["digest"], l) for l in manifest["layers"]]
+            config["rootfs"]["diff_ids"] = [l["digest"] for l in layers]
+            for l in manifest["layers"]:
+                if l["digest"] not in replaced:
+                    keep(l["digest"])
+            manifest["config"] = dict(manifest["config"], **put2(json.dumps(config, sort_keys=True).encode(),
+                                                                manifest["config"]["mediaType"]))
+            metadata[manifest["config"]["digest"]] = manifest["config"]["size"]
+            manifest["layers"] = layers
+        d = put2(json.dumps(manifest, sort_keys=True).encode(), descriptor["mediaType"])
+        metadata[d["digest"]] = d["size"]
+        manifest_digests.append(d["digest"])
+        return d
+    entries2 = []
+    for d in top:
+        name = d["annotations"]["org.opencontainers.image.ref.name"]
+        entries2.append((name, "bench/img-" + name.removeprefix("bench-"), dict(d, **rebuild(d))))
+    with open(os.path.join(out2, "index.json"), "w") as f:
+        json.dump({"schemaVersion": 2, "manifests": [d for _, _, d in entries2]}, f)
+    with open(os.path.join(out2, "oci-layout"), "w") as f:
+        f.write('{"imageLayoutVersion":"1.0.0"}')
+
+    refs2 = [f"{host}/{repo}@{d['digest']}" for _, repo, d in entries2]
+    inner2 = bundle("bench/inner-bundle", refs2[: len(refs2) // 2], note=False)
+    outer2 = bundle("bench/bundle", refs2 + [f"{host}/bench/inner-bundle@{inner2['digest']}"], note=False)
+    bundle_refs.extend([(inner2, "inner2"), (outer2, "outer2")])
+    for b in (inner2, outer2):  # the bundle's manifest, config and layer: all carried by a delta
+        m = json.load(open(os.path.join(out, "blobs", "sha256", b["digest"][7:])))
+        for d in [b, m["config"]] + m["layers"]:
+            metadata[d["digest"]] = d["size"]
+    with open(os.path.join(work, "seed2.txt"), "w") as f:
+        for name, repo, _ in entries2:
+            f.write(f"{out2} {name} {repo}:2\n")
+        f.write(f"{out} inner2 bench/inner-bundle:2\n{out} outer2 bench/bundle:2\n")
+    with open(os.path.join(work, "week2.lock.yml"), "w") as f:
+        f.write(f"---\napiVersion: imgpkg.carvel.dev/v1alpha1\nbundle:\n"
+                f"  image: {host}/bench/bundle@{outer2['digest']}\n  tag: \"2\"\nkind: BundleLock\n")
+    with open(os.path.join(work, "week2-manifests.txt"), "w") as f:  # parents last
+        f.write("".join(f"{d}\n" for d in manifest_digests + [inner2["digest"], outer2["digest"]]))
+    with open(os.path.join(work, "week2.txt"), "w") as f:  # NEW_LAYERS NEW_BYTES METADATA_BYTES LAYER_BYTES
+        f.write(f"{len(replaced)} {new_bytes} {sum(metadata.values())} {layer_bytes}\n")
+    print(f"week 2: {len(replaced)} new layers, {new_bytes} of {layer_bytes} layer bytes new", file=sys.stderr)
+if export_only != "1":
+    week2()
+
 with open(os.path.join(out, "index.json"), "w") as f:
     json.dump({"schemaVersion": 2, "manifests": [
-        dict(inner, annotations={"org.opencontainers.image.ref.name": "inner"}),
-        dict(outer, annotations={"org.opencontainers.image.ref.name": "outer"})]}, f)
+        dict(d, annotations={"org.opencontainers.image.ref.name": name}) for d, name in bundle_refs]}, f)
 with open(os.path.join(out, "oci-layout"), "w") as f:
     f.write('{"imageLayoutVersion":"1.0.0"}')
 
@@ -167,6 +276,13 @@ while read -r dir name dest; do
   skopeo copy -q --all --preserve-digests --dest-tls-verify=false \
     "oci:$dir:$name" "docker://$src/$dest" >/dev/null
 done <"$work/seed.txt"
+if [ -f "$work/seed2.txt" ]; then
+  echo "seeding $src with week 2 (new layers, configs, manifests and bundles; the rest is there)" >&2
+  while read -r dir name dest; do
+    skopeo copy -q --all --preserve-digests --dest-tls-verify=false \
+      "oci:$dir:$name" "docker://$src/$dest" >/dev/null
+  done <"$work/seed2.txt"
+fi
 unique_bytes=$(awk '{s += $3} END {printf "%.0f\n", s}' "$work/blobs.txt")
 blob_count=$(wc -l <"$work/blobs.txt")
 
@@ -270,6 +386,39 @@ if [ "${BENCH_EXPORT_ONLY:-0}" = 1 ]; then
   printf 'ferry peak RSS: export %d KiB\n' "$(max "$work/rss.export")"
   exit 0
 fi
+# --- week 2 (issue 14): a full export and a delta export against week 1's archive ----------
+week2_archive=$work/week2.tar
+delta=$work/delta.tar
+export_week2_once() {
+  "$ferry" export --lock "$work/week2.lock.yml" -o "$week2_archive" --registry-insecure -q
+}
+export_delta_once() {
+  "$ferry" export --lock "$work/week2.lock.yml" --base "$archive" -o "$delta" --registry-insecure -q
+}
+# The fixed part of a delta export: week 2 against its own full archive carries no layer at
+# all, only what every delta carries (manifests, indexes, configs, bundle layers).
+export_metadata_once() {
+  "$ferry" export --lock "$work/week2.lock.yml" --base "$week2_archive" -o "$work/metadata.tar" --registry-insecure -q
+}
+echo "week 2: full, delta and metadata-only export, alternating ($runs runs each after a warm-up)" >&2
+# As above, removing the previous output is not timed.
+clear_week2() { rm -f "$week2_archive"* "$delta"* "$work/metadata.tar"*; }
+clear_week2
+timed warmup export_week2_once
+timed warmup export_delta_once
+timed warmup export_metadata_once
+for _ in $(seq "$runs"); do
+  clear_week2
+  timed week2_export export_week2_once
+  timed delta_export export_delta_once
+  timed metadata_export export_metadata_once
+done
+"$ferry" verify -q "$week2_archive" >/dev/null
+# The pair proven complete offline (DL-4), once, untimed: a failure stops the bench.
+timed verify_delta "$ferry" verify "$delta" --base "$archive"
+# imgpkg's own tarball of the same set, for its re-import beside ferry's (untimed).
+timed imgpkg_to_tar "$imgpkg" copy --lock "$work/bundle.lock.yml" --to-tar "$work/imgpkg.tar" --registry-insecure
+
 volume_size=${VOLUME_SIZE:-256MiB}
 split=$work/split.tar
 "$ferry" export --lock "$work/bundle.lock.yml" -o "$split" --volume-size "$volume_size" --registry-insecure -q
@@ -304,7 +453,16 @@ for _ in $(seq "$runs"); do
   timed import import_once import
 done
 timed warmup import_once warmup
-for _ in $(seq "$runs"); do timed reimport import_once reimport; done
+# imgpkg's re-import of its tarball into a repository of its own, everything present: the
+# first copy (untimed) pushes all; then ferry's and imgpkg's re-imports alternate.
+imgpkg_import_once() {
+  "$imgpkg" copy --tar "$work/imgpkg.tar" --to-repo "$dst/mirror/imgpkg" --registry-insecure
+}
+timed warmup imgpkg_import_once
+for _ in $(seq "$runs"); do
+  timed reimport import_once reimport
+  timed imgpkg_reimport imgpkg_import_once
+done
 echo "volumes: verify and import of $volume_count volumes beside the single file" >&2
 timed warmup "$ferry" verify -q "$split.volumes.json"
 for _ in $(seq "$runs"); do
@@ -318,6 +476,29 @@ for _ in $(seq "$runs"); do
   wipe_registry target
   timed import_volumes import_volumes_once
 done
+# Week 2: the delta imported into a target holding week 1 (imported untimed just before),
+# beside the full week 2 archive imported into a wiped target, alternating.
+import_file() { "$ferry" import "$1" --to-repo "$dst/mirror/bench" --registry-insecure -q; }
+# The fixed part of a delta import: with every week 2 manifest deleted from a target that
+# holds all of week 2 (their blobs stay), the metadata-only delta pushes manifests and tags
+# and no blob.
+delete_week2_manifests() {
+  tac "$work/week2-manifests.txt" | while read -r digest; do  # parents first
+    curl -sf -X DELETE -o /dev/null "http://$dst/v2/mirror/bench/manifests/$digest"
+  done
+}
+delta_round() {  # DELTA_LABEL FULL_LABEL METADATA_LABEL
+  wipe_registry target
+  timed week1_setup import_file "$archive"
+  timed "$1" import_file "$delta"
+  wipe_registry target
+  timed "$2" import_file "$week2_archive"
+  timed setup delete_week2_manifests
+  timed "$3" import_file "$work/metadata.tar"
+}
+echo "week 2: delta import (target holds week 1), full import (wiped target) and metadata-only import, alternating" >&2
+delta_round warmup warmup warmup
+for _ in $(seq "$runs"); do delta_round delta_import week2_import metadata_import; done
 wipe_registry target
 timed warmup curl_put_all
 for _ in $(seq "$runs"); do
@@ -351,7 +532,10 @@ row "disk floor (dd conv=fdatasync)" disk "$floor_s"
 row "ferry export" export "$floor_s"
 row "upload floor (curl POST+PUT)" upload "$upload_s"
 row "ferry import (wiped target)" import "$upload_s"
+imgpkg_reimport_s=$(median "$work/t.imgpkg_reimport")
 printf '%-34s %8.3f %10s %10s   %s\n' "ferry re-import (all present)" "$reimport_s" - - "$(runs_of reimport)"
+printf '%-34s %8.3f %10s %9.2fx   %s\n' "imgpkg re-import (all present)" "$imgpkg_reimport_s" - \
+  "$(echo "$imgpkg_reimport_s / $reimport_s" | bc -l)" "$(runs_of imgpkg_reimport)"
 verify_single_s=$(median "$work/t.verify_single")
 import_single_s=$(median "$work/t.import_single")
 row "ferry verify (single file)" verify_single "$verify_single_s"
@@ -359,6 +543,40 @@ row "ferry verify ($volume_count volumes)" verify_volumes "$verify_single_s"
 row "ferry import (single file)" import_single "$import_single_s"
 row "ferry import ($volume_count volumes)" import_volumes "$import_single_s"
 export_cpu_report
+printf "re-import, everything present: ferry %.3f s, imgpkg copy --tar %.3f s: ferry takes %.2fx imgpkg's (goal <= 1.5x)\n" \
+  "$reimport_s" "$imgpkg_reimport_s" "$(echo "$reimport_s / $imgpkg_reimport_s" | bc -l)"
+read -r new_layers new_bytes metadata_bytes layer_bytes <"$work/week2.txt"
+delta_bytes=$(stat -c %s "$delta")
+week2_bytes=$(stat -c %s "$week2_archive")
+carried=$((new_bytes + metadata_bytes))
+byte_ratio=$(echo "$delta_bytes / $week2_bytes" | bc -l)
+ratio_of() { echo "$(median "$work/t.$1") / $(median "$work/t.$2")" | bc -l; }
+printf "week 2 (issue 14): %d new layers, %d of its %d layer bytes (%.1f%%); the rest is week 1's\n" \
+  "$new_layers" "$new_bytes" "$layer_bytes" "$(echo "100 * $new_bytes / $layer_bytes" | bc -l)"
+printf '  delta archive %d bytes = new bytes %d + metadata %d (manifests, indexes, configs, bundle\n' \
+  "$delta_bytes" "$new_bytes" "$metadata_bytes"
+printf '    layers) + %d (tar headers, index.json, the delta record): %.4fx new + metadata (goal <= 1.01x)\n' \
+  "$((delta_bytes - carried))" "$(echo "$delta_bytes / $carried" | bc -l)"
+printf '  full week 2 archive %d bytes; byte ratio delta / full %.3f\n' "$week2_bytes" "$byte_ratio"
+printf '  export: full %.3f s, delta --base week 1 %.3f s: time ratio %.3f beside byte ratio %.3f (every run: %s/ %s)\n' \
+  "$(median "$work/t.week2_export")" "$(median "$work/t.delta_export")" "$(ratio_of delta_export week2_export)" \
+  "$byte_ratio" "$(runs_of week2_export)" "$(runs_of delta_export)"
+fixed_s=$(median "$work/t.metadata_export")
+printf '  export of week 2 against its own archive (no layer, the fixed part): %.3f s, time ratio %.3f;\n' \
+  "$fixed_s" "$(ratio_of metadata_export week2_export)"
+printf '    beyond that fixed part, delta / full %.3f beside the byte ratio %.3f\n' \
+  "$(echo "($(median "$work/t.delta_export") - $fixed_s) / ($(median "$work/t.week2_export") - $fixed_s)" | bc -l)" "$byte_ratio"
+printf '  import: full into a wiped target %.3f s, delta into a target holding week 1 %.3f s: time ratio\n' \
+  "$(median "$work/t.week2_import")" "$(median "$work/t.delta_import")"
+printf '    %.3f beside byte ratio %.3f (every run: %s/ %s)\n' "$(ratio_of delta_import week2_import)" \
+  "$byte_ratio" "$(runs_of week2_import)" "$(runs_of delta_import)"
+fixed_s=$(median "$work/t.metadata_import")
+printf '  import of the metadata-only delta, every week 2 manifest deleted from a full target (no blob, the\n'
+printf '    fixed part): %.3f s, time ratio %.3f; beyond that fixed part, delta / full %.3f beside byte ratio %.3f\n' \
+  "$fixed_s" "$(ratio_of metadata_import week2_import)" \
+  "$(echo "($(median "$work/t.delta_import") - $fixed_s) / ($(median "$work/t.week2_import") - $fixed_s)" | bc -l)" "$byte_ratio"
+printf '  ferry verify delta.tar --base week-1 archive: passed (untimed)\n'
+printf '  goals: delta within 1%% of new bytes + metadata; export and import times proportional to new bytes\n'
 kib() { printf '%d KiB (%.1f MiB)' "$1" "$(echo "$1 / 1024" | bc -l)"; }
 printf 'ferry peak RSS: export %s, import %s, re-import %s\n' \
   "$(kib "$(max "$work/rss.export")")" "$(kib "$(max "$work/rss.import")")" "$(kib "$(max "$work/rss.reimport")")"
