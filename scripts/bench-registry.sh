@@ -2,12 +2,17 @@
 # `make bench`, registry part: one blob of BLOB_MIB (default 256) MiB of random bytes, pushed
 # and pulled against a local docker-registry (plain HTTP on 127.0.0.1) by curl and by ferry's
 # client (examples/registry_bench.rs, hashing through the verifying reader), in the same run.
-# Reports medians of RUNS runs, the ratio to curl, and ferry's peak RSS.
+# Reports medians of RUNS runs, the ratio to curl, and ferry's peak RSS. The GETs run round by
+# round (curl, ferry, the raw socket GET, the baseline), so load from elsewhere falls on all of
+# them alike. The raw socket GET (registry_bench raw-get) is no client: the same GET read straight
+# into the read-ahead buffers and hashed, the bound of removing the HTTP client's copy (issue 18).
+# FERRY_BASELINE_BENCH=PATH adds an earlier build of registry_bench as its own GET row.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 blob_mib=${BLOB_MIB:-256}
 runs=${RUNS:-5}
 bench=$PWD/target/release/examples/registry_bench
+baseline=${FERRY_BASELINE_BENCH:-}
 cargo build --quiet --release --example registry_bench
 
 work=$(mktemp -d -t ferry-bench-registry.XXXXXX)
@@ -39,17 +44,25 @@ time_put() {  # tool repo
   end=$(now)
   echo "$end - $start" | bc -l
 }
-time_get() {
+time_get() {  # curl | ferry | raw | baseline
   local start end
   start=$(now)
-  if [ "$1" = curl ]; then curl -sf -o /dev/null "$base/bench/blobs/$digest"; else "$bench" get "127.0.0.1:$port" bench "$digest" "$size"; fi
+  case $1 in
+    curl) curl -sf -o /dev/null "$base/bench/blobs/$digest" ;;
+    ferry) "$bench" get "127.0.0.1:$port" bench "$digest" "$size" ;;
+    raw) "$bench" raw-get "127.0.0.1:$port" bench "$digest" "$size" ;;
+    baseline) "$baseline" get "127.0.0.1:$port" bench "$digest" "$size" ;;
+  esac
   end=$(now)
-  echo "$end - $start" | bc -l
+  echo "$end - $start" | bc -l >>"$work/get.$1"
 }
 
 curl_put bench  # the blob the GETs read
-curl_get=$(for _ in $(seq "$runs"); do time_get curl; done | median)
-ferry_get=$(for _ in $(seq "$runs"); do time_get ferry; done | median)
+get_tools="curl ferry raw${baseline:+ baseline}"
+for _ in $(seq "$runs"); do for tool in $get_tools; do time_get "$tool"; done; done
+curl_get=$(median <"$work/get.curl")
+ferry_get=$(median <"$work/get.ferry")
+raw_get=$(median <"$work/get.raw")
 curl_up=$(for i in $(seq "$runs"); do time_put curl "up-curl-$i"; done | median)
 ferry_up=$(for i in $(seq "$runs"); do time_put ferry "up-ferry-$i"; done | median)
 # SHA-256 alone: the fastest implementation here (openssl speed, one core, 1 MiB blocks, no
@@ -75,6 +88,8 @@ printf '%-28s %8s %10s %10s\n' operation seconds MiB/s "vs curl"
 row() { printf '%-28s %8.3f %10.0f %9.2fx\n' "$1" "$2" "$(echo "$mib / $2" | bc -l)" "$(echo "$3 / $2" | bc -l)"; }
 row "curl GET" "$curl_get" "$curl_get"
 row "ferry GET (hashing)" "$ferry_get" "$curl_get"
+[ -z "$baseline" ] || row "baseline ferry GET" "$(median <"$work/get.baseline")" "$curl_get"
+row "raw socket GET (hashing)" "$raw_get" "$curl_get"
 row "sha256 alone (openssl speed)" "$hash_s" "$curl_get"
 row "curl POST+PUT" "$curl_up" "$curl_up"
 row "ferry upload (hashing)" "$ferry_up" "$curl_up"

@@ -149,6 +149,13 @@ mod tests {
     }
 
     #[test]
+    fn logging_is_compiled_out_of_the_body_path() {
+        // Issue 18: ferry installs no logger, yet ureq logs every received body byte through
+        // `trace!`; only a static maximum level removes that per-16-byte check from a blob GET.
+        assert_eq!(log::STATIC_MAX_LEVEL, log::LevelFilter::Off);
+    }
+
+    #[test]
     fn the_scheme_follows_the_insecure_flag() {
         assert_eq!(base_url(false, "r.example:5000"), "https://r.example:5000");
         assert_eq!(base_url(true, "127.0.0.1:5000"), "http://127.0.0.1:5000");
