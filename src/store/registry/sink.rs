@@ -44,7 +44,9 @@ pub enum BlobProbe {
     Present,
     /// Missing; `upload` is the `Location` of the session the question opened, for
     /// [`RegistrySink::put_blob_in`] (or [`RegistrySink::cancel_upload`] if it is not sent).
-    Missing { upload: Option<String> },
+    Missing {
+        upload: Option<String>,
+    },
 }
 
 /// How a mount attempt ended.
