@@ -15,9 +15,10 @@
 #                      the same archive as its own row (goal: ferry <= 0.75x of it);
 #   re-import          everything already present, each tool after its own warm-up (goal:
 #                      ferry <= 1.5x imgpkg);
-#   HEAD floor         one `curl --parallel` of a HEAD per blob against the full target, as
-#                      many at once as ferry's default workers: the registry's request rate,
-#                      and what 2 and 3 requests per blob cost at that rate.
+#   HEAD, POST floors  one `curl --parallel` of a HEAD per blob against the full target, and
+#                      one of as many upload-opening POSTs, as many at once as ferry's default
+#                      workers: the registry's rate for the request IM-3 saves and for the one
+#                      it keeps.
 # Reports medians of RUNS rounds (default 2) with every run, and the load average at the start
 # and the end (other work on the machine moves these figures). Keep BENCH_MANY_LAYERS small
 # (e.g. 200) for a quick look; the default run takes about 5 minutes on 2 cores.
@@ -164,8 +165,17 @@ awk -v base="http://$dst/v2/mirror/many/blobs/" '{print "url = \"" base $1 "\"\n
     -maxdepth 1 -printf 'sha256:%f\n') >"$work/heads.curl"
 heads=$(grep -c "^url" "$work/heads.curl")
 head_all() { curl -sf -I --parallel --parallel-max "$workers" -K "$work/heads.curl"; }
+# And of the request that opens an upload (what a missing blob costs beside its PUT): a POST
+# per blob, each opening a session that is never used (the target is thrown away after).
+awk -v url="http://$dst/v2/mirror/many/blobs/uploads/" \
+  '/^url/ {print "url = \"" url "\"\noutput = \"/dev/null\"\nrequest = \"POST\"\ndata = \"\""}' \
+  "$work/heads.curl" >"$work/posts.curl"
+post_all() { curl -sf --parallel --parallel-max "$workers" -K "$work/posts.curl"; }
 timed warmup head_all
-for _ in $(seq $((runs + 1))); do timed heads head_all; done
+for _ in $(seq $((runs + 1))); do
+  timed heads head_all
+  timed posts post_all
+done
 
 # --- report ----------------------------------------------------------------------------------
 runs_of() { sort -g "$work/t.$1" | xargs printf '%.2f '; }
@@ -191,10 +201,15 @@ row "ferry import, everything present" reimport
 [ -z "$baseline" ] || row "FERRY_BASELINE import, everything present" reimport_baseline
 row "imgpkg copy --tar, everything present" reimport_imgpkg
 printf '%-40s %8.2f %10.0f   %s\n' "HEAD floor (curl, $heads HEADs)" "$head_s" "$rate" "$(runs_of heads)"
-printf 'bound: the registry answers about %.0f HEADs/s here; at that rate %d blobs cost %.1f s with\n' \
-  "$rate" "$blob_count" "$(echo "2 * $blob_count / $rate" | bc -l)"
-printf '  2 requests each and %.1f s with 3 (an upload request costs the registry more than a HEAD)\n' \
-  "$(echo "3 * $blob_count / $rate" | bc -l)"
+post_s=$(median "$work/t.posts")
+printf '%-40s %8.2f %10.0f   %s\n' "POST floor (curl, $heads upload starts)" "$post_s" "$(echo "$heads / $post_s" | bc -l)" \
+  "$(runs_of posts)"
+printf 'bound: the registry answers about %.0f HEADs/s and %.0f upload-opening POSTs/s here; a missing\n' \
+  "$rate" "$(echo "$heads / $post_s" | bc -l)"
+printf '  blob costs a POST and a PUT (IM-3; earlier a HEAD too): the HEAD saved is worth %.1f s for\n' \
+  "$(echo "$blob_count / $rate" | bc -l)"
+printf '  %d blobs, the POSTs alone take %.1f s (docker-registry writes and syncs a file per upload start)\n' \
+  "$blob_count" "$(echo "$blob_count * $post_s / $heads" | bc -l)"
 printf 'fresh: ferry %.2fx imgpkg' "$(ratio fresh fresh_imgpkg)"
 [ -z "$baseline" ] || printf ', %.2fx FERRY_BASELINE (goal <= 0.75x)' "$(ratio fresh fresh_baseline)"
 printf '\nre-import: ferry %.2fx imgpkg (goal <= 1.5x)\n' "$(ratio reimport reimport_imgpkg)"
