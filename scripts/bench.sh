@@ -62,3 +62,6 @@ bash "$(dirname "$0")/bench-blob.sh"
 
 # ferry serve beside docker-registry serving the same content (issue 16).
 bash "$(dirname "$0")/bench-serve.sh"
+
+# Importing many small blobs (10 images x 1,000 layers) beside imgpkg: requests per blob (issue 14).
+bash "$(dirname "$0")/bench-many.sh"

@@ -162,7 +162,12 @@ pub fn import_opened(
             .filter(|(digest, _)| known.blobs_missing.contains(digest))
             .map(|(digest, base)| format!("{digest}, from {base}"))
             .collect();
+        // IM-3: sessions the asking opened are cancelled when nothing will be sent.
+        let abandon = |known: incremental::KnownTarget| {
+            incremental::cancel_uploads(&client, repository, known.uploads_opened.into_values().collect(), workers)
+        };
         if !missing.is_empty() {
+            abandon(known);
             return Err(ImportError::MissingBase {
                 archive: archive_name.to_string(),
                 repository: repository.to_string(),
@@ -171,6 +176,7 @@ pub fn import_opened(
         }
         let failures = incremental::verify_to_push(&graph, reader, &known.blobs_missing, workers, reporter);
         if !failures.is_empty() {
+            abandon(known);
             return Err(integrity(failures));
         }
         let publish_options = PublishOptions {

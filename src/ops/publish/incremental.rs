@@ -5,12 +5,16 @@
 //! A manifest the target holds by digest has its whole subtree there (a registry refuses a
 //! manifest whose blobs are missing), so nothing under it is read, hashed or asked for. Each
 //! other blob is asked for once; [`KnownTarget`] carries the answers to publishing, whose sink
-//! then sends no second `HEAD` ([`KnownSink`]). Every blob that will be pushed is hashed by
+//! then asks no second time ([`KnownSink`]). Every blob that will be pushed is hashed by
 //! [`verify_to_push`] before anything is pushed, so failing closed stays true for what is sent.
+//!
+//! A small blob is asked for by opening its upload (IM-3, [`RegistrySink::probe_blob`]): the
+//! session a missing blob's question opened is carried to publishing and used by its upload,
+//! and cancelled if the import ends before sending it ([`cancel_uploads`]).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use crate::engine::{Graph, Items, Reporter, run_all};
 use crate::model::{Descriptor, Digest, RawManifest, Repository};
@@ -18,7 +22,7 @@ use crate::ops::archive::Archive;
 use crate::ops::publish::relocate::{PublishError, TagPlan};
 use crate::ops::verify::{Unhashed, check_graph};
 use crate::store::layout_tar::header::Trailer;
-use crate::store::registry::{RegistryClient, RegistryErrorKind, RegistrySink, RegistrySource};
+use crate::store::registry::{BlobProbe, RegistryClient, RegistryErrorKind, RegistrySink, RegistrySource};
 use crate::store::{BlobReader, Plan, Sink, Source, StoreError};
 
 /// What the target repository holds of a graph, as far as an import needs to know.
@@ -32,6 +36,9 @@ pub struct KnownTarget {
     pub blobs_found: BTreeSet<Digest>,
     /// Blobs asked for and missing: these are sent.
     pub blobs_missing: BTreeSet<Digest>,
+    /// Upload sessions (their `Location`) that asking for missing blobs opened (IM-3): each
+    /// blob's upload uses its own; whatever is not sent must be [`cancel_uploads`]ed.
+    pub uploads_opened: BTreeMap<Digest, String>,
 }
 
 impl KnownTarget {
@@ -65,7 +72,8 @@ pub enum Probe {
 }
 
 /// Asks `repository` for the graph's manifests top down, then for each blob not under a
-/// present manifest (IM-2). Any answer other than "there" or "not there" is an error.
+/// present manifest (IM-2), a small one by opening its upload (IM-3). Any answer other than
+/// "there" or "not there" is an error (and the sessions opened until then are cancelled).
 pub fn probe_target(
     graph: &Graph,
     client: &Arc<RegistryClient>,
@@ -113,16 +121,41 @@ pub fn probe_target(
         .collect();
     reporter.phase("asking the target", Items::blobs(to_ask.len()), 0);
     let sink = RegistrySink::new(Arc::clone(client), repository.clone());
-    let answers = run_all(&to_ask, workers, true, |descriptor| sink.has_blob(descriptor));
+    let answers = run_all(&to_ask, workers, true, |descriptor| sink.probe_blob(descriptor));
+    let mut failure = None;
     for (descriptor, answer) in to_ask.iter().zip(answers) {
         match answer {
-            Some(Ok(true)) => known.blobs_found.insert(descriptor.digest),
-            Some(Ok(false)) => known.blobs_missing.insert(descriptor.digest),
-            Some(Err(err)) => return Err(err),
-            None => false,
+            Some(Ok(BlobProbe::Present)) => {
+                known.blobs_found.insert(descriptor.digest);
+            }
+            Some(Ok(BlobProbe::Missing { upload })) => {
+                known.blobs_missing.insert(descriptor.digest);
+                if let Some(upload) = upload {
+                    known.uploads_opened.insert(descriptor.digest, upload);
+                }
+            }
+            Some(Err(err)) => failure = failure.or(Some(err)),
+            None => {}
         };
     }
+    if let Some(err) = failure {
+        cancel_uploads(client, repository, known.uploads_opened.into_values().collect(), workers);
+        return Err(err);
+    }
     Ok(known)
+}
+
+/// Cancels upload sessions opened by asking (IM-3) that will not be sent, `workers` at a time,
+/// best effort (a registry also expires forgotten sessions).
+pub fn cancel_uploads(client: &Arc<RegistryClient>, repository: &Repository, uploads: Vec<String>, workers: usize) {
+    if uploads.is_empty() {
+        return;
+    }
+    let sink = RegistrySink::new(Arc::clone(client), repository.clone());
+    run_all(&uploads, workers, false, |upload| {
+        sink.cancel_upload(upload);
+        Ok::<(), ()>(())
+    });
 }
 
 /// `HEAD` of a manifest by digest in `repository`: there or not.
@@ -196,10 +229,25 @@ pub fn is_blob_unknown(err: &PublishError) -> bool {
 }
 
 /// A registry sink that answers "do you hold this blob?" from what [`probe_target`] learned,
-/// so no blob is asked for twice (IM-2); everything else is the registry sink's.
+/// so no blob is asked for twice (IM-2), and uploads a blob into the session its question
+/// opened (IM-3); everything else is the registry sink's.
 pub struct KnownSink<'a> {
-    pub inner: &'a mut RegistrySink,
-    pub known: &'a KnownTarget,
+    inner: &'a mut RegistrySink,
+    known: &'a KnownTarget,
+    /// Sessions not yet used; each is taken once, so a blob whose upload is restarted (RF-2)
+    /// opens a new one.
+    uploads: Mutex<BTreeMap<Digest, String>>,
+}
+
+impl<'a> KnownSink<'a> {
+    pub fn new(inner: &'a mut RegistrySink, known: &'a KnownTarget) -> Self {
+        KnownSink { inner, known, uploads: Mutex::new(known.uploads_opened.clone()) }
+    }
+
+    /// The sessions no upload used (publishing stopped early), to [`cancel_uploads`].
+    pub fn unused_uploads(&self) -> Vec<String> {
+        std::mem::take(&mut *self.uploads.lock().unwrap_or_else(|e| e.into_inner())).into_values().collect()
+    }
 }
 
 impl Sink for KnownSink<'_> {
@@ -226,7 +274,11 @@ impl Sink for KnownSink<'_> {
     }
 
     fn put_blob(&self, descriptor: &Descriptor, reader: &mut BlobReader<'_>) -> Result<(), StoreError> {
-        self.inner.put_blob(descriptor, reader)
+        let opened = self.uploads.lock().unwrap_or_else(|e| e.into_inner()).remove(&descriptor.digest);
+        match opened {
+            Some(upload) => self.inner.put_blob_in(descriptor, reader, upload),
+            None => self.inner.put_blob(descriptor, reader),
+        }
     }
 
     fn put_manifest(&self, manifest: &RawManifest) -> Result<(), StoreError> {

@@ -15,7 +15,7 @@ use crate::model::layout::LayoutIndex;
 use crate::model::lock::{BundleLock, ImageRef, ImagesLock};
 use crate::model::{Digest, RawManifest, Repository, annotations};
 use crate::ops::bundle::locations;
-use crate::ops::publish::incremental::{KnownSink, KnownTarget};
+use crate::ops::publish::incremental::{KnownSink, KnownTarget, cancel_uploads};
 use crate::store::memory::MemorySource;
 use crate::store::registry::{RegistryClient, RegistrySink, RegistrySource};
 use crate::store::{Plan, Source, StoreError};
@@ -104,8 +104,11 @@ pub fn publish(
     }
     let known = options.known.clone().unwrap_or_default();
     known.narrow(&mut plan);
-    let stats =
-        transfer(source, &mut KnownSink { inner: &mut sink, known: &known }, &plan, &options.transfer, reporter)?;
+    let mut known_sink = KnownSink::new(&mut sink, &known);
+    let sent = transfer(source, &mut known_sink, &plan, &options.transfer, reporter);
+    // IM-3: a session the asking opened and no upload used (publishing stopped early).
+    cancel_uploads(client, repository, known_sink.unused_uploads(), options.transfer.workers);
+    let stats = sent?;
     let bytes_not_read = graph
         .blobs
         .iter()

@@ -27,6 +27,6 @@ pub use client::{Operation, RegistryClient, RegistryOptions, RequestBody};
 pub use credentials::{Credential, CredentialStore, FlagCredentials, Secret};
 pub use error::{RegistryError, RegistryErrorKind};
 pub use retry::{RetryPolicy, Verdict};
-pub use sink::RegistrySink;
+pub use sink::{BlobProbe, RegistrySink, UPLOAD_PROBE_MAX};
 pub use source::RegistrySource;
 pub use tags::{TagListing, list_tags, list_tags_paged, list_tags_with};

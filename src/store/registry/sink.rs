@@ -3,6 +3,11 @@
 //! otherwise uploaded streamed (one PUT with Content-Length, or PATCH chunks when configured
 //! or when the registry refuses a large PUT); manifests by digest, then tags.
 //!
+//! A small blob can instead be asked for by opening its upload with a mount from the repository
+//! itself ([`RegistrySink::probe_blob`], spec/cli.md "import" IM-3): `201` says the repository
+//! holds it, `202` opens the session its upload then uses ([`RegistrySink::put_blob_in`]), so
+//! the question costs no request of its own.
+//!
 //! An upload session the registry has forgotten (`BLOB_UPLOAD_UNKNOWN`, `BLOB_UPLOAD_INVALID`,
 //! after a restart) fails with an error the retry policy classifies as "restart the unit"
 //! (RF-2): the engine opens the blob again and this sink starts a new session with a new POST.
@@ -28,6 +33,22 @@ use crate::store::{BlobReader, Plan, Sink, StoreError};
 /// Default chunk for chunked uploads when the registry needs them.
 pub const DEFAULT_CHUNK: u64 = 8 * 1024 * 1024;
 
+/// The largest blob asked for by opening its upload (IM-3): a registry that ignores `mount`
+/// answers `202` even for a blob it holds, which is then sent again; below this size sending
+/// costs about one request, above it a `HEAD` is cheaper than the risk.
+pub const UPLOAD_PROBE_MAX: u64 = 256 * 1024;
+
+/// What asking the repository for a blob found ([`RegistrySink::probe_blob`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BlobProbe {
+    Present,
+    /// Missing; `upload` is the `Location` of the session the question opened, for
+    /// [`RegistrySink::put_blob_in`] (or [`RegistrySink::cancel_upload`] if it is not sent).
+    Missing {
+        upload: Option<String>,
+    },
+}
+
 /// How a mount attempt ended.
 enum Mount {
     Mounted,
@@ -46,6 +67,9 @@ pub struct RegistrySink {
     tags: Vec<(String, RawManifest)>,
     /// Set after a registry refused a monolithic upload as too large.
     chunked: AtomicBool,
+    /// Set after a registry answered a mount from the repository itself with an error: blobs
+    /// are asked for with `HEAD` from then on (IM-3).
+    upload_probe_refused: AtomicBool,
 }
 
 impl RegistrySink {
@@ -58,6 +82,7 @@ impl RegistrySink {
             mount_sources: HashMap::new(),
             tags: Vec::new(),
             chunked: AtomicBool::new(chunked),
+            upload_probe_refused: AtomicBool::new(false),
         }
     }
 
@@ -109,6 +134,74 @@ impl RegistrySink {
         }
         // 202: the registry could not mount and opened an ordinary upload instead.
         Self::location(&op, &url, &response).map(Mount::UploadAt)
+    }
+
+    /// Asks whether the repository holds `descriptor` in one request (IM-3): a small blob by
+    /// opening its upload with a mount from the repository itself, so that a missing blob's
+    /// question is also its upload's first request; a large one (or any, once the registry
+    /// refused such a mount) with `HEAD`.
+    pub fn probe_blob(&self, descriptor: &Descriptor) -> Result<BlobProbe, StoreError> {
+        if descriptor.size > UPLOAD_PROBE_MAX || self.upload_probe_refused.load(Ordering::Relaxed) {
+            return self.has_blob(descriptor).map(|present| match present {
+                true => BlobProbe::Present,
+                false => BlobProbe::Missing { upload: None },
+            });
+        }
+        let digest = &descriptor.digest;
+        // `from` is this repository: the token scope already asked (pull,push here) covers it.
+        let op = self.operation(format!("asking for blob {digest} by opening its upload"), &[]);
+        let from = percent_encode(&self.repository.path);
+        let url = self.url(&format!("blobs/uploads/?mount={digest}&from={from}"));
+        match self.client.send(&op, Method::POST, &url, &[], RequestBody::Empty, false) {
+            Ok(response) if response.status() == 201 => Ok(BlobProbe::Present),
+            Ok(response) => {
+                let upload = Self::location(&op, &url, &response).map_err(StoreError::from)?;
+                Ok(BlobProbe::Missing { upload: Some(upload) })
+            }
+            // A registry that will not open uploads this way (or not with a mount) still
+            // answers HEAD: ask that way, for this blob and every later one.
+            Err(err) if err.status().is_some() && !err.is_transient() => {
+                self.upload_probe_refused.store(true, Ordering::Relaxed);
+                self.probe_blob(descriptor)
+            }
+            Err(err) => Err(StoreError::from(err)),
+        }
+    }
+
+    /// Cancels an upload session opened by [`RegistrySink::probe_blob`] and not used (best
+    /// effort: a registry also expires forgotten sessions).
+    pub fn cancel_upload(&self, location: &str) {
+        let op = self.operation("cancelling an unused upload".into(), &[]);
+        let _ = self.client.send(&op, Method::DELETE, location, &[], RequestBody::Empty, true);
+    }
+
+    /// [`Sink::put_blob`] into the session at `upload` (opened by [`RegistrySink::probe_blob`])
+    /// instead of a new one.
+    pub fn put_blob_in(
+        &self,
+        descriptor: &Descriptor,
+        reader: &mut BlobReader<'_>,
+        upload: String,
+    ) -> Result<(), StoreError> {
+        self.upload(descriptor, reader, Some(upload))
+    }
+
+    fn upload(
+        &self,
+        descriptor: &Descriptor,
+        reader: &mut BlobReader<'_>,
+        session: Option<String>,
+    ) -> Result<(), StoreError> {
+        let op = self.operation(format!("uploading blob {}", descriptor.digest), &[]);
+        let location = match session {
+            Some(location) => location,
+            None => self.start_upload(&op).map_err(StoreError::from)?,
+        };
+        if self.chunked.load(Ordering::Relaxed) {
+            self.upload_chunked(&op, &location, descriptor, reader)
+        } else {
+            self.upload_monolithic(&op, &location, descriptor, reader)
+        }
     }
 
     fn start_upload(&self, op: &Operation) -> Result<String, RegistryError> {
@@ -213,21 +306,14 @@ impl Sink for RegistrySink {
             Mount::UploadAt(location) => {
                 // The registry opened an upload instead; cancel it (best effort) and let
                 // put_blob upload the bytes.
-                let op = self.operation(format!("cancelling upload of {}", descriptor.digest), &[]);
-                let _ = self.client.send(&op, Method::DELETE, &location, &[], RequestBody::Empty, true);
+                self.cancel_upload(&location);
                 Ok(false)
             }
         }
     }
 
     fn put_blob(&self, descriptor: &Descriptor, reader: &mut BlobReader<'_>) -> Result<(), StoreError> {
-        let op = self.operation(format!("uploading blob {}", descriptor.digest), &[]);
-        let location = self.start_upload(&op).map_err(StoreError::from)?;
-        if self.chunked.load(Ordering::Relaxed) {
-            self.upload_chunked(&op, &location, descriptor, reader)
-        } else {
-            self.upload_monolithic(&op, &location, descriptor, reader)
-        }
+        self.upload(descriptor, reader, None)
     }
 
     fn put_manifest(&self, manifest: &RawManifest) -> Result<(), StoreError> {
