@@ -17,24 +17,7 @@ use std::process::{Command, Output};
 use std::time::Duration;
 
 use cli::{ferry, json_of, tag_digests, text};
-use support::{Registry, Variant, run_bounded};
-
-/// The real imgpkg: `../shared/tools/imgpkg` from the project root (also from a worktree one
-/// level further down), or `FERRY_IMGPKG`. Missing, the test fails; it never skips.
-fn imgpkg() -> PathBuf {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let candidates = [
-        std::env::var_os("FERRY_IMGPKG").map(PathBuf::from),
-        Some(root.join("../shared/tools/imgpkg")),
-        Some(root.join("../../shared/tools/imgpkg")),
-    ];
-    candidates.into_iter().flatten().find(|path| path.is_file()).unwrap_or_else(|| {
-        panic!(
-            "imgpkg is expected at {} (see ../shared/tools/README.md) or in FERRY_IMGPKG",
-            root.join("../shared/tools/imgpkg").display()
-        )
-    })
-}
+use support::{Registry, Variant, imgpkg, run_bounded};
 
 fn run_imgpkg(args: &[&str]) -> Output {
     let mut command = Command::new(imgpkg());

@@ -12,24 +12,17 @@ mod support;
 include!("seed/fixture_modules.rs");
 
 use std::collections::BTreeSet;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output};
 use std::time::Duration;
 
 use cli::{ferry, json_of, text};
-use support::{Registry, Variant, run_bounded};
+use support::{Registry, Variant, imgpkg, run_bounded};
 
 fn succeed(args: &[&str]) -> Output {
     let output = ferry().args(args).arg("--registry-insecure").output().unwrap();
     assert!(output.status.success(), "ferry {args:?}: {}{}", text(&output.stdout), text(&output.stderr));
     output
-}
-
-/// The imgpkg the suite uses as its reference peer.
-fn imgpkg() -> PathBuf {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/tools/imgpkg");
-    assert!(path.is_file(), "imgpkg is expected at {} (see ../shared/tools/README.md)", path.display());
-    path
 }
 
 fn run_imgpkg(args: &[&str]) -> Output {

@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 use cli::{ferry, json_of, text};
 use serde_json::Value;
 use sha2::{Digest as _, Sha256};
-use support::{Registry, Variant, run_bounded};
+use support::{Registry, Variant, imgpkg, run_bounded};
 
 const TOOL_TIMEOUT: Duration = Duration::from_secs(120);
 
@@ -125,14 +125,6 @@ fn curl(args: &[&str]) -> (u16, String, Vec<u8>) {
 
 fn sha256_of(bytes: &[u8]) -> String {
     format!("sha256:{}", hex::encode(Sha256::digest(bytes)))
-}
-
-fn imgpkg() -> PathBuf {
-    let path = std::env::var_os("FERRY_TEST_IMGPKG")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/tools/imgpkg"));
-    assert!(path.is_file(), "imgpkg is expected at {} (see ../shared/tools/README.md)", path.display());
-    path
 }
 
 fn run_imgpkg(args: &[&str]) -> Output {

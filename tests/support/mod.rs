@@ -25,6 +25,7 @@
 //! - [`Registry::write_docker_config`] writes a `config.json` with this registry's credentials.
 //! - [`layout::write_image_layout`] writes a one-layer OCI image into an image layout.
 //! - [`process::run_bounded`] runs a command with a deadline, killing it when the deadline passes.
+//! - [`process::imgpkg`] finds the real imgpkg (`FERRY_TEST_IMGPKG`, else ../shared/tools/imgpkg).
 //!
 //! Every wait here is bounded, so a test built from these pieces bounds its time.
 
@@ -39,5 +40,5 @@ pub mod registry;
 pub mod token;
 
 pub use layout::{LayoutImage, write_image_layout};
-pub use process::run_bounded;
+pub use process::{imgpkg, run_bounded};
 pub use registry::{Registry, Variant};

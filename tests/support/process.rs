@@ -51,3 +51,18 @@ fn drain(mut pipe: impl Read + Send + 'static) -> thread::JoinHandle<Vec<u8>> {
         bytes
     })
 }
+
+/// The real imgpkg the suite uses as its reference peer: `FERRY_TEST_IMGPKG` when set, else
+/// `../shared/tools/imgpkg` beside the project (see ../shared/tools/README.md). Missing, the
+/// calling test fails; it never skips (spec/testing.md).
+pub fn imgpkg() -> std::path::PathBuf {
+    let path = std::env::var_os("FERRY_TEST_IMGPKG")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/tools/imgpkg"));
+    assert!(
+        path.is_file(),
+        "imgpkg is expected at {} (see ../shared/tools/README.md) or in FERRY_TEST_IMGPKG",
+        path.display()
+    );
+    path
+}
