@@ -10,7 +10,9 @@ use std::sync::Arc;
 
 use serde::Serialize;
 
-use crate::engine::{Artifact, Graph, NoReport, Reporter, TransferError, TransferOptions, build_plan, transfer};
+use crate::engine::{
+    Artifact, Graph, NoReport, Reporter, TransferError, TransferOptions, build_plan, run_all, transfer,
+};
 use crate::model::layout::LayoutIndex;
 use crate::model::lock::{BundleLock, ImageRef, ImagesLock};
 use crate::model::{Digest, RawManifest, Repository, annotations};
@@ -99,9 +101,7 @@ pub fn publish(
         )?,
         None => Default::default(),
     };
-    for tag in artifact_tags.iter().filter(|tag| !in_place.contains(&tag.tag)) {
-        sink.add_tag(tag.tag.clone(), tag.manifest.clone());
-    }
+    let to_push: Vec<&TagPlan> = artifact_tags.iter().filter(|tag| !in_place.contains(&tag.tag)).collect();
     let known = options.known.clone().unwrap_or_default();
     known.narrow(&mut plan);
     let mut known_sink = KnownSink::new(&mut sink, &known);
@@ -109,6 +109,8 @@ pub fn publish(
     // IM-3: a session the asking opened and no upload used (publishing stopped early).
     cancel_uploads(client, repository, known_sink.unused_uploads(), options.transfer.workers);
     let stats = sent?;
+    let workers = options.transfer.workers;
+    push_tags(&sink, &to_push, workers)?;
     let bytes_not_read = graph
         .blobs
         .iter()
@@ -119,14 +121,12 @@ pub fn publish(
     // One ImageLocations record per bundle, pushed and tagged after everything it lists.
     let (records, record_plan, record_blobs) = locations_plan(graph);
     let mut record_sink = RegistrySink::new(Arc::clone(client), repository.clone());
-    for tag in &records {
-        record_sink.add_tag(tag.tag.clone(), tag.manifest.clone());
-    }
     let record_stats = transfer(&record_blobs, &mut record_sink, &record_plan, &options.transfer, &NoReport)?;
+    push_tags(&record_sink, &records.iter().collect::<Vec<_>>(), workers)?;
 
     // OCI 1.1 referrers are tied to their subjects by the target's API, else its tag schema.
     let schema_tags = crate::ops::referrers::publish_schema_indexes(client, repository, graph)?;
-    check_tags(client, repository, artifact_tags.iter().filter(|tag| !in_place.contains(&tag.tag)).chain(&records))?;
+    check_tags(client, repository, &to_push.into_iter().chain(&records).collect::<Vec<_>>(), workers)?;
     let lock_output = match &options.lock_output {
         Some(file) => Some(write_lock(file, repository, graph)?),
         None => None,
@@ -221,14 +221,21 @@ pub(crate) fn locations_plan(graph: &Graph) -> (Vec<TagPlan>, Plan, MemorySource
     (tags, plan, blobs)
 }
 
-/// Resolves every tag in the target and compares it with what was pushed.
-fn check_tags<'a>(
+/// Points every tag at its manifest (all already pushed), `workers` requests at a time: an
+/// import's tags are one request each, and a delta's or a re-import's time is mostly theirs.
+fn push_tags(sink: &RegistrySink, tags: &[&TagPlan], workers: usize) -> Result<(), PublishError> {
+    first_failure(run_all(tags, workers, true, |tag| sink.put_tag(&tag.tag, &tag.manifest)))
+}
+
+/// Resolves every tag in the target (`workers` at a time) and compares it with what was pushed.
+fn check_tags(
     client: &Arc<RegistryClient>,
     repository: &Repository,
-    tags: impl Iterator<Item = &'a TagPlan>,
+    tags: &[&TagPlan],
+    workers: usize,
 ) -> Result<(), PublishError> {
     let target = RegistrySource::new(Arc::clone(client));
-    for tag in tags {
+    first_failure(run_all(tags, workers, true, |tag| {
         let reference = repository.at_tag(&tag.tag);
         let found = target.resolve(&reference)?;
         if found.digest != tag.manifest.digest() {
@@ -239,8 +246,13 @@ fn check_tags<'a>(
                 what: tag.what.clone(),
             });
         }
-    }
-    Ok(())
+        Ok(())
+    }))
+}
+
+/// The first failure, in the order of the items (the same error whatever the timing).
+fn first_failure<E: Into<PublishError>>(answers: Vec<Option<Result<(), E>>>) -> Result<(), PublishError> {
+    answers.into_iter().flatten().find_map(Result::err).map_or(Ok(()), |err| Err(err.into()))
 }
 
 /// `--lock-output`: a BundleLock when the archive's root is a bundle, else an ImagesLock of its

@@ -93,6 +93,12 @@ impl RegistrySink {
     }
 
     /// Tags `manifest` as `tag` in [`Sink::finish`], after every manifest is pushed.
+    /// Points `tag` at `manifest`, which is already in the repository (a `PUT` by tag), now;
+    /// for a caller that pushes many tags at once rather than in [`Sink::finish`].
+    pub fn put_tag(&self, tag: &str, manifest: &RawManifest) -> Result<(), StoreError> {
+        put_manifest_at(self, manifest, tag)
+    }
+
     pub fn add_tag(&mut self, tag: String, manifest: RawManifest) {
         self.tags.push((tag, manifest));
     }
