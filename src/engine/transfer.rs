@@ -4,12 +4,14 @@
 //! publishes. Attempts the store already made inside a unit (a request retried, a body resumed)
 //! count against the same budget, so a unit is tried at most `1 + retries` times in all.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use super::pool::run_all;
 use super::report::{Items, Reporter};
+use crate::model::{Digest, RawManifest};
 use crate::store::registry::RetryPolicy;
 use crate::store::{Plan, PlannedBlob, Sink, Source, StoreError};
 
@@ -99,14 +101,60 @@ pub fn transfer(
     if !failures.is_empty() {
         return Err(TransferError { failures });
     }
-    for manifest in &plan.manifests {
-        sink.put_manifest(manifest)?;
-        reporter.item_done(&manifest.descriptor(), false);
-        stats.manifests += 1;
-    }
+    stats.manifests = put_manifests(sink, plan, options.workers, reporter)?;
     sink.finish(plan)?;
     stats.elapsed = started.elapsed();
     Ok(stats)
+}
+
+/// Stores every manifest of the plan, each after all it points at. A sink that takes manifests
+/// concurrently gets them wave by wave (a wave: the manifests whose children are all in earlier
+/// waves), `workers` at a time; any other gets them one by one in the plan's order.
+fn put_manifests(sink: &dyn Sink, plan: &Plan, workers: usize, reporter: &dyn Reporter) -> Result<u64, TransferError> {
+    let put = |manifest: &RawManifest| {
+        sink.put_manifest(manifest)?;
+        reporter.item_done(&manifest.descriptor(), false);
+        Ok::<(), StoreError>(())
+    };
+    if !sink.takes_manifests_concurrently() {
+        for manifest in &plan.manifests {
+            put(manifest)?;
+        }
+        return Ok(plan.manifests.len() as u64);
+    }
+    for wave in manifest_waves(&plan.manifests) {
+        let failures: Vec<StoreError> = run_all(&wave, workers, true, |manifest| put(manifest))
+            .into_iter()
+            .flatten()
+            .filter_map(Result::err)
+            .collect();
+        if !failures.is_empty() {
+            return Err(TransferError { failures });
+        }
+    }
+    Ok(plan.manifests.len() as u64)
+}
+
+/// `manifests` (children before parents) grouped so that every manifest comes in a later wave
+/// than each manifest of the list it points at (children, and a referrer's subject).
+fn manifest_waves(manifests: &[RawManifest]) -> Vec<Vec<&RawManifest>> {
+    let mut wave_of: HashMap<Digest, usize> = HashMap::new();
+    let mut waves: Vec<Vec<&RawManifest>> = Vec::new();
+    for manifest in manifests {
+        let wave = manifest
+            .children()
+            .iter()
+            .filter_map(|child| wave_of.get(&child.digest))
+            .map(|wave| wave + 1)
+            .max()
+            .unwrap_or(0);
+        wave_of.insert(manifest.digest(), wave);
+        if waves.len() <= wave {
+            waves.resize_with(wave + 1, Vec::new);
+        }
+        waves[wave].push(manifest);
+    }
+    waves
 }
 
 /// How one blob reached the sink.
@@ -189,4 +237,58 @@ fn with_byte_ticker<T>(moved: &AtomicU64, reporter: &dyn Reporter, work: impl Fn
         ticker.thread().unpark();
         result
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn digest(n: u8) -> String {
+        format!("sha256:{}", hex::encode([n; 32]))
+    }
+
+    fn image(config: u8, subject: Option<&RawManifest>) -> RawManifest {
+        let subject = subject.map_or(String::new(), |s| {
+            format!(
+                r#","subject":{{"mediaType":"{}","digest":"{}","size":{}}}"#,
+                s.media_type(),
+                s.digest(),
+                s.bytes().len()
+            )
+        });
+        let json = format!(
+            r#"{{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"{}","size":2}},"layers":[]{subject}}}"#,
+            digest(config)
+        );
+        RawManifest::parse(json.into_bytes(), None).unwrap()
+    }
+
+    fn index(children: &[&RawManifest]) -> RawManifest {
+        let list: Vec<String> = children
+            .iter()
+            .map(|c| {
+                format!(r#"{{"mediaType":"{}","digest":"{}","size":{}}}"#, c.media_type(), c.digest(), c.bytes().len())
+            })
+            .collect();
+        let json = format!(
+            r#"{{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[{}]}}"#,
+            list.join(",")
+        );
+        RawManifest::parse(json.into_bytes(), None).unwrap()
+    }
+
+    #[test]
+    fn every_manifest_is_stored_in_a_wave_after_all_it_points_at() {
+        let (a, b) = (image(1, None), image(2, None));
+        let signature = image(3, Some(&a));
+        let platforms = index(&[&a, &b]);
+        let outer = index(&[&platforms, &signature]);
+        let plan = [a.clone(), b.clone(), signature.clone(), platforms.clone(), outer.clone()];
+        let digests = |wave: &Vec<&RawManifest>| wave.iter().map(|m| m.digest()).collect::<Vec<_>>();
+        let waves: Vec<Vec<Digest>> = manifest_waves(&plan).iter().map(digests).collect();
+        assert_eq!(
+            waves,
+            vec![vec![a.digest(), b.digest()], vec![signature.digest(), platforms.digest()], vec![outer.digest()]]
+        );
+    }
 }

@@ -170,7 +170,15 @@ pub trait Sink: Sync {
     fn put_blob(&self, descriptor: &Descriptor, reader: &mut BlobReader<'_>) -> Result<(), StoreError>;
 
     /// Stores a manifest; called only after every blob and manifest it points at is stored.
+    /// Called from several threads at once when [`Sink::takes_manifests_concurrently`].
     fn put_manifest(&self, manifest: &RawManifest) -> Result<(), StoreError>;
+
+    /// Whether manifests that do not point at one another may be stored at the same time (a
+    /// registry: one request each). `false`, the default, stores them one at a time in the
+    /// plan's order, which is what an archive's bytes depend on.
+    fn takes_manifests_concurrently(&self) -> bool {
+        false
+    }
 
     /// Publishes the result (the archive's final name, a layout's `index.json`, tags).
     fn finish(&mut self, plan: &Plan) -> Result<(), StoreError>;

@@ -285,6 +285,10 @@ impl Sink for KnownSink<'_> {
         self.inner.put_manifest(manifest)
     }
 
+    fn takes_manifests_concurrently(&self) -> bool {
+        self.inner.takes_manifests_concurrently()
+    }
+
     fn finish(&mut self, plan: &Plan) -> Result<(), StoreError> {
         self.inner.finish(plan)
     }

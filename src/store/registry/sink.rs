@@ -322,6 +322,10 @@ impl Sink for RegistrySink {
         self.upload(descriptor, reader, None)
     }
 
+    fn takes_manifests_concurrently(&self) -> bool {
+        true
+    }
+
     fn put_manifest(&self, manifest: &RawManifest) -> Result<(), StoreError> {
         put_manifest_at(self, manifest, &manifest.digest().to_string())
     }
