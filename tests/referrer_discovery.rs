@@ -26,13 +26,10 @@ fn descriptor(media_type: &str, digest: &str, size: usize) -> serde_json::Value 
 /// An index tagged `v1` over `children` images (each tagged `child-N` too); the images and
 /// the index's digest.
 fn seed_index(server: &FaultServer, children: usize) -> (Vec<SeededImage>, String) {
-    let images: Vec<SeededImage> = (0..children)
-        .map(|i| server.seed_image(REPO, &format!("child-{i}"), vec![layer(i as u8, 300 + i)]))
-        .collect();
-    let manifests: Vec<serde_json::Value> = images
-        .iter()
-        .map(|image| descriptor(OCI_MANIFEST, &image.manifest_digest, image.manifest.len()))
-        .collect();
+    let images: Vec<SeededImage> =
+        (0..children).map(|i| server.seed_image(REPO, &format!("child-{i}"), vec![layer(i as u8, 300 + i)])).collect();
+    let manifests: Vec<serde_json::Value> =
+        images.iter().map(|image| descriptor(OCI_MANIFEST, &image.manifest_digest, image.manifest.len())).collect();
     let index = serde_json::json!({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": manifests});
     let digest = server.put_manifest(REPO, OCI_INDEX, serde_json::to_vec(&index).unwrap(), Some("v1"));
     (images, digest)
@@ -132,13 +129,8 @@ fn issue15_the_archive_is_the_same_whether_referrers_answer_slowly_or_fast() {
     let (images, index) = seed_index(&server, 2 * WORKERS);
     let index_size = server.manifest(REPO, "v1").unwrap().len();
     let of_index = put_referrer(&server, &index, OCI_INDEX, index_size, 100);
-    let of_referrer = put_referrer(
-        &server,
-        &of_index,
-        OCI_MANIFEST,
-        server.manifest(REPO, &of_index).unwrap().len(),
-        101,
-    );
+    let of_referrer =
+        put_referrer(&server, &of_index, OCI_MANIFEST, server.manifest(REPO, &of_index).unwrap().len(), 101);
     for (i, image) in images.iter().enumerate().step_by(3) {
         put_referrer(&server, &image.manifest_digest, OCI_MANIFEST, image.manifest.len(), i as u8);
     }

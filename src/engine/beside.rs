@@ -134,8 +134,11 @@ impl<'a> Beside<'a> {
                 }
             };
             let skip = self.lock().skip;
-            let outcome =
-                if skip { Ok(Ok(Vec::new())) } else { catch_unwind(AssertUnwindSafe(|| self.more.more(&ask.owner, &ask.manifest))) };
+            let outcome = if skip {
+                Ok(Ok(Vec::new()))
+            } else {
+                catch_unwind(AssertUnwindSafe(|| self.more.more(&ask.owner, &ask.manifest)))
+            };
             let mut state = self.lock();
             let answer = outcome.unwrap_or_else(|panic| {
                 state.panic.get_or_insert(panic);
@@ -156,5 +159,135 @@ pub(super) struct Closing<'scope, 'a>(&'scope Beside<'a>);
 impl Drop for Closing<'_, '_> {
     fn drop(&mut self) {
         self.0.close();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+    use std::sync::mpsc;
+    use std::time::Duration;
+
+    use super::*;
+    use crate::engine::walk::{Graph, WalkOptions, walk_with};
+    use crate::model::{Descriptor, media};
+    use crate::store::memory::MemorySource;
+
+    fn image(source: &mut MemorySource, seed: u8) -> Descriptor {
+        let config = source.insert(vec![b'{', seed, b'}']);
+        let bytes = serde_json::to_vec(&serde_json::json!({
+            "schemaVersion": 2, "mediaType": media::OCI_MANIFEST,
+            "config": Descriptor::new(media::OCI_CONFIG, config, 3), "layers": [],
+        }))
+        .unwrap();
+        let size = bytes.len() as u64;
+        Descriptor::new(media::OCI_MANIFEST, source.insert(bytes), size)
+    }
+
+    /// An index over six images, and for each of its seven manifests one "referrer" image.
+    struct Set {
+        source: MemorySource,
+        index: Descriptor,
+        referrer_of: BTreeMap<Digest, Descriptor>,
+    }
+
+    fn set() -> Set {
+        let mut source = MemorySource::new();
+        let children: Vec<Descriptor> = (0..6).map(|seed| image(&mut source, seed)).collect();
+        let bytes = serde_json::to_vec(&serde_json::json!({
+            "schemaVersion": 2, "mediaType": media::OCI_INDEX, "manifests": children,
+        }))
+        .unwrap();
+        let size = bytes.len() as u64;
+        let index = Descriptor::new(media::OCI_INDEX, source.insert(bytes), size);
+        let mut referrer_of = BTreeMap::new();
+        for (seed, subject) in std::iter::once(&index).chain(&children).enumerate() {
+            referrer_of.insert(subject.digest, image(&mut source, 100 + seed as u8));
+        }
+        Set { source, index, referrer_of }
+    }
+
+    /// Gives each subject's referrer after a pause `pause` chooses; fails or panics on request.
+    struct Referrers<'a> {
+        set: &'a Set,
+        pause: fn(usize) -> u64,
+        fail_on: Option<Digest>,
+        panic_on: Option<Digest>,
+    }
+
+    impl MoreArtifacts for Referrers<'_> {
+        fn more(&self, _owner: &Artifact, manifest: &Digest) -> Result<Vec<Artifact>, Problem> {
+            let Some(position) = self.set.referrer_of.keys().position(|d| d == manifest) else { return Ok(Vec::new()) };
+            std::thread::sleep(Duration::from_millis((self.pause)(position)));
+            if self.panic_on == Some(*manifest) {
+                panic!("a lookup bug");
+            }
+            if self.fail_on == Some(*manifest) {
+                let message = format!("lookup of {manifest} failed");
+                return Err(Problem { subject: Some(*manifest), message, integrity: false, details: Vec::new() });
+            }
+            Ok(vec![Artifact::new(self.set.referrer_of[manifest].clone())])
+        }
+    }
+
+    fn walk_set(set: &Set, referrers: &Referrers) -> Graph {
+        let options = WalkOptions { workers: 3, include_non_distributable: false };
+        walk_with(&set.source, vec![Artifact::new(set.index.clone())], &options, referrers)
+    }
+
+    fn order(graph: &Graph) -> Vec<Digest> {
+        graph.artifacts.iter().map(|a| a.descriptor.digest).collect()
+    }
+
+    /// Issue 15: the graph is the same whether the first lookups answer last or first.
+    #[test]
+    fn answers_are_taken_in_the_order_asked_whatever_their_timing() {
+        let set = set();
+        let plain: fn(usize) -> u64 = |_| 0;
+        let first_slow: fn(usize) -> u64 = |position| 10 * (7 - position as u64);
+        let last_slow: fn(usize) -> u64 = |position| 10 * position as u64;
+        let graphs: Vec<Graph> = [plain, first_slow, last_slow]
+            .into_iter()
+            .map(|pause| walk_set(&set, &Referrers { set: &set, pause, fail_on: None, panic_on: None }))
+            .collect();
+        for graph in &graphs {
+            assert!(graph.problems.is_empty(), "{:?}", graph.problems);
+            assert_eq!(order(graph), order(&graphs[0]));
+            assert_eq!(graph.manifests.keys().collect::<Vec<_>>(), graphs[0].manifests.keys().collect::<Vec<_>>());
+        }
+        let walked: BTreeSet<Digest> = order(&graphs[0]).into_iter().collect();
+        assert!(set.referrer_of.values().all(|referrer| walked.contains(&referrer.digest)));
+        assert_eq!(graphs[0].artifacts.len(), 1 + set.referrer_of.len());
+    }
+
+    /// A failed lookup ends the walk with its problem, the lookups after it skipped.
+    #[test]
+    fn a_failed_lookup_is_the_walks_problem() {
+        let set = set();
+        let subject = *set.referrer_of.keys().next().unwrap();
+        let referrers = Referrers {
+            set: &set,
+            pause: |position| 5 * (7 - position as u64),
+            fail_on: Some(subject),
+            panic_on: None,
+        };
+        let graph = walk_set(&set, &referrers);
+        assert_eq!(graph.problems.len(), 1, "{:?}", graph.problems);
+        assert_eq!(graph.problems[0].subject, Some(subject));
+    }
+
+    /// A lookup that panics takes the walk down with it instead of leaving it waiting.
+    #[test]
+    fn a_panicking_lookup_does_not_hang_the_walk() {
+        let (done, finished) = mpsc::channel();
+        std::thread::spawn(move || {
+            let set = set();
+            let subject = *set.referrer_of.keys().last().unwrap();
+            let referrers = Referrers { set: &set, pause: |_| 1, fail_on: None, panic_on: Some(subject) };
+            let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| walk_set(&set, &referrers)));
+            let _ = done.send(outcome.is_err());
+        });
+        let panicked = finished.recv_timeout(Duration::from_secs(20)).expect("the walk ends");
+        assert!(panicked, "the lookup's panic reaches the walk's caller");
     }
 }

@@ -42,7 +42,8 @@ impl ReferrerLookup for RegistrySource {
             let kind = ReferrerKind::of_suffix(suffix).expect("a cosign suffix");
             found.push(FoundReferrer { subject: *subject, descriptor, tag: Some(tag), kind, reference });
         }
-        let listed = if memo.lacks_api(&repository.registry) { None } else { self.referrers_api(&repository, subject)? };
+        let listed =
+            if memo.lacks_api(&repository.registry) { None } else { self.referrers_api(&repository, subject)? };
         let descriptors = match listed {
             Some(descriptors) => descriptors,
             None => {
