@@ -43,9 +43,12 @@ pub trait ReferrerLookup: Sync {
 /// answered the referrers API with 404 (asked through tags from then on).
 #[derive(Debug, Default)]
 pub struct LookupMemo {
-    tags: Mutex<HashMap<Repository, Arc<Mutex<Option<Arc<HashSet<String>>>>>>>,
+    tags: Mutex<HashMap<Repository, Arc<TagsSlot>>>,
     without_api: Mutex<HashSet<String>>,
 }
+
+/// One repository's tags: empty until its first listing succeeds; held while listing.
+type TagsSlot = Mutex<Option<Arc<HashSet<String>>>>;
 
 impl LookupMemo {
     /// The tags of `repository`, listed by `list` the first time they are asked for; callers
