@@ -6,6 +6,7 @@
 //! a [`Plan`](crate::store::Plan); [`transfer`] executes a plan from any source to any sink with
 //! bounded workers, largest blobs first. Progress goes through [`Reporter`].
 
+mod beside;
 mod bundle;
 pub mod layer;
 mod plan;
@@ -14,9 +15,10 @@ mod report;
 mod transfer;
 mod walk;
 
+pub use beside::MoreArtifacts;
 pub use bundle::{BundleContent, LockEntry, is_bundle_config, read_bundle};
 pub use plan::build_plan;
 pub use pool::run_all;
 pub use report::{Items, NoReport, Reporter};
 pub use transfer::{TransferError, TransferOptions, TransferStats, transfer};
-pub use walk::{Artifact, Graph, MoreArtifacts, Problem, WalkOptions, walk, walk_with};
+pub use walk::{Artifact, Graph, Problem, WalkOptions, walk, walk_with};

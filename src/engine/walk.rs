@@ -12,6 +12,7 @@
 
 use std::collections::{BTreeMap, HashSet};
 
+use super::beside::{Beside, MoreArtifacts};
 use super::bundle::{BundleContent, is_bundle_config, read_bundle};
 use super::pool::run_all;
 use crate::model::manifest::{MAX_NESTING_DEPTH, SizeOverflow, checked_total};
@@ -197,15 +198,24 @@ impl Graph {
 
 /// Walks from `roots`; see the module documentation.
 pub fn walk(source: &dyn Source, roots: Vec<Artifact>, options: &WalkOptions) -> Graph {
-    walk_with(source, roots, options, &mut |_| Ok(Vec::new()))
+    walk_passes(source, roots, options, None)
 }
 
-/// More top-level artifacts for a walk, given what it has found so far (the referrers of its
-/// manifests, spec/archive.md AR-RF1), or a problem that ends it.
-pub type MoreArtifacts<'a> = dyn FnMut(&Graph) -> Result<Vec<Artifact>, Problem> + 'a;
+/// [`walk`], asking `more` about every manifest as soon as it is known, on `options.workers`
+/// workers beside the walk (spec/archive.md AR-RF1); the artifacts it gives are walked the same
+/// way, until it gives none. Its answers are taken in the order asked, so timing never changes
+/// the graph. The first answer that is a problem (in that order) ends the walk, unless the walk
+/// has problems of its own, which are reported instead.
+pub fn walk_with(source: &dyn Source, roots: Vec<Artifact>, options: &WalkOptions, more: &dyn MoreArtifacts) -> Graph {
+    let beside = Beside::new(more);
+    std::thread::scope(|scope| {
+        let _closing = beside.start(scope, options.workers);
+        walk_passes(source, roots, options, Some(&beside))
+    })
+}
 
-/// [`walk`], then the artifacts `more` adds, walked the same way, until it adds none.
-pub fn walk_with(source: &dyn Source, roots: Vec<Artifact>, options: &WalkOptions, more: &mut MoreArtifacts) -> Graph {
+/// The walk, pass by pass: each pass walks the artifacts the pass before found beside it.
+fn walk_passes(source: &dyn Source, roots: Vec<Artifact>, options: &WalkOptions, beside: Option<&Beside>) -> Graph {
     let mut graph = Graph::default();
     let mut known_artifacts: HashSet<(Digest, Option<String>)> = HashSet::new();
     let mut pending = roots;
@@ -219,12 +229,14 @@ pub fn walk_with(source: &dyn Source, roots: Vec<Artifact>, options: &WalkOption
         if fresh.is_empty() {
             break;
         }
-        walk_artifacts(source, &mut graph, fresh, &mut known_artifacts, options);
+        walk_artifacts(source, &mut graph, fresh, &mut known_artifacts, options, beside);
+        let Some(beside) = beside else { break };
         if !graph.problems.is_empty() {
+            beside.give_up();
             break;
         }
-        match more(&graph) {
-            Ok(next) => pending = next,
+        match beside.answers().into_iter().collect::<Result<Vec<Vec<Artifact>>, Problem>>() {
+            Ok(found) => pending = found.into_iter().flatten().collect(),
             Err(problem) => {
                 graph.problems.push(problem);
                 break;
@@ -243,6 +255,7 @@ fn walk_artifacts(
     mut pending_artifacts: Vec<Artifact>,
     known_artifacts: &mut HashSet<(Digest, Option<String>)>,
     options: &WalkOptions,
+    beside: Option<&Beside>,
 ) {
     // Each round holds the bundles' lock entries of the round before: one bundle level deeper.
     let mut bundle_depth = 0;
@@ -259,10 +272,11 @@ fn walk_artifacts(
             break;
         }
         let new_artifacts = std::mem::take(&mut pending_artifacts);
-        let tops: Vec<Descriptor> = new_artifacts.iter().map(|a| a.descriptor.clone()).collect();
         let first_index = graph.artifacts.len();
+        let tops: Vec<(Descriptor, usize)> =
+            new_artifacts.iter().enumerate().map(|(i, a)| (a.descriptor.clone(), first_index + i)).collect();
         graph.artifacts.extend(new_artifacts);
-        fetch_manifests(source, graph, tops, options);
+        fetch_manifests(source, graph, tops, options, beside);
         // Only top-level image manifests can be bundles (a bundle is never an index child).
         let candidates: Vec<(usize, Descriptor)> = (first_index..graph.artifacts.len())
             .filter_map(|i| {
@@ -423,21 +437,30 @@ fn first_few(names: &[String]) -> String {
 }
 
 /// Fetches manifests a frontier at a time until every reachable manifest is known, and
-/// records configs and layers.
-fn fetch_manifests(source: &dyn Source, graph: &mut Graph, tops: Vec<Descriptor>, options: &WalkOptions) {
-    let mut frontier: Vec<Descriptor> = Vec::new();
+/// records configs and layers. `tops` are the top-level artifacts' descriptors with their
+/// places in `graph.artifacts`; each manifest fetched is handed to `beside` as soon as it is
+/// known, with the artifact through which it was first reached.
+fn fetch_manifests(
+    source: &dyn Source,
+    graph: &mut Graph,
+    tops: Vec<(Descriptor, usize)>,
+    options: &WalkOptions,
+    beside: Option<&Beside>,
+) {
+    // Each manifest to fetch, with the artifact (its place) it is fetched for.
+    let mut frontier: Vec<(Descriptor, usize)> = Vec::new();
     let mut queued: HashSet<Digest> = HashSet::new();
-    for descriptor in tops {
+    for (descriptor, owner) in tops {
         if !graph.manifests.contains_key(&descriptor.digest) && queued.insert(descriptor.digest) {
-            frontier.push(descriptor);
+            frontier.push((descriptor, owner));
         }
     }
     // Breadth first, so every manifest of the frontier is at `depth` (AR-R14).
     let mut depth = 1;
     while !frontier.is_empty() {
-        let fetched = run_all(&frontier, options.workers, false, |descriptor| source.manifest(descriptor));
+        let fetched = run_all(&frontier, options.workers, false, |(descriptor, _)| source.manifest(descriptor));
         let mut next = Vec::new();
-        for (descriptor, result) in frontier.iter().zip(fetched) {
+        for ((descriptor, owner), result) in frontier.iter().zip(fetched) {
             let manifest = match result.expect("run_all without stop runs every job") {
                 Ok(manifest) => manifest,
                 Err(err) => {
@@ -453,10 +476,13 @@ fn fetch_manifests(source: &dyn Source, graph: &mut Graph, tops: Vec<Descriptor>
                 ManifestKind::Index(_) => None,
             };
             graph.manifests.insert(descriptor.digest, manifest);
+            if let Some(beside) = beside {
+                beside.ask(&graph.artifacts[*owner], descriptor.digest);
+            }
             for child in children {
                 if is_index || media::is_manifest_kind(&child.media_type) {
                     if !graph.manifests.contains_key(&child.digest) && queued.insert(child.digest) {
-                        next.push(child);
+                        next.push((child, *owner));
                     }
                 } else if Some(child.digest) == config_digest {
                     record_blob(graph, child, BlobRole::Config);
@@ -469,7 +495,7 @@ fn fetch_manifests(source: &dyn Source, graph: &mut Graph, tops: Vec<Descriptor>
         }
         depth += 1;
         if depth > MAX_NESTING_DEPTH {
-            for child in &next {
+            for (child, _) in &next {
                 let message = format!(
                     "manifest {} is nested {depth} deep, past the limit of {MAX_NESTING_DEPTH} (AR-R14)",
                     child.digest

@@ -1,24 +1,24 @@
 //! Signatures, attestations, SBOMs and OCI 1.1 referrers as ordinary artifacts (spec/archive.md
 //! "Referrers"): found at export by the store's [`ReferrerLookup`] for every manifest of the
-//! walk, to a bounded depth, and walked into the graph as top-level artifacts annotated with
+//! walk, as soon as the walk knows it and beside the rest of the walk, to a bounded depth, and walked into the graph as top-level artifacts annotated with
 //! what they refer to (AR-RF1, AR-RF2); counted for summaries; and, at import and copy, tied to
 //! their subjects again in the target (AR-RF3): cosign's tags, and the referrers tag-schema
 //! index merged with what the target already lists where it has no referrers API.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
-use std::sync::Arc;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex, RwLock};
 
 use serde::Serialize;
 use ureq::http::Method;
 
-use crate::engine::{Artifact, Graph, Problem, WalkOptions, walk, walk_with};
+use crate::engine::{Artifact, Graph, MoreArtifacts, Problem, WalkOptions, walk, walk_with};
 use crate::model::referrers::{
     COSIGN_SIMPLE_SIGNING, DSSE_ENVELOPE, MAX_REFERRER_DEPTH, ReferrerKind, parse_cosign_tag, schema_tag,
 };
-use crate::model::{Descriptor, Digest, ManifestKind, RawManifest, Reference, Repository, annotations, media};
+use crate::model::{Descriptor, Digest, ManifestKind, RawManifest, Repository, annotations, media};
 use crate::store::Source;
 use crate::store::StoreError;
-use crate::store::referrers::{FoundReferrer, ReferrerLookup};
+use crate::store::referrers::{FoundReferrer, LookupMemo, ReferrerLookup};
 use crate::store::registry::{Operation, RegistryClient, RegistrySource, RequestBody};
 
 /// Which referrers an export carries (`--referrers`).
@@ -43,14 +43,19 @@ impl ReferrerChoice {
     }
 }
 
-/// Finds referrers for a walk: the hook [`crate::engine::walk_with`] calls after each pass.
+/// Finds referrers for a walk: the hook [`crate::engine::walk_with`] asks about each manifest
+/// as soon as it is known, on the workers it runs beside the walk.
 pub struct Discovery<'a> {
     lookup: &'a dyn ReferrerLookup,
     choice: ReferrerChoice,
-    /// Manifests already asked about.
-    probed: HashSet<Digest>,
-    /// How far each referrer is from an artifact that is not one (1: a signature of an image).
-    depth: HashMap<Digest, usize>,
+    /// Tag listings and what each registry answered, shared by every lookup.
+    memo: LookupMemo,
+    /// How far each referrer is from an artifact that is not one (1: a signature of an image),
+    /// as of the walk's last pass: what lookups rely on while they run beside the next one.
+    settled: RwLock<HashMap<Digest, usize>>,
+    /// The same, found by the lookups of the pass under way; merged by [`MoreArtifacts::settle`],
+    /// so a lookup never sees what another of its pass found first (timing changes nothing).
+    found: Mutex<HashMap<Digest, usize>>,
 }
 
 impl<'a> Discovery<'a> {
@@ -60,47 +65,54 @@ impl<'a> Discovery<'a> {
             return None;
         }
         let lookup = source.referrer_lookup()?;
-        Some(Discovery { lookup, choice, probed: HashSet::new(), depth: HashMap::new() })
+        Some(Discovery {
+            lookup,
+            choice,
+            memo: LookupMemo::default(),
+            settled: RwLock::new(HashMap::new()),
+            found: Mutex::new(HashMap::new()),
+        })
     }
 
-    /// The referrers of every manifest of `graph` not yet asked about, as new artifacts.
-    pub fn more(&mut self, graph: &Graph) -> Result<Vec<Artifact>, Problem> {
-        let mut wanted: Vec<(Reference, Vec<Digest>)> = Vec::new();
-        for artifact in &graph.artifacts {
-            let Some(original) = &artifact.original else { continue };
-            let level = self.depth.get(&artifact.descriptor.digest).copied().unwrap_or(0);
-            if level >= MAX_REFERRER_DEPTH {
-                continue;
-            }
-            let digests: Vec<Digest> = graph
-                .closure(&artifact.descriptor)
-                .into_keys()
-                .filter(|digest| graph.manifests.contains_key(digest))
-                // A referrer's subject is in its closure, and was asked about already.
-                .filter(|digest| self.depth.get(digest).copied().unwrap_or(0) == level)
-                .filter(|digest| self.probed.insert(*digest))
-                .collect();
-            if !digests.is_empty() {
-                wanted.push((original.clone(), digests));
-            }
-        }
-        if wanted.is_empty() {
+    fn settled_depth(&self, digest: &Digest) -> usize {
+        self.settled.read().expect("depth lock").get(digest).copied().unwrap_or(0)
+    }
+}
+
+impl MoreArtifacts for Discovery<'_> {
+    /// The referrers of `manifest` as new artifacts, looked for in the repository of `owner`.
+    fn more(&self, owner: &Artifact, manifest: &Digest) -> Result<Vec<Artifact>, Problem> {
+        let Some(original) = &owner.original else { return Ok(Vec::new()) };
+        let level = self.settled_depth(&owner.descriptor.digest);
+        // A referrer's own referrers are asked about through the referrer itself; the other
+        // manifests a referrer reaches (its subject, an index's children) belong to a lower
+        // level, and were asked about there.
+        if level >= MAX_REFERRER_DEPTH || self.settled_depth(manifest) != level {
             return Ok(Vec::new());
         }
-        let found = self.lookup.referrers_of(&wanted).map_err(|err| Problem {
+        let found = self.lookup.referrers_of(original, manifest, &self.memo).map_err(|err| Problem {
             subject: None,
             message: format!("looking for signatures, attestations, SBOMs and referrers: {err}"),
             integrity: err.is_integrity(),
             details: Vec::new(),
         })?;
         let mut artifacts = Vec::new();
-        for referrer in found.into_iter().flatten().filter(|found| self.choice.carries(found.kind)) {
-            let level = self.depth.get(&referrer.subject).copied().unwrap_or(0) + 1;
-            let entry = self.depth.entry(referrer.descriptor.digest).or_insert(level);
-            *entry = (*entry).min(level);
+        let mut depths = self.found.lock().expect("depth lock");
+        for referrer in found.into_iter().filter(|found| self.choice.carries(found.kind)) {
+            let entry = depths.entry(referrer.descriptor.digest).or_insert(level + 1);
+            *entry = (*entry).min(level + 1);
             artifacts.push(referrer_artifact(referrer));
         }
         Ok(artifacts)
+    }
+
+    fn settle(&self) {
+        let found = std::mem::take(&mut *self.found.lock().expect("depth lock"));
+        let mut settled = self.settled.write().expect("depth lock");
+        for (digest, level) in found {
+            let entry = settled.entry(digest).or_insert(level);
+            *entry = (*entry).min(level);
+        }
     }
 }
 
@@ -113,7 +125,7 @@ pub fn walk_with_referrers(
     choice: ReferrerChoice,
 ) -> Graph {
     match Discovery::of(source, choice) {
-        Some(mut discovery) => walk_with(source, roots, options, &mut |graph| discovery.more(graph)),
+        Some(discovery) => walk_with(source, roots, options, &discovery),
         None => walk(source, roots, options),
     }
 }

@@ -38,6 +38,8 @@ pub enum Fault {
     WrongDigestHeader,
     /// Accept the request, send nothing for this long, then close the connection.
     Stall(Duration),
+    /// Serve the registry's answer, but only after this long: a slow registry, not a broken one.
+    Delay(Duration),
     /// Answer 307 to the same path and query on another server (`http://host:port`).
     Redirect(String),
     /// Serve the registry's answer with this header set (replacing any of that name), e.g. a

@@ -2,7 +2,7 @@
 //! (spec/testing.md TS-2): an in-process HTTP/1.1 server on `127.0.0.1:0`, one thread per
 //! connection, no async, that speaks enough of the distribution API for repositories held in
 //! memory and can be told, per request path, to break: error statuses, 429 with `Retry-After`,
-//! a reset or a clean close in the middle of a body, wrong bytes, a wrong
+//! a reset or a clean close in the middle of a body, a slow answer, wrong bytes, a wrong
 //! `Docker-Content-Digest`, a head that misdescribes its body, silence, a redirect to another server, tokens that expire.
 //!
 //! API:
@@ -408,6 +408,7 @@ fn answer(stream: &mut TcpStream, shared: &Shared, request: &Request) -> std::io
             http::write_chunked(stream, &response)?;
             return Ok(true);
         }
+        Some(Fault::Delay(pause)) => thread::sleep(pause),
         Some(Fault::WrongBody) => response.body.iter_mut().for_each(|byte| *byte = !*byte),
         Some(Fault::ReplaceBody(body)) => response.body = body,
         Some(Fault::SetHeader(name, value)) => response.set_header(&name, value),
