@@ -304,7 +304,7 @@ fn walk_artifacts(
         }
         for i in first_index..graph.artifacts.len() {
             if graph.artifacts[i].is_bundle {
-                pending_artifacts.extend(expand_bundle(source, graph, i, known_artifacts));
+                pending_artifacts.extend(expand_bundle(source, graph, i, known_artifacts, options.workers));
             }
         }
     }
@@ -355,6 +355,7 @@ fn expand_bundle(
     graph: &mut Graph,
     index: usize,
     known: &mut HashSet<(Digest, Option<String>)>,
+    workers: usize,
 ) -> Vec<Artifact> {
     let bundle = graph.artifacts[index].clone();
     let digest = bundle.descriptor.digest;
@@ -374,9 +375,11 @@ fn expand_bundle(
     };
     let mut new = Vec::new();
     let mut missing = Vec::new();
-    for entry in &content.entries {
+    // One request per lock entry, `workers` at a time; the answers are taken in the lock's order.
+    let resolved = run_all(&content.entries, workers, false, |entry| source.resolve(&entry.reference));
+    for (entry, answer) in content.entries.iter().zip(resolved) {
         let name = entry.reference.to_string();
-        match source.resolve(&entry.reference) {
+        match answer.expect("run_all without stop runs every job") {
             Ok(descriptor) => {
                 if let Some(existing) = graph
                     .artifacts
