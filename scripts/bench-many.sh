@@ -15,6 +15,8 @@
 #                      the same archive as its own row (goal: ferry <= 0.75x of it);
 #   re-import          everything already present, each tool after its own warm-up (goal:
 #                      ferry <= 1.5x imgpkg);
+#   upload floor       a POST and a PUT per blob (python, kept-alive connections, as many at once
+#                      as ferry's workers) into a wiped target: what a missing blob costs at least;
 #   HEAD, POST floors  one `curl --parallel` of a HEAD per blob against the full target, and
 #                      one of as many upload-opening POSTs, as many at once as ferry's default
 #                      workers: the registry's rate for the request IM-3 saves and for the one
@@ -177,6 +179,48 @@ for _ in $(seq $((runs + 1))); do
   timed posts post_all
 done
 
+# The upload floor: a POST and a PUT per blob and nothing else (what IM-3 leaves a missing blob
+# to cost), over kept-alive connections, $workers at a time, into a wiped target. The blobs are
+# the target's own files (the layout is gone by now).
+cp -r "$work/target/data/docker/registry/v2/blobs/sha256" "$work/floor-blobs"
+upload_all() {
+  python3 - "$dst" "$workers" "$work/floor-blobs" <<'PY'
+import http.client, os, sys, threading
+host, workers, root = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+blobs = sorted(("sha256:" + os.path.basename(d), os.path.join(d, "data"))
+               for d, _, files in os.walk(root) if "data" in files)
+take, lock = iter(blobs), threading.Lock()
+def upload():
+    conn = http.client.HTTPConnection(host)
+    while True:
+        with lock:
+            item = next(take, None)
+        if item is None:
+            return
+        digest, path = item
+        conn.request("POST", "/v2/mirror/many/blobs/uploads/", body=b"")
+        answer = conn.getresponse(); answer.read()
+        assert answer.status == 202, answer.status
+        location = answer.getheader("Location")
+        if location.startswith("http"):
+            location = "/" + location.split("/", 3)[3]
+        with open(path, "rb") as f:
+            body = f.read()
+        conn.request("PUT", location + ("&" if "?" in location else "?") + "digest=" + digest, body=body,
+                     headers={"Content-Type": "application/octet-stream"})
+        answer = conn.getresponse(); answer.read()
+        assert answer.status == 201, answer.status
+threads = [threading.Thread(target=upload) for _ in range(workers)]
+for t in threads: t.start()
+for t in threads: t.join()
+PY
+}
+echo "upload floor: $runs rounds of a POST and a PUT per blob into a wiped target" >&2
+for _ in $(seq "$runs"); do
+  wipe_registry target
+  timed uploads upload_all
+done
+
 # --- report ----------------------------------------------------------------------------------
 runs_of() { sort -g "$work/t.$1" | xargs printf '%.2f '; }
 ratio() { echo "$(median "$work/t.$1") / $(median "$work/t.$2")" | bc -l; }
@@ -210,6 +254,9 @@ printf '  blob costs a POST and a PUT (IM-3; earlier a HEAD too): the HEAD saved
   "$(echo "$blob_count / $rate" | bc -l)"
 printf '  %d blobs, the POSTs alone take %.1f s (docker-registry writes and syncs a file per upload start)\n' \
   "$blob_count" "$(echo "$blob_count * $post_s / $heads" | bc -l)"
+row "upload floor (python, POST+PUT per blob)" uploads
 printf 'fresh: ferry %.2fx imgpkg' "$(ratio fresh fresh_imgpkg)"
 [ -z "$baseline" ] || printf ', %.2fx FERRY_BASELINE (goal <= 0.75x)' "$(ratio fresh fresh_baseline)"
 printf '\nre-import: ferry %.2fx imgpkg (goal <= 1.5x)\n' "$(ratio reimport reimport_imgpkg)"
+printf 'fresh: ferry %.2fx the upload floor (a POST and a PUT per blob, nothing read, hashed or checked)\n' \
+  "$(ratio fresh uploads)"
