@@ -43,30 +43,15 @@ imgpkg=$(cd "$(dirname "$imgpkg")" && pwd)/$(basename "$imgpkg")
 cargo build --quiet --release --bin ferry
 
 work=$(mktemp -d "$bench_dir/many.XXXXXX")
-declare -A reg_pid=() reg_port=()
+source scripts/registry.sh
 cleanup() {
-  local name
-  for name in "${!reg_pid[@]}"; do registry_stop "${reg_pid[$name]}"; done
+  stop_registries
   rm -rf "$work"
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
-
-source scripts/registry.sh
 bench_name=bench-many
 source "$(dirname "$0")/bench-lib.sh"
-
-start_registry() {
-  local name=$1
-  registry_start "$work/$name" "${reg_port[$name]:-}"
-  reg_port[$name]=$REGISTRY_PORT
-  reg_pid[$name]=$REGISTRY_PID
-}
-stop_registry() {
-  registry_stop "${reg_pid[$1]}"
-  unset "reg_pid[$1]"
-}
-wipe_registry() { stop_registry "$1"; rm -rf "${work:?}/$1/data"; start_registry "$1"; }
 
 # --- the set ---------------------------------------------------------------------------------
 echo "generating $images images x $layers layers" >&2

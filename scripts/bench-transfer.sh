@@ -67,30 +67,13 @@ fi
 # registries' storage and the archive see the same disk), removed on exit.
 work=$(mktemp -d "$bench_dir/transfer.XXXXXX")
 archive=$work/export.tar
-declare -A reg_pid=() reg_port=()
+source scripts/registry.sh
 cleanup() {
-  local name
-  for name in "${!reg_pid[@]}"; do registry_stop "${reg_pid[$name]}"; done
+  stop_registries
   rm -rf "$work"
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
-
-source scripts/registry.sh
-
-# start_registry NAME: a registry storing in $work/NAME/data (the port is chosen once per NAME
-# and kept across restarts)
-start_registry() {
-  local name=$1
-  registry_start "$work/$name" "${reg_port[$name]:-}"
-  reg_port[$name]=$REGISTRY_PORT
-  reg_pid[$name]=$REGISTRY_PID
-}
-stop_registry() {
-  registry_stop "${reg_pid[$1]}"
-  unset "reg_pid[$1]"
-}
-wipe_registry() { stop_registry "$1"; rm -rf "${work:?}/$1/data"; start_registry "$1"; }
 
 start_registry source
 src=127.0.0.1:${reg_port[source]}

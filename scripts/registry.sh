@@ -6,6 +6,11 @@
 #                               prints the registry's log and exits 1
 #   registry_stop PID           stop it and reap it (never fails)
 #   registry_cpu_seconds PID    the user + system CPU seconds it has used so far (benches)
+#
+# Named registries (benches), each storing in $work/NAME/data, its pid in reg_pid[NAME] and its
+# port in reg_port[NAME] (chosen once per NAME and kept across restarts):
+#   start_registry NAME, stop_registry NAME, wipe_registry NAME (stop, empty its storage,
+#   start again on the same port), stop_registries (every one still running; for an EXIT trap)
 
 registry_free_port() {
   python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
@@ -45,4 +50,25 @@ registry_stop() {
 
 registry_cpu_seconds() {
   awk -v hz="$(getconf CLK_TCK)" '{printf "%.2f\n", ($14 + $15) / hz}' "/proc/$1/stat"
+}
+
+declare -A reg_pid=() reg_port=()
+
+start_registry() {
+  local name=$1
+  registry_start "$work/$name" "${reg_port[$name]:-}"
+  reg_port[$name]=$REGISTRY_PORT
+  reg_pid[$name]=$REGISTRY_PID
+}
+
+stop_registry() {
+  registry_stop "${reg_pid[$1]}"
+  unset "reg_pid[$1]"
+}
+
+wipe_registry() { stop_registry "$1"; rm -rf "${work:?}/$1/data"; start_registry "$1"; }
+
+stop_registries() {
+  local name
+  for name in "${!reg_pid[@]}"; do registry_stop "${reg_pid[$name]}"; done
 }
