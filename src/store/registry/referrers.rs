@@ -11,11 +11,10 @@ use std::collections::HashSet;
 use ureq::http::Method;
 
 use super::client::{Operation, RequestBody};
-use super::source::RegistrySource;
+use super::source::{RegistrySource, read_manifest};
 use super::tags::list_tags;
-use crate::model::manifest::MAX_MANIFEST_BYTES;
 use crate::model::referrers::{COSIGN_SUFFIXES, ReferrerKind, cosign_tag, schema_tag};
-use crate::model::{Descriptor, Digest, ManifestKind, RawManifest, Reference, Repository, media};
+use crate::model::{Descriptor, Digest, ManifestKind, Reference, Repository, media};
 use crate::store::referrers::{FoundReferrer, LookupMemo, ReferrerLookup};
 use crate::store::{Source, StoreError};
 
@@ -81,14 +80,7 @@ impl RegistrySource {
         if response.status() == 404 {
             return Ok(None);
         }
-        let bytes = response
-            .body_mut()
-            .with_config()
-            .limit(MAX_MANIFEST_BYTES)
-            .read_to_vec()
-            .map_err(|e| StoreError::from(op.error(super::agent::transport_kind(e))))?;
-        let index = RawManifest::parse(bytes, Some(media::OCI_INDEX))
-            .map_err(|source| StoreError::Manifest { store: repository.to_string(), source })?;
+        let index = read_manifest(&mut response, Some(media::OCI_INDEX), repository, &op)?;
         match index.kind() {
             ManifestKind::Index(index) => Ok(Some(index.manifests.clone())),
             ManifestKind::Image(_) => Err(StoreError::Invalid {

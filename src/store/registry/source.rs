@@ -103,6 +103,23 @@ fn header(response: &Response<Body>, name: &str) -> Option<String> {
         .map(|v| v.split(';').next().unwrap_or(v).trim().to_string())
 }
 
+/// The body of a manifest answer (at most [`MAX_MANIFEST_BYTES`]), parsed with the media type
+/// `declared` for it; errors name `repository`.
+pub(super) fn read_manifest(
+    response: &mut Response<Body>,
+    declared: Option<&str>,
+    repository: &Repository,
+    op: &Operation,
+) -> Result<RawManifest, StoreError> {
+    let bytes = response
+        .body_mut()
+        .with_config()
+        .limit(MAX_MANIFEST_BYTES)
+        .read_to_vec()
+        .map_err(|e| StoreError::from(op.error(super::agent::transport_kind(e))))?;
+    RawManifest::parse(bytes, declared).map_err(|source| StoreError::Manifest { store: repository.to_string(), source })
+}
+
 impl Source for RegistrySource {
     fn name(&self) -> &str {
         "registry"
@@ -202,14 +219,7 @@ impl RegistrySource {
         }
         let media_type = header(&response, "content-type");
         let served_digest = header(&response, "docker-content-digest");
-        let bytes = response
-            .body_mut()
-            .with_config()
-            .limit(MAX_MANIFEST_BYTES)
-            .read_to_vec()
-            .map_err(|e| StoreError::from(op.error(super::agent::transport_kind(e))))?;
-        let manifest = RawManifest::parse(bytes, media_type.as_deref())
-            .map_err(|source| StoreError::Manifest { store: repository.to_string(), source })?;
+        let manifest = read_manifest(&mut response, media_type.as_deref(), repository, op)?;
         if let Some(expected) = expected {
             if manifest.digest() != expected {
                 return Err(StoreError::Verify(crate::verify::VerifyError::Digest {
