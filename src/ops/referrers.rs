@@ -19,7 +19,7 @@ use crate::model::{Descriptor, Digest, ManifestKind, RawManifest, Repository, an
 use crate::store::Source;
 use crate::store::StoreError;
 use crate::store::referrers::{FoundReferrer, LookupMemo, ReferrerLookup};
-use crate::store::registry::{Operation, RegistryClient, RegistrySource, RequestBody};
+use crate::store::registry::{Operation, RegistryClient, RegistrySink, RegistrySource, RequestBody};
 
 /// Which referrers an export carries (`--referrers`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -301,6 +301,7 @@ pub fn publish_schema_indexes(
     graph: &Graph,
 ) -> Result<Vec<String>, StoreError> {
     let target = RegistrySource::new(Arc::clone(client));
+    let sink = RegistrySink::new(Arc::clone(client), repository.clone());
     let mut written = Vec::new();
     for (subject, ours) in api_referrers(graph) {
         if target_has_api(client, repository, &subject)? {
@@ -336,7 +337,9 @@ pub fn publish_schema_indexes(
             "schemaVersion": 2, "mediaType": media::OCI_INDEX, "manifests": manifests,
         }))
         .expect("descriptors serialise");
-        put_manifest(client, repository, &tag, media::OCI_INDEX, bytes)?;
+        let index = RawManifest::parse(bytes, Some(media::OCI_INDEX))
+            .map_err(|source| StoreError::Manifest { store: repository.to_string(), source })?;
+        sink.put_tag(&tag, &index)?;
         written.push(tag);
     }
     Ok(written)
@@ -353,25 +356,4 @@ fn target_has_api(client: &RegistryClient, repository: &Repository, subject: &Di
     let url = format!("{}/v2/{}/referrers/{subject}", client.base_url(&repository.registry), repository.path);
     let response = client.send(&op, Method::GET, &url, &[], RequestBody::Empty, true).map_err(StoreError::from)?;
     Ok(response.status() != 404)
-}
-
-/// PUTs a manifest under a tag.
-fn put_manifest(
-    client: &RegistryClient,
-    repository: &Repository,
-    tag: &str,
-    media_type: &str,
-    bytes: Vec<u8>,
-) -> Result<(), StoreError> {
-    let op = Operation {
-        registry: repository.registry.clone(),
-        repository: repository.path.clone(),
-        what: format!("writing the referrers index {tag}"),
-        scopes: vec![format!("repository:{}:pull,push", repository.path)],
-    };
-    let url = format!("{}/v2/{}/manifests/{tag}", client.base_url(&repository.registry), repository.path);
-    client
-        .send(&op, Method::PUT, &url, &[("Content-Type", media_type.to_string())], RequestBody::Bytes(&bytes), false)
-        .map_err(StoreError::from)?;
-    Ok(())
 }
