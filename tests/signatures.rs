@@ -78,20 +78,22 @@ impl Pusher {
         digest_of(bytes)
     }
 
-    /// A manifest's digest in `repo` by tag, or `None`.
-    fn resolve(&self, repo: &str, reference: &str) -> Option<String> {
-        let accept = [OCI_MANIFEST, OCI_INDEX, "application/vnd.docker.distribution.manifest.v2+json"].join(",");
-        let response = ureq::get(&format!("{}/v2/{repo}/manifests/{reference}", self.base))
-            .header("Accept", &accept)
+    /// The body of a GET of `path` under /v2/, or `None` unless the registry answers 200.
+    fn get_if_found(&self, path: &str, accept: &str) -> Option<Vec<u8>> {
+        let response = ureq::get(&format!("{}/v2/{path}", self.base))
+            .header("Accept", accept)
             .config()
             .http_status_as_error(false)
             .build()
             .call()
             .unwrap();
-        if response.status() != 200 {
-            return None;
-        }
-        Some(digest_of(&response.into_body().read_to_vec().unwrap()))
+        (response.status() == 200).then(|| response.into_body().read_to_vec().unwrap())
+    }
+
+    /// A manifest's digest in `repo` by tag, or `None`.
+    fn resolve(&self, repo: &str, reference: &str) -> Option<String> {
+        let accept = [OCI_MANIFEST, OCI_INDEX, "application/vnd.docker.distribution.manifest.v2+json"].join(",");
+        self.get_if_found(&format!("{repo}/manifests/{reference}"), &accept).map(|bytes| digest_of(&bytes))
     }
 
     fn get_json(&self, repo: &str, reference: &str) -> Value {
@@ -103,16 +105,10 @@ impl Pusher {
     }
 
     fn tags(&self, repo: &str) -> Vec<String> {
-        let response = ureq::get(&format!("{}/v2/{repo}/tags/list", self.base))
-            .config()
-            .http_status_as_error(false)
-            .build()
-            .call()
-            .unwrap();
-        if response.status() != 200 {
+        let Some(bytes) = self.get_if_found(&format!("{repo}/tags/list"), "application/json") else {
             return Vec::new();
-        }
-        let listing: Value = serde_json::from_slice(&response.into_body().read_to_vec().unwrap()).unwrap();
+        };
+        let listing: Value = serde_json::from_slice(&bytes).unwrap();
         listing["tags"]
             .as_array()
             .map(|t| t.iter().map(|t| t.as_str().unwrap().to_string()).collect())
