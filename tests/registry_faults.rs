@@ -44,11 +44,13 @@ fn a_reset_mid_blob_resumes_with_range() {
         let sent = (1 << 20) + 123;
         server.add(Rule::new(Some("GET"), &digest, Fault::ResetAfter(sent)));
         let retries = Retries::default();
-        let source = RegistrySource::new(connect(options(&retries), anonymous()));
+        let client = connect(options(&retries), anonymous());
+        let source = RegistrySource::new(Arc::clone(&client));
         let (_, manifest) = open_image(&source, &image);
 
         let bytes = read_blob(&source, &layers(&manifest)[0]).expect("the blob despite the reset");
         assert!(bytes == layer, "the resumed blob has exactly the original bytes");
+        assert_eq!(client.direct_answers(), 2, "both answers were read by ferry's own reader (issue 18)");
 
         let gets = requests_for(&server, "GET", &digest);
         assert_eq!(gets.len(), 2, "one reset, one resume: {gets:#?}");

@@ -4,6 +4,7 @@
 //! somewhere in the error's chain, never a word found in a message).
 
 use std::io;
+use std::sync::Arc;
 use std::time::Duration;
 
 use ureq::Agent;
@@ -11,6 +12,7 @@ use ureq::config::RedirectAuthHeaders;
 use ureq::tls::{Certificate, PemItem, RootCerts, TlsConfig};
 
 use super::client::RegistryOptions;
+use super::direct::DirectGets;
 use super::error::RegistryErrorKind;
 
 /// `https://registry` (or `http://` with `--registry-insecure`); Docker Hub's API host for
@@ -22,14 +24,18 @@ pub fn base_url(insecure: bool, registry: &str) -> String {
 }
 
 /// The agent every request of the run goes through.
-pub fn build_agent(options: &RegistryOptions) -> Result<Agent, String> {
-    let tls = TlsConfig::builder().root_certs(root_certs(options)?).disable_verification(!options.verify_certs).build();
+pub fn build_agent(options: &RegistryOptions, roots: &Option<Vec<Certificate<'static>>>) -> Result<Agent, String> {
+    let roots = match roots {
+        Some(certs) => RootCerts::new_with_certs(certs),
+        None => RootCerts::WebPki,
+    };
+    let tls = TlsConfig::builder().root_certs(roots).disable_verification(!options.verify_certs).build();
     Ok(Agent::config_builder()
         .http_status_as_error(false)
         // A redirect may lead anywhere: it never carries the registry's credentials.
         .redirect_auth_headers(RedirectAuthHeaders::Never)
         .tls_config(tls)
-        .timeout_connect(Some(Duration::from_secs(30)))
+        .timeout_connect(Some(CONNECT_TIMEOUT))
         .timeout_recv_response(Some(options.response_header_timeout))
         // A body that stalls part-way fails after the same wait, and is then resumed.
         .timeout_per_read(Some(options.response_header_timeout))
@@ -43,8 +49,44 @@ pub fn build_agent(options: &RegistryOptions) -> Result<Agent, String> {
         .into())
 }
 
-/// System roots plus the extra CAs; Mozilla's roots when the system has none.
-fn root_certs(options: &RegistryOptions) -> Result<RootCerts, String> {
+/// How long a connection may take to open.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The direct blob GETs ([`super::direct`]), with the agent's timeouts and roots; `None` when a
+/// proxy is configured in the environment (the agent goes through it). HTTPS is read there only
+/// with certificates verified against system roots or `--registry-ca-cert-path`.
+pub fn build_direct(
+    options: &RegistryOptions,
+    agent: &Agent,
+    roots: &Option<Vec<Certificate<'static>>>,
+) -> Result<Option<DirectGets>, String> {
+    if agent.config().proxy().is_some() {
+        return Ok(None);
+    }
+    let tls = match roots {
+        Some(certs) if options.verify_certs => {
+            let mut store = rustls::RootCertStore::empty();
+            for cert in certs {
+                // A root the TLS library cannot use is left out, as the agent leaves it out.
+                let _ = store.add(rustls::pki_types::CertificateDer::from(cert.der().to_vec()));
+            }
+            let provider = Arc::new(rustls::crypto::ring::default_provider());
+            let config = rustls::ClientConfig::builder_with_provider(provider)
+                .with_safe_default_protocol_versions()
+                .map_err(|e| format!("setting up TLS: {e}"))?
+                .with_root_certificates(store)
+                .with_no_client_auth();
+            Some(Arc::new(config))
+        }
+        _ => None,
+    };
+    let idle = options.connections.max(1);
+    Ok(Some(DirectGets::new(tls, CONNECT_TIMEOUT, options.response_header_timeout, idle)))
+}
+
+/// System roots plus the extra CAs; `None` when there are neither (the agent then trusts
+/// Mozilla's roots).
+pub fn trusted_roots(options: &RegistryOptions) -> Result<Option<Vec<Certificate<'static>>>, String> {
     let mut certs: Vec<Certificate<'static>> = Vec::new();
     for path in &options.ca_cert_paths {
         let pem = std::fs::read(path).map_err(|e| format!("reading CA certificate {}: {e}", path.display()))?;
@@ -59,13 +101,8 @@ fn root_certs(options: &RegistryOptions) -> Result<RootCerts, String> {
         }
     }
     let native = rustls_native_certs::load_native_certs();
-    let system: Vec<Certificate<'static>> =
-        native.certs.iter().map(|der| Certificate::from_der(der.as_ref()).to_owned()).collect();
-    if system.is_empty() && certs.is_empty() {
-        return Ok(RootCerts::WebPki);
-    }
-    certs.extend(system);
-    Ok(RootCerts::new_with_certs(&certs))
+    certs.extend(native.certs.iter().map(|der| Certificate::from_der(der.as_ref()).to_owned()));
+    Ok((!certs.is_empty()).then_some(certs))
 }
 
 /// Classifies a transport failure by its type.

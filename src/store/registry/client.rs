@@ -10,7 +10,9 @@
 //! origin (scheme, host and port): a request to a URL the registry handed out on another host
 //! (an upload `Location` on a storage host) goes without `Authorization`, its 401 is not taken
 //! as the registry's challenge, and no URL may leave HTTPS for plain HTTP. Redirects are
-//! followed by `ureq`, which drops `Authorization` on them.
+//! followed without `Authorization`, by `ureq` and, for
+//! blob bodies, by ferry's own reader ([`super::direct`], spec/cli.md RF-5), whose answers come
+//! back as the same `Response` and go through the same logic here.
 //!
 //! A request whose body can be sent again is retried here; a streamed body cannot be, so its
 //! failure goes up to the layer that can read the blob again (the engine), carrying the
@@ -24,9 +26,10 @@ use std::time::Duration;
 use ureq::http::{self, Response};
 use ureq::{Agent, Body, SendBody};
 
-use super::agent::{base_url, build_agent, transport_kind};
+use super::agent::{base_url, build_agent, build_direct, io_kind, transport_kind, trusted_roots};
 use super::auth::Authenticator;
 use super::credentials::{CredentialStore, Secret};
+use super::direct::DirectGets;
 use super::error::{RegistryError, RegistryErrorKind, status_kind};
 use super::origin::Origin;
 use super::retry::{RetryPolicy, Verdict};
@@ -121,13 +124,32 @@ impl RequestBody<'_> {
 /// The shared client.
 pub struct RegistryClient {
     agent: Agent,
+    /// Blob bodies read straight into the caller's buffers; `None` behind a proxy.
+    direct: Option<DirectGets>,
     options: RegistryOptions,
     auth: Authenticator,
 }
 
+/// Which way a request goes.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Way {
+    /// The agent.
+    Agent,
+    /// A GET whose body is read by ferry itself where it can be ([`super::direct`]).
+    Direct,
+}
+
 impl RegistryClient {
     pub fn new(options: RegistryOptions, credentials: CredentialStore) -> Result<Self, String> {
-        Ok(RegistryClient { agent: build_agent(&options)?, options, auth: Authenticator::new(credentials) })
+        let roots = trusted_roots(&options)?;
+        let agent = build_agent(&options, &roots)?;
+        let direct = build_direct(&options, &agent, &roots)?;
+        Ok(RegistryClient { agent, direct, options, auth: Authenticator::new(credentials) })
+    }
+
+    /// How many answers were read by ferry's own HTTP/1.1 reader rather than the agent.
+    pub fn direct_answers(&self) -> u64 {
+        self.direct.as_ref().map_or(0, DirectGets::answers)
     }
 
     pub fn options(&self) -> &RegistryOptions {
@@ -192,6 +214,34 @@ impl RegistryClient {
         method: http::Method,
         url: &str,
         headers: &[(&str, String)],
+        body: RequestBody<'_>,
+        allow_404: bool,
+        attempts: &mut u32,
+    ) -> Result<Response<Body>, RegistryError> {
+        self.send_by(Way::Agent, op, method, url, headers, body, allow_404, attempts)
+    }
+
+    /// A GET of a blob's body, counted in `attempts` like [`RegistryClient::send_within`]: the
+    /// same request, answered the same way, but its body is read from the connection straight
+    /// into the caller's buffers (no copy through the HTTP client's own, issue 18).
+    pub fn get_body_within(
+        &self,
+        op: &Operation,
+        url: &str,
+        headers: &[(&str, String)],
+        attempts: &mut u32,
+    ) -> Result<Response<Body>, RegistryError> {
+        self.send_by(Way::Direct, op, http::Method::GET, url, headers, RequestBody::Empty, false, attempts)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn send_by(
+        &self,
+        way: Way,
+        op: &Operation,
+        method: http::Method,
+        url: &str,
+        headers: &[(&str, String)],
         mut body: RequestBody<'_>,
         allow_404: bool,
         attempts: &mut u32,
@@ -202,7 +252,7 @@ impl RegistryClient {
         loop {
             *attempts += 1;
             let mut untouched = false;
-            let error = match self.attempt(op, &method, url, headers, &mut body, credentialed, &mut untouched) {
+            let error = match self.attempt(way, op, &method, url, headers, &mut body, credentialed, &mut untouched) {
                 // Only the registry's own 401 teaches a challenge: another host must not choose
                 // where the registry's credentials go next.
                 Ok((response, had_authorization)) if response.status() == 401 && credentialed && !reauthenticated => {
@@ -249,6 +299,7 @@ impl RegistryClient {
     #[allow(clippy::too_many_arguments)]
     fn attempt(
         &self,
+        way: Way,
         op: &Operation,
         method: &http::Method,
         url: &str,
@@ -265,6 +316,13 @@ impl RegistryClient {
         } else {
             None
         };
+        if let (Way::Direct, Some(direct)) = (way, &self.direct) {
+            match direct.get(url, headers, authorization.as_ref()) {
+                Ok(Some(response)) => return Ok((response, authorization.is_some())),
+                Ok(None) => {}
+                Err(e) => return Err(op.error(io_kind(&e))),
+            }
+        }
         let response = self.send_once(op, method, url, headers, &authorization, body)?;
         Ok((response, authorization.is_some()))
     }

@@ -5,7 +5,8 @@
 //! The client is split along its seams: [`agent`] (scheme, TLS roots, the pooled agent, typed
 //! transport errors), [`auth`] (challenges, tokens) over [`credentials`] (resolved once per
 //! host), [`retry`] (the one retry policy), [`error`] (what the registry really answered),
-//! [`origin`] (where credentials may go, URLs); [`client`] sends one request through them.
+//! [`origin`] (where credentials may go, URLs); [`client`] sends one request through them, and
+//! [`direct`] reads blob bodies from the connection straight into the caller's buffers.
 
 // Errors carry registry, repository, operation, status, code and message; they are built only on
 // the cold path, so their size does not matter.
@@ -15,6 +16,7 @@ pub mod agent;
 pub mod auth;
 pub mod client;
 pub mod credentials;
+pub mod direct;
 pub mod error;
 pub mod origin;
 mod referrers;

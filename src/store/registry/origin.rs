@@ -9,7 +9,7 @@ use std::fmt;
 use ureq::http::Uri;
 
 /// Scheme, host and port of a URL; the port is explicit even when the URL left it out.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Origin {
     scheme: &'static str,
     /// Lowercase; an IPv6 address keeps its brackets.
@@ -29,6 +29,11 @@ impl Origin {
         };
         let host = uri.host().filter(|h| !h.is_empty())?.to_ascii_lowercase();
         Some(Origin { scheme, host, port: uri.port_u16().unwrap_or(default_port) })
+    }
+
+    /// The port, explicit or the scheme's default.
+    pub fn port(&self) -> u16 {
+        self.port
     }
 
     /// Whether requests to this origin are protected by TLS.

@@ -315,7 +315,7 @@ impl ResumableBody {
             from.map(|offset| ("Range", format!("bytes={offset}-"))).into_iter().collect();
         let response = self
             .client
-            .send_within(&self.op, Method::GET, &self.url, &headers, RequestBody::Empty, false, &mut self.attempts)
+            .get_body_within(&self.op, &self.url, &headers, &mut self.attempts)
             .map_err(BodyFailure::Registry)?;
         let status = response.status().as_u16();
         if let Some(offset) = from.filter(|_| status != 206) {
