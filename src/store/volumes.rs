@@ -229,6 +229,36 @@ fn reopen_direct(_file: &File) -> Option<File> {
     None
 }
 
+/// Allocates the blocks of a file's first `len` bytes (`fallocate`, as unwritten extents that
+/// read as zeros), best effort: a file whose blocks are allocated as blobs land takes the inode's
+/// lock exclusively for every allocating direct write, so the workers' writes queue behind each
+/// other (issue 18: 0.07 CPU-s of idle cores per GiB exported, `sched_switch` traces); into
+/// allocated blocks they go side by side. A filesystem without `fallocate`, or too little space,
+/// changes nothing: blocks are then allocated as they are written, and a full disk is reported
+/// by the write that meets it (the partial file stays usable for `--resume`).
+#[cfg(target_os = "linux")]
+pub fn preallocate(file: &File, len: u64) {
+    use std::os::fd::AsRawFd;
+    let Ok(len) = i64::try_from(len) else { return };
+    if len == 0 {
+        return;
+    }
+    // SAFETY: the descriptor is open for the life of `file`; the call only reads its arguments.
+    let failed = unsafe { libc::fallocate(file.as_raw_fd(), 0, 0, len) } != 0;
+    if failed {
+        // Whatever part was allocated before the space ran out is given back, so that a nearly
+        // full disk holds as many whole blobs as it did without this.
+        // SAFETY: as above.
+        unsafe {
+            libc::fallocate(file.as_raw_fd(), libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_KEEP_SIZE, 0, len);
+        }
+    }
+}
+
+/// Other Unix systems: blocks are allocated as they are written.
+#[cfg(not(target_os = "linux"))]
+pub fn preallocate(_file: &File, _len: u64) {}
+
 /// `sync_file_range(SYNC_FILE_RANGE_WRITE)`: queue the range for writing, return at once. A
 /// hint only; failure changes nothing (the final fsync is what makes the archive durable).
 /// Linux only (README "Platforms"); elsewhere the hint is left out.

@@ -228,8 +228,10 @@ impl LayoutTarSink {
             // through a link (AR-W2a); emptied first, so the new layout starts from zeros.
             let file = open_owned_file(&path, true).map_err(|e| StoreError::io(context(), e))?;
             file.set_len(0).map_err(|e| StoreError::io(context(), e))?;
-            // Sizing the file up front reserves its length; the blocks are allocated as blobs land.
+            // Sizing the file up front reserves its length; its blocks are allocated too where
+            // the filesystem can, so that blobs are written into them side by side.
             file.set_len(len).map_err(|e| self.write_failure(context(), e))?;
+            crate::store::volumes::preallocate(&file, len);
             files.push((path, file, len));
         }
         self.file = Some(Arc::new(Volumes::new(files)));
@@ -540,6 +542,18 @@ mod tests {
         let mut direct = LayoutTarSink::new(&direct_path);
         direct.prepare(&plan).unwrap();
         assert!(direct.direct.is_some(), "direct writes work in {}", dir.path().display());
+        #[cfg(target_os = "linux")]
+        {
+            // Its blocks are allocated before any blob lands (issue 18: no allocating writes).
+            use std::os::unix::fs::MetadataExt;
+            let partial = std::fs::metadata(&direct.partial).unwrap();
+            assert!(
+                partial.blocks() * 512 >= partial.len(),
+                "{} of {} bytes allocated",
+                partial.blocks() * 512,
+                partial.len()
+            );
+        }
         write(&mut direct, &plan, &blobs, true);
         let buffered_path = dir.path().join("buffered.tar");
         let mut buffered = LayoutTarSink::new(&buffered_path);
