@@ -193,6 +193,16 @@ mod tests {
     }
 
     #[test]
+    fn blob_bodies_go_through_the_agent_behind_a_proxy() {
+        let options = RegistryOptions::default();
+        let plain: Agent = Agent::config_builder().proxy(None).build().into();
+        assert!(build_direct(&options, &plain, &None).unwrap().is_some());
+        let proxy = ureq::Proxy::new("http://127.0.0.1:9").unwrap();
+        let proxied: Agent = Agent::config_builder().proxy(Some(proxy)).build().into();
+        assert!(build_direct(&options, &proxied, &None).unwrap().is_none(), "a proxy is never bypassed");
+    }
+
+    #[test]
     fn the_scheme_follows_the_insecure_flag() {
         assert_eq!(base_url(false, "r.example:5000"), "https://r.example:5000");
         assert_eq!(base_url(true, "127.0.0.1:5000"), "http://127.0.0.1:5000");
