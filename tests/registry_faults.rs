@@ -191,6 +191,47 @@ fn a_body_that_stalls_midway_times_out_and_resumes() {
     });
 }
 
+/// Whether a bundle's repository holds its images (PL-2, no ImageLocations record) is asked
+/// for every lock entry at once, not one round trip after another: with each answer 300 ms
+/// late, eight entries take about one wait, where one after another took eight (2.4 s). The
+/// margin is wide: the point is overlap, not speed.
+#[test]
+fn a_bundles_whereabouts_are_asked_for_all_entries_at_once() {
+    use ferry::engine::LockEntry;
+    use ferry::model::lock::ImageRef;
+    use ferry::ops::bundle::located::{Whereabouts, whereabouts};
+
+    bounded(TEST_LIMIT, || {
+        let server = FaultServer::start();
+        let images: Vec<_> =
+            (0..8).map(|i| server.seed_image(REPO, &format!("v{i}"), vec![content(40 + i, 64)])).collect();
+        let mut entries = Vec::new();
+        for image in &images {
+            let path = format!("/manifests/{}", image.manifest_digest);
+            server.add(Rule::new(Some("HEAD"), &path, Fault::Delay(Duration::from_millis(300))).times(usize::MAX));
+            let named = format!("origin.example/team/app@{}", image.manifest_digest);
+            entries.push(LockEntry {
+                entry: ImageRef { annotations: Default::default(), image: named.clone() },
+                reference: named.parse().unwrap(),
+            });
+        }
+        let missing = format!("origin.example/team/app@{}", digest_of(b"not pushed"));
+        entries.push(LockEntry {
+            entry: ImageRef { annotations: Default::default(), image: missing.clone() },
+            reference: missing.parse().unwrap(),
+        });
+        let client = connect(options(&Retries::default()), anonymous());
+        let started = Instant::now();
+        let answer = whereabouts(&client, &repository(&server), digest_of(b"a bundle").parse().unwrap(), &entries)
+            .expect("every entry answered");
+        let took = started.elapsed();
+        assert_eq!(answer, Whereabouts::Missing { missing: vec![missing], total: entries.len() });
+        assert!(took < Duration::from_millis(1500), "{took:?} for 8 entries answering 300 ms late: asked one by one");
+        assert_eq!(server.count(Some("HEAD"), "/manifests/sha256:"), entries.len(), "one HEAD per entry");
+        assert_eq!(server.count(Some("HEAD"), ".image-locations.imgpkg"), 1, "and one for the record");
+    });
+}
+
 // ---------------------------------------------------------------------------------------------
 // Pull: error statuses and silence
 

@@ -7,7 +7,7 @@
 
 use std::sync::Arc;
 
-use crate::engine::LockEntry;
+use crate::engine::{LockEntry, run_all};
 use crate::model::lock::ImageLocations;
 use crate::model::{Digest, ManifestKind, Repository};
 use crate::ops::bundle::locations::{self, record_tag};
@@ -44,9 +44,12 @@ pub fn whereabouts(
         return Ok(Whereabouts::Recorded(record));
     }
     let there = RegistrySource::relocated_to(Arc::clone(client), repository.clone());
+    // One HEAD per entry, as many at once as the client keeps connections (they were one after
+    // another: a bundle of 19 images waited 19 round trips before its walk began).
+    let answers = run_all(entries, client.options().connections, false, |entry| there.resolve(&entry.reference));
     let mut missing = Vec::new();
-    for entry in entries {
-        match there.resolve(&entry.reference) {
+    for (entry, answer) in entries.iter().zip(answers) {
+        match answer.expect("every entry is asked about") {
             Ok(_) => {}
             Err(err) if is_absent(&err) => missing.push(entry.reference.to_string()),
             Err(err) => return Err(err),
