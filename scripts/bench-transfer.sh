@@ -330,6 +330,17 @@ rm -f "$work/dd.out"
 "$ferry" verify -q "$archive" >/dev/null  # the archive the imports read is sound
 timed warmup curl_get_all
 for _ in $(seq "$runs"); do timed net curl_get_all; done
+# The same GETs with their CPU counted (curl's and the registry's): how close to its own CPU
+# bound a client that only receives gets against this registry, the reference for ferry's ratio.
+: >"$work/cpu.net"; : >"$work/wall.net"
+for _ in $(seq "$runs"); do
+  before=$(registry_cpu_seconds "${reg_pid[source]}")
+  work=$work src=$src workers=$workers /usr/bin/time -o "$work/time.net" -f '%e %U %S' \
+    bash -c "$(declare -f curl_get_all); curl_get_all"
+  registry_cpu=$(echo "$(registry_cpu_seconds "${reg_pid[source]}") - $before" | bc -l)
+  awk -v r="$registry_cpu" '{print $2 + $3 + r}' "$work/time.net" >>"$work/cpu.net"
+  awk '{print $1}' "$work/time.net" >>"$work/wall.net"
+done
 hash_rate=$(openssl speed -mr -evp sha256 -bytes 1048576 -seconds 2 2>/dev/null | awk -F: '/^\+F:/ {print $4}')
 
 # export_cpu_report: ferry's CPU per GiB beside SHA-256 alone, and the CPU bound of an export
@@ -344,6 +355,11 @@ export_cpu_report() {
     "$cpu_ferry" "$cpu_registry" "$cores"
   printf '  alone takes >= %.2f s (= %.2fx the larger floor); ferry export takes %.2fx that bound\n' \
     "$cpu_bound" "$(echo "$cpu_bound / $floor_s" | bc -l)" "$(echo "$(median "$work/t.export") / $cpu_bound" | bc -l)"
+  local net_bound
+  net_bound=$(echo "$(median "$work/cpu.net") / $cores" | bc -l)
+  printf '  (the parallel curl GETs of the same blobs, %.3f s, take %.2fx their own CPU bound, %.2f s of\n' \
+    "$(median "$work/wall.net")" "$(echo "$(median "$work/wall.net") / $net_bound" | bc -l)" "$(median "$work/cpu.net")"
+  printf '  curl'"'"'s and the registry'"'"'s CPU over %d cores)\n' "$cores"
   printf 'CPU per GiB exported: ferry %.2f s, beside SHA-256 alone %.2f s (openssl speed, one core);\n' \
     "$(echo "$cpu_ferry / $gib" | bc -l)" "$(echo "1073741824 / $hash_rate" | bc -l)"
   printf '  goals: <= 1.1 s per GiB, export <= 1.05x the CPU bound\n'
