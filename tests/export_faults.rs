@@ -106,3 +106,54 @@ fn issue15_referrers_from_the_api_are_carried_and_a_failing_lookup_is_an_error()
     assert_eq!(failed.status.code(), Some(1), "{stderr}");
     assert!(stderr.contains("referrers") && stderr.contains("500"), "{stderr}");
 }
+
+/// A bundle's lock entries are pinned by digest: the walk reads each one's manifest with one GET
+/// (checked against the digest), never a HEAD and then a GET (issue 18: the walk of the bench
+/// bundle spent 19 HEADs and 19 GETs on its images, with the cores half idle).
+#[test]
+fn a_lock_entrys_manifest_is_read_with_one_request() {
+    use std::io::Write;
+
+    let server = FaultServer::start();
+    let images: Vec<_> =
+        (0..3u8).map(|i| server.seed_image(&format!("team/img-{i}"), "v1", vec![layer(10 + i, 1000)])).collect();
+    let mut lock = String::from("apiVersion: imgpkg.carvel.dev/v1alpha1\nkind: ImagesLock\nimages:\n");
+    for (i, image) in images.iter().enumerate() {
+        lock.push_str(&format!("- image: {}/team/img-{i}@{}\n", server.host(), image.manifest_digest));
+    }
+    let mut tar = tar::Builder::new(Vec::new());
+    let mut header = tar::Header::new_ustar();
+    header.set_size(lock.len() as u64);
+    header.set_mode(0o644);
+    header.set_cksum();
+    tar.append_data(&mut header, ".imgpkg/images.yml", lock.as_bytes()).unwrap();
+    let tar = tar.into_inner().unwrap();
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    gz.write_all(&tar).unwrap();
+    let bundle_layer = gz.finish().unwrap();
+    let config = br#"{"architecture":"","os":"","config":{"Labels":{"dev.carvel.imgpkg.bundle":"true"}}}"#.to_vec();
+    let (config_size, layer_size) = (config.len(), bundle_layer.len());
+    let config_digest = server.put_blob("team/bundle", config);
+    let layer_digest = server.put_blob("team/bundle", bundle_layer);
+    let manifest = format!(
+        r#"{{"schemaVersion":2,"mediaType":"application/vnd.docker.distribution.manifest.v2+json","config":{{"mediaType":"application/vnd.docker.container.image.v1+json","digest":"{config_digest}","size":{config_size}}},"layers":[{{"mediaType":"application/vnd.docker.image.rootfs.diff.tar.gzip","digest":"{layer_digest}","size":{layer_size}}}]}}"#
+    );
+    let docker = "application/vnd.docker.distribution.manifest.v2+json";
+    server.put_manifest("team/bundle", docker, manifest.into_bytes(), Some("v1"));
+
+    let scratch = tempfile::tempdir().unwrap();
+    let archive = scratch.path().join("bundle.tar");
+    let output = ferry()
+        .args(["export", "-b", &format!("{}/team/bundle:v1", server.host()), "-o"])
+        .arg(&archive)
+        .arg("--registry-insecure")
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    for (i, image) in images.iter().enumerate() {
+        let path = format!("/team/img-{i}/manifests/{}", image.manifest_digest);
+        assert_eq!(server.count(Some("GET"), &path), 1, "{path}: read once");
+        assert_eq!(server.count(Some("HEAD"), &path), 0, "{path}: not resolved before it is read");
+    }
+    ferry().arg("verify").arg(&archive).assert().success();
+}

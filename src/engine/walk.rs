@@ -10,7 +10,7 @@
 //! within [`MAX_BLOB_SIZE`](crate::model::manifest::MAX_BLOB_SIZE) (AR-R13), so every reader of a graph (verify, import, inspect,
 //! export) refuses the same hostile ones and no later sum can wrap.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use super::beside::{Beside, MoreArtifacts};
 use super::bundle::{BundleContent, is_bundle_config, read_bundle};
@@ -259,6 +259,8 @@ fn walk_artifacts(
 ) {
     // Each round holds the bundles' lock entries of the round before: one bundle level deeper.
     let mut bundle_depth = 0;
+    // Manifests read while resolving lock entries, taken by the next round instead of a GET.
+    let mut prefetched: HashMap<Digest, RawManifest> = HashMap::new();
     while !pending_artifacts.is_empty() {
         bundle_depth += 1;
         if bundle_depth > MAX_NESTING_DEPTH {
@@ -276,7 +278,7 @@ fn walk_artifacts(
         let tops: Vec<(Descriptor, usize)> =
             new_artifacts.iter().enumerate().map(|(i, a)| (a.descriptor.clone(), first_index + i)).collect();
         graph.artifacts.extend(new_artifacts);
-        fetch_manifests(source, graph, tops, options, beside);
+        fetch_manifests(source, graph, tops, options, beside, &mut prefetched);
         // Only top-level image manifests can be bundles (a bundle is never an index child).
         let candidates: Vec<(usize, Descriptor)> = (first_index..graph.artifacts.len())
             .filter_map(|i| {
@@ -304,7 +306,8 @@ fn walk_artifacts(
         }
         for i in first_index..graph.artifacts.len() {
             if graph.artifacts[i].is_bundle {
-                pending_artifacts.extend(expand_bundle(source, graph, i, known_artifacts, options.workers));
+                let entries = expand_bundle(source, graph, i, known_artifacts, options.workers, &mut prefetched);
+                pending_artifacts.extend(entries);
             }
         }
     }
@@ -356,6 +359,7 @@ fn expand_bundle(
     index: usize,
     known: &mut HashSet<(Digest, Option<String>)>,
     workers: usize,
+    prefetched: &mut HashMap<Digest, RawManifest>,
 ) -> Vec<Artifact> {
     let bundle = graph.artifacts[index].clone();
     let digest = bundle.descriptor.digest;
@@ -376,11 +380,15 @@ fn expand_bundle(
     let mut new = Vec::new();
     let mut missing = Vec::new();
     // One request per lock entry, `workers` at a time; the answers are taken in the lock's order.
-    let resolved = run_all(&content.entries, workers, false, |entry| source.resolve(&entry.reference));
+    // A manifest named by digest comes with its answer where the source can give it.
+    let resolved = run_all(&content.entries, workers, false, |entry| source.resolve_with_manifest(&entry.reference));
     for (entry, answer) in content.entries.iter().zip(resolved) {
         let name = entry.reference.to_string();
         match answer.expect("run_all without stop runs every job") {
-            Ok(descriptor) => {
+            Ok((descriptor, manifest)) => {
+                if let Some(manifest) = manifest.filter(|_| !graph.manifests.contains_key(&descriptor.digest)) {
+                    prefetched.insert(descriptor.digest, manifest);
+                }
                 if let Some(existing) = graph
                     .artifacts
                     .iter_mut()
@@ -449,6 +457,7 @@ fn fetch_manifests(
     tops: Vec<(Descriptor, usize)>,
     options: &WalkOptions,
     beside: Option<&Beside>,
+    prefetched: &mut HashMap<Digest, RawManifest>,
 ) {
     // Each manifest to fetch, with the artifact (its place) it is fetched for.
     let mut frontier: Vec<(Descriptor, usize)> = Vec::new();
@@ -461,7 +470,14 @@ fn fetch_manifests(
     // Breadth first, so every manifest of the frontier is at `depth` (AR-R14).
     let mut depth = 1;
     while !frontier.is_empty() {
-        let fetched = run_all(&frontier, options.workers, false, |(descriptor, _)| source.manifest(descriptor));
+        // Manifests already read (with their lock entries) are taken as they are; the rest fetched.
+        let mut fetched: Vec<Option<Result<RawManifest, StoreError>>> =
+            frontier.iter().map(|(descriptor, _)| prefetched.remove(&descriptor.digest).map(Ok)).collect();
+        let missing: Vec<usize> = (0..frontier.len()).filter(|&i| fetched[i].is_none()).collect();
+        let answers = run_all(&missing, options.workers, false, |&i| source.manifest(&frontier[i].0));
+        for (i, answer) in missing.into_iter().zip(answers) {
+            fetched[i] = answer;
+        }
         let mut next = Vec::new();
         for ((descriptor, owner), result) in frontier.iter().zip(fetched) {
             let manifest = match result.expect("run_all without stop runs every job") {

@@ -116,6 +116,14 @@ pub trait Source: Sync {
     /// The descriptor of the manifest a reference names. Layout stores resolve by digest only.
     fn resolve(&self, reference: &Reference) -> Result<Descriptor, StoreError>;
 
+    /// [`Source::resolve`], with the manifest itself where reading it costs no more than
+    /// resolving: a registry answers a GET of a manifest named by digest in one request, where
+    /// resolving and then fetching took two. A manifest given is checked as
+    /// [`Source::manifest`] checks it.
+    fn resolve_with_manifest(&self, reference: &Reference) -> Result<(Descriptor, Option<RawManifest>), StoreError> {
+        Ok((self.resolve(reference)?, None))
+    }
+
     /// A manifest or index, read whole (at most 4 MiB) and checked against its descriptor.
     fn manifest(&self, descriptor: &Descriptor) -> Result<RawManifest, StoreError> {
         let bytes = self.small_blob(descriptor)?;

@@ -165,6 +165,21 @@ impl Source for RegistrySource {
         Ok(descriptor)
     }
 
+    /// A reference by digest: one GET of the manifest (checked against the digest), not a
+    /// HEAD and then a GET. A tag is resolved as [`Source::resolve`] resolves it.
+    fn resolve_with_manifest(&self, reference: &Reference) -> Result<(Descriptor, Option<RawManifest>), StoreError> {
+        let located = self.locate(reference);
+        let Some(digest) = located.digest else { return Ok((self.resolve(reference)?, None)) };
+        let repository = &located.repository;
+        let op = self.operation(repository, format!("fetching manifest {digest}"));
+        let manifest = self.fetch_manifest(repository, &digest.to_string(), Some(digest), &op)?;
+        self.remember(digest, repository);
+        for child in manifest.children() {
+            self.remember(child.digest, repository);
+        }
+        Ok((manifest.descriptor(), Some(manifest)))
+    }
+
     fn referrer_lookup(&self) -> Option<&dyn crate::store::referrers::ReferrerLookup> {
         Some(self)
     }
