@@ -289,11 +289,27 @@ fn walk_artifacts(
                 }
             })
             .collect();
-        let configs = run_all(&candidates, options.workers, false, |(_, config)| source.small_blob(config));
-        for ((i, config), result) in candidates.iter().zip(configs) {
-            match result.expect("run_all without stop runs every job") {
-                Ok(bytes) if is_bundle_config(&bytes) => graph.artifacts[*i].is_bundle = true,
-                Ok(_) => {}
+        // Each config once, however many images share it.
+        let mut unique: Vec<&Descriptor> = Vec::new();
+        let mut seen: HashSet<Digest> = HashSet::new();
+        for (_, config) in &candidates {
+            if seen.insert(config.digest) {
+                unique.push(config);
+            }
+        }
+        let read = run_all(&unique, options.workers, false, |config| source.small_blob(config));
+        let configs: HashMap<Digest, Result<bool, StoreError>> = unique
+            .iter()
+            .zip(read)
+            .map(|(config, result)| {
+                let bundle = result.expect("run_all without stop runs every job").map(|bytes| is_bundle_config(&bytes));
+                (config.digest, bundle)
+            })
+            .collect();
+        for (i, config) in &candidates {
+            match &configs[&config.digest] {
+                Ok(true) => graph.artifacts[*i].is_bundle = true,
+                Ok(false) => {}
                 Err(err) => {
                     let integrity = err.is_integrity();
                     graph.problem(

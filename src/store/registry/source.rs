@@ -28,10 +28,17 @@ use crate::verify::VerifyingReader;
 /// disk write or a scheduling gap does not stall the receive, within a few MiB per worker.
 const READ_AHEAD_DEPTH: usize = 2;
 
+/// Small blobs read whole (configs the walk reads to find bundles) are kept, up to this size
+/// each and [`KEPT_TOTAL`] in all, until the transfer asks for them: one GET each, not two.
+const KEPT_BLOB_MAX: u64 = 64 << 10;
+const KEPT_TOTAL: usize = 4 << 20;
+
 /// Reads images from any registry the references name.
 pub struct RegistrySource {
     client: Arc<RegistryClient>,
     locations: Mutex<HashMap<Digest, Repository>>,
+    /// Small blobs already read and verified, kept for the one later read of each.
+    kept: Mutex<KeptBlobs>,
     /// A relocated bundle's repository: references by digest are looked up there, never at
     /// the origin they name (imgpkg's rule for a relocated bundle).
     relocated_to: Option<Repository>,
@@ -39,13 +46,18 @@ pub struct RegistrySource {
 
 impl RegistrySource {
     pub fn new(client: Arc<RegistryClient>) -> Self {
-        RegistrySource { client, locations: Mutex::new(HashMap::new()), relocated_to: None }
+        RegistrySource { client, locations: Mutex::new(HashMap::new()), kept: Mutex::default(), relocated_to: None }
     }
 
     /// A source that resolves every reference carrying a digest in `repository` instead of
     /// where it names (a bundle relocated there with its images).
     pub fn relocated_to(client: Arc<RegistryClient>, repository: Repository) -> Self {
-        RegistrySource { client, locations: Mutex::new(HashMap::new()), relocated_to: Some(repository) }
+        RegistrySource {
+            client,
+            locations: Mutex::new(HashMap::new()),
+            kept: Mutex::default(),
+            relocated_to: Some(repository),
+        }
     }
 
     /// Where `reference` is looked up: itself, or its digest in the relocation repository.
@@ -195,7 +207,38 @@ impl Source for RegistrySource {
         Ok(manifest)
     }
 
+    /// Read once and kept (when small) for the transfer's read of the same blob.
+    fn small_blob(&self, descriptor: &Descriptor) -> Result<Vec<u8>, StoreError> {
+        if let Some(bytes) = self.kept.lock().expect("kept blobs lock").blobs.get(&descriptor.digest) {
+            return Ok(bytes.clone());
+        }
+        if descriptor.size > MAX_MANIFEST_BYTES {
+            return Err(StoreError::Manifest {
+                store: self.name().to_string(),
+                source: crate::model::manifest::ManifestError::TooLarge {
+                    digest: descriptor.digest.to_string(),
+                    size: descriptor.size,
+                },
+            });
+        }
+        let mut bytes = Vec::with_capacity(descriptor.size as usize);
+        self.blob(descriptor)?
+            .read_to_end(&mut bytes)
+            .map_err(|e| StoreError::io(format!("{}: reading {}", self.name(), descriptor.digest), e))?;
+        if descriptor.size <= KEPT_BLOB_MAX {
+            self.kept.lock().expect("kept blobs lock").keep(descriptor.digest, &bytes);
+        }
+        Ok(bytes)
+    }
+
     fn blob(&self, descriptor: &Descriptor) -> Result<BlobReader<'_>, StoreError> {
+        let kept = self.kept.lock().expect("kept blobs lock").take(&descriptor.digest);
+        if let Some(bytes) = kept {
+            // Verified when it was read; verified again as it is handed on.
+            let origin = format!("{} (read earlier)", self.name());
+            let inner: Box<dyn Read + Send> = Box::new(io::Cursor::new(bytes));
+            return Ok(VerifyingReader::new(inner, descriptor.digest, descriptor.size, origin));
+        }
         let repository = self.location(&descriptor.digest)?;
         let op = self.operation(&repository, format!("fetching blob {}", descriptor.digest));
         let url = format!(
@@ -389,5 +432,28 @@ impl Read for ResumableBody {
             std::thread::sleep(policy.delay(self.attempts, None));
             self.reader = Some(self.request(Some(self.position)).map_err(BodyFailure::into_io)?);
         }
+    }
+}
+
+/// Small blobs kept after a whole read, within [`KEPT_TOTAL`] bytes.
+#[derive(Default)]
+struct KeptBlobs {
+    blobs: HashMap<Digest, Vec<u8>>,
+    bytes: usize,
+}
+
+impl KeptBlobs {
+    fn keep(&mut self, digest: Digest, bytes: &[u8]) {
+        if self.bytes + bytes.len() <= KEPT_TOTAL && !self.blobs.contains_key(&digest) {
+            self.bytes += bytes.len();
+            self.blobs.insert(digest, bytes.to_vec());
+        }
+    }
+
+    /// The blob, given up: a blob streamed is read once.
+    fn take(&mut self, digest: &Digest) -> Option<Vec<u8>> {
+        let bytes = self.blobs.remove(digest)?;
+        self.bytes -= bytes.len();
+        Some(bytes)
     }
 }
