@@ -20,7 +20,7 @@ use crate::model::media::MANIFEST_ACCEPT;
 use crate::model::{Descriptor, Digest, RawManifest, Reference, Repository};
 use crate::store::read_ahead::ReadAhead;
 use crate::store::{BlobReader, Source, StoreError};
-use crate::verify::VerifyError;
+use crate::verify::{Chunk, ChunkSource, VerifyError};
 
 use crate::verify::VerifyingReader;
 
@@ -234,10 +234,11 @@ impl Source for RegistrySource {
     fn blob(&self, descriptor: &Descriptor) -> Result<BlobReader<'_>, StoreError> {
         let kept = self.kept.lock().expect("kept blobs lock").take(&descriptor.digest);
         if let Some(bytes) = kept {
-            // Verified when it was read; verified again as it is handed on.
+            // Verified when it was read; verified again as it is handed on, as one chunk of its
+            // own size (a reader of its own would take a read-ahead-sized buffer per blob).
             let origin = format!("{} (read earlier)", self.name());
-            let inner: Box<dyn Read + Send> = Box::new(io::Cursor::new(bytes));
-            return Ok(VerifyingReader::new(inner, descriptor.digest, descriptor.size, origin));
+            let chunks = KeptChunk(Some(Chunk::owned(&bytes)));
+            return Ok(VerifyingReader::from_chunks(Box::new(chunks), descriptor.digest, descriptor.size, origin));
         }
         let repository = self.location(&descriptor.digest)?;
         let op = self.operation(&repository, format!("fetching blob {}", descriptor.digest));
@@ -435,6 +436,15 @@ impl Read for ResumableBody {
     }
 }
 
+/// A kept blob handed on as its one chunk.
+struct KeptChunk(Option<Chunk>);
+
+impl ChunkSource for KeptChunk {
+    fn next_chunk(&mut self) -> io::Result<Option<Chunk>> {
+        Ok(self.0.take())
+    }
+}
+
 /// Small blobs kept after a whole read, within [`KEPT_TOTAL`] bytes.
 #[derive(Default)]
 struct KeptBlobs {
@@ -455,5 +465,34 @@ impl KeptBlobs {
         let bytes = self.blobs.remove(digest)?;
         self.bytes -= bytes.len();
         Some(bytes)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::sha256_digest;
+
+    #[test]
+    fn kept_blobs_stay_within_their_bound_and_are_handed_on_once() {
+        let mut kept = KeptBlobs::default();
+        let (big, small) = (sha256_digest(b"big"), sha256_digest(b"small"));
+        kept.keep(big, &vec![1; KEPT_TOTAL - 10]);
+        kept.keep(small, &[2; 11]);
+        assert!(kept.blobs.contains_key(&big) && !kept.blobs.contains_key(&small), "past the total: not kept");
+        assert_eq!(kept.take(&big).map(|bytes| bytes.len()), Some(KEPT_TOTAL - 10));
+        assert!(kept.take(&big).is_none(), "handed on once");
+        assert_eq!(kept.bytes, 0);
+    }
+
+    #[test]
+    fn a_kept_blob_is_handed_on_verified_in_a_buffer_of_its_own_size() {
+        let bytes = vec![7u8; 1500];
+        let chunks = KeptChunk(Some(Chunk::owned(&bytes)));
+        let mut reader = VerifyingReader::from_chunks(Box::new(chunks), sha256_digest(&bytes), 1500, "kept");
+        let mut chunk = reader.next_chunk().unwrap().expect("the blob");
+        assert_eq!(chunk.len(), 1500);
+        assert!(chunk.buffer_mut().len() <= 4096, "a page, not a read-ahead buffer per blob");
+        assert!(reader.next_chunk().unwrap().is_none());
     }
 }
