@@ -142,19 +142,25 @@ pub trait Source: Sync {
 
     /// Reads a small blob (a config or manifest) whole, verified; refuses anything over 4 MiB.
     fn small_blob(&self, descriptor: &Descriptor) -> Result<Vec<u8>, StoreError> {
-        if descriptor.size > MAX_MANIFEST_BYTES {
-            return Err(StoreError::Manifest {
-                store: self.name().to_string(),
-                source: ManifestError::TooLarge { digest: descriptor.digest.to_string(), size: descriptor.size },
-            });
-        }
-        let mut reader = self.blob(descriptor)?;
-        let mut bytes = Vec::with_capacity(descriptor.size as usize);
-        reader
-            .read_to_end(&mut bytes)
-            .map_err(|e| StoreError::io(format!("{}: reading {}", self.name(), descriptor.digest), e))?;
-        Ok(bytes)
+        read_small_blob(self, descriptor)
     }
+}
+
+/// [`Source::small_blob`] as every store reads one: through [`Source::blob`], whole, verified,
+/// at most 4 MiB. For stores that add to it (a registry keeps what it read).
+pub fn read_small_blob<S: Source + ?Sized>(source: &S, descriptor: &Descriptor) -> Result<Vec<u8>, StoreError> {
+    if descriptor.size > MAX_MANIFEST_BYTES {
+        return Err(StoreError::Manifest {
+            store: source.name().to_string(),
+            source: ManifestError::TooLarge { digest: descriptor.digest.to_string(), size: descriptor.size },
+        });
+    }
+    let mut reader = source.blob(descriptor)?;
+    let mut bytes = Vec::with_capacity(descriptor.size as usize);
+    reader
+        .read_to_end(&mut bytes)
+        .map_err(|e| StoreError::io(format!("{}: reading {}", source.name(), descriptor.digest), e))?;
+    Ok(bytes)
 }
 
 /// Where images go.

@@ -41,13 +41,16 @@ pub fn build_agent(options: &RegistryOptions, roots: &Option<Vec<Certificate<'st
         .timeout_per_read(Some(options.response_header_timeout))
         .max_idle_connections(options.connections.max(1) * 4)
         .max_idle_connections_per_host(options.connections.max(1))
-        .user_agent(concat!("ferry/", env!("CARGO_PKG_VERSION")))
+        .user_agent(USER_AGENT)
         .accept_encoding("identity")
         .input_buffer_size(256 * 1024)
         .output_buffer_size(256 * 1024)
         .build()
         .into())
 }
+
+/// What every request says it comes from, through the agent or the direct reader.
+pub const USER_AGENT: &str = concat!("ferry/", env!("CARGO_PKG_VERSION"));
 
 /// How long a connection may take to open.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);

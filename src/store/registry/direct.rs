@@ -66,7 +66,7 @@ impl DirectGets {
             tls,
             connect_timeout,
             read_timeout,
-            user_agent: concat!("ferry/", env!("CARGO_PKG_VERSION")),
+            user_agent: super::agent::USER_AGENT,
             idle: Arc::new(IdleConnections { by_origin: Mutex::new(HashMap::new()), per_origin: idle_per_origin }),
             answers: AtomicU64::new(0),
         }
@@ -341,12 +341,8 @@ struct Head {
 }
 
 impl Head {
-    fn field(&self, name: &str) -> Option<&str> {
-        self.fields
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .and_then(|(_, v)| std::str::from_utf8(v).ok())
-            .map(str::trim)
+    fn field<'a>(&'a self, name: &'a str) -> Option<&'a str> {
+        self.values(name).next().and_then(|v| std::str::from_utf8(v).ok()).map(str::trim)
     }
 
     fn values<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a [u8]> + 'a {
@@ -413,17 +409,15 @@ impl Connection {
             let available = &self.pending[self.pending_at..];
             match response.parse(available) {
                 Ok(httparse::Status::Complete(length)) => {
-                    let status = response.code.unwrap_or(0);
-                    let close = response
-                        .headers
-                        .iter()
-                        .filter(|h| h.name.eq_ignore_ascii_case("connection"))
-                        .any(|h| String::from_utf8_lossy(h.value).to_ascii_lowercase().contains("close"));
-                    let head = Head {
-                        status,
+                    let mut head = Head {
+                        status: response.code.unwrap_or(0),
                         fields: response.headers.iter().map(|h| (h.name.to_string(), h.value.to_vec())).collect(),
-                        keep_alive: response.version == Some(1) && !close,
+                        keep_alive: false,
                     };
+                    let close = head
+                        .values("connection")
+                        .any(|v| String::from_utf8_lossy(v).to_ascii_lowercase().contains("close"));
+                    head.keep_alive = response.version == Some(1) && !close;
                     self.pending_at += length;
                     return Ok(head);
                 }

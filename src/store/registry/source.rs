@@ -212,19 +212,7 @@ impl Source for RegistrySource {
         if let Some(bytes) = self.kept.lock().expect("kept blobs lock").blobs.get(&descriptor.digest) {
             return Ok(bytes.clone());
         }
-        if descriptor.size > MAX_MANIFEST_BYTES {
-            return Err(StoreError::Manifest {
-                store: self.name().to_string(),
-                source: crate::model::manifest::ManifestError::TooLarge {
-                    digest: descriptor.digest.to_string(),
-                    size: descriptor.size,
-                },
-            });
-        }
-        let mut bytes = Vec::with_capacity(descriptor.size as usize);
-        self.blob(descriptor)?
-            .read_to_end(&mut bytes)
-            .map_err(|e| StoreError::io(format!("{}: reading {}", self.name(), descriptor.digest), e))?;
+        let bytes = crate::store::read_small_blob(self, descriptor)?;
         if descriptor.size <= KEPT_BLOB_MAX {
             self.kept.lock().expect("kept blobs lock").keep(descriptor.digest, &bytes);
         }
