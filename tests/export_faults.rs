@@ -5,9 +5,11 @@
 
 mod cli;
 mod fault;
+mod support;
 
 use cli::ferry;
 use fault::{Fault, FaultServer, Rule};
+use support::layout::{gzip, tar_of};
 
 fn layer(seed: u8, len: usize) -> Vec<u8> {
     (0..len).map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed)).collect()
@@ -113,8 +115,6 @@ fn issue15_referrers_from_the_api_are_carried_and_a_failing_lookup_is_an_error()
 /// HEADs and 19 GETs on its images, and the transfer read 19 configs again).
 #[test]
 fn a_lock_entrys_manifest_is_read_with_one_request() {
-    use std::io::Write;
-
     let server = FaultServer::start();
     let images: Vec<_> =
         (0..3u8).map(|i| server.seed_image(&format!("team/img-{i}"), "v1", vec![layer(10 + i, 1000)])).collect();
@@ -122,16 +122,7 @@ fn a_lock_entrys_manifest_is_read_with_one_request() {
     for (i, image) in images.iter().enumerate() {
         lock.push_str(&format!("- image: {}/team/img-{i}@{}\n", server.host(), image.manifest_digest));
     }
-    let mut tar = tar::Builder::new(Vec::new());
-    let mut header = tar::Header::new_ustar();
-    header.set_size(lock.len() as u64);
-    header.set_mode(0o644);
-    header.set_cksum();
-    tar.append_data(&mut header, ".imgpkg/images.yml", lock.as_bytes()).unwrap();
-    let tar = tar.into_inner().unwrap();
-    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
-    gz.write_all(&tar).unwrap();
-    let bundle_layer = gz.finish().unwrap();
+    let bundle_layer = gzip(&tar_of(&[(".imgpkg/images.yml", lock.as_bytes())]));
     let config = br#"{"architecture":"","os":"","config":{"Labels":{"dev.carvel.imgpkg.bundle":"true"}}}"#.to_vec();
     let (config_size, layer_size) = (config.len(), bundle_layer.len());
     let config_digest = server.put_blob("team/bundle", config);

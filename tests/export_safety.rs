@@ -13,8 +13,8 @@
 
 mod cli;
 mod fault;
+mod support;
 
-use std::io::Write;
 use std::path::Path;
 
 use cli::{ferry, json_of, text};
@@ -22,6 +22,7 @@ use fault::{Fault, FaultServer, OCI_MANIFEST, Rule};
 use ferry::model::sha256_digest;
 use ferry::store::layout_tar::LayoutTarSource;
 use serde_json::{Value, json};
+use support::layout::{gzip, tar_of};
 
 const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
 
@@ -73,16 +74,8 @@ fn bundle_layout(dir: &Path, annotations: &Value) {
         }],
     }))
     .into_bytes();
-    let mut tar = tar::Builder::new(Vec::new());
-    let mut header = tar::Header::new_ustar();
-    header.set_size(lock.len() as u64);
-    header.set_mode(0o644);
-    header.set_cksum();
-    tar.append_data(&mut header, ".imgpkg/images.yml", lock.as_slice()).unwrap();
-    let tar = tar.into_inner().unwrap();
-    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
-    gz.write_all(&tar).unwrap();
-    let layer = gz.finish().unwrap();
+    let tar = tar_of(&[(".imgpkg/images.yml", lock.as_slice())]);
+    let layer = gzip(&tar);
     let config = serde_json::to_vec(&json!({
         "architecture": "", "os": "", "config": {"Labels": {"dev.carvel.imgpkg.bundle": "true"}},
         "rootfs": {"type": "layers", "diff_ids": [sha256_digest(&tar).to_string()]},

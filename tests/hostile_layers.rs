@@ -8,23 +8,17 @@
 mod cli;
 mod support;
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::Output;
 
 use cli::{ferry, text};
 use ferry::model::sha256_digest;
 use serde_json::json;
+use support::layout::gzip;
 use support::raw_tar::entry;
 use support::{Registry, Variant};
 
 const LOCK: &[u8] = b"---\napiVersion: imgpkg.carvel.dev/v1alpha1\nimages: []\nkind: ImagesLock\n";
-
-fn gzip(bytes: &[u8]) -> Vec<u8> {
-    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
-    gz.write_all(bytes).unwrap();
-    gz.finish().unwrap()
-}
 
 /// An OCI layout in `dir` holding one bundle named `hostile` whose (compressed) layer is
 /// `layer`, uncompressed `tar`: config, manifest and index hashed to match (a consistent

@@ -88,7 +88,7 @@ pub fn write_image_layout(dir: &Path, ref_name: &str, files: &[(&str, &[u8])]) -
 }
 
 /// A tar of regular files with fixed metadata (mode 0644, mtime 0, uid/gid 0).
-fn tar_of(files: &[(&str, &[u8])]) -> Vec<u8> {
+pub fn tar_of(files: &[(&str, &[u8])]) -> Vec<u8> {
     let mut builder = tar::Builder::new(Vec::new());
     for (path, content) in files {
         let mut header = tar::Header::new_ustar();
@@ -103,7 +103,8 @@ fn tar_of(files: &[(&str, &[u8])]) -> Vec<u8> {
     builder.into_inner().expect("finish tar")
 }
 
-fn gzip(bytes: &[u8]) -> Vec<u8> {
+/// One gzip member of `bytes`.
+pub fn gzip(bytes: &[u8]) -> Vec<u8> {
     use std::io::Write as _;
     // GzEncoder writes mtime 0 and no file name, so the output depends on the input alone.
     let mut encoder = GzEncoder::new(Vec::new(), Compression::default());
