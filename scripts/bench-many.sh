@@ -44,12 +44,7 @@ cargo build --quiet --release --bin ferry
 
 work=$(mktemp -d "$bench_dir/many.XXXXXX")
 source scripts/registry.sh
-cleanup() {
-  stop_registries
-  rm -rf "$work"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
+clean_up_on_exit
 bench_name=bench-many
 source "$(dirname "$0")/bench-lib.sh"
 

@@ -68,12 +68,7 @@ fi
 work=$(mktemp -d "$bench_dir/transfer.XXXXXX")
 archive=$work/export.tar
 source scripts/registry.sh
-cleanup() {
-  stop_registries
-  rm -rf "$work"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
+clean_up_on_exit
 
 start_registry source
 src=127.0.0.1:${reg_port[source]}

@@ -10,7 +10,8 @@
 # Named registries (benches), each storing in $work/NAME/data, its pid in reg_pid[NAME] and its
 # port in reg_port[NAME] (chosen once per NAME and kept across restarts):
 #   start_registry NAME, stop_registry NAME, wipe_registry NAME (stop, empty its storage,
-#   start again on the same port), stop_registries (every one still running; for an EXIT trap)
+#   start again on the same port), stop_registries (every one still running; for an EXIT trap),
+#   clean_up_on_exit (when the script ends or is interrupted: stop them all and remove $work)
 
 registry_free_port() {
   python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
@@ -71,4 +72,9 @@ wipe_registry() { stop_registry "$1"; rm -rf "${work:?}/$1/data"; start_registry
 stop_registries() {
   local name
   for name in "${!reg_pid[@]}"; do registry_stop "${reg_pid[$name]}"; done
+}
+
+clean_up_on_exit() {
+  trap 'stop_registries; rm -rf "${work:?}"' EXIT
+  trap 'exit 130' INT TERM
 }
