@@ -163,7 +163,7 @@ fn tag_listing_follows_link_pagination() {
     assert_eq!(tags, ["v1", "v2", "v3", "v4", "v5"]);
 }
 
-/// Issue 18: blob bodies are read by ferry's own HTTP/1.1 reader (straight into the buffers that
+/// RF-5 (issue 18): blob bodies are read by ferry's own HTTP/1.1 reader (straight into the buffers that
 /// are hashed, no copy through the HTTP client's), from a real registry over plain HTTP, TLS with
 /// basic auth and TLS with tokens; every byte still verified.
 #[test]

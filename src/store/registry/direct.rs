@@ -1,4 +1,4 @@
-//! Blob GETs answered straight from the connection (issue 18): the request is written and its
+//! Blob GETs answered straight from the connection (spec/cli.md RF-5, issue 18): the request is written and its
 //! answer's head parsed here, and the body is read from the socket (or the TLS stream) into the
 //! caller's buffers, which for a blob are the read-ahead buffers then hashed and written in
 //! place. Through the general HTTP client every body byte was copied once more, out of the
@@ -634,6 +634,7 @@ impl Read for DirectBody {
     }
 }
 
+/// RF-5: what the reader accepts and refuses, against scripted loopback servers.
 #[cfg(test)]
 mod tests {
     use std::net::TcpListener;
