@@ -1,8 +1,8 @@
 //! Blob GETs answered straight from the connection (spec/cli.md RF-5, issue 18): the request is
 //! written and its answer's head parsed here, and the body is read from the socket (or the TLS
-//! stream) into the caller's buffers, which for a blob are the read-ahead buffers then hashed and written in
-//! place. Through the general HTTP client every body byte was copied once more, out of the
-//! client's own receive buffer (9-14% of an export's CPU, perf).
+//! stream) into the caller's buffers, which for a blob are the read-ahead buffers then hashed
+//! and written in place. Through the general HTTP client every body byte was copied once more,
+//! out of the client's own receive buffer (9-14% of an export's CPU, perf).
 //!
 //! The answer comes back as the same `Response<Body>` the client gets from `ureq`, so the one
 //! request logic above it ([`super::client`]: challenges, statuses, retries) treats both alike.
