@@ -26,39 +26,66 @@ fn shared_pool() -> &'static BufferPool {
 
 /// A stream's chunks, received ahead by a thread of their own.
 pub struct ReadAhead {
-    filled: Receiver<io::Result<Chunk>>,
+    state: State,
     finished: bool,
 }
 
+/// The thread starts at the first chunk asked for, so that a consumer can first say how long
+/// that chunk may be ([`ChunkSource::limit_first_chunk`]).
+enum State {
+    Waiting { inner: Box<dyn Read + Send>, depth: usize, first: usize },
+    Running(Receiver<io::Result<Chunk>>),
+}
+
 impl ReadAhead {
-    /// Reads `inner` ahead into chunks of [`BUFFER_SIZE`] bytes, at most `depth` ahead.
-    pub fn new<R: Read + Send + 'static>(mut inner: R, depth: usize) -> Self {
-        let depth = depth.max(1);
-        let (filled_tx, filled) = sync_channel::<io::Result<Chunk>>(depth);
-        std::thread::spawn(move || {
-            let pool = shared_pool();
-            // Ends when the stream ends, fails, or the consumer is gone (a send fails).
-            loop {
-                let (chunk, error) = pool.fill(&mut inner, usize::MAX);
-                let ended = chunk.is_empty();
-                if !ended && filled_tx.send(Ok(chunk)).is_err() {
+    /// Reads `inner` at most `depth` chunks (at least one) ahead of the consumer.
+    pub fn new<R: Read + Send + 'static>(inner: R, depth: usize) -> Self {
+        ReadAhead {
+            state: State::Waiting { inner: Box::new(inner), depth: depth.max(1), first: usize::MAX },
+            finished: false,
+        }
+    }
+
+    fn running(&mut self) -> &Receiver<io::Result<Chunk>> {
+        if let State::Waiting { inner, depth, first } = &mut self.state {
+            let inner = std::mem::replace(inner, Box::new(io::empty()));
+            self.state = State::Running(spawn(inner, *depth, *first));
+        }
+        match &self.state {
+            State::Running(filled) => filled,
+            State::Waiting { .. } => unreachable!("started above"),
+        }
+    }
+}
+
+/// The read-ahead thread: the first chunk holds at most `first` bytes, every other a whole
+/// buffer (the last one what is left).
+fn spawn(mut inner: Box<dyn Read + Send>, depth: usize, first: usize) -> Receiver<io::Result<Chunk>> {
+    let (filled_tx, filled) = sync_channel::<io::Result<Chunk>>(depth);
+    std::thread::spawn(move || {
+        let pool = shared_pool();
+        let mut limit = first;
+        loop {
+            let (chunk, error) = pool.fill(&mut inner, limit);
+            limit = usize::MAX;
+            let ended = chunk.is_empty();
+            if !ended && filled_tx.send(Ok(chunk)).is_err() {
+                return;
+            }
+            match error {
+                Some(error) => {
+                    let _ = filled_tx.send(Err(error));
                     return;
                 }
-                match error {
-                    Some(error) => {
-                        let _ = filled_tx.send(Err(error));
-                        return;
-                    }
-                    None if ended => {
-                        let _ = filled_tx.send(Ok(Chunk::owned(&[])));
-                        return;
-                    }
-                    None => {}
+                None if ended => {
+                    let _ = filled_tx.send(Ok(Chunk::owned(&[])));
+                    return;
                 }
+                None => {}
             }
-        });
-        ReadAhead { filled, finished: false }
-    }
+        }
+    });
+    filled
 }
 
 impl ChunkSource for ReadAhead {
@@ -66,7 +93,7 @@ impl ChunkSource for ReadAhead {
         if self.finished {
             return Ok(None);
         }
-        match self.filled.recv() {
+        match self.running().recv() {
             Ok(Ok(chunk)) if chunk.is_empty() => {
                 self.finished = true;
                 Ok(None)
@@ -77,6 +104,12 @@ impl ChunkSource for ReadAhead {
                 Err(e)
             }
             Err(_) => Err(io::Error::other("the read-ahead thread stopped unexpectedly")),
+        }
+    }
+
+    fn limit_first_chunk(&mut self, len: usize) {
+        if let State::Waiting { first, .. } = &mut self.state {
+            *first = len.max(1);
         }
     }
 }
@@ -103,6 +136,23 @@ mod tests {
         let mut read = Vec::new();
         reader.read_to_end(&mut read).unwrap();
         assert!(read == data, "Read over chunks delivers the same bytes");
+    }
+
+    /// A writer of whole filesystem blocks asks for the bytes up to its first block boundary
+    /// alone; every later chunk is a whole buffer again.
+    #[test]
+    fn the_first_chunk_can_be_limited() {
+        let data: Vec<u8> = (0..3_000_000u32).map(|i| (i % 251) as u8).collect();
+        let mut ahead = ReadAhead::new(io::Cursor::new(data.clone()), 2);
+        ahead.limit_first_chunk(3584);
+        let mut lengths = Vec::new();
+        let mut out = Vec::new();
+        while let Some(chunk) = ahead.next_chunk().unwrap() {
+            lengths.push(chunk.len());
+            out.extend_from_slice(&chunk);
+        }
+        assert_eq!(lengths[..3], [3584, BUFFER_SIZE, BUFFER_SIZE]);
+        assert!(out == data);
     }
 
     #[test]

@@ -159,6 +159,11 @@ impl Drop for Chunk {
 pub trait ChunkSource: Send {
     /// The next chunk of the stream; an empty chunk or `None` at its end.
     fn next_chunk(&mut self) -> io::Result<Option<Chunk>>;
+
+    /// Asks that the first chunk hold at most `len` bytes (at least one), so that every later
+    /// chunk starts where a writer wants its buffers to (a filesystem block); called before the
+    /// first chunk, a hint a source may ignore.
+    fn limit_first_chunk(&mut self, _len: usize) {}
 }
 
 #[cfg(test)]

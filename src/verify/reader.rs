@@ -115,6 +115,8 @@ pub struct VerifyingReader<R> {
     /// Buffers that `next_chunk` reads `inner` into, when there is no chunk source.
     own_pool: Option<BufferPool>,
     own_chunks: (usize, usize),
+    /// At most this many bytes in the first chunk (see [`VerifyingReader::limit_first_chunk`]).
+    first_chunk: usize,
     /// The chunk `Read::read` is handing out, and how much of it it has.
     current: Option<(Chunk, usize)>,
 }
@@ -134,6 +136,7 @@ impl<R: Read> VerifyingReader<R> {
             chunks: None,
             own_pool: None,
             own_chunks: OWN_CHUNKS,
+            first_chunk: usize::MAX,
             current: None,
         }
     }
@@ -143,6 +146,20 @@ impl<R: Read> VerifyingReader<R> {
     pub fn with_chunks(mut self, count: usize, size: usize) -> Self {
         self.own_chunks = (count, size);
         self
+    }
+
+    /// The first chunk [`VerifyingReader::next_chunk`] hands out holds at most `len` bytes (at
+    /// least one), so that every later one starts `len` bytes further on: a writer of whole
+    /// filesystem blocks asks for the bytes up to its first block boundary. A hint its chunk
+    /// source may ignore; only before the first chunk.
+    pub fn limit_first_chunk(&mut self, len: usize) {
+        if self.hasher.bytes() > 0 || self.current.is_some() {
+            return;
+        }
+        match self.chunks.as_mut() {
+            Some(source) => source.limit_first_chunk(len),
+            None => self.first_chunk = len.max(1),
+        }
     }
 
     /// Adds the byte count of every successful read to `counter` (for progress reporting).
@@ -228,6 +245,7 @@ impl<R: Read> VerifyingReader<R> {
             None => {
                 let (count, size) = self.own_chunks;
                 let pool = self.own_pool.get_or_insert_with(|| BufferPool::growing(count, size));
+                let limit = limit.min(std::mem::replace(&mut self.first_chunk, usize::MAX));
                 match pool.fill(&mut self.inner, limit) {
                     (chunk, None) => Ok(Some(chunk)),
                     // Bytes before a failure are dropped with it: the blob is incomplete.
@@ -410,6 +428,24 @@ mod tests {
         assert!(short.to_string().contains("expected 11 bytes, found 5"), "{short}");
         let long = read_all(b"hello world!", digest, 11).unwrap_err();
         assert!(long.to_string().contains("longer than its descriptor"), "{long}");
+    }
+
+    /// A reader without a chunk source takes the first-chunk hint itself; once bytes were
+    /// handed out it is too late and changes nothing.
+    #[test]
+    fn the_first_chunk_can_be_limited_before_any_is_read() {
+        let data: Vec<u8> = (0..3_000_000u32).map(|i| (i % 251) as u8).collect();
+        let mut reader = VerifyingReader::new(&data[..], sha256_digest(&data), data.len() as u64, "test");
+        reader.limit_first_chunk(512);
+        let first = reader.next_chunk().unwrap().unwrap();
+        reader.limit_first_chunk(100);
+        let second = reader.next_chunk().unwrap().unwrap();
+        assert_eq!((first.len(), second.len()), (512, OWN_CHUNKS.1));
+        let mut rest = Vec::new();
+        while let Some(chunk) = reader.next_chunk().unwrap() {
+            rest.extend_from_slice(&chunk);
+        }
+        assert_eq!(first.len() + second.len() + rest.len(), data.len());
     }
 
     #[test]

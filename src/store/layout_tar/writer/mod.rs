@@ -291,7 +291,7 @@ impl Sink for LayoutTarSink {
             })?;
         let context = || format!("writing blob {} to {}", descriptor.digest, self.partial.display());
         if let Some(direct) = &self.direct {
-            return write_direct(direct, reader, entry.data_offset(), descriptor.size)
+            return write_direct(direct, file, reader, entry.data_offset(), descriptor.size)
                 .map_err(|e| self.write_failure(context(), e));
         }
         let mut out = PositionalWriter::new(file, entry.data_offset());
