@@ -154,3 +154,72 @@ fn a_lock_entrys_manifest_is_read_with_one_request() {
     assert_eq!(server.count(Some("GET"), &config), 1, "{config}: read once");
     ferry().arg("verify").arg(&archive).assert().success();
 }
+
+/// Puts a bundle into `repository` whose lock lists `references`; returns its manifest's and
+/// its layer's digests.
+fn seed_bundle(server: &FaultServer, repository: &str, references: &[String]) -> (String, String) {
+    let mut lock = String::from("apiVersion: imgpkg.carvel.dev/v1alpha1\nkind: ImagesLock\nimages:\n");
+    for reference in references {
+        lock.push_str(&format!("- image: {reference}\n"));
+    }
+    let bundle_layer = gzip(&tar_of(&[(".imgpkg/images.yml", lock.as_bytes())]));
+    let config = br#"{"architecture":"","os":"","config":{"Labels":{"dev.carvel.imgpkg.bundle":"true"}}}"#.to_vec();
+    let (config_size, layer_size) = (config.len(), bundle_layer.len());
+    let config_digest = server.put_blob(repository, config);
+    let layer_digest = server.put_blob(repository, bundle_layer);
+    let manifest = format!(
+        r#"{{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"{config_digest}","size":{config_size}}},"layers":[{{"mediaType":"application/vnd.oci.image.layer.v1.tar+gzip","digest":"{layer_digest}","size":{layer_size}}}]}}"#
+    );
+    let digest = server.put_manifest(
+        repository,
+        "application/vnd.oci.image.manifest.v1+json",
+        manifest.into_bytes(),
+        Some("v1"),
+    );
+    (digest, layer_digest)
+}
+
+/// Issue 18, the walk's requests: a bundle is read once (its manifest, its layer) though the
+/// relocation check reads it before the walk and the archive needs its layer too; images a
+/// nested bundle lists again are not asked for again; and the check of whether the bundle's
+/// repository holds its images (PL-2) stops at the first one it does not (the bench bundle's
+/// walk made 91 requests, 25 of them these).
+#[test]
+fn a_bundle_and_what_its_nested_bundle_lists_again_are_read_once() {
+    let server = FaultServer::start();
+    let images: Vec<String> = (0..10u8)
+        .map(|i| {
+            let image = server.seed_image(&format!("team/img-{i}"), "v1", vec![layer(20 + i, 1000)]);
+            format!("{}/team/img-{i}@{}", server.host(), image.manifest_digest)
+        })
+        .collect();
+    let (inner, inner_layer) = seed_bundle(&server, "team/inner", &images[..4]);
+    let mut outer_lists = images.clone();
+    outer_lists.push(format!("{}/team/inner@{inner}", server.host()));
+    let (outer, outer_layer) = seed_bundle(&server, "team/bundle", &outer_lists);
+
+    let scratch = tempfile::tempdir().unwrap();
+    let archive = scratch.path().join("bundle.tar");
+    let output = ferry()
+        .args(["export", "-b", &format!("{}/team/bundle:v1", server.host()), "-o"])
+        .arg(&archive)
+        .args(["--registry-insecure", "--concurrency", "2"])
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    for path in [format!("/team/bundle/manifests/{outer}"), format!("/team/inner/manifests/{inner}")] {
+        assert_eq!(server.count(Some("GET"), &path), 1, "{path}: read once");
+    }
+    for path in [format!("/team/bundle/blobs/{outer_layer}"), format!("/team/inner/blobs/{inner_layer}")] {
+        assert_eq!(server.count(Some("GET"), &path), 1, "{path}: the bundle layer is read once, walk and archive");
+    }
+    for (i, image) in images.iter().enumerate() {
+        let digest = image.rsplit('@').next().unwrap();
+        let path = format!("/team/img-{i}/manifests/{digest}");
+        assert_eq!(server.count(Some("GET"), &path), 1, "{path}: read once, though two bundles list it");
+    }
+    // None of the eleven entries is in team/bundle: with two at a time, the first answers settle it.
+    let asked = server.count(Some("HEAD"), "/team/bundle/manifests/sha256:");
+    assert!(asked <= 3, "{asked} of 11 entries looked up in the bundle's repository");
+    ferry().arg("verify").arg(&archive).assert().success();
+}

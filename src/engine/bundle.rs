@@ -13,6 +13,11 @@ use crate::store::{Source, StoreError};
 const IMAGES_LOCK_PATH: &str = ".imgpkg/images.yml";
 const BUNDLE_FILE_PATH: &str = ".imgpkg/bundle.yml";
 
+/// Bundle layers up to this size are read whole through [`Source::small_blob`], which a registry
+/// keeps for the next read of the same layer (a second walk's, the transfer's): one GET each,
+/// not one per read.
+const WHOLE_LAYER_MAX: u64 = 64 << 10;
+
 /// One entry of a bundle's lock, parsed.
 #[derive(Debug, Clone)]
 pub struct LockEntry {
@@ -71,7 +76,11 @@ pub fn read_bundle(source: &dyn Source, manifest: &ImageManifest, bundle: &str) 
     };
     let compression = media::layer_compression(&layer.media_type)
         .ok_or_else(|| invalid(format!("its layer has media type {:?}, which is not a tar layer", layer.media_type)))?;
-    let mut verified = source.blob(layer)?;
+    let mut verified: Box<dyn io::Read + '_> = if layer.size <= WHOLE_LAYER_MAX {
+        Box::new(io::Cursor::new(source.small_blob(layer)?))
+    } else {
+        Box::new(source.blob(layer)?)
+    };
     let read_error = |e: io::Error| BundleError::Store(StoreError::io(format!("reading bundle {bundle}'s layer"), e));
     let layer_name = format!("the layer of bundle {bundle} ({})", layer.digest);
     let found = {

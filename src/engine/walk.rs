@@ -261,6 +261,9 @@ fn walk_artifacts(
     let mut bundle_depth = 0;
     // Manifests read while resolving lock entries, taken by the next round instead of a GET.
     let mut prefetched: HashMap<Digest, RawManifest> = HashMap::new();
+    // Lock references already resolved, by name: a bundle nested in another often lists the
+    // same images, which are then not asked for again.
+    let mut resolved: HashMap<String, Descriptor> = HashMap::new();
     while !pending_artifacts.is_empty() {
         bundle_depth += 1;
         if bundle_depth > MAX_NESTING_DEPTH {
@@ -322,7 +325,8 @@ fn walk_artifacts(
         }
         for i in first_index..graph.artifacts.len() {
             if graph.artifacts[i].is_bundle {
-                let entries = expand_bundle(source, graph, i, known_artifacts, options.workers, &mut prefetched);
+                let entries =
+                    expand_bundle(source, graph, i, known_artifacts, options.workers, &mut prefetched, &mut resolved);
                 pending_artifacts.extend(entries);
             }
         }
@@ -376,6 +380,7 @@ fn expand_bundle(
     known: &mut HashSet<(Digest, Option<String>)>,
     workers: usize,
     prefetched: &mut HashMap<Digest, RawManifest>,
+    resolved: &mut HashMap<String, Descriptor>,
 ) -> Vec<Artifact> {
     let bundle = graph.artifacts[index].clone();
     let digest = bundle.descriptor.digest;
@@ -395,13 +400,22 @@ fn expand_bundle(
     };
     let mut new = Vec::new();
     let mut missing = Vec::new();
-    // One request per lock entry, `workers` at a time; the answers are taken in the lock's order.
-    // A manifest named by digest comes with its answer where the source can give it.
-    let resolved = run_all(&content.entries, workers, false, |entry| source.resolve_with_manifest(&entry.reference));
-    for (entry, answer) in content.entries.iter().zip(resolved) {
+    // One request per lock entry another bundle did not already list, `workers` at a time; the
+    // answers are taken in the lock's order. A manifest named by digest comes with its answer
+    // where the source can give it.
+    let asked: Vec<&super::LockEntry> =
+        content.entries.iter().filter(|entry| !resolved.contains_key(&entry.reference.to_string())).collect();
+    let mut answers =
+        run_all(&asked, workers, false, |entry| source.resolve_with_manifest(&entry.reference)).into_iter();
+    for entry in &content.entries {
         let name = entry.reference.to_string();
-        match answer.expect("run_all without stop runs every job") {
+        let answer = match resolved.get(&name) {
+            Some(descriptor) => Ok((descriptor.clone(), None)),
+            None => answers.next().flatten().expect("run_all without stop runs every job"),
+        };
+        match answer {
             Ok((descriptor, manifest)) => {
+                resolved.insert(name.clone(), descriptor.clone());
                 if let Some(manifest) = manifest.filter(|_| !graph.manifests.contains_key(&descriptor.digest)) {
                     prefetched.insert(descriptor.digest, manifest);
                 }

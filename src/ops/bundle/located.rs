@@ -25,13 +25,6 @@ pub enum Whereabouts {
     Missing { missing: Vec<String>, total: usize },
 }
 
-impl Whereabouts {
-    /// Whether the lock's images are all in the bundle's repository.
-    pub fn relocated(&self) -> bool {
-        !matches!(self, Whereabouts::Missing { .. })
-    }
-}
-
 /// Finds out whether `repository` holds the images of bundle `digest`, whose lock lists
 /// `entries`.
 pub fn whereabouts(
@@ -43,23 +36,56 @@ pub fn whereabouts(
     if let Some(record) = read_record(client, repository, digest)? {
         return Ok(Whereabouts::Recorded(record));
     }
-    let there = RegistrySource::relocated_to(Arc::clone(client), repository.clone());
-    // One HEAD per entry, as many at once as the client keeps connections (they were one after
-    // another: a bundle of 19 images waited 19 round trips before its walk began).
-    let answers = run_all(entries, client.options().connections, false, |entry| there.resolve(&entry.reference));
-    let mut missing = Vec::new();
-    for (entry, answer) in entries.iter().zip(answers) {
-        match answer.expect("every entry is asked about") {
-            Ok(_) => {}
-            Err(err) if is_absent(&err) => missing.push(entry.reference.to_string()),
-            Err(err) => return Err(err),
-        }
-    }
+    let missing = absent_entries(client, repository, entries, false)?;
     if missing.is_empty() {
         Ok(Whereabouts::AllPresent)
     } else {
         Ok(Whereabouts::Missing { missing, total: entries.len() })
     }
+}
+
+/// Whether `repository` holds the images of bundle `digest`: [`whereabouts`] without the list
+/// of what is missing, so the lookups stop at the first entry that is not there (a bundle read
+/// where its lock names its images, the usual export, asked about all of them).
+pub fn is_relocated(
+    client: &Arc<RegistryClient>,
+    repository: &Repository,
+    digest: Digest,
+    entries: &[LockEntry],
+) -> Result<bool, StoreError> {
+    if read_record(client, repository, digest)?.is_some() {
+        return Ok(true);
+    }
+    Ok(absent_entries(client, repository, entries, true)?.is_empty())
+}
+
+/// The lock references of `entries` that `repository` does not hold by digest (all of them, or
+/// with `first_only` at least the first found). One HEAD per entry, as many at once as the
+/// client keeps connections (they were one after another: a bundle of 19 images waited 19
+/// round trips before its walk began).
+fn absent_entries(
+    client: &Arc<RegistryClient>,
+    repository: &Repository,
+    entries: &[LockEntry],
+    first_only: bool,
+) -> Result<Vec<String>, StoreError> {
+    let there = RegistrySource::relocated_to(Arc::clone(client), repository.clone());
+    // An absent entry is an `Err(None)`, so that `first_only` stops taking new entries there.
+    let answers =
+        run_all(entries, client.options().connections, first_only, |entry| match there.resolve(&entry.reference) {
+            Ok(_) => Ok(()),
+            Err(err) if is_absent(&err) => Err(None),
+            Err(err) => Err(Some(err)),
+        });
+    let mut missing = Vec::new();
+    for (entry, answer) in entries.iter().zip(answers) {
+        match answer {
+            None | Some(Ok(())) => {}
+            Some(Err(None)) => missing.push(entry.reference.to_string()),
+            Some(Err(Some(err))) => return Err(err),
+        }
+    }
+    Ok(missing)
 }
 
 /// Reads the ImageLocations record of bundle `digest` in `repository`; a 404, 401 or 403 on its
@@ -115,6 +141,8 @@ pub fn bundle_source(
         (source, false)
     };
     let manifest = plain.manifest(&root.descriptor)?;
+    // The walk reads it next, through `plain` when the bundle is read where its lock says.
+    plain.keep_manifest(manifest.clone());
     let ManifestKind::Image(image) = manifest.kind() else { return Ok(unrelocated()) };
     if !crate::engine::is_bundle_config(&plain.small_blob(&image.config)?) {
         return Ok(unrelocated());
@@ -123,7 +151,7 @@ pub fn bundle_source(
         true => StoreError::Rejected { store: root.label(), reason: e.to_string() },
         false => StoreError::Invalid { store: root.label(), reason: e.to_string() },
     })?;
-    if !whereabouts(client, home, root.descriptor.digest, &content.entries)?.relocated() {
+    if !is_relocated(client, home, root.descriptor.digest, &content.entries)? {
         return Ok(unrelocated());
     }
     let source = RegistrySource::relocated_to(Arc::clone(client), home.clone());

@@ -39,6 +39,9 @@ pub struct RegistrySource {
     locations: Mutex<HashMap<Digest, Repository>>,
     /// Small blobs already read and verified, kept for the one later read of each.
     kept: Mutex<KeptBlobs>,
+    /// Manifests a caller read before the walk (a root it looked at) and handed back with
+    /// [`RegistrySource::keep_manifest`], for the walk's one read of each.
+    kept_manifests: Mutex<HashMap<Digest, RawManifest>>,
     /// A relocated bundle's repository: references by digest are looked up there, never at
     /// the origin they name (imgpkg's rule for a relocated bundle).
     relocated_to: Option<Repository>,
@@ -46,7 +49,13 @@ pub struct RegistrySource {
 
 impl RegistrySource {
     pub fn new(client: Arc<RegistryClient>) -> Self {
-        RegistrySource { client, locations: Mutex::new(HashMap::new()), kept: Mutex::default(), relocated_to: None }
+        RegistrySource {
+            client,
+            locations: Mutex::new(HashMap::new()),
+            kept: Mutex::default(),
+            kept_manifests: Mutex::default(),
+            relocated_to: None,
+        }
     }
 
     /// A source that resolves every reference carrying a digest in `repository` instead of
@@ -56,6 +65,7 @@ impl RegistrySource {
             client,
             locations: Mutex::new(HashMap::new()),
             kept: Mutex::default(),
+            kept_manifests: Mutex::default(),
             relocated_to: Some(repository),
         }
     }
@@ -66,6 +76,12 @@ impl RegistrySource {
             (Some(repository), Some(digest)) => repository.at_digest(digest),
             _ => reference.clone(),
         }
+    }
+
+    /// Keeps `manifest` (read through this source, so verified) for the next
+    /// [`Source::manifest`] of its digest, which then makes no request.
+    pub fn keep_manifest(&self, manifest: RawManifest) {
+        self.kept_manifests.lock().expect("kept manifests lock").insert(manifest.digest(), manifest);
     }
 
     pub fn client(&self) -> &RegistryClient {
@@ -197,6 +213,9 @@ impl Source for RegistrySource {
     }
 
     fn manifest(&self, descriptor: &Descriptor) -> Result<RawManifest, StoreError> {
+        if let Some(manifest) = self.kept_manifests.lock().expect("kept manifests lock").remove(&descriptor.digest) {
+            return Ok(manifest);
+        }
         let repository = self.location(&descriptor.digest)?;
         let op = self.operation(&repository, format!("fetching manifest {}", descriptor.digest));
         let manifest =
