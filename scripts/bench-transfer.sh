@@ -273,11 +273,18 @@ rss() { local label=$1; shift; /usr/bin/time -a -o "$work/rss.$label" -f %M "$@"
 # One export; its peak RSS goes to rss.export, and the CPU seconds of ferry and of the source
 # registry serving it go to cpu.ferry and cpu.registry (both share this machine's cores).
 baseline=${FERRY_BASELINE:-}
+# machine_cpu_seconds: CPU time every core of the machine has spent busy so far (user, nice,
+# system, interrupts, softirqs, steal), from /proc/stat.
+machine_cpu_seconds() {
+  awk -v hz="$(getconf CLK_TCK)" '/^cpu / {printf "%.2f\n", ($2 + $3 + $4 + $7 + $8 + $9) / hz}' /proc/stat
+}
 export_once() {  # [BINARY SUFFIX]: ferry by default; its CPU and RSS to cpu.ferry$SUFFIX, ...
-  local before binary=${1:-$ferry} suffix=${2:-}
+  local before machine binary=${1:-$ferry} suffix=${2:-}
   before=$(registry_cpu_seconds "${reg_pid[source]}")
+  machine=$(machine_cpu_seconds)
   /usr/bin/time -o "$work/time.export" -f '%M %U %S' \
     "$binary" export --lock "$work/bundle.lock.yml" -o "$archive" --registry-insecure -q || return 1
+  echo "$(machine_cpu_seconds) - $machine" | bc -l >>"$work/cpu.machine$suffix"
   echo "$(registry_cpu_seconds "${reg_pid[source]}") - $before" | bc -l >>"$work/cpu.registry$suffix"
   awk '{print $1}' "$work/time.export" >>"$work/rss.export$suffix"
   awk '{print $2 + $3}' "$work/time.export" >>"$work/cpu.ferry$suffix"
@@ -350,6 +357,14 @@ export_cpu_report() {
     "$cpu_ferry" "$cpu_registry" "$cores"
   printf '  alone takes >= %.2f s (= %.2fx the larger floor); ferry export takes %.2fx that bound\n' \
     "$cpu_bound" "$(echo "$cpu_bound / $floor_s" | bc -l)" "$(echo "$(median "$work/t.export") / $cpu_bound" | bc -l)"
+  # The machine's whole busy CPU during the export: besides ferry and the registry, the kernel
+  # threads that dispatch the archive's block I/O and the interrupts that complete it.
+  local machine_bound
+  machine_bound=$(echo "$(median "$work/cpu.machine") / $cores" | bc -l)
+  printf '  (the whole machine was busy %.2f CPU-s during an export, kernel threads and interrupts of\n' \
+    "$(median "$work/cpu.machine")"
+  printf '  its disk and network I/O included: over %d cores >= %.2f s; the export takes %.2fx that)\n' \
+    "$cores" "$machine_bound" "$(echo "$(median "$work/t.export") / $machine_bound" | bc -l)"
   local net_bound
   net_bound=$(echo "$(median "$work/cpu.net") / $cores" | bc -l)
   printf '  (the parallel curl GETs of the same blobs, %.3f s, take %.2fx their own CPU bound, %.2f s of\n' \
