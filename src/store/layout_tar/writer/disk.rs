@@ -3,13 +3,14 @@
 //! writing one chunk overlaps hashing the next), else through the page cache at successive
 //! offsets with its writeback started window by window.
 //!
-//! Direct writes cover whole filesystem blocks only ([`FS_BLOCK`], aligned in the file). A
-//! direct write that is not whole blocks of allocated space makes ext4 take the inode's lock
-//! exclusively and wait for every other direct write in flight, so the workers' writes went one
-//! at a time (issue 18: 1.1 thousand exclusive waits per GiB exported, `sched_switch` traces);
-//! whole blocks of the preallocated file go side by side. The block a blob starts in (shared
-//! with its tar header) and the one it ends in (shared with the next entry) are written through
-//! the page cache, two small writes per blob.
+//! Direct writes are whole filesystem blocks ([`FS_BLOCK`]) at block offsets, from memory
+//! aligned to a block too (spec/archive.md AR-W2e). Any other direct write into preallocated
+//! blocks makes ext4 take the inode's lock exclusively and wait for every other direct write in
+//! flight, so the workers' writes went one at a time (issue 18: 891 exclusive and 453 shared
+//! waits for that lock in one export of the 1 GiB bench set, `sched_switch` traces); whole
+//! aligned blocks go side by side. The block a blob starts in (shared with its tar header) and
+//! the one it ends in (shared with the next entry) are written through the page cache, two
+//! small writes per blob.
 
 use std::io::{self, Write};
 use std::ops::Range;
@@ -34,10 +35,10 @@ const FS_BLOCK: u64 = 4096;
 const DIRECT_AT_LEAST: u64 = 64 << 10;
 
 impl LayoutTarSink {
-    /// Direct handles on the partial files, if direct writes work there as blobs use them:
-    /// whole [`FS_BLOCK`]s at block offsets, from memory aligned only to a tar block (a chunk's
-    /// bytes from the first block boundary of a blob on). Proved by rewriting the archive's
-    /// second filesystem block with its own bytes that way.
+    /// Direct handles on the partial files, if direct writes work there as blobs may use them:
+    /// whole [`FS_BLOCK`]s at block offsets, from memory aligned at least to a tar block (a
+    /// source that ignores the first-chunk hint leaves its chunks' blocks that far off). Proved
+    /// by rewriting the archive's second filesystem block with its own bytes that way.
     pub(super) fn open_direct(&self) -> Option<Volumes> {
         if !self.direct_io {
             return None;
