@@ -5,6 +5,9 @@
 //! bounded: a stream runs at most `depth` chunks ahead of its consumer (plus the one being
 //! filled). Buffers come from one process-wide pool and go back to it as chunks are dropped,
 //! so blob after blob reuses the same warm memory instead of mapping and zeroing fresh pages.
+//! The thread starts when the first chunk is asked for, after the consumer could say how long
+//! that chunk may be (a writer of whole filesystem blocks wants the bytes up to its first block
+//! boundary alone).
 
 use std::io::{self, Read};
 use std::sync::OnceLock;
@@ -65,6 +68,7 @@ fn spawn(mut inner: Box<dyn Read + Send>, depth: usize, first: usize) -> Receive
     std::thread::spawn(move || {
         let pool = shared_pool();
         let mut limit = first;
+        // Ends when the stream ends, fails, or the consumer is gone (a send fails).
         loop {
             let (chunk, error) = pool.fill(&mut inner, limit);
             limit = usize::MAX;
