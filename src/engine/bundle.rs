@@ -8,15 +8,10 @@ use crate::model::lock::{BundleMetadata, ImageRef, ImagesLock, LockError};
 use crate::model::manifest::ImageConfigView;
 use crate::model::media;
 use crate::model::{ImageManifest, Reference};
-use crate::store::{Source, StoreError};
+use crate::store::{KEPT_BLOB_MAX, Source, StoreError};
 
 const IMAGES_LOCK_PATH: &str = ".imgpkg/images.yml";
 const BUNDLE_FILE_PATH: &str = ".imgpkg/bundle.yml";
-
-/// Bundle layers up to this size are read whole through [`Source::small_blob`], which a registry
-/// keeps for the next read of the same layer (a second walk's, the transfer's): one GET each,
-/// not one per read.
-const WHOLE_LAYER_MAX: u64 = 64 << 10;
 
 /// One entry of a bundle's lock, parsed.
 #[derive(Debug, Clone)]
@@ -76,7 +71,9 @@ pub fn read_bundle(source: &dyn Source, manifest: &ImageManifest, bundle: &str) 
     };
     let compression = media::layer_compression(&layer.media_type)
         .ok_or_else(|| invalid(format!("its layer has media type {:?}, which is not a tar layer", layer.media_type)))?;
-    let mut verified: Box<dyn io::Read + '_> = if layer.size <= WHOLE_LAYER_MAX {
+    // A layer small enough to be kept is read whole, so a registry keeps it for the next read
+    // of it (a second walk's, the transfer's): one GET, not one per read.
+    let mut verified: Box<dyn io::Read + '_> = if layer.size <= KEPT_BLOB_MAX {
         Box::new(io::Cursor::new(source.small_blob(layer)?))
     } else {
         Box::new(source.blob(layer)?)

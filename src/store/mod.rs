@@ -141,10 +141,16 @@ pub trait Source: Sync {
     fn blob(&self, descriptor: &Descriptor) -> Result<BlobReader<'_>, StoreError>;
 
     /// Reads a small blob (a config or manifest) whole, verified; refuses anything over 4 MiB.
+    /// A store may keep one of at most [`KEPT_BLOB_MAX`] bytes for a later read of it.
     fn small_blob(&self, descriptor: &Descriptor) -> Result<Vec<u8>, StoreError> {
         read_small_blob(self, descriptor)
     }
 }
+
+/// Blobs up to this size that [`Source::small_blob`] read whole may be kept by the store for
+/// the next read of the same blob (a registry does: the walk reads configs and bundle layers
+/// the archive needs too), so readers that will need one again read it whole.
+pub const KEPT_BLOB_MAX: u64 = 64 << 10;
 
 /// [`Source::small_blob`] as every store reads one: through [`Source::blob`], whole, verified,
 /// at most 4 MiB. For stores that add to it (a registry keeps what it read).

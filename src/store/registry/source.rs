@@ -19,7 +19,7 @@ use crate::model::manifest::MAX_MANIFEST_BYTES;
 use crate::model::media::MANIFEST_ACCEPT;
 use crate::model::{Descriptor, Digest, RawManifest, Reference, Repository};
 use crate::store::read_ahead::ReadAhead;
-use crate::store::{BlobReader, Source, StoreError};
+use crate::store::{BlobReader, KEPT_BLOB_MAX, Source, StoreError};
 use crate::verify::{Chunk, ChunkSource, VerifyError};
 
 use crate::verify::VerifyingReader;
@@ -28,9 +28,9 @@ use crate::verify::VerifyingReader;
 /// disk write or a scheduling gap does not stall the receive, within a few MiB per worker.
 const READ_AHEAD_DEPTH: usize = 2;
 
-/// Small blobs read whole (configs the walk reads to find bundles) are kept, up to this size
-/// each and [`KEPT_TOTAL`] in all, until the transfer asks for them: one GET each, not two.
-const KEPT_BLOB_MAX: u64 = 64 << 10;
+/// Small blobs read whole (configs the walk reads to find bundles) are kept, up to
+/// [`KEPT_BLOB_MAX`] each and this in all, until the transfer asks for them: one GET each, not
+/// two.
 const KEPT_TOTAL: usize = 4 << 20;
 
 /// Reads images from any registry the references name.
@@ -61,13 +61,7 @@ impl RegistrySource {
     /// A source that resolves every reference carrying a digest in `repository` instead of
     /// where it names (a bundle relocated there with its images).
     pub fn relocated_to(client: Arc<RegistryClient>, repository: Repository) -> Self {
-        RegistrySource {
-            client,
-            locations: Mutex::new(HashMap::new()),
-            kept: Mutex::default(),
-            kept_manifests: Mutex::default(),
-            relocated_to: Some(repository),
-        }
+        RegistrySource { relocated_to: Some(repository), ..RegistrySource::new(client) }
     }
 
     /// Where `reference` is looked up: itself, or its digest in the relocation repository.
