@@ -403,12 +403,12 @@ fn expand_bundle(
     // One request per lock entry another bundle did not already list, `workers` at a time; the
     // answers are taken in the lock's order. A manifest named by digest comes with its answer
     // where the source can give it.
+    let names: Vec<String> = content.entries.iter().map(|entry| entry.reference.to_string()).collect();
     let asked: Vec<&super::LockEntry> =
-        content.entries.iter().filter(|entry| !resolved.contains_key(&entry.reference.to_string())).collect();
+        content.entries.iter().zip(&names).filter(|(_, name)| !resolved.contains_key(*name)).map(|(e, _)| e).collect();
     let mut answers =
         run_all(&asked, workers, false, |entry| source.resolve_with_manifest(&entry.reference)).into_iter();
-    for entry in &content.entries {
-        let name = entry.reference.to_string();
+    for (entry, name) in content.entries.iter().zip(names) {
         let answer = match resolved.get(&name) {
             Some(descriptor) => Ok((descriptor.clone(), None)),
             None => answers.next().flatten().expect("run_all without stop runs every job"),
