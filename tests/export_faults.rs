@@ -118,20 +118,12 @@ fn a_lock_entrys_manifest_is_read_with_one_request() {
     let server = FaultServer::start();
     let images: Vec<_> =
         (0..3u8).map(|i| server.seed_image(&format!("team/img-{i}"), "v1", vec![layer(10 + i, 1000)])).collect();
-    let mut lock = String::from("apiVersion: imgpkg.carvel.dev/v1alpha1\nkind: ImagesLock\nimages:\n");
-    for (i, image) in images.iter().enumerate() {
-        lock.push_str(&format!("- image: {}/team/img-{i}@{}\n", server.host(), image.manifest_digest));
-    }
-    let bundle_layer = gzip(&tar_of(&[(".imgpkg/images.yml", lock.as_bytes())]));
-    let config = br#"{"architecture":"","os":"","config":{"Labels":{"dev.carvel.imgpkg.bundle":"true"}}}"#.to_vec();
-    let (config_size, layer_size) = (config.len(), bundle_layer.len());
-    let config_digest = server.put_blob("team/bundle", config);
-    let layer_digest = server.put_blob("team/bundle", bundle_layer);
-    let manifest = format!(
-        r#"{{"schemaVersion":2,"mediaType":"application/vnd.docker.distribution.manifest.v2+json","config":{{"mediaType":"application/vnd.docker.container.image.v1+json","digest":"{config_digest}","size":{config_size}}},"layers":[{{"mediaType":"application/vnd.docker.image.rootfs.diff.tar.gzip","digest":"{layer_digest}","size":{layer_size}}}]}}"#
-    );
-    let docker = "application/vnd.docker.distribution.manifest.v2+json";
-    server.put_manifest("team/bundle", docker, manifest.into_bytes(), Some("v1"));
+    let references: Vec<String> = images
+        .iter()
+        .enumerate()
+        .map(|(i, image)| format!("{}/team/img-{i}@{}", server.host(), image.manifest_digest))
+        .collect();
+    seed_bundle(&server, "team/bundle", &references);
 
     let scratch = tempfile::tempdir().unwrap();
     let archive = scratch.path().join("bundle.tar");
@@ -155,8 +147,8 @@ fn a_lock_entrys_manifest_is_read_with_one_request() {
     ferry().arg("verify").arg(&archive).assert().success();
 }
 
-/// Puts a bundle into `repository` whose lock lists `references`; returns its manifest's and
-/// its layer's digests.
+/// Puts a bundle (Docker media types) into `repository` as `v1`, whose lock lists `references`;
+/// returns its manifest's and its layer's digests.
 fn seed_bundle(server: &FaultServer, repository: &str, references: &[String]) -> (String, String) {
     let mut lock = String::from("apiVersion: imgpkg.carvel.dev/v1alpha1\nkind: ImagesLock\nimages:\n");
     for reference in references {
@@ -168,14 +160,10 @@ fn seed_bundle(server: &FaultServer, repository: &str, references: &[String]) ->
     let config_digest = server.put_blob(repository, config);
     let layer_digest = server.put_blob(repository, bundle_layer);
     let manifest = format!(
-        r#"{{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"{config_digest}","size":{config_size}}},"layers":[{{"mediaType":"application/vnd.oci.image.layer.v1.tar+gzip","digest":"{layer_digest}","size":{layer_size}}}]}}"#
+        r#"{{"schemaVersion":2,"mediaType":"application/vnd.docker.distribution.manifest.v2+json","config":{{"mediaType":"application/vnd.docker.container.image.v1+json","digest":"{config_digest}","size":{config_size}}},"layers":[{{"mediaType":"application/vnd.docker.image.rootfs.diff.tar.gzip","digest":"{layer_digest}","size":{layer_size}}}]}}"#
     );
-    let digest = server.put_manifest(
-        repository,
-        "application/vnd.oci.image.manifest.v1+json",
-        manifest.into_bytes(),
-        Some("v1"),
-    );
+    let docker = "application/vnd.docker.distribution.manifest.v2+json";
+    let digest = server.put_manifest(repository, docker, manifest.into_bytes(), Some("v1"));
     (digest, layer_digest)
 }
 
