@@ -192,13 +192,8 @@ impl Source for RegistrySource {
     fn resolve_with_manifest(&self, reference: &Reference) -> Result<(Descriptor, Option<RawManifest>), StoreError> {
         let located = self.locate(reference);
         let Some(digest) = located.digest else { return Ok((self.resolve(reference)?, None)) };
-        let repository = &located.repository;
-        let op = self.operation(repository, format!("fetching manifest {digest}"));
-        let manifest = self.fetch_manifest(repository, &digest.to_string(), Some(digest), &op)?;
-        self.remember(digest, repository);
-        for child in manifest.children() {
-            self.remember(child.digest, repository);
-        }
+        let manifest = self.manifest_by_digest(&located.repository, digest)?;
+        self.remember(digest, &located.repository);
         Ok((manifest.descriptor(), Some(manifest)))
     }
 
@@ -210,14 +205,7 @@ impl Source for RegistrySource {
         if let Some(manifest) = self.kept_manifests.lock().expect("kept manifests lock").remove(&descriptor.digest) {
             return Ok(manifest);
         }
-        let repository = self.location(&descriptor.digest)?;
-        let op = self.operation(&repository, format!("fetching manifest {}", descriptor.digest));
-        let manifest =
-            self.fetch_manifest(&repository, &descriptor.digest.to_string(), Some(descriptor.digest), &op)?;
-        for child in manifest.children() {
-            self.remember(child.digest, &repository);
-        }
-        Ok(manifest)
+        self.manifest_by_digest(&self.location(&descriptor.digest)?, descriptor.digest)
     }
 
     /// Read once and kept (when small) for the transfer's read of the same blob.
@@ -259,6 +247,17 @@ impl Source for RegistrySource {
 }
 
 impl RegistrySource {
+    /// GETs manifest `digest` in `repository` (checked against the digest) and remembers that
+    /// its children are there.
+    fn manifest_by_digest(&self, repository: &Repository, digest: Digest) -> Result<RawManifest, StoreError> {
+        let op = self.operation(repository, format!("fetching manifest {digest}"));
+        let manifest = self.fetch_manifest(repository, &digest.to_string(), Some(digest), &op)?;
+        for child in manifest.children() {
+            self.remember(child.digest, repository);
+        }
+        Ok(manifest)
+    }
+
     /// GETs a manifest (at most 4 MiB), checks it against the digest asked for and the
     /// registry's `Docker-Content-Digest`, and parses it with the served media type.
     fn fetch_manifest(
