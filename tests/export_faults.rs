@@ -170,8 +170,9 @@ fn seed_bundle(server: &FaultServer, repository: &str, references: &[String]) ->
 /// Issue 18, the walk's requests: a bundle is read once (its manifest, its layer) though the
 /// relocation check reads it before the walk and the archive needs its layer too; images a
 /// nested bundle lists again are not asked for again; and the check of whether the bundle's
-/// repository holds its images (PL-2) stops at the first one it does not (the bench bundle's
-/// walk made 91 requests, 25 of them these).
+/// repository holds its images (spec/cli.md PL-2, spec/imgpkg.md "Where a bundle is read from")
+/// stops at the first one it does not (the bench bundle's walk made 91 requests, 25 of them
+/// these).
 #[test]
 fn a_bundle_and_what_its_nested_bundle_lists_again_are_read_once() {
     let server = FaultServer::start();

@@ -307,9 +307,10 @@ mod tests {
         writes
     }
 
-    /// Issue 18: a direct write of anything but whole, aligned filesystem blocks (in the file
-    /// and in memory) makes ext4 take the inode's lock exclusively and drain every other direct
-    /// write; so only whole blocks go directly, from chunks that start on one.
+    /// spec/archive.md AR-W2e (issue 18): a direct write of anything but whole, aligned
+    /// filesystem blocks (in the file and in memory) makes ext4 take the inode's lock
+    /// exclusively and drain every other direct write; so only whole blocks go directly, from
+    /// chunks that start on one.
     #[test]
     fn direct_writes_are_whole_blocks_aligned_in_the_file_and_in_memory() {
         for start in [0u64, 512, 1536, 3584, 4096 + 512] {
