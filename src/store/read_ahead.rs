@@ -65,30 +65,33 @@ impl ReadAhead {
 /// buffer (the last one what is left).
 fn spawn(mut inner: Box<dyn Read + Send>, depth: usize, first: usize) -> Receiver<io::Result<Chunk>> {
     let (filled_tx, filled) = sync_channel::<io::Result<Chunk>>(depth);
-    std::thread::spawn(move || {
-        let pool = shared_pool();
-        let mut limit = first;
-        // Ends when the stream ends, fails, or the consumer is gone (a send fails).
-        loop {
-            let (chunk, error) = pool.fill(&mut inner, limit);
-            limit = usize::MAX;
-            let ended = chunk.is_empty();
-            if !ended && filled_tx.send(Ok(chunk)).is_err() {
-                return;
-            }
-            match error {
-                Some(error) => {
-                    let _ = filled_tx.send(Err(error));
+    let receiver = std::thread::Builder::new().name("ferry-receive".into());
+    receiver
+        .spawn(move || {
+            let pool = shared_pool();
+            let mut limit = first;
+            // Ends when the stream ends, fails, or the consumer is gone (a send fails).
+            loop {
+                let (chunk, error) = pool.fill(&mut inner, limit);
+                limit = usize::MAX;
+                let ended = chunk.is_empty();
+                if !ended && filled_tx.send(Ok(chunk)).is_err() {
                     return;
                 }
-                None if ended => {
-                    let _ = filled_tx.send(Ok(Chunk::owned(&[])));
-                    return;
+                match error {
+                    Some(error) => {
+                        let _ = filled_tx.send(Err(error));
+                        return;
+                    }
+                    None if ended => {
+                        let _ = filled_tx.send(Ok(Chunk::owned(&[])));
+                        return;
+                    }
+                    None => {}
                 }
-                None => {}
             }
-        }
-    });
+        })
+        .expect("the system starts a read-ahead thread");
     filled
 }
 

@@ -82,12 +82,15 @@ pub(super) fn write_direct(
     }
     let (queue, chunks) = sync_channel::<(Chunk, u64)>(0);
     std::thread::scope(|scope| {
-        let writer = scope.spawn(move || -> io::Result<()> {
-            for (chunk, at) in chunks {
-                blocks.write(chunk, at)?;
-            }
-            Ok(())
-        });
+        let writer = std::thread::Builder::new().name("ferry-write".into());
+        let writer = writer
+            .spawn_scoped(scope, move || -> io::Result<()> {
+                for (chunk, at) in chunks {
+                    blocks.write(chunk, at)?;
+                }
+                Ok(())
+            })
+            .map_err(|e| io::Error::other(format!("starting a blob writer thread: {e}")))?;
         let mut at = offset;
         let received = loop {
             match reader.next_chunk() {
