@@ -141,6 +141,50 @@ fn a_truncated_body_is_resumed() {
     });
 }
 
+/// A blob of at most 64 KiB is read in chunks by its consumer itself (no read-ahead thread):
+/// through `next_chunk`, as an archive writer reads it, a cut body is still resumed, a body
+/// with a byte too many and one with other bytes still fail, naming the blob.
+#[test]
+fn a_small_blob_read_in_chunks_is_resumed_and_verified_like_a_large_one() {
+    bounded(TEST_LIMIT, || {
+        let server = FaultServer::start();
+        let layer = content(7, 40_000);
+        let image = server.seed_image(REPO, "v1", vec![layer.clone()]);
+        let digest = image.layers[0].0.clone();
+        let retries = Retries::default();
+        let source = RegistrySource::new(connect(options(&retries), anonymous()));
+        let (_, manifest) = open_image(&source, &image);
+        let descriptor = layers(&manifest)[0].clone();
+        let chunks = |source: &RegistrySource| -> std::io::Result<Vec<u8>> {
+            let mut reader = source.blob(&descriptor).map_err(std::io::Error::other)?;
+            let mut bytes = Vec::new();
+            while let Some(chunk) = reader.next_chunk()? {
+                bytes.extend_from_slice(&chunk);
+            }
+            Ok(bytes)
+        };
+
+        server.add(Rule::new(Some("GET"), &digest, Fault::TruncateAfter(10_000)));
+        assert!(chunks(&source).expect("the blob despite the cut") == layer);
+        let gets = requests_for(&server, "GET", &digest);
+        assert_eq!(gets.len(), 2, "{gets:#?}");
+        assert_eq!(range_start(&gets[1]), Some(10_000), "resumed where the body stopped");
+
+        let mut longer = layer.clone();
+        longer.push(0);
+        server.add(Rule::new(Some("GET"), &digest, Fault::Chunked(Some(longer))).times(1));
+        let err = chunks(&source).expect_err("a byte too many must not pass");
+        let found = ferry::verify::verify_error(&err).unwrap_or_else(|| panic!("a verification error: {err}"));
+        assert!(matches!(found, VerifyError::Size { expected: 40_000, .. }), "{found:?}");
+        assert!(err.to_string().contains(&digest), "{err}");
+
+        server.add(Rule::new(Some("GET"), &digest, Fault::WrongBody).times(1));
+        let err = chunks(&source).expect_err("other bytes must not verify");
+        let found = ferry::verify::verify_error(&err).unwrap_or_else(|| panic!("a verification error: {err}"));
+        assert!(matches!(found, VerifyError::Digest { .. }), "{found:?}");
+    });
+}
+
 /// Fault 4, persistent: every answer is cut short, so the client resumes `retries` times, then
 /// gives up with a transient error naming the byte it reached (the engine may retry later).
 #[test]

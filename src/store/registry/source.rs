@@ -239,6 +239,17 @@ impl Source for RegistrySource {
         );
         let origin = format!("{}/{}", repository.registry, repository.path);
         let body = ResumableBody::open(Arc::clone(&self.client), op, url, descriptor, origin.clone())?;
+        if descriptor.size <= KEPT_BLOB_MAX {
+            // A config or small layer: read by the consumer itself into one buffer its size (a
+            // thread and a 1 MiB buffer of its own would cost more than the read).
+            let reader = VerifyingReader::new(
+                Box::new(body) as Box<dyn Read + Send>,
+                descriptor.digest,
+                descriptor.size,
+                origin,
+            );
+            return Ok(reader.with_chunks(1, descriptor.size.max(1) as usize));
+        }
         // Network reads run ahead on their own thread, straight into the buffers the consumer
         // then hashes and writes (no copy between them), while it hashes and writes.
         let body = ReadAhead::new(body, READ_AHEAD_DEPTH);
