@@ -614,6 +614,51 @@ fn a_token_endpoint_failing_once_is_retried() {
     });
 }
 
+/// RF-2: a refused connection to a registry that has not answered in this run fails at once,
+/// naming the host and what to check, without retries (nothing listens there: a wrong port).
+#[test]
+fn a_refused_first_connection_fails_at_once_with_a_hint() {
+    bounded(TEST_LIMIT, || {
+        let unused = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port");
+        let host = unused.local_addr().expect("its address").to_string();
+        drop(unused);
+        let retries = Retries::default();
+        let source = RegistrySource::new(connect(options(&retries), anonymous()));
+        let reference: Reference = format!("{host}/{REPO}:v1").parse().expect("a reference");
+
+        let started = Instant::now();
+        let err = source.resolve(&reference).expect_err("nothing listens there");
+        let remote = registry_error(&err);
+        assert!(matches!(remote.kind, RegistryErrorKind::Unreachable(_)), "{remote:?}");
+        assert!(!err.is_transient(), "{err}");
+        assert_eq!(remote.attempts, 1, "{err}");
+        assert!(retries.messages().is_empty(), "{:?}", retries.messages());
+        let text = err.to_string();
+        assert!(text.contains(&host) && text.contains("resolving tag v1"), "{text}");
+        assert!(text.contains("check the registry's host and port"), "{text}");
+        assert!(started.elapsed() < Duration::from_secs(2), "at once: {:?}", started.elapsed());
+    });
+}
+
+/// RF-2: once the registry has answered, a refused connection is retried (a registry
+/// restarting), and the last error is transient.
+#[test]
+fn a_refused_connection_after_the_registry_answered_is_retried() {
+    bounded(TEST_LIMIT, || {
+        let server = FaultServer::start();
+        let image = server.seed_image(REPO, "v1", vec![content(9, 1000)]);
+        let retries = Retries::default();
+        let source = RegistrySource::new(connect(options(&retries), anonymous()));
+        let (_, manifest) = open_image(&source, &image);
+        drop(server);
+
+        let err = read_blob(&source, &layers(&manifest)[0]).expect_err("the registry is gone");
+        assert!(err.is_transient(), "{err}");
+        assert!(!err.to_string().contains("cannot connect"), "{err}");
+        assert_eq!(retries.messages().len(), 3, "the whole budget: {:?}", retries.messages());
+    });
+}
+
 /// Wrong credentials: the token endpoint's 401 ends the operation at once (not transient, the
 /// endpoint asked once), with a hint, and without the password in the message.
 #[test]

@@ -130,10 +130,11 @@ pub fn io_kind(error: &io::Error) -> RegistryErrorKind {
     if let Some(tls) = rustls_error_in(error) {
         return tls_kind(tls);
     }
-    if matches!(error.kind(), io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock) {
-        return RegistryErrorKind::Timeout(error.to_string());
+    match error.kind() {
+        io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock => RegistryErrorKind::Timeout(error.to_string()),
+        io::ErrorKind::ConnectionRefused => RegistryErrorKind::Refused(error.to_string()),
+        _ => RegistryErrorKind::Transport(error.to_string()),
     }
-    RegistryErrorKind::Transport(error.to_string())
 }
 
 /// The `rustls::Error` in `error`'s chain of sources, if any.
@@ -186,6 +187,8 @@ mod tests {
         let slow = ureq::Error::Io(io::Error::new(io::ErrorKind::TimedOut, "slow"));
         assert!(matches!(transport_kind(slow), RegistryErrorKind::Timeout(_)));
         assert!(matches!(transport_kind(ureq::Error::ConnectionFailed), RegistryErrorKind::Transport(_)));
+        let refused = ureq::Error::Io(io::Error::from(io::ErrorKind::ConnectionRefused));
+        assert!(matches!(transport_kind(refused), RegistryErrorKind::Refused(_)));
     }
 
     #[test]

@@ -18,9 +18,10 @@
 //! failure goes up to the layer that can read the blob again (the engine), carrying the
 //! attempts spent so that the budget is shared.
 
+use std::collections::HashSet;
 use std::io::Read;
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use ureq::http::{self, Response};
@@ -128,6 +129,9 @@ pub struct RegistryClient {
     direct: Option<DirectGets>,
     options: RegistryOptions,
     auth: Authenticator,
+    /// Registries that have answered a request in this run: a refused connection to one of
+    /// them is worth another try, to any other it is not (spec/cli.md RF-2).
+    answered: Mutex<HashSet<String>>,
 }
 
 /// Which way a request goes.
@@ -144,7 +148,13 @@ impl RegistryClient {
         let roots = trusted_roots(&options)?;
         let agent = build_agent(&options, &roots)?;
         let direct = build_direct(&options, &agent, &roots)?;
-        Ok(RegistryClient { agent, direct, options, auth: Authenticator::new(credentials) })
+        Ok(RegistryClient {
+            agent,
+            direct,
+            options,
+            auth: Authenticator::new(credentials),
+            answered: Mutex::new(HashSet::new()),
+        })
     }
 
     /// How many answers were read by ferry's own HTTP/1.1 reader rather than the agent.
@@ -252,7 +262,9 @@ impl RegistryClient {
         loop {
             *attempts += 1;
             let mut untouched = false;
-            let error = match self.attempt(way, op, &method, url, headers, &mut body, credentialed, &mut untouched) {
+            let answer = self.attempt(way, op, &method, url, headers, &mut body, credentialed, &mut untouched);
+            let answer = self.first_contact(op, answer);
+            let error = match answer {
                 // Only the registry's own 401 teaches a challenge: another host must not choose
                 // where the registry's credentials go next.
                 Ok((response, had_authorization)) if response.status() == 401 && credentialed && !reauthenticated => {
@@ -283,6 +295,24 @@ impl RegistryClient {
             }
             self.report_retry(op, *attempts + 1, &error.to_string());
             std::thread::sleep(policy.delay(*attempts, error.retry_after()));
+        }
+    }
+
+    /// Remembers that `op`'s registry answered; a connection it refused before it ever did is
+    /// [`RegistryErrorKind::Unreachable`], which is not retried (spec/cli.md RF-2).
+    fn first_contact<T>(&self, op: &Operation, answer: Result<T, RegistryError>) -> Result<T, RegistryError> {
+        let mut answered = self.answered.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        match answer {
+            Ok(response) => {
+                if !answered.contains(&op.registry) {
+                    answered.insert(op.registry.clone());
+                }
+                Ok(response)
+            }
+            Err(RegistryError { kind: RegistryErrorKind::Refused(text), .. }) if !answered.contains(&op.registry) => {
+                Err(op.error(RegistryErrorKind::Unreachable(text)))
+            }
+            Err(error) => Err(error),
         }
     }
 

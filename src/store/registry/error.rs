@@ -44,6 +44,12 @@ pub enum RegistryErrorKind {
     ReauthenticateUnit { code: Option<String>, message: Option<String> },
     /// The connection failed, was reset, or TLS failed.
     Transport(String),
+    /// The connection was refused (retried once the registry has answered in this run: it may
+    /// be restarting).
+    Refused(String),
+    /// [`RegistryErrorKind::Refused`] before the registry ever answered in this run: nothing
+    /// listens there, so it is not retried (spec/cli.md RF-2).
+    Unreachable(String),
     /// TLS failed: an untrusted certificate, a failed handshake.
     Tls(String),
     /// The TLS handshake got an answer that is not TLS at all (a plain-HTTP server).
@@ -104,6 +110,9 @@ impl RegistryError {
                 " (the registry may speak plain HTTP: pass --registry-insecure if that is intended)"
             }
             RegistryErrorKind::Tls(_) => " (if the registry uses a private CA, pass it with --registry-ca-cert-path)",
+            RegistryErrorKind::Unreachable(_) => {
+                " (nothing answered there: check the registry's host and port, and that it is running)"
+            }
             _ => "",
         }
     }
@@ -126,7 +135,10 @@ impl fmt::Display for RegistryError {
                 write_status(f, 413, code, message)?;
                 write!(f, " (the registry refuses a blob this large in one request; it is sent in chunks next)")?;
             }
-            RegistryErrorKind::Transport(text) => write!(f, "connection failed: {text}")?,
+            RegistryErrorKind::Transport(text) | RegistryErrorKind::Refused(text) => {
+                write!(f, "connection failed: {text}")?
+            }
+            RegistryErrorKind::Unreachable(text) => write!(f, "cannot connect: {text}")?,
             RegistryErrorKind::Tls(text) | RegistryErrorKind::PlainHttp(text) => write!(f, "TLS failed: {text}")?,
             RegistryErrorKind::Timeout(text) => write!(f, "timed out: {text}")?,
             RegistryErrorKind::Protocol(text) => write!(f, "{text}")?,

@@ -157,7 +157,8 @@ impl Source for RegistrySource {
             (None, Some(tag)) => tag.clone(),
             (None, None) => "latest".to_string(),
         };
-        let op = self.operation(repository, format!("resolving {reference}"));
+        let what = if reference.digest.is_some() { "manifest" } else { "tag" };
+        let op = self.operation(repository, format!("resolving {what} {target}"));
         let accept = MANIFEST_ACCEPT.join(", ");
         let url = self.manifest_url(repository, &target);
         let response = self
