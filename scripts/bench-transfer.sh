@@ -278,13 +278,33 @@ baseline=${FERRY_BASELINE:-}
 machine_cpu_seconds() {
   awk -v hz="$(getconf CLK_TCK)" '/^cpu / {printf "%.2f\n", ($2 + $3 + $4 + $7 + $8 + $9) / hz}' /proc/stat
 }
+# machine_idle_seconds: CPU time every core has stood idle so far (idle, iowait).
+machine_idle_seconds() {
+  awk -v hz="$(getconf CLK_TCK)" '/^cpu / {printf "%.2f\n", ($5 + $6) / hz}' /proc/stat
+}
+# disk_busy_seconds: how long the block device holding the archive has had I/O in flight
+# (io_ticks of /sys/class/block/DEV/stat); empty where the archive is on no block device.
+archive_disk_stat() {
+  local source name
+  source=$(findmnt -no SOURCE -T "$work" 2>/dev/null | head -1)
+  name=$(basename "$(readlink -f "$source" 2>/dev/null)" 2>/dev/null)
+  [ -n "$name" ] && [ -r "/sys/class/block/$name/stat" ] && echo "/sys/class/block/$name/stat"
+}
+disk_stat=$(archive_disk_stat || true)
+disk_busy_seconds() {
+  [ -n "$disk_stat" ] && awk '{printf "%.3f\n", $10 / 1000}' "$disk_stat"
+}
 export_once() {  # [BINARY SUFFIX]: ferry by default; its CPU and RSS to cpu.ferry$SUFFIX, ...
-  local before machine binary=${1:-$ferry} suffix=${2:-}
+  local before machine idle disk binary=${1:-$ferry} suffix=${2:-}
   before=$(registry_cpu_seconds "${reg_pid[source]}")
   machine=$(machine_cpu_seconds)
+  idle=$(machine_idle_seconds)
+  disk=$(disk_busy_seconds || true)
   /usr/bin/time -o "$work/time.export" -f '%M %U %S' \
     "$binary" export --lock "$work/bundle.lock.yml" -o "$archive" --registry-insecure -q || return 1
   echo "$(machine_cpu_seconds) - $machine" | bc -l >>"$work/cpu.machine$suffix"
+  echo "$(machine_idle_seconds) - $idle" | bc -l >>"$work/cpu.idle$suffix"
+  if [ -n "$disk" ]; then echo "$(disk_busy_seconds) - $disk" | bc -l >>"$work/disk.busy$suffix"; fi
   echo "$(registry_cpu_seconds "${reg_pid[source]}") - $before" | bc -l >>"$work/cpu.registry$suffix"
   awk '{print $1}' "$work/time.export" >>"$work/rss.export$suffix"
   awk '{print $2 + $3}' "$work/time.export" >>"$work/cpu.ferry$suffix"
@@ -314,7 +334,8 @@ dd_count=$(((archive_bytes + 4194303) / 4194304))
 clear_dd
 timed warmup dd_once
 # Export and dd alternate, so both meet the same state of this (noisy) disk in every round.
-: >"$work/rss.export"; : >"$work/cpu.ferry"; : >"$work/cpu.registry"
+: >"$work/rss.export"; : >"$work/cpu.ferry"; : >"$work/cpu.registry"; : >"$work/cpu.machine"
+: >"$work/cpu.idle"; : >"$work/disk.busy"
 : >"$work/rss.export.baseline"; : >"$work/cpu.ferry.baseline"; : >"$work/cpu.registry.baseline"
 if [ -n "$baseline" ]; then clear_archive; timed warmup export_once "$baseline" .baseline; fi
 # The export with and without referrer discovery swap places every round, so neither always
@@ -365,6 +386,18 @@ export_cpu_report() {
     "$(median "$work/cpu.machine")"
   printf '  its disk and network I/O included: over %d cores >= %.2f s; the export takes %.2fx that)\n' \
     "$cores" "$machine_bound" "$(echo "$(median "$work/t.export") / $machine_bound" | bc -l)"
+  # Where the rest of the cores' time went: kernel work neither process is charged with, and
+  # idle cores (while the disk, busy most of the export, holds the writers back, and in the
+  # walk, bound by the registry's answers).
+  printf '  (beside that bound: kernel threads and interrupts %.2f CPU-s, idle cores %.2f core-s' \
+    "$(echo "$(median "$work/cpu.machine") - $cpu_ferry - $cpu_registry" | bc -l)" "$(median "$work/cpu.idle")"
+  if [ -s "$work/disk.busy" ]; then
+    printf ';\n  the archive'"'"'s disk had I/O in flight %.0f%% of the export, %.2f s; dd writes as much in %.2f s)\n' \
+      "$(echo "100 * $(median "$work/disk.busy") / $(median "$work/t.export")" | bc -l)" \
+      "$(median "$work/disk.busy")" "$(median "$work/t.disk")"
+  else
+    printf ')\n'
+  fi
   local net_bound
   net_bound=$(echo "$(median "$work/cpu.net") / $cores" | bc -l)
   printf '  (the parallel curl GETs of the same blobs, %.3f s, take %.2fx their own CPU bound, %.2f s of\n' \
