@@ -18,7 +18,7 @@ use crate::verify::{BufferPool, Chunk, ChunkSource};
 /// Size of every read-ahead buffer: large reads and direct writes, yet a few per stream keep
 /// four workers within a few MiB.
 pub const BUFFER_SIZE: usize = 1 << 20;
-/// Buffers the shared pool keeps for reuse: as many as four workers have in flight (5 each),
+/// Buffers the shared pool keeps for reuse: more than four workers have in flight (4 each),
 /// so none is freed and mapped again (freed buffers fragment the allocator and grow the RSS).
 const POOL_KEEP: usize = 24;
 

@@ -24,9 +24,11 @@ use crate::verify::{Chunk, ChunkSource, VerifyError};
 
 use crate::verify::VerifyingReader;
 
-/// Chunks a blob body is received ahead of the consumer (of 1 MiB each): deep enough that a
-/// disk write or a scheduling gap does not stall the receive, within a few MiB per worker.
-const READ_AHEAD_DEPTH: usize = 2;
+/// Chunks a blob body is received ahead of the consumer (of 1 MiB each), beside the one being
+/// received, the one hashed and the one written: four buffers per blob in flight. A second
+/// chunk ahead bought no speed (issue 18: the bench set and one 2 GiB layer took the same time
+/// in interleaved rounds) and cost four workers 4 MiB.
+const READ_AHEAD_DEPTH: usize = 1;
 
 /// Small blobs read whole (configs the walk reads to find bundles) are kept, up to
 /// [`KEPT_BLOB_MAX`] each and this in all, until the transfer asks for them: one GET each, not
