@@ -32,7 +32,10 @@
 #
 # Reports medians of RUNS timed runs, each after one warm-up (nothing is dropped from the page
 # cache: every tool sees the same warm cache), the ratios the goals are stated in, and ferry's
-# peak RSS (/usr/bin/time %M, the largest over the timed runs). Wiping the target is not timed.
+# peak RSS (/usr/bin/time %M, the largest over the timed runs). For the export also the CPU
+# bound (ferry's and the registry's CPU over the cores) and what lies beside it: the machine's
+# whole busy CPU (/proc/stat), the idle core-seconds, and how long the archive's block device had
+# I/O in flight (its io_ticks) beside dd. Wiping the target is not timed.
 # Set BENCH_MIB to change the size (default 1024), RUNS the repetitions (default 3), BENCH_DIR
 # where the layout is kept and the registries store their data (default bench/work),
 # BENCH_EXPORT_ONLY=1 to measure the export alone (no import, volumes, imgpkg or week 2),
