@@ -100,9 +100,16 @@ impl RetryPolicy {
         (err.is_transient() && *attempts < self.max_attempts()).then(|| self.delay(*attempts, retry_after))
     }
 
-    /// The warning a retry prints: what is tried again, which attempt of how many, and why.
+    /// The warning a retry prints: what is tried again, which attempt of how many, and why
+    /// (`what` is left out when the error already names it, as a registry error does).
     pub fn retrying(&self, what: impl std::fmt::Display, attempts: u32, err: impl std::fmt::Display) -> String {
-        format!("retrying {what} (attempt {} of {}): {err}", attempts + 1, self.max_attempts())
+        let (what, err) = (what.to_string(), err.to_string());
+        let attempt = format!("(attempt {} of {})", attempts + 1, self.max_attempts());
+        if err.contains(&what) {
+            format!("retrying {attempt}: {err}")
+        } else {
+            format!("retrying {what} {attempt}: {err}")
+        }
     }
 
     pub fn delay(&self, attempts: u32, retry_after: Option<Duration>) -> Duration {
@@ -142,6 +149,19 @@ mod tests {
         assert_eq!(classify(&RegistryErrorKind::Timeout("headers".into())), Verdict::RetryRequest);
         assert_eq!(classify(&RegistryErrorKind::Tls("untrusted".into())), Verdict::Fail);
         assert_eq!(classify(&RegistryErrorKind::Protocol("no Location".into())), Verdict::Fail);
+    }
+
+    #[test]
+    fn a_retry_warning_names_the_operation_once() {
+        let policy = RetryPolicy::default();
+        let err = "resolving tag v1 127.0.0.1:5000/app: connection failed: reset";
+        assert_eq!(policy.retrying("resolving tag v1", 1, err), format!("retrying (attempt 2 of 6): {err}"));
+        let err = "fetching blob sha256:ab 127.0.0.1:5000/app: connection failed: reset";
+        assert_eq!(policy.retrying("blob sha256:ab", 1, err), format!("retrying (attempt 2 of 6): {err}"));
+        assert_eq!(
+            policy.retrying("blob sha256:ab", 2, "reading the archive: short"),
+            "retrying blob sha256:ab (attempt 3 of 6): reading the archive: short"
+        );
     }
 
     #[test]
