@@ -233,9 +233,10 @@ fn reopen_direct(_file: &File) -> Option<File> {
 /// read as zeros), best effort: a file whose blocks are allocated as blobs land takes the inode's
 /// lock exclusively for every allocating direct write, so the workers' writes queue behind each
 /// other (issue 18: 0.07 CPU-s of idle cores per GiB exported, `sched_switch` traces); into
-/// allocated blocks, writes of whole aligned blocks (the writer's `disk`) go side by side. A filesystem without `fallocate`, or too little space,
-/// changes nothing: blocks are then allocated as they are written, and a full disk is reported
-/// by the write that meets it (the partial file stays usable for `--resume`).
+/// allocated blocks, writes of whole aligned blocks (the writer's `disk`) go side by side. A
+/// filesystem without `fallocate`, or too little space, changes nothing: blocks are then
+/// allocated as they are written, and a full disk is reported by the write that meets it (the
+/// partial file stays usable for `--resume`).
 #[cfg(target_os = "linux")]
 pub fn preallocate(file: &File, len: u64) {
     use std::os::fd::AsRawFd;

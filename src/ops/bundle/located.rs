@@ -33,15 +33,7 @@ pub fn whereabouts(
     digest: Digest,
     entries: &[LockEntry],
 ) -> Result<Whereabouts, StoreError> {
-    if let Some(record) = read_record(client, repository, digest)? {
-        return Ok(Whereabouts::Recorded(record));
-    }
-    let missing = absent_entries(client, repository, entries, false)?;
-    if missing.is_empty() {
-        Ok(Whereabouts::AllPresent)
-    } else {
-        Ok(Whereabouts::Missing { missing, total: entries.len() })
-    }
+    find_whereabouts(client, repository, digest, entries, false)
 }
 
 /// Whether `repository` holds the images of bundle `digest`: [`whereabouts`] without the list
@@ -53,10 +45,28 @@ pub fn is_relocated(
     digest: Digest,
     entries: &[LockEntry],
 ) -> Result<bool, StoreError> {
-    if read_record(client, repository, digest)?.is_some() {
-        return Ok(true);
+    let found = find_whereabouts(client, repository, digest, entries, true)?;
+    Ok(!matches!(found, Whereabouts::Missing { .. }))
+}
+
+/// [`whereabouts`]; with `first_only`, `Missing` lists at least the first absent entry found,
+/// not necessarily all.
+fn find_whereabouts(
+    client: &Arc<RegistryClient>,
+    repository: &Repository,
+    digest: Digest,
+    entries: &[LockEntry],
+    first_only: bool,
+) -> Result<Whereabouts, StoreError> {
+    if let Some(record) = read_record(client, repository, digest)? {
+        return Ok(Whereabouts::Recorded(record));
     }
-    Ok(absent_entries(client, repository, entries, true)?.is_empty())
+    let missing = absent_entries(client, repository, entries, first_only)?;
+    if missing.is_empty() {
+        Ok(Whereabouts::AllPresent)
+    } else {
+        Ok(Whereabouts::Missing { missing, total: entries.len() })
+    }
 }
 
 /// The lock references of `entries` that `repository` does not hold by digest (all of them, or
