@@ -38,8 +38,8 @@ pub struct RegistryFlags {
     pub registry_insecure: bool,
     /// Retries of a failed request: it is tried at most 1 + N times (0: once, no retry). Only
     /// connection errors, resets and HTTP 408, 429, 500, 502, 503 and 504 are retried; any
-    /// other answer fails at once, and so does a refused connection to a registry that has not
-    /// answered yet (nothing listens there)
+    /// other answer fails at once, and so does a refused connection or an unknown host name
+    /// for a registry that has not answered yet (nothing listens there)
     #[arg(long, global = true, default_value_t = 5, value_name = "N")]
     pub registry_retry_count: u32,
     /// How long to wait for a registry's response headers (e.g. 30s, 2m)

@@ -133,8 +133,21 @@ pub fn io_kind(error: &io::Error) -> RegistryErrorKind {
     match error.kind() {
         io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock => RegistryErrorKind::Timeout(error.to_string()),
         io::ErrorKind::ConnectionRefused => RegistryErrorKind::Refused(error.to_string()),
+        _ if names_an_unknown_host(error) => RegistryErrorKind::UnknownHost(error.to_string()),
         _ => RegistryErrorKind::Transport(error.to_string()),
     }
+}
+
+/// Whether `error` is the resolver saying the host name does not exist (EAI_NONAME,
+/// EAI_NODATA), not that it failed for now (EAI_AGAIN: "Temporary failure in name
+/// resolution"). The standard library reports every `getaddrinfo` failure as an uncategorised
+/// error whose text is the resolver's own message, so the text is all there is to go by.
+fn names_an_unknown_host(error: &io::Error) -> bool {
+    let text = error.to_string();
+    text.starts_with("failed to lookup address information")
+        && ["Name or service not known", "No address associated with hostname", "nodename nor servname provided"]
+            .iter()
+            .any(|message| text.contains(message))
 }
 
 /// The `rustls::Error` in `error`'s chain of sources, if any.
@@ -189,6 +202,17 @@ mod tests {
         assert!(matches!(transport_kind(ureq::Error::ConnectionFailed), RegistryErrorKind::Transport(_)));
         let refused = ureq::Error::Io(io::Error::from(io::ErrorKind::ConnectionRefused));
         assert!(matches!(transport_kind(refused), RegistryErrorKind::Refused(_)));
+    }
+
+    /// RF-2: a host name the resolver says does not exist is told from a resolver that failed
+    /// for now (the standard library's text for `getaddrinfo` failures is all there is).
+    #[test]
+    fn an_unknown_host_is_told_from_a_temporary_resolver_failure() {
+        let lookup = |message: &str| io::Error::other(format!("failed to lookup address information: {message}"));
+        assert!(matches!(io_kind(&lookup("Name or service not known")), RegistryErrorKind::UnknownHost(_)));
+        assert!(matches!(io_kind(&lookup("No address associated with hostname")), RegistryErrorKind::UnknownHost(_)));
+        assert!(matches!(io_kind(&lookup("Temporary failure in name resolution")), RegistryErrorKind::Transport(_)));
+        assert!(matches!(io_kind(&io::Error::other("Name or service not known")), RegistryErrorKind::Transport(_)));
     }
 
     #[test]

@@ -298,8 +298,9 @@ impl RegistryClient {
         }
     }
 
-    /// Remembers that `op`'s registry answered; a connection it refused before it ever did is
-    /// [`RegistryErrorKind::Unreachable`], which is not retried (spec/cli.md RF-2).
+    /// Remembers that `op`'s registry answered; a connection it refused, or a host name that
+    /// does not exist, before it ever did is [`RegistryErrorKind::Unreachable`], which is not
+    /// retried (spec/cli.md RF-2).
     fn first_contact<T>(&self, op: &Operation, answer: Result<T, RegistryError>) -> Result<T, RegistryError> {
         let mut answered = self.answered.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         match answer {
@@ -309,9 +310,10 @@ impl RegistryClient {
                 }
                 Ok(response)
             }
-            Err(RegistryError { kind: RegistryErrorKind::Refused(text), .. }) if !answered.contains(&op.registry) => {
-                Err(op.error(RegistryErrorKind::Unreachable(text)))
-            }
+            Err(RegistryError {
+                kind: RegistryErrorKind::Refused(text) | RegistryErrorKind::UnknownHost(text),
+                ..
+            }) if !answered.contains(&op.registry) => Err(op.error(RegistryErrorKind::Unreachable(text))),
             Err(error) => Err(error),
         }
     }

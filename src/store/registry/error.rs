@@ -47,7 +47,10 @@ pub enum RegistryErrorKind {
     /// The connection was refused (retried once the registry has answered in this run: it may
     /// be restarting).
     Refused(String),
-    /// [`RegistryErrorKind::Refused`] before the registry ever answered in this run: nothing
+    /// The resolver says the registry's host name does not exist (retried, like
+    /// [`RegistryErrorKind::Refused`], once the registry has answered in this run).
+    UnknownHost(String),
+    /// [`RegistryErrorKind::Refused`] or [`RegistryErrorKind::UnknownHost`] before the registry ever answered in this run: nothing
     /// listens there, so it is not retried (spec/cli.md RF-2).
     Unreachable(String),
     /// TLS failed: an untrusted certificate, a failed handshake.
@@ -135,9 +138,9 @@ impl fmt::Display for RegistryError {
                 write_status(f, 413, code, message)?;
                 write!(f, " (the registry refuses a blob this large in one request; it is sent in chunks next)")?;
             }
-            RegistryErrorKind::Transport(text) | RegistryErrorKind::Refused(text) => {
-                write!(f, "connection failed: {text}")?
-            }
+            RegistryErrorKind::Transport(text)
+            | RegistryErrorKind::Refused(text)
+            | RegistryErrorKind::UnknownHost(text) => write!(f, "connection failed: {text}")?,
             RegistryErrorKind::Unreachable(text) => write!(f, "cannot connect: {text}")?,
             RegistryErrorKind::Tls(text) | RegistryErrorKind::PlainHttp(text) => write!(f, "TLS failed: {text}")?,
             RegistryErrorKind::Timeout(text) => write!(f, "timed out: {text}")?,

@@ -35,9 +35,10 @@ impl Verdict {
 /// Classifies a failure (RF-2).
 pub fn classify(kind: &RegistryErrorKind) -> Verdict {
     match kind {
-        RegistryErrorKind::Transport(_) | RegistryErrorKind::Refused(_) | RegistryErrorKind::Timeout(_) => {
-            Verdict::RetryRequest
-        }
+        RegistryErrorKind::Transport(_)
+        | RegistryErrorKind::Refused(_)
+        | RegistryErrorKind::UnknownHost(_)
+        | RegistryErrorKind::Timeout(_) => Verdict::RetryRequest,
         RegistryErrorKind::Status { status: 408 | 429 | 500 | 502 | 503 | 504, .. } => Verdict::RetryRequest,
         // distribution-spec: a registry restarted mid-upload no longer knows the session.
         RegistryErrorKind::Status { status: 400 | 404, code: Some(code), .. }
@@ -145,6 +146,7 @@ mod tests {
         }
         assert_eq!(classify(&RegistryErrorKind::Transport("reset".into())), Verdict::RetryRequest);
         assert_eq!(classify(&RegistryErrorKind::Refused("restarting".into())), Verdict::RetryRequest);
+        assert_eq!(classify(&RegistryErrorKind::UnknownHost("renamed".into())), Verdict::RetryRequest);
         assert_eq!(classify(&RegistryErrorKind::Unreachable("never answered".into())), Verdict::Fail);
         assert_eq!(classify(&RegistryErrorKind::Timeout("headers".into())), Verdict::RetryRequest);
         assert_eq!(classify(&RegistryErrorKind::Tls("untrusted".into())), Verdict::Fail);
