@@ -1308,3 +1308,127 @@ impl Drop for TlsTokenRegistry {
         let _ = self.child.wait();
     }
 }
+
+/// A 401 from the host a redirect led to (a CDN, or anyone on that hop) is not the registry's
+/// challenge: it is not learnt, so the registry's credentials never go to the realm that host
+/// names, on the blob path ferry reads itself and on the manifest path the agent follows; the
+/// read fails with that 401, and the registry's own challenge still holds afterwards.
+#[test]
+fn a_challenge_from_where_a_redirect_led_is_not_learnt() {
+    bounded(TEST_LIMIT, || {
+        let server = FaultServer::start_with_auth(USER, PASSWORD);
+        let elsewhere = FaultServer::start_with_auth(USER, PASSWORD);
+        let image = server.seed_image(REPO, "v1", vec![content(50, 100_000)]);
+        let digest = image.layers[0].0.clone();
+        server.add(Rule::new(Some("GET"), &digest, Fault::Redirect(elsewhere.base_url())).times(100));
+        let retries = Retries::default();
+        let source = RegistrySource::new(connect(options(&retries), login(PASSWORD)));
+        let (_, manifest) = open_image(&source, &image);
+
+        let err = read_blob(&source, &layers(&manifest)[0]).expect_err("the other host wants credentials");
+        assert_eq!(registry_error(&err).status(), Some(401), "{err}");
+        server.add(Rule::new(None, "/manifests/", Fault::Redirect(elsewhere.base_url())).times(100));
+        let reference: Reference = image.reference.parse().unwrap();
+        let err = source.resolve(&reference).expect_err("the other host wants credentials");
+        assert!(err.to_string().contains("401"), "{err}");
+
+        assert_never_authorised(&elsewhere, "a host a redirect led to");
+        assert_eq!(elsewhere.token_requests(), 0, "the registry's credentials went to another host's realm");
+        assert_eq!(server.token_requests(), 1, "the registry's own realm, once");
+    });
+}
+
+/// An HTTPS registry that redirects a manifest request to plain HTTP is not followed (without
+/// `--registry-insecure`): whoever answers on that hop would choose what the tag is. The
+/// plain-HTTP address is never contacted.
+#[test]
+fn a_redirect_from_https_to_plain_http_is_not_followed() {
+    bounded(Duration::from_secs(60), || {
+        let plain = std::net::TcpListener::bind("127.0.0.1:0").expect("a loopback listener");
+        plain.set_nonblocking(true).unwrap();
+        let to = format!("http://{}", plain.local_addr().unwrap());
+        let redirector = TlsRedirector::start(&to);
+        let retries = Retries::default();
+        let mut options = options(&retries);
+        options.insecure = false;
+        options.ca_cert_paths = vec![redirector.ca.clone()];
+        let source = RegistrySource::new(connect(options, anonymous()));
+        let reference: Reference = format!("{}/{REPO}:v1", redirector.host).parse().unwrap();
+
+        let err = source.resolve(&reference).expect_err("the redirect leaves HTTPS");
+        let contacted = plain.accept();
+        assert!(
+            matches!(&contacted, Err(e) if e.kind() == std::io::ErrorKind::WouldBlock),
+            "the plain-HTTP address was contacted: {contacted:?}"
+        );
+        assert!(redirector.answered() >= 1, "the registry itself was asked");
+        assert!(err.to_string().to_lowercase().contains("https"), "{err}");
+        assert!(!err.is_transient(), "{err}");
+    });
+}
+
+/// A TLS server on 127.0.0.1 (certificate from a fresh test CA) that answers every request
+/// with a 307 to the same path on `to`.
+struct TlsRedirector {
+    host: String,
+    ca: std::path::PathBuf,
+    answered: Arc<std::sync::atomic::AtomicUsize>,
+    _dir: tempfile::TempDir,
+}
+
+impl TlsRedirector {
+    fn start(to: &str) -> TlsRedirector {
+        use std::io::{BufRead, BufReader, Write};
+
+        use rustls_pki_types::pem::PemObject;
+        let dir = tempfile::tempdir().unwrap();
+        let pki = pki::TestPki::generate();
+        std::fs::write(dir.path().join("ca.crt"), &pki.ca_pem).unwrap();
+        let certs = rustls_pki_types::CertificateDer::pem_slice_iter(pki.server_cert_pem.as_bytes())
+            .collect::<Result<Vec<_>, _>>()
+            .unwrap();
+        let key = rustls_pki_types::PrivateKeyDer::from_pem_slice(pki.server_key_pem.as_bytes()).unwrap();
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let config = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(certs, key)
+            .unwrap();
+        let config = Arc::new(config);
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let host = listener.local_addr().unwrap().to_string();
+        let answered = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let (count, to) = (Arc::clone(&answered), to.to_string());
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(tcp) = stream else { return };
+                let _ = tcp.set_read_timeout(Some(Duration::from_secs(5)));
+                let Ok(connection) = rustls::ServerConnection::new(Arc::clone(&config)) else { return };
+                let mut tls = BufReader::new(rustls::StreamOwned::new(connection, tcp));
+                let mut line = String::new();
+                if tls.read_line(&mut line).is_err() {
+                    continue;
+                }
+                let path = line.split_whitespace().nth(1).unwrap_or("/").to_string();
+                loop {
+                    line.clear();
+                    if tls.read_line(&mut line).unwrap_or(0) == 0 || line.trim_end().is_empty() {
+                        break;
+                    }
+                }
+                count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                let answer = format!(
+                    "HTTP/1.1 307 Temporary Redirect\r\nLocation: {to}{path}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+                );
+                let _ = tls.get_mut().write_all(answer.as_bytes());
+                let _ = tls.get_mut().flush();
+            }
+        });
+        TlsRedirector { host, ca: dir.path().join("ca.crt"), answered, _dir: dir }
+    }
+
+    fn answered(&self) -> usize {
+        self.answered.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}

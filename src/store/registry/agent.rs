@@ -34,6 +34,9 @@ pub fn build_agent(options: &RegistryOptions, roots: &Option<Vec<Certificate<'st
         .http_status_as_error(false)
         // A redirect may lead anywhere: it never carries the registry's credentials.
         .redirect_auth_headers(RedirectAuthHeaders::Never)
+        // Without --registry-insecure no request, and no redirect, leaves HTTPS: a redirect to
+        // plain HTTP would let anyone on that hop choose what a tag or manifest is.
+        .https_only(!options.insecure)
         .tls_config(tls)
         .timeout_connect(Some(CONNECT_TIMEOUT))
         .timeout_recv_response(Some(options.response_header_timeout))

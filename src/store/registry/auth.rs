@@ -87,7 +87,10 @@ impl TokenCache {
         (Instant::now() < *expires).then(|| token.clone())
     }
 
+    /// Keeps `token` for `lifetime`, at most [`MAX_TOKEN_LIFETIME`] (an issuer's claim of 2^64 - 1
+    /// seconds must not overflow the clock).
     pub fn put(&self, registry: &str, scopes: &str, token: Secret, lifetime: Duration) {
+        let lifetime = lifetime.min(MAX_TOKEN_LIFETIME);
         // Refresh early so a long upload does not start with a token about to expire.
         let margin = (lifetime / 10).min(Duration::from_secs(30));
         let expires = Instant::now() + lifetime.saturating_sub(margin);
@@ -231,6 +234,10 @@ impl Authenticator {
     }
 }
 
+/// The longest a token is kept, whatever lifetime its issuer claims (a token that stops
+/// working earlier is renewed on its 401 anyway).
+const MAX_TOKEN_LIFETIME: Duration = Duration::from_secs(3600);
+
 fn bearer(token: &Secret) -> Secret {
     Secret::new(format!("Bearer {}", token.expose()))
 }
@@ -270,6 +277,15 @@ mod tests {
 
     fn op() -> Operation {
         Operation { registry: "r.example".into(), repository: "a".into(), what: "x".into(), scopes: vec![] }
+    }
+
+    /// A token issuer claiming a lifetime of 2^64 - 1 seconds does not overflow the clock (it
+    /// panicked ferry): the token is kept for at most an hour.
+    #[test]
+    fn an_endless_token_lifetime_is_capped() {
+        let cache = TokenCache::default();
+        cache.put("r.example", "s", Secret::new(String::from("t")), Duration::from_secs(u64::MAX));
+        assert!(cache.get("r.example", "s").is_some());
     }
 
     #[test]

@@ -25,14 +25,14 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use ureq::http::{self, Response};
-use ureq::{Agent, Body, SendBody};
+use ureq::{Agent, Body, ResponseExt, SendBody};
 
 use super::agent::{base_url, build_agent, build_direct, io_kind, transport_kind, trusted_roots};
 use super::auth::Authenticator;
 use super::credentials::{CredentialStore, Secret};
 use super::direct::DirectGets;
 use super::error::{RegistryError, RegistryErrorKind, status_kind};
-use super::origin::Origin;
+use super::origin::{AnsweredFrom, Origin};
 use super::retry::{RetryPolicy, Verdict};
 
 /// Called with a message each time a request is retried.
@@ -267,7 +267,12 @@ impl RegistryClient {
             let error = match answer {
                 // Only the registry's own 401 teaches a challenge: another host must not choose
                 // where the registry's credentials go next.
-                Ok((response, had_authorization)) if response.status() == 401 && credentialed && !reauthenticated => {
+                Ok((response, had_authorization))
+                    if response.status() == 401
+                        && credentialed
+                        && !reauthenticated
+                        && self.answered_by_registry(op, &response) =>
+                {
                     reauthenticated = true;
                     self.auth.learn_challenge(op, &response, had_authorization);
                     if body.replayable() {
@@ -316,6 +321,13 @@ impl RegistryClient {
             }) if !answered.contains(&op.registry) => Err(op.error(RegistryErrorKind::Unreachable(text))),
             Err(error) => Err(error),
         }
+    }
+
+    /// Whether `response` came from `op`'s registry itself, not from a host a redirect led to:
+    /// only the registry's own 401 is a challenge (spec/cli.md "Registry flags").
+    fn answered_by_registry(&self, op: &Operation, response: &Response<Body>) -> bool {
+        let from = response.extensions().get::<AnsweredFrom>().and_then(|AnsweredFrom(url)| Origin::of(url));
+        from == Some(self.registry_origin(&op.registry))
     }
 
     /// Tells the observer that attempt `next` is about to be made, and why.
@@ -377,7 +389,7 @@ impl RegistryClient {
         }
         let transport = |e: ureq::Error| op.error(transport_kind(e));
         let invalid = |e: http::Error| op.error(RegistryErrorKind::Protocol(format!("cannot build the request: {e}")));
-        match body {
+        let mut response = match body {
             // Requests that may carry a body say Content-Length: 0 rather than go chunked
             // (distribution-spec: "the POST request MUST include Content-Length: 0").
             RequestBody::Empty if method != http::Method::GET && method != http::Method::HEAD => {
@@ -400,6 +412,9 @@ impl RegistryClient {
                     .map_err(invalid)?;
                 self.agent.run(request).map_err(transport)
             }
-        }
+        }?;
+        let answered_from = AnsweredFrom(response.get_uri().to_string());
+        response.extensions_mut().insert(answered_from);
+        Ok(response)
     }
 }

@@ -29,7 +29,7 @@ use ureq::Body;
 use ureq::http::{HeaderName, HeaderValue, Response, Uri};
 
 use super::credentials::Secret;
-use super::origin::{Origin, resolve};
+use super::origin::{AnsweredFrom, Origin, resolve};
 
 /// The longest answer head accepted (status line and every field).
 pub const MAX_HEAD: usize = 64 << 10;
@@ -96,6 +96,8 @@ impl DirectGets {
             let (response, location) = self.exchange(&target, headers, authorization)?;
             let Some(location) = location else {
                 self.answers.fetch_add(1, Ordering::Relaxed);
+                let mut response = response;
+                response.extensions_mut().insert(AnsweredFrom(url));
                 return Ok(Some(response));
             };
             let next = resolve(&url, &location)

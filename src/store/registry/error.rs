@@ -162,12 +162,19 @@ fn write_status(
 ) -> fmt::Result {
     write!(f, "HTTP {status}")?;
     if let Some(code) = code {
-        write!(f, " {code}")?;
+        write!(f, " {}", one_line(code))?;
     }
     if let Some(message) = message.as_ref().filter(|m| !m.is_empty()) {
-        write!(f, ": {message}")?;
+        write!(f, ": {}", one_line(message))?;
     }
     Ok(())
+}
+
+/// A registry's code or message on one line: its line breaks become spaces, so that it cannot
+/// print lines of its own (an `error:` line ferry never wrote). Other control characters are
+/// escaped where messages are printed.
+fn one_line(text: &str) -> String {
+    text.split(['\r', '\n']).filter(|part| !part.is_empty()).collect::<Vec<_>>().join(" ")
 }
 
 /// Turns an error status into an error kind carrying the registry's code, message and
@@ -204,6 +211,20 @@ pub fn parse_error_body(body: &[u8]) -> (Option<String>, Option<String>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A registry's message cannot print lines of its own.
+    #[test]
+    fn a_registry_message_stays_on_one_line() {
+        let kind = RegistryErrorKind::Status {
+            status: 400,
+            code: Some("BAD\nCODE".into()),
+            message: Some("no\r\nerror: forged line\n".into()),
+            retry_after: None,
+        };
+        let text = error(kind, 1).to_string();
+        assert!(!text.contains('\n') && !text.contains('\r'), "{text}");
+        assert!(text.ends_with("HTTP 400 BAD CODE: no error: forged line"), "{text}");
+    }
 
     fn error(kind: RegistryErrorKind, attempts: u32) -> RegistryError {
         RegistryError {

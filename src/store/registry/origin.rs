@@ -9,6 +9,12 @@ use std::fmt;
 use ureq::http::Uri;
 
 /// Scheme, host and port of a URL; the port is explicit even when the URL left it out.
+/// The URL an answer came from, after every redirect: both ways of sending (the agent and
+/// [`super::direct`]) put it in the response's extensions, so that a 401 from a host a redirect
+/// led to is never taken for the registry's own challenge.
+#[derive(Debug, Clone)]
+pub struct AnsweredFrom(pub String);
+
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Origin {
     scheme: &'static str,
