@@ -222,6 +222,52 @@ fn issue12_a_fifo_partial_is_refused_without_hanging() {
     }
 }
 
+/// AR-W2a (security review): the archive's own name holding a FIFO or a symbolic link is
+/// refused before anything is read, naming it and its type; the FIFO is still a FIFO and the
+/// link still a link to the untouched victim (a rename onto the name would have replaced them,
+/// and run as root `-o /dev/null` would have replaced the system's `/dev/null`). A volume's name
+/// holding a link is refused too, before the rename.
+#[test]
+fn an_archive_name_holding_a_fifo_or_a_link_is_refused() {
+    use std::os::unix::fs::FileTypeExt;
+    let scratch = tempfile::tempdir().unwrap();
+    let layout = scratch.path().join("layout");
+    bundle_layout(&layout, &json!({}));
+    let fifo = scratch.path().join("fifo.tar");
+    let path = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+    // SAFETY: a valid NUL-terminated path; mkfifo only reads it.
+    assert_eq!(unsafe { libc::mkfifo(path.as_ptr(), 0o644) }, 0, "mkfifo {}", fifo.display());
+    let victim = scratch.path().join("victim");
+    std::fs::write(&victim, "mine").unwrap();
+    let link = scratch.path().join("link.tar");
+    std::os::unix::fs::symlink(&victim, &link).unwrap();
+    std::os::unix::fs::symlink(&victim, scratch.path().join("split.tar.001")).unwrap();
+    let export = |output: &Path, extra: &[&str]| {
+        ferry()
+            .timeout(std::time::Duration::from_secs(30))
+            .args(["export", "--oci-layout"])
+            .arg(&layout)
+            .arg("-o")
+            .arg(output)
+            .args(extra)
+            .output()
+            .unwrap()
+    };
+    for (output, kind) in [(&fifo, "a FIFO"), (&link, "a symbolic link")] {
+        let done = export(output, &[]);
+        let stderr = text(&done.stderr);
+        assert_eq!(done.status.code(), Some(1), "{kind}: {stderr}");
+        assert!(stderr.contains(&format!("{} is {kind}, not a regular file", output.display())), "{stderr}");
+    }
+    let split = export(&scratch.path().join("split.tar"), &["--volume-size", "1KiB"]);
+    let stderr = text(&split.stderr);
+    assert_ne!(split.status.code(), Some(0), "{stderr}");
+    assert!(stderr.contains("split.tar.001 is a symbolic link"), "{stderr}");
+    assert!(std::fs::symlink_metadata(&fifo).unwrap().file_type().is_fifo(), "the FIFO is still there");
+    assert!(std::fs::symlink_metadata(&link).unwrap().file_type().is_symlink(), "the link is still there");
+    assert_eq!(std::fs::read_to_string(&victim).unwrap(), "mine");
+}
+
 /// Item 7: a registry whose HEAD states another Content-Type and Content-Length for a manifest
 /// (its GET is honest) does not get them into `index.json`: the descriptors carry the manifest's
 /// own media type and length, for `-i` and for the entries of an ImagesLock, and the archive

@@ -206,3 +206,30 @@ fn very_deep_chains_are_refused_without_a_crash() {
     // `make bench`): generous, since CI machines are shared.
     assert!(started.elapsed().as_secs() < 300, "took {:?}", started.elapsed());
 }
+
+/// A ferry root whose original reference names a tag but that has no `dev.ferry.root-tag`
+/// (a consistent forgery: `index.json` rewritten): import gives it that tag, as imgpkg does, and
+/// inspect shows that tag, so a reviewer reads what the import will do (the security review
+/// found inspect showing no tag while import tagged `prod`).
+#[test]
+fn inspect_shows_the_tag_import_gives_a_root() {
+    let scratch = tempfile::tempdir().unwrap();
+    let mut entries = exported_image(scratch.path());
+    let mut index: Value = serde_json::from_slice(entries.get("index.json")).unwrap();
+    let root = &mut index["manifests"][0];
+    let digest = root["digest"].as_str().unwrap().to_string();
+    let annotations = root["annotations"].as_object_mut().unwrap();
+    annotations.remove("dev.ferry.root-tag");
+    annotations.insert("dev.ferry.root".into(), "true".into());
+    annotations.insert("dev.ferry.original-ref".into(), format!("registry.example.com/team/app:prod@{digest}").into());
+    entries.set("index.json", serde_json::to_vec(&index).unwrap());
+    let archive = write(scratch.path(), "hidden-tag.tar", &entries);
+
+    let shown = ferry().arg("inspect").arg(&archive).arg("--json").output().unwrap();
+    assert!(shown.status.success(), "{}", said(&shown));
+    let report: Value = serde_json::from_slice(&shown.stdout).unwrap();
+    let tags: Vec<&Value> = report["artifacts"].as_array().unwrap().iter().map(|a| &a["rootTag"]).collect();
+    assert!(tags.contains(&&Value::from("prod")), "inspect --json shows the tag import gives: {report}");
+    let human = ferry().arg("inspect").arg(&archive).output().unwrap();
+    assert!(text(&human.stdout).contains("prod"), "{}", said(&human));
+}

@@ -24,6 +24,25 @@ const LOCK: &[u8] = b"---\napiVersion: imgpkg.carvel.dev/v1alpha1\nimages: []\nk
 /// `layer`, uncompressed `tar`: config, manifest and index hashed to match (a consistent
 /// forgery).
 fn bundle_layout(dir: &Path, tar: &[u8], layer: &[u8]) {
+    let manifest = bundle_blobs(dir, tar, layer);
+    let mut top = json!({"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": sha256_digest(&manifest).to_string(), "size": manifest.len()});
+    top["annotations"] = json!({"org.opencontainers.image.ref.name": "hostile"});
+    write_index(dir, vec![top]);
+}
+
+/// `oci-layout` and an `index.json` listing `manifests` in `dir`.
+fn write_index(dir: &Path, manifests: Vec<serde_json::Value>) {
+    std::fs::write(dir.join("oci-layout"), br#"{"imageLayoutVersion":"1.0.0"}"#).unwrap();
+    std::fs::write(
+        dir.join("index.json"),
+        serde_json::to_vec(&json!({"schemaVersion": 2, "manifests": manifests})).unwrap(),
+    )
+    .unwrap();
+}
+
+/// The blobs of a bundle whose (compressed) layer is `layer`, uncompressed `tar`, written under
+/// `dir/blobs`, config and manifest hashed to match; returns the manifest.
+fn bundle_blobs(dir: &Path, tar: &[u8], layer: &[u8]) -> Vec<u8> {
     let config = serde_json::to_vec(&json!({
         "architecture": "", "os": "", "config": {"Labels": {"dev.carvel.imgpkg.bundle": "true"}},
         "rootfs": {"type": "layers", "diff_ids": [sha256_digest(tar).to_string()]},
@@ -42,14 +61,7 @@ fn bundle_layout(dir: &Path, tar: &[u8], layer: &[u8]) {
     for bytes in [layer, &config, &manifest] {
         std::fs::write(blobs.join(sha256_digest(bytes).hex()), bytes).unwrap();
     }
-    let mut top = descriptor("application/vnd.oci.image.manifest.v1+json", &manifest);
-    top["annotations"] = json!({"org.opencontainers.image.ref.name": "hostile"});
-    std::fs::write(dir.join("oci-layout"), br#"{"imageLayoutVersion":"1.0.0"}"#).unwrap();
-    std::fs::write(
-        dir.join("index.json"),
-        serde_json::to_vec(&json!({"schemaVersion": 2, "manifests": [top]})).unwrap(),
-    )
-    .unwrap();
+    manifest
 }
 
 /// A plain OCI layout tar of `layout` (not a ferry archive: no `dev.ferry` annotations), as
@@ -276,5 +288,74 @@ fn plain_escapes_are_refused_and_nothing_is_written() {
             .collect();
         assert_eq!(left, vec![PathBuf::from("work")], "{named}: nothing written anywhere");
         assert!(!Path::new("/tmp/ferry-absolute").exists());
+    }
+}
+
+/// PL-1 with `--recursive` (security review): the root bundle's link
+/// `r -> .imgpkg/bundles/sha256-<nested>/a/a/.../../../<victim>` resolves inside DIR while `a`
+/// is taken for a directory, which is all the root's own check can know; the nested bundle,
+/// extracted after it, holds `a -> .`, and on disk the link then climbs out of DIR to the
+/// victim. Every link is checked again once the nested bundles are in place: the pull is
+/// refused, naming the link, and leaves no DIR.
+#[test]
+fn a_root_link_through_a_nested_bundle_never_leads_outside() {
+    let scratch = tempfile::tempdir().unwrap();
+    let dir = scratch.path().join("nested-link");
+    let layout = dir.join("layout");
+    let nested_tar = support::raw_tar::tar(&[entry(".imgpkg/images.yml", b'0', LOCK, ""), entry("a", b'2', b"", ".")]);
+    let nested = bundle_blobs(&layout, &nested_tar, &gzip(&nested_tar));
+    let nested_digest = sha256_digest(&nested);
+    let lock = format!(
+        "---\napiVersion: imgpkg.carvel.dev/v1alpha1\nimages:\n- image: registry.example.com/nested@{nested_digest}\nkind: ImagesLock\n"
+    );
+    let victim = scratch.path().join("victim");
+    std::fs::write(&victim, "mine").unwrap();
+    let depth = 10;
+    let target = format!(
+        ".imgpkg/bundles/sha256-{}/{}{}{}",
+        nested_digest.hex(),
+        "a/".repeat(depth),
+        "../".repeat(depth + 3),
+        victim.strip_prefix("/").unwrap().display()
+    );
+    let root_tar = support::raw_tar::tar(&[
+        entry(".imgpkg/images.yml", b'0', lock.as_bytes(), ""),
+        entry("r", b'2', b"", &target),
+    ]);
+    let root = bundle_blobs(&layout, &root_tar, &gzip(&root_tar));
+    let top = |manifest: &[u8], name: &str| {
+        json!({"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": sha256_digest(manifest).to_string(),
+               "size": manifest.len(), "annotations": {"org.opencontainers.image.ref.name": name}})
+    };
+    write_index(&layout, vec![top(&root, "hostile"), top(&nested, "nested")]);
+    let archive = dir.join("hostile.tar");
+    layout_tar(&layout, &archive);
+    let archive = archive.to_str().unwrap();
+
+    let plain = run(&dir, &["pull", "--tar", archive, "-b", "hostile", "-o", "alone"]);
+    assert!(plain.status.success(), "without --recursive the link stays inside: {}", text(&plain.stderr));
+    let recursive = run(&dir, &["pull", "--tar", archive, "-b", "hostile", "-o", "out", "--recursive"]);
+    refused(&recursive, "recursive", "\"r\"");
+    assert!(!dir.join("out").exists(), "no output directory");
+    assert_eq!(std::fs::read_to_string(&victim).unwrap(), "mine");
+}
+
+/// BL-7 (security review): a bundle layer that grows more than 128 times its size when
+/// decompressed (here 100 MiB of zeros before the lock, a ~100 KiB gzip) is refused by the
+/// readers that look for its lock, after 64 MiB of work, instead of being read to its end
+/// (a 2 MiB zstd layer of repeated blocks held 64 GiB and cost every verify seconds per MiB).
+#[test]
+fn a_bundle_layer_bomb_is_stopped() {
+    let scratch = tempfile::tempdir().unwrap();
+    let zeros = vec![0u8; 100 << 20];
+    let entries = vec![entry("padding", b'0', &zeros, ""), entry(".imgpkg/images.yml", b'0', LOCK, "")];
+    drop(zeros);
+    let (dir, _, archive) = case(scratch.path(), "bomb", &entries);
+    let archive = archive.to_str().unwrap();
+    for args in [&["verify", archive][..], &["describe", "--tar", archive][..]] {
+        let output = run(&dir, args);
+        let printed = format!("{}{}", text(&output.stdout), text(&output.stderr));
+        assert_ne!(output.status.code(), Some(0), "{args:?}: {printed}");
+        assert!(printed.contains("once decompressed"), "{args:?}: {printed}");
     }
 }

@@ -377,3 +377,30 @@ fn identity_pins_the_exported_archive() {
     let accepted = import_with(&archive, &registry, "file/big", &["--identity", &identity]);
     assert!(accepted.status.success(), "{}", text(&accepted.stderr));
 }
+
+/// A FIFO under a volume's name, or under the table's, is refused as not a regular file at
+/// once (security review: opening it waited for a writer, so `verify` hung).
+#[test]
+fn a_fifo_volume_or_table_is_refused_without_hanging() {
+    let scratch = tempfile::tempdir().unwrap();
+    let archive = scratch.path().join("split.tar");
+    export("multiarch", &archive, Some("8KiB"));
+    let volumes = volumes_of(scratch.path(), "split.tar");
+    let mkfifo = |path: &Path| {
+        std::fs::remove_file(path).unwrap();
+        let name = std::ffi::CString::new(path.to_str().unwrap()).unwrap();
+        // SAFETY: a valid NUL-terminated path; mkfifo only reads it.
+        assert_eq!(unsafe { libc::mkfifo(name.as_ptr(), 0o644) }, 0, "mkfifo {}", path.display());
+    };
+    mkfifo(&volumes[1]);
+    let table = scratch.path().join("split.tar.volumes.json");
+    for (what, path) in [("a volume", table.clone()), ("the table", volumes[0].clone())] {
+        if what == "the table" {
+            mkfifo(&table);
+        }
+        let output = ferry().timeout(std::time::Duration::from_secs(30)).arg("verify").arg(&path).output().unwrap();
+        let printed = format!("{}{}", text(&output.stdout), text(&output.stderr));
+        assert_ne!(output.status.code(), Some(0), "{what}: {printed}");
+        assert!(printed.contains("not a regular file"), "{what}: {printed}");
+    }
+}

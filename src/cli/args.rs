@@ -214,7 +214,8 @@ impl InspectArgs {
             output::data(&render_inspect(&report))?;
         }
         for problem in &report.problems {
-            output::warn(problem);
+            // One line each: a problem quotes names from the archive, which may hold line breaks.
+            output::warn(&output::shown(problem));
         }
         // What inspect could not read of an archive (a refused bundle layer, a missing blob)
         // is damage, as verify would say: never an OK listing of part of it.

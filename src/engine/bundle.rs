@@ -82,6 +82,7 @@ pub fn read_bundle(source: &dyn Source, manifest: &ImageManifest, bundle: &str) 
     let layer_name = format!("the layer of bundle {bundle} ({})", layer.digest);
     let found = {
         let stream = layer::decompress(compression, &mut verified).map_err(read_error)?;
+        let stream = layer::Bounded::new(stream, layer::bundle_layer_limit(layer.size));
         layer::read_small_files(stream, &layer_name, true, &[IMAGES_LOCK_PATH, BUNDLE_FILE_PATH])
     };
     let [lock_text, metadata_text]: [Option<String>; 2] = match found {

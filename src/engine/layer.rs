@@ -19,6 +19,17 @@ pub const MAX_SMALL_FILE_BYTES: u64 = 4 * 1024 * 1024;
 /// Decompressed bytes read from a layer that should only hold small files (BL-7).
 pub const MAX_RECORD_LAYER_BYTES: u64 = 64 * 1024 * 1024;
 
+/// How many times its own size a bundle's layer may grow when decompressed (BL-7): text,
+/// configuration and charts compress 3-20 times; a bomb (a zstd layer of repeated blocks grows
+/// 30,000 times) is stopped after this much work instead of hours of it.
+pub const MAX_BUNDLE_LAYER_RATIO: u64 = 128;
+
+/// The decompressed bytes read from a bundle layer of `size` compressed bytes (BL-7): at most
+/// [`MAX_BUNDLE_LAYER_RATIO`] times its size, and at least [`MAX_RECORD_LAYER_BYTES`].
+pub fn bundle_layer_limit(size: u64) -> u64 {
+    size.saturating_mul(MAX_BUNDLE_LAYER_RATIO).max(MAX_RECORD_LAYER_BYTES)
+}
+
 /// The decompressed tar stream of a layer: every gzip member, every zstd frame (BL-1).
 pub fn decompress<'a, R: Read + 'a>(compression: Compression, layer: R) -> io::Result<Box<dyn Read + 'a>> {
     Ok(match compression {

@@ -21,6 +21,7 @@ use crate::model::platform::PlatformFilter;
 use crate::model::{Descriptor, Digest, ManifestKind, Reference, annotations, sha256_digest};
 use crate::store::layout_dir::LayoutDirSource;
 use crate::store::layout_tar::LayoutTarSink;
+use crate::store::volumes::check_replaceable;
 use crate::store::{Plan, Source, StoreError};
 
 /// What an export did.
@@ -363,9 +364,14 @@ pub fn export(
 
 /// Refuses an `-o` that could never be written, before anything is fetched (issue 17): a
 /// directory (the archive is a file; a download must not end in "run again with --resume"), or
-/// a name in a directory that does not exist. An existing regular file is replaced when the
-/// export is complete (AR-W2).
+/// a name in a directory that does not exist, or a device, FIFO, socket or symbolic link (the
+/// finished archive is renamed onto the name, which would replace that itself, AR-W2a). An
+/// existing regular file is replaced when the export is complete (AR-W2).
 pub fn check_destination(output: &Path) -> Result<(), ExportError> {
+    if std::fs::symlink_metadata(output).is_ok_and(|meta| !meta.is_dir() && !meta.is_file()) {
+        let refused = check_replaceable(output).expect_err("neither a file nor a directory");
+        return Err(ExportError::Destination(format!("-o {refused}")));
+    }
     if output.is_dir() {
         return Err(ExportError::Destination(format!(
             "-o {}: it is a directory; -o names the archive file to write, e.g. {}",

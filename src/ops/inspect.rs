@@ -4,15 +4,16 @@
 //! size, nesting past the limit; spec/archive.md AR-R13..AR-R15) is refused, not listed: its
 //! totals would mean nothing. Every total is added with checked arithmetic.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::Path;
 
 use serde::Serialize;
 
 use super::artifacts_of_index;
+use super::referrers::ReferrerInfo;
 use crate::engine::{Graph, WalkOptions, walk};
 use crate::model::manifest::{SizeOverflow, checked_total};
-use crate::model::{Digest, ManifestKind, annotations, sha256_digest};
+use crate::model::{Digest, ManifestKind, sha256_digest};
 use crate::store::StoreError;
 use crate::store::layout_tar::{ArchiveError, ArchiveProblem};
 
@@ -86,10 +87,11 @@ pub fn inspect_archive(path: &Path, workers: usize) -> Result<InspectReport, Sto
         return Err(refused(integrity.join("\n  ")));
     }
     let overflow = |err: SizeOverflow| refused(err.to_string());
+    let referrers = super::referrers::referrers_by_subject(&graph);
     let artifacts = graph
         .artifacts
         .iter()
-        .map(|artifact| describe(&graph, artifact))
+        .map(|artifact| describe(&graph, artifact, &referrers))
         .collect::<Result<_, _>>()
         .map_err(overflow)?;
     let stored = archive.stored_blobs();
@@ -111,7 +113,12 @@ pub fn inspect_archive(path: &Path, workers: usize) -> Result<InspectReport, Sto
     })
 }
 
-fn describe(graph: &Graph, artifact: &crate::engine::Artifact) -> Result<ArtifactInfo, SizeOverflow> {
+/// `referrers`: every subject's referrers ([`super::referrers::referrers_by_subject`]).
+fn describe(
+    graph: &Graph,
+    artifact: &crate::engine::Artifact,
+    referrers: &HashMap<Digest, Vec<ReferrerInfo>>,
+) -> Result<ArtifactInfo, SizeOverflow> {
     let digest = artifact.descriptor.digest;
     let manifest = graph.manifests.get(&digest);
     let (kind, layers, platforms) = match manifest.map(|m| m.kind()) {
@@ -152,14 +159,16 @@ fn describe(graph: &Graph, artifact: &crate::engine::Artifact) -> Result<Artifac
         kind,
         root: artifact.is_root,
         original_ref: artifact.original.as_ref().map(ToString::to_string),
-        root_tag: notes.get(annotations::ROOT_TAG).cloned(),
+        // The tag import gives it (its root-tag, else its original reference's tag), so that
+        // what a reviewer reads is what the import does.
+        root_tag: artifact.root_tag(),
         bytes: graph.artifact_bytes(artifact)?,
         layers,
         platforms,
         lock,
         listed_by: artifact.listed_by.clone(),
         annotations: notes.clone(),
-        referrers: super::referrers::referrers_of(graph, &digest),
+        referrers: referrers.get(&digest).cloned().unwrap_or_default(),
         referrer_of: super::referrers::subject_of(artifact),
     })
 }

@@ -170,7 +170,7 @@ impl Volumes {
 /// wait for a reader forever); anything but a regular file is refused, naming what it is
 /// (spec/archive.md AR-W2a).
 pub fn open_owned_file(path: &Path, create: bool) -> io::Result<File> {
-    use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
+    use std::os::unix::fs::OpenOptionsExt;
     let file = std::fs::OpenOptions::new()
         .read(true)
         .write(true)
@@ -191,9 +191,25 @@ pub fn open_owned_file(path: &Path, create: bool) -> io::Result<File> {
             ),
             _ => err,
         })?;
-    let kind = file.metadata()?.file_type();
-    let other = if kind.is_file() {
-        return Ok(file);
+    let Some(other) = other_than_a_file(file.metadata()?.file_type()) else { return Ok(file) };
+    Err(io::Error::new(
+        io::ErrorKind::InvalidInput,
+        format!(
+            "{} is {other}, not a regular file; ferry writes only regular files (remove it, then run the export again)",
+            path.display()
+        ),
+    ))
+}
+
+/// What `kind` is when it is not a regular file ("a FIFO", "a device", ...); `None` for a file.
+fn other_than_a_file(kind: std::fs::FileType) -> Option<&'static str> {
+    use std::os::unix::fs::FileTypeExt;
+    Some(if kind.is_file() {
+        return None;
+    } else if kind.is_symlink() {
+        "a symbolic link"
+    } else if kind.is_dir() {
+        "a directory"
     } else if kind.is_fifo() {
         "a FIFO"
     } else if kind.is_char_device() || kind.is_block_device() {
@@ -202,12 +218,23 @@ pub fn open_owned_file(path: &Path, create: bool) -> io::Result<File> {
         "a socket"
     } else {
         "not a regular file"
-    };
+    })
+}
+
+/// Refuses a finished archive's name (`ARCHIVE`, a volume, the volumes' table) holding
+/// anything but a regular file (spec/archive.md AR-W2a): the finished file is renamed onto
+/// it, which would replace a device, a FIFO or a link itself (`-o /dev/null` run as root
+/// would replace the system's `/dev/null`). Nothing there, or a regular file, is fine.
+pub fn check_replaceable(path: &Path) -> io::Result<()> {
+    let Ok(meta) = std::fs::symlink_metadata(path) else { return Ok(()) };
+    let Some(other) = other_than_a_file(meta.file_type()) else { return Ok(()) };
     Err(io::Error::new(
         io::ErrorKind::InvalidInput,
         format!(
-            "{} is {other}, not a regular file; ferry writes only regular files (remove it, then run the export again)",
-            path.display()
+            "{} is {other}, not a regular file; ferry puts the finished archive there by renaming it onto that name, \
+             which would replace the {} itself (name a regular file, or remove it)",
+            path.display(),
+            other.trim_start_matches("a ").trim_start_matches("an ")
         ),
     ))
 }

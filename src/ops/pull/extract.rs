@@ -139,8 +139,56 @@ impl Extraction {
     }
 }
 
+/// Checks every symlink under `root` on disk against the whole tree (PL-1). Each extraction
+/// checks its own links when it finishes, but a pull with `--recursive` writes nested bundles
+/// beside the root bundle's files afterwards: a root link through
+/// `.imgpkg/bundles/sha256-<hex>/a/a/..` was checked while `a` did not exist yet, and a nested
+/// bundle's `a -> .` then makes it climb out of the directory. Checked again here, once
+/// everything is in place.
+pub fn check_links_under(root: &Path) -> Result<(), ExtractError> {
+    let dir = Dir::open_ambient_dir(root, cap_std::ambient_authority()).map_err(|e| ExtractError::Io {
+        layer: "the pulled files".into(),
+        context: format!("opening {}", root.display()),
+        source: e,
+    })?;
+    for entry in walkdir::WalkDir::new(root).follow_links(false) {
+        let entry = entry.map_err(|e| ExtractError::Io {
+            layer: "the pulled files".into(),
+            context: format!("listing {}", root.display()),
+            source: e.into(),
+        })?;
+        if !entry.path_is_symlink() {
+            continue;
+        }
+        let relative = entry.path().strip_prefix(root).expect("walkdir stays under its root");
+        let target = disk_link(&dir, relative).unwrap_or_else(|| "/".into());
+        resolve_inside(relative, &target, &|path| disk_link(&dir, path)).map_err(|reason| ExtractError::Unsafe {
+            layer: "the pulled files".into(),
+            entry: relative.display().to_string(),
+            reason: format!("symlink to {target:?}: {reason}"),
+        })?;
+    }
+    Ok(())
+}
+
+/// `mode` as the layer gives it, less the process's umask: a layer cannot make a file
+/// writable by everyone where the user's umask says otherwise.
 fn permissions(mode: u32) -> cap_std::fs::Permissions {
-    cap_std::fs::Permissions::from_std(std::fs::Permissions::from_mode(mode))
+    cap_std::fs::Permissions::from_std(std::fs::Permissions::from_mode(mode & !umask()))
+}
+
+/// The process's umask, read once from `/proc/self/status` (reading it with `umask(2)` means
+/// setting it, which races with other threads); `0o022` where it cannot be read.
+fn umask() -> u32 {
+    static UMASK: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
+    *UMASK.get_or_init(|| {
+        let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+        status
+            .lines()
+            .find_map(|line| line.strip_prefix("Umask:"))
+            .and_then(|value| u32::from_str_radix(value.trim(), 8).ok())
+            .unwrap_or(0o022)
+    })
 }
 
 /// The target of the symlink at `relative` in `dir`, if there is one.

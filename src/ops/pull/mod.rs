@@ -247,6 +247,7 @@ fn pull(
             add(&mut totals, extract_image(source, &image, &dir, &nested.label(), true)?);
             bundles.push(point_lock(&dir, &relative, &nested, locate)?);
         }
+        extract::check_links_under(staging.path())?;
     }
     staging.publish()?;
     Ok(PullSummary {

@@ -22,12 +22,13 @@ pub fn table_path(path: &Path) -> Option<PathBuf> {
     let beside = |archive: &str| path.with_file_name(format!("{archive}{}", volume_table::SUFFIX));
     if let Some(archive) = volume_table::archive_of_volume(name) {
         let table = beside(archive);
-        if table.is_file() {
+        // Anything under the table's name is taken for it, and refused unless a regular file.
+        if table.exists() {
             return Some(table);
         }
     }
     let table = beside(name);
-    (!path.exists() && table.is_file()).then_some(table)
+    (!path.exists() && table.exists()).then_some(table)
 }
 
 /// Opens the archive `path` names: its volumes (checked against their table) or its one file.
@@ -50,7 +51,7 @@ pub fn open(path: &Path) -> Result<(Volumes, Option<VolumeTable>), StoreError> {
     for (index, volume) in table.volumes.iter().enumerate() {
         let path = table_path.with_file_name(&volume.name);
         let which = format!("volume {} of {count}, {}", index + 1, path.display());
-        let file = match File::open(&path) {
+        let file = match open_without_waiting(&path) {
             Ok(file) => file,
             Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
                 return Err(problem(format!("{which}, is missing")));
@@ -88,7 +89,10 @@ pub fn open(path: &Path) -> Result<(Volumes, Option<VolumeTable>), StoreError> {
 
 fn read_table(path: &Path) -> Result<VolumeTable, StoreError> {
     let what = path.display().to_string();
-    let file = File::open(path).map_err(|e| StoreError::io(format!("opening {what}"), e))?;
+    let file = open_without_waiting(path).map_err(|e| StoreError::io(format!("opening {what}"), e))?;
+    if !file.metadata().is_ok_and(|metadata| metadata.is_file()) {
+        return Err(StoreError::Invalid { store: what, reason: "not a regular file".into() });
+    }
     let mut bytes = Vec::new();
     file.take(MAX_TABLE_BYTES + 1).read_to_end(&mut bytes).map_err(|e| StoreError::io(format!("reading {what}"), e))?;
     let problem = |reason: String| {
@@ -98,4 +102,12 @@ fn read_table(path: &Path) -> Result<VolumeTable, StoreError> {
         return Err(problem(format!("the table of contents is over {MAX_TABLE_BYTES} bytes")));
     }
     VolumeTable::parse(&bytes, &what).map_err(problem)
+}
+
+/// Opens a file the volume table names without waiting on it: a FIFO under a volume's name
+/// would block a plain open until something wrote to it (`verify` hung); opened non-blocking,
+/// it is refused as not a regular file like any other. Reads of a regular file never block.
+fn open_without_waiting(path: &Path) -> std::io::Result<File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new().read(true).custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC).open(path)
 }

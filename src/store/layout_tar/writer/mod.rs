@@ -25,7 +25,7 @@ use super::reader::LayoutTarSource;
 use crate::model::layout::oci_layout_bytes;
 use crate::model::volume_table;
 use crate::model::{Descriptor, Digest, RawManifest};
-use crate::store::volumes::{Volumes, open_owned_file};
+use crate::store::volumes::{Volumes, check_replaceable, open_owned_file};
 use crate::store::{BlobReader, Plan, Sink, StoreError};
 use crate::verify::{Hasher, copy_verified};
 
@@ -344,7 +344,10 @@ impl LayoutTarSink {
             rename(&part.path, &self.volume_path(number + 1))?;
         }
         let mut stale = file.parts().len() + 1;
-        while std::fs::remove_file(self.volume_path(stale)).is_ok() {
+        // Only earlier volumes go: whatever else holds such a name stays, and is not followed.
+        while check_replaceable(&self.volume_path(stale)).is_ok()
+            && std::fs::remove_file(self.volume_path(stale)).is_ok()
+        {
             stale += 1;
         }
         let table_path = Self::with_suffix(&self.path, volume_table::SUFFIX);
@@ -364,6 +367,7 @@ impl LayoutTarSink {
 }
 
 fn rename(from: &Path, to: &Path) -> Result<(), StoreError> {
+    check_replaceable(to).map_err(|e| StoreError::io(format!("renaming {} to {}", from.display(), to.display()), e))?;
     std::fs::rename(from, to).map_err(|e| StoreError::io(format!("renaming {} to {}", from.display(), to.display()), e))
 }
 
