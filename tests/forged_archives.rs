@@ -5,7 +5,9 @@
 //!   fit the int64 but add up past 2^64;
 //! - AR-R14: indexes nested past the limit of 16, up to 100,000 deep in an archive and 150,000
 //!   in an OCI layout directory;
-//! - AR-R15: an `index.json` listing no artifact.
+//! - AR-R15: an `index.json` listing no artifact;
+//! - AR-R16: a manifest with a key Go's encoding/json reads as another field than ferry does
+//!   (`"Digest"` beside `"digest"`, a lone `"Layers"`).
 //!
 //! The debug binary is run, in which an arithmetic overflow panics.
 
@@ -153,6 +155,39 @@ fn an_empty_index_is_refused() {
     refused(&ferry().args(["describe", "--tar"]).arg(&archive).output().unwrap(), &["AR-R15"]);
     let streamed = ferry().args(["verify", "-"]).write_stdin(std::fs::read(&archive).unwrap()).output().unwrap();
     refused(&streamed, &["AR-R15"]);
+}
+
+/// AR-R16: a consistent forgery (every digest and size holds) whose manifest gives its first
+/// layer a `"Digest"` beside its `"digest"`: ferry read the `digest`, while the registry, skopeo
+/// and containerd read the last key matching without regard to case, the other layer, after an
+/// import pushed the same bytes. Every reader refuses it (exit 3), naming the manifest and the
+/// key, a stream and describe included; so a lone `"Layers"` (no layer to ferry, two to Go).
+#[test]
+fn keys_differing_only_in_case_are_refused() {
+    let scratch = tempfile::tempdir().unwrap();
+    let valid = exported_image(scratch.path());
+    let manifest = first_artifact(&valid);
+    let text = String::from_utf8(valid.get(&manifest.blob_path()).to_vec()).unwrap();
+    let json: Value = serde_json::from_str(&text).unwrap();
+    let [first, other] = [0, 1].map(|i| json["layers"][i]["digest"].as_str().unwrap().to_string());
+    let named = format!(r#""digest":"{first}""#);
+    assert_eq!(text.matches(&named).count(), 1, "{text}");
+    for (from, to, expected) in [
+        (named.clone(), format!(r#"{named},"Digest":"{other}""#), r#"in layers[0], the key "Digest""#),
+        (r#""layers":"#.to_string(), r#""Layers":"#.to_string(), r#"the key "Layers""#),
+    ] {
+        let mut entries = valid.clone();
+        let forged = entries.replace_blob(manifest, text.replacen(&from, &to, 1).into_bytes());
+        let archive = write(scratch.path(), "case.tar", &entries);
+        let needles = [format!("manifest {forged}"), "differs only in case".to_string(), "AR-R16".to_string()];
+        let needles: Vec<&str> = needles.iter().map(String::as_str).collect();
+        every_reader_refuses(&archive, &needles);
+        let verified = ferry().arg("verify").arg(&archive).output().unwrap();
+        assert!(said(&verified).contains(expected), "{}", said(&verified));
+        let streamed = ferry().args(["verify", "-"]).write_stdin(std::fs::read(&archive).unwrap()).output().unwrap();
+        refused(&streamed, &needles);
+        refused(&ferry().args(["describe", "--tar"]).arg(&archive).output().unwrap(), &needles);
+    }
 }
 
 /// AR-R14: indexes nested 16 deep verify; 17 deep are refused by every reader, naming the depth

@@ -7,7 +7,7 @@ use super::layer::{self, LayerError};
 use crate::model::lock::{BundleMetadata, ImageRef, ImagesLock, LockError};
 use crate::model::manifest::ImageConfigView;
 use crate::model::media;
-use crate::model::{ImageManifest, Reference};
+use crate::model::{Descriptor, ImageManifest, Reference};
 use crate::store::{KEPT_BLOB_MAX, Source, StoreError};
 
 const IMAGES_LOCK_PATH: &str = ".imgpkg/images.yml";
@@ -53,9 +53,18 @@ impl BundleError {
     }
 }
 
-/// Whether a config (already read and verified) marks its image as a bundle.
-pub fn is_bundle_config(config: &[u8]) -> bool {
-    ImageConfigView::parse(config).is_ok_and(|view| view.is_bundle())
+/// Whether a config (already read and verified; `config` is its descriptor) marks its image as
+/// a bundle. A config that is not JSON of a config is not a bundle's; one with a key imgpkg would
+/// read as another field (`"labels"` beside `"Labels"`, AR-R16) is refused as an integrity
+/// failure, since ferry and imgpkg could disagree on whether it is a bundle.
+pub fn is_bundle_config(config: &Descriptor, bytes: &[u8]) -> Result<bool, StoreError> {
+    match ImageConfigView::parse(bytes) {
+        Ok(view) => Ok(view.is_bundle()),
+        Err(problem) if problem.is_malformed() => Ok(false),
+        Err(problem) => {
+            Err(StoreError::Rejected { store: format!("config {}", config.digest), reason: problem.to_string() })
+        }
+    }
 }
 
 /// Reads `.imgpkg/images.yml` (required) and `.imgpkg/bundle.yml` (optional) from a bundle's

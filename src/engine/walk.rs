@@ -305,7 +305,9 @@ fn walk_artifacts(
             .iter()
             .zip(read)
             .map(|(config, result)| {
-                let bundle = result.expect("run_all without stop runs every job").map(|bytes| is_bundle_config(&bytes));
+                let bundle = result
+                    .expect("run_all without stop runs every job")
+                    .and_then(|bytes| is_bundle_config(config, &bytes));
                 (config.digest, bundle)
             })
             .collect();

@@ -1,10 +1,12 @@
 //! The two metadata files of an OCI image layout (image-spec `image-layout.md`): `oci-layout`
-//! and `index.json`, and the canonical JSON ferry writes them in.
+//! and `index.json`, and the canonical JSON ferry writes them in. `index.json` is held to the key
+//! rule of every OCI document (AR-R16) before it is parsed.
 
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use super::json_keys::{self, Document, JsonKeyError};
 use super::manifest::Descriptor;
 use super::media;
 
@@ -44,12 +46,17 @@ impl LayoutIndex {
     }
 
     /// Parses `index.json`; descriptors with malformed digests or sizes outside the OCI int64
-    /// (AR-R13) are refused here, by name, and so is an index listing nothing (AR-R15).
+    /// (AR-R13) are refused here, by name, and so are an index listing nothing (AR-R15) and a
+    /// key another OCI reader would read as another field (AR-R16).
     pub fn parse(bytes: &[u8], what: &str) -> Result<Self, LayoutError> {
         let invalid = |reason: String| LayoutError::Invalid { what: what.to_string(), reason };
         if bytes.len() as u64 > MAX_INDEX_BYTES {
             return Err(invalid(format!("{} bytes, over the {MAX_INDEX_BYTES}-byte limit", bytes.len())));
         }
+        json_keys::check(bytes, Document::Manifest).map_err(|problem| match problem {
+            JsonKeyError::Malformed(reason) => invalid(format!("not a valid OCI index: {reason}")),
+            problem => invalid(problem.to_string()),
+        })?;
         let index: LayoutIndex =
             serde_json::from_slice(bytes).map_err(|e| invalid(format!("not a valid OCI index: {e}")))?;
         if index.schema_version != 2 {
@@ -156,5 +163,26 @@ mod tests {
         assert_eq!(LayoutIndex::parse(json.as_bytes(), "index.json").unwrap().manifests[0].size, i64::MAX as u64);
         let err = LayoutIndex::parse(br#"{"schemaVersion":2,"manifests":[]}"#, "index.json").unwrap_err();
         assert!(err.to_string().contains("AR-R15"), "{err}");
+    }
+
+    /// AR-R16: `index.json` is held to the key rule: a `"Digest"` beside an entry's `"digest"`,
+    /// or a `"Manifests"` after the `"manifests"` (Go would read an empty list), is refused
+    /// naming the object and the key.
+    #[test]
+    fn index_with_a_case_variant_key_is_refused() {
+        let digest = sha256_digest(b"x");
+        let other = sha256_digest(b"y");
+        let json = format!(
+            r#"{{"schemaVersion":2,"manifests":[{{"mediaType":"x","digest":"{digest}","size":1,"Digest":"{other}"}}]}}"#
+        );
+        let err = LayoutIndex::parse(json.as_bytes(), "index.json").unwrap_err().to_string();
+        assert!(err.starts_with(r#"index.json: in manifests[0], the key "Digest" differs only in case"#), "{err}");
+        let json = format!(
+            r#"{{"schemaVersion":2,"manifests":[{{"mediaType":"x","digest":"{digest}","size":1}}],"Manifests":[]}}"#
+        );
+        let err = LayoutIndex::parse(json.as_bytes(), "index.json").unwrap_err().to_string();
+        assert!(err.contains(r#"the key "Manifests" differs only in case from the key "manifests""#), "{err}");
+        let err = LayoutIndex::parse(b"{", "index.json").unwrap_err().to_string();
+        assert!(err.starts_with("index.json: not a valid OCI index: "), "{err}");
     }
 }

@@ -3,12 +3,15 @@
 //! A [`RawManifest`] keeps the bytes it was built from and is identified by their digest; the
 //! parsed view is read-only and is never serialised back, so copying a manifest can never change
 //! its digest (image-spec `descriptor.md`, "digests"). The views accept OCI and Docker schema 2.
+//! Bytes are parsed only after [`json_keys::check`] has found no key another OCI reader would
+//! read as another field (spec/archive.md AR-R16), so the view is what every reader sees.
 
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
 use super::digest::Digest;
+use super::json_keys::{self, Document, JsonKeyError};
 use super::media;
 
 /// Manifests, indexes and configs larger than this are refused: registries cap manifests at
@@ -202,10 +205,14 @@ pub enum ManifestError {
     UnsupportedMediaType { digest: Digest, media_type: String, hint: &'static str },
     #[error("manifest {digest} declares media type {inner:?} but its descriptor says {outer:?}")]
     MediaTypeMismatch { digest: Digest, inner: String, outer: String },
+    /// A key other OCI readers would read as another field than ferry does (AR-R16); boxed,
+    /// as it is rare and every store error carries this type.
+    #[error("manifest {digest}: {problem}")]
+    AmbiguousKey { digest: Digest, problem: Box<JsonKeyError> },
 }
 
 /// The fields of any manifest or index, read leniently (unknown fields are ignored, as the
-/// image-spec requires of readers).
+/// image-spec requires of readers), once their keys have passed AR-R16.
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct AnyManifest {
@@ -228,6 +235,10 @@ impl RawManifest {
             return Err(ManifestError::TooLarge { digest: digest.to_string(), size: bytes.len() as u64 });
         }
         let malformed = |reason: String| ManifestError::Malformed { digest, reason };
+        json_keys::check(&bytes, Document::Manifest).map_err(|problem| match problem {
+            JsonKeyError::Malformed(reason) => malformed(reason),
+            problem => ManifestError::AmbiguousKey { digest, problem: Box::new(problem) },
+        })?;
         let any: AnyManifest = serde_json::from_slice(&bytes).map_err(|e| malformed(e.to_string()))?;
         if any.schema_version != Some(2) {
             let hint = if any.schema_version == Some(1) {
@@ -308,7 +319,8 @@ impl RawManifest {
     }
 }
 
-/// The part of an image config ferry reads: its labels (`config.Labels`).
+/// The part of an image config ferry reads: its labels (`config.Labels`), whose keys other
+/// readers (imgpkg) must read as ferry does (AR-R16).
 #[derive(Debug, Default, Deserialize)]
 pub struct ImageConfigView {
     #[serde(default)]
@@ -325,8 +337,11 @@ pub struct ImageConfigLabels {
 pub const BUNDLE_LABEL: &str = "dev.carvel.imgpkg.bundle";
 
 impl ImageConfigView {
-    pub fn parse(bytes: &[u8]) -> Result<Self, serde_json::Error> {
-        serde_json::from_slice(bytes)
+    /// Parses a config. A config that is not JSON of a config is [`JsonKeyError::Malformed`];
+    /// one whose keys break AR-R16 (`"labels"` beside `"Labels"`) is the other errors.
+    pub fn parse(bytes: &[u8]) -> Result<Self, JsonKeyError> {
+        json_keys::check(bytes, Document::ImageConfig)?;
+        serde_json::from_slice(bytes).map_err(|e| JsonKeyError::Malformed(e.to_string()))
     }
 
     pub fn labels(&self) -> Option<&BTreeMap<String, String>> {
@@ -402,5 +417,61 @@ mod tests {
         let config = ImageConfigView::parse(br#"{"config":{"Labels":{"dev.carvel.imgpkg.bundle":""}}}"#).unwrap();
         assert!(config.is_bundle());
         assert!(!ImageConfigView::parse(br#"{"config":{}}"#).unwrap().is_bundle());
+        assert!(ImageConfigView::parse(b"not json").unwrap_err().is_malformed());
+    }
+
+    /// AR-R16: imgpkg reads `"labels"` as `Labels`, so a config with both, or with `"labels"`
+    /// alone, could be a bundle to one and not the other: refused, not read either way.
+    #[test]
+    fn refuses_label_keys_imgpkg_would_read_otherwise() {
+        for config in [
+            &br#"{"config":{"Labels":{},"labels":{"dev.carvel.imgpkg.bundle":""}}}"#[..],
+            br#"{"config":{"labels":{"dev.carvel.imgpkg.bundle":""}}}"#,
+            br#"{"Config":{"Labels":{"dev.carvel.imgpkg.bundle":""}},"config":{}}"#,
+        ] {
+            let err = ImageConfigView::parse(config).unwrap_err();
+            assert!(!err.is_malformed() && err.to_string().contains("AR-R16"), "{err}");
+        }
+    }
+
+    const OTHER: &str = "sha256:ca978112ca1bbdcafac231b39a23dc4da786eff8147c4e72b9807785afee48bb";
+
+    /// AR-R16: `"Digest"` beside a layer's `"digest"` is the other blob to Go's encoding/json;
+    /// the manifest is refused, naming it, the layer and the key.
+    #[test]
+    fn refuses_a_case_variant_of_a_descriptor_key() {
+        let bytes = String::from_utf8(docker_manifest())
+            .unwrap()
+            .replace(r#""size":0,"#, &format!(r#""size":0,"Digest":"{OTHER}","#))
+            .into_bytes();
+        let digest = crate::model::sha256_digest(&bytes);
+        let err = RawManifest::parse(bytes, None).unwrap_err();
+        assert!(matches!(err, ManifestError::AmbiguousKey { .. }), "{err}");
+        let message = err.to_string();
+        assert!(
+            message.starts_with(&format!(
+                r#"manifest {digest}: in layers[0], the key "Digest" differs only in case from the key "digest""#
+            )),
+            "{message}"
+        );
+    }
+
+    /// AR-R16: a lone `"Layers"` (ferry would see no layer, Go two), an `ſ` for an `s` and a key
+    /// given twice are refused; annotation keys are not folded.
+    #[test]
+    fn refuses_lone_case_variants_and_repeated_keys() {
+        let manifest = String::from_utf8(docker_manifest()).unwrap();
+        for (from, to, expected) in [
+            (r#""layers":"#, r#""Layers":"#, r#"the key "Layers" differs only in case from "layers""#),
+            (r#""size":2"#, r#""ſize":2"#, r#"in config, the key "ſize" differs only in case from "size""#),
+            (r#""size":2"#, r#""size":2,"size":2"#, r#"in config, the key "size" is given twice"#),
+        ] {
+            let err = RawManifest::parse(manifest.replacen(from, to, 1).into_bytes(), None).unwrap_err();
+            assert!(err.to_string().contains(expected) && err.to_string().contains("AR-R16"), "{err}");
+        }
+        let annotated = manifest.replace(r#""urls":["x"]"#, r#""annotations":{"a":"1","A":"2","Digest":"x"}"#);
+        let parsed = RawManifest::parse(annotated.into_bytes(), None).unwrap();
+        let ManifestKind::Image(image) = parsed.kind() else { panic!("an image") };
+        assert_eq!(image.layers[0].annotations.len(), 3);
     }
 }

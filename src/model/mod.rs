@@ -1,11 +1,12 @@
 //! The pure data model: digests, descriptors, manifests, references, media types, imgpkg lock
-//! files and ferry's annotation keys. Nothing here performs I/O; every other layer builds on it.
+//! files, ferry's annotation keys and the key rule for OCI JSON (AR-R16). Nothing here performs I/O; every other layer builds on it.
 
 pub mod annotations;
 pub mod delta;
 pub mod digest;
 pub mod index_rules;
 pub mod inventory;
+pub mod json_keys;
 pub mod layout;
 pub mod lock;
 pub mod manifest;

@@ -154,7 +154,7 @@ pub fn bundle_source(
     // The walk reads it next, through `plain` when the bundle is read where its lock says.
     plain.keep_manifest(manifest.clone());
     let ManifestKind::Image(image) = manifest.kind() else { return Ok(unrelocated()) };
-    if !crate::engine::is_bundle_config(&plain.small_blob(&image.config)?) {
+    if !crate::engine::is_bundle_config(&image.config, &plain.small_blob(&image.config)?)? {
         return Ok(unrelocated());
     }
     let content = crate::engine::read_bundle(plain, image, &root.label()).map_err(|e| match e.is_integrity() {

@@ -219,7 +219,7 @@ fn pull(
             )));
         }
     };
-    let is_bundle = is_bundle_config(&source.small_blob(&image.config)?);
+    let is_bundle = is_bundle_config(&image.config, &source.small_blob(&image.config)?)?;
     match (expect, is_bundle) {
         (Expect::Bundle, false) => {
             return Err(PullError::WrongKind(format!(
