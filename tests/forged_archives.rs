@@ -8,6 +8,7 @@
 //! - AR-R15: an `index.json` listing no artifact;
 //! - AR-R16: a manifest with a key Go's encoding/json reads as another field than ferry does
 //!   (`"Digest"` beside `"digest"`, a lone `"Layers"`).
+//! - AR-R11: a blob entry added that nothing references (review a04).
 //!
 //! The debug binary is run, in which an arithmetic overflow panics.
 
@@ -267,4 +268,45 @@ fn inspect_shows_the_tag_import_gives_a_root() {
     assert!(tags.contains(&&Value::from("prod")), "inspect --json shows the tag import gives: {report}");
     let human = ferry().arg("inspect").arg(&archive).output().unwrap();
     assert!(text(&human.stdout).contains("prod"), "{}", said(&human));
+}
+
+/// AR-R11 (review a04): a blob entry added to a ferry archive, named by its own digest, with
+/// ferry's header and padding and `index.json` untouched (so the identity is unchanged), is
+/// referenced by nothing: verify (of the file and of a pipe) and import refuse it, naming it.
+/// In another tool's layout the same blob stays a warning.
+#[test]
+fn an_added_blob_nothing_references_is_refused_in_a_ferry_archive() {
+    let scratch = tempfile::tempdir().unwrap();
+    let valid = exported_image(scratch.path());
+    let extra = b"a blob nothing references".to_vec();
+    let digest = ferry::model::sha256_digest(&extra);
+    let mut entries = valid.clone();
+    entries.0.push((digest.blob_path(), Some(extra.clone())));
+    let archive = write(scratch.path(), "added.tar", &entries);
+    let named = digest.to_string();
+    let expected = [named.as_str(), "not referenced by any artifact", "AR-R11"];
+    refused(&ferry().arg("verify").arg(&archive).output().unwrap(), &expected);
+    refused(&ferry().arg("verify").arg(&archive).arg("--json").output().unwrap(), &expected);
+    let piped = ferry().args(["verify", "-"]).write_stdin(entries.write()).output().unwrap();
+    refused(&piped, &expected);
+    // The identity is the export's: only this rule tells the forgery.
+    let valid_identity = ferry::model::sha256_digest(valid.get("index.json")).to_string();
+    assert!(text(&piped.stdout).contains(&valid_identity), "{}", said(&piped));
+    // Nothing listens on 127.0.0.1:9: the refusal comes from the check before any push.
+    let import = ferry().arg("import").arg(&archive).args(["--to-repo", "127.0.0.1:9/forged/app"]).output().unwrap();
+    refused(&import, &expected);
+    assert!(text(&import.stderr).contains("nothing was pushed"), "{}", said(&import));
+
+    // Another tool's layout (no dev.ferry annotations): a warning, not a failure.
+    let (blobs, top) = index_chain(1);
+    let mut foreign = layout_of(blobs, top);
+    foreign.0.push((digest.blob_path(), Some(extra)));
+    let foreign = write(scratch.path(), "foreign.tar", &foreign);
+    let verified = ferry().arg("verify").arg(&foreign).output().unwrap();
+    assert_eq!(verified.status.code(), Some(0), "{}", said(&verified));
+    assert!(
+        said(&verified).contains(&format!("blob {digest} is not referenced by any artifact")),
+        "{}",
+        said(&verified)
+    );
 }

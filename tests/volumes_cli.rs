@@ -1,9 +1,11 @@
 //! Archives split into volumes (spec/archive.md AR-S1..AR-S3): the volumes concatenate to the
 //! single-file archive, are read in place by verify, inspect and import (given the table, any
 //! volume or the name), resume across volumes, and every kind of damage is named by volume with
-//! nothing pushed to a real registry (tests/support).
+//! nothing pushed to a real registry (tests/support). Also archives read from a pipe (spec/cli.md
+//! "Streams"): a volume set joined, a cut or corrupt stream, and streams out of ferry's order.
 
 mod cli;
+mod forgery;
 mod support;
 
 use std::collections::BTreeMap;
@@ -11,6 +13,8 @@ use std::path::{Path, PathBuf};
 use std::process::Output;
 
 use cli::{ferry, json_of, tag_digests, text};
+use ferry::model::sha256_digest;
+use forgery::Entries;
 use serde_json::Value;
 use support::{Registry, Variant};
 
@@ -255,8 +259,13 @@ fn noise(len: usize, mut seed: u64) -> Vec<u8> {
 }
 
 fn import_stdin(bytes: Vec<u8>, registry: &Registry, repo: &str) -> Output {
+    import_stdin_with(bytes, registry, repo, &[])
+}
+
+fn import_stdin_with(bytes: Vec<u8>, registry: &Registry, repo: &str, extra: &[&str]) -> Output {
     ferry()
         .args(["import", "-", "--to-repo", &format!("{}/{repo}", registry.host()), "--registry-insecure", "--json"])
+        .args(extra)
         .write_stdin(bytes)
         .output()
         .unwrap()
@@ -403,4 +412,145 @@ fn a_fifo_volume_or_table_is_refused_without_hanging() {
         assert_ne!(output.status.code(), Some(0), "{what}: {printed}");
         assert!(printed.contains("not a regular file"), "{what}: {printed}");
     }
+}
+
+/// The blobs of the image `export_big_image` made (its manifest is not a blob of the
+/// repository: the registry answers HEAD on it with 404; `tags` shows whether it was pushed).
+fn blobs_of(image: &support::LayoutImage) -> [&str; 2] {
+    [&image.config_digest, &image.layer_digest]
+}
+
+/// Asserts that `repo` holds no tag and none of `digests`.
+fn holds_nothing(registry: &Registry, repo: &str, digests: &[&str]) {
+    assert!(tags(registry, repo).is_empty(), "{repo}: no tag");
+    for digest in digests {
+        assert!(!has_blob(registry, repo, digest), "{repo}: blob {digest} was uploaded");
+    }
+}
+
+/// `entries` as another tool's layout would hold them: `index.json` without ferry's annotations
+/// (so AR-R11 and AR-R12 do not apply), its entries keeping their ref names.
+fn without_ferrys_annotations(entries: &Entries) -> Entries {
+    let mut index: Value = serde_json::from_slice(entries.get("index.json")).unwrap();
+    index.as_object_mut().unwrap().remove("annotations");
+    for entry in index["manifests"].as_array_mut().unwrap() {
+        entry["annotations"].as_object_mut().unwrap().retain(|key, _| !key.starts_with("dev.ferry."));
+    }
+    let mut foreign = entries.clone();
+    foreign.set("index.json", serde_json::to_vec(&index).unwrap());
+    foreign
+}
+
+/// Moves the entry `name` to the front of the archive.
+fn first(entries: &Entries, name: &str) -> Entries {
+    let mut moved = entries.clone();
+    let at = moved.0.iter().position(|(n, _)| n == name).unwrap();
+    let entry = moved.0.remove(at);
+    moved.0.insert(0, entry);
+    moved
+}
+
+/// Streams (review a04): a 5 MiB blob before `index.json` is refused before anything is
+/// uploaded, with no `--identity`, a wrong one or the right one, and with no `index.json` at all;
+/// nothing lands in the repository. Another tool's layout with a layer before `index.json` is
+/// refused from a pipe with the hint to import the file, and imports from the file.
+#[test]
+fn a_blob_before_index_json_in_a_stream_uploads_nothing() {
+    let registry = Registry::start(Variant::Plain);
+    let scratch = tempfile::tempdir().unwrap();
+    let (image, archive, exported) = export_big_image(scratch.path(), 11);
+    let identity = exported["identity"].as_str().unwrap().to_string();
+    let other = format!("sha256:{}", "0".repeat(64));
+    let valid = Entries::read(&std::fs::read(&archive).unwrap());
+    let extra = noise(5 << 20, 12);
+    let extra_digest = sha256_digest(&extra);
+    let mut with_extra = valid.clone();
+    with_extra.0.push((extra_digest.blob_path(), Some(extra)));
+    let extra_first = first(&with_extra, &extra_digest.blob_path());
+    let named = extra_digest.to_string();
+    let mut every = blobs_of(&image).to_vec();
+    every.push(&named);
+
+    for (repo, flags) in [
+        ("first/none", vec![]),
+        ("first/wrong", vec!["--identity", &other]),
+        ("first/right", vec!["--identity", &identity]),
+    ] {
+        let output = import_stdin_with(extra_first.write(), &registry, repo, &flags);
+        let stderr = text(&output.stderr);
+        assert_eq!(output.status.code(), Some(3), "{repo}: {stderr}");
+        assert!(stderr.contains(&format!("blob {named} comes before oci-layout and index.json")), "{repo}: {stderr}");
+        assert!(stderr.contains("Import the archive from a file instead"), "{repo}: {stderr}");
+        holds_nothing(&registry, repo, &every);
+    }
+    let mut no_index = extra_first.clone();
+    no_index.0.retain(|(name, _)| name != "index.json");
+    let output = import_stdin(no_index.write(), &registry, "first/noindex");
+    assert_eq!(output.status.code(), Some(3), "{}", text(&output.stderr));
+    holds_nothing(&registry, "first/noindex", &every);
+
+    let foreign = without_ferrys_annotations(&valid);
+    let layer_path = format!("blobs/sha256/{}", image.layer_digest.trim_start_matches("sha256:"));
+    let layer_first = first(&foreign, &layer_path);
+    let output = import_stdin(layer_first.write(), &registry, "foreign/piped");
+    let stderr = text(&output.stderr);
+    assert_eq!(output.status.code(), Some(3), "{stderr}");
+    assert!(
+        stderr.contains(&format!("blob {} comes before oci-layout and index.json", image.layer_digest)),
+        "{stderr}"
+    );
+    holds_nothing(&registry, "foreign/piped", &blobs_of(&image));
+    let file = scratch.path().join("layer-first.tar");
+    std::fs::write(&file, layer_first.write()).unwrap();
+    let imported = import(&file, &registry, "foreign/file");
+    assert!(imported.status.success(), "{}", text(&imported.stderr));
+    assert!(tags(&registry, "foreign/file").values().any(|digest| *digest == image.manifest_digest));
+}
+
+/// Streams (review a04): a 5 MiB blob after `index.json` that no manifest before it reaches is
+/// never uploaded. In a ferry archive it is a failure (AR-R11) of verify and of import from a
+/// pipe; in another tool's layout the pipe refuses it with the hint to import the file, which
+/// imports the image and leaves the blob out; an honest export still imports from a pipe.
+#[test]
+fn a_blob_nothing_reaches_is_never_uploaded_from_a_stream() {
+    let registry = Registry::start(Variant::Plain);
+    let scratch = tempfile::tempdir().unwrap();
+    let (image, archive, _) = export_big_image(scratch.path(), 13);
+    let valid = Entries::read(&std::fs::read(&archive).unwrap());
+    let extra = noise(5 << 20, 14);
+    let extra_digest = sha256_digest(&extra);
+    let named = extra_digest.to_string();
+
+    let mut added = valid.clone();
+    added.0.push((extra_digest.blob_path(), Some(extra.clone())));
+    let output = import_stdin(added.write(), &registry, "added/ferry");
+    let stderr = text(&output.stderr);
+    assert_eq!(output.status.code(), Some(3), "{stderr}");
+    assert!(stderr.contains(&format!("blob {named} (5242880 bytes) is reached by nothing")), "{stderr}");
+    assert!(!has_blob(&registry, "added/ferry", &named), "the unreferenced blob is never uploaded");
+    assert!(tags(&registry, "added/ferry").is_empty());
+    let verified = ferry().args(["verify", "-"]).write_stdin(added.write()).output().unwrap();
+    assert_eq!(verified.status.code(), Some(3), "{}", text(&verified.stdout));
+    assert!(text(&verified.stdout).contains("AR-R11"), "{}", text(&verified.stdout));
+
+    let mut foreign = without_ferrys_annotations(&valid);
+    foreign.0.push((extra_digest.blob_path(), Some(extra)));
+    let output = import_stdin(foreign.write(), &registry, "added/piped");
+    let stderr = text(&output.stderr);
+    assert_eq!(output.status.code(), Some(3), "{stderr}");
+    assert!(stderr.contains("must be imported from a file instead"), "{stderr}");
+    assert!(!has_blob(&registry, "added/piped", &named));
+    let file = scratch.path().join("foreign.tar");
+    std::fs::write(&file, foreign.write()).unwrap();
+    let imported = import(&file, &registry, "added/file");
+    assert!(imported.status.success(), "{}", text(&imported.stderr));
+    assert!(!has_blob(&registry, "added/file", &named), "a file import leaves it out too");
+    assert!(has_blob(&registry, "added/file", &image.layer_digest));
+
+    let honest = import_stdin(valid.write(), &registry, "honest/piped");
+    assert!(honest.status.success(), "{}", text(&honest.stderr));
+    for digest in blobs_of(&image) {
+        assert!(has_blob(&registry, "honest/piped", digest), "{digest}");
+    }
+    assert!(tags(&registry, "honest/piped").values().any(|digest| *digest == image.manifest_digest));
 }

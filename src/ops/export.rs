@@ -438,6 +438,7 @@ fn check_written(sink: &LayoutTarSink, plan: &Plan, workers: usize) -> Result<()
         index_bytes: written.index_bytes(),
         deviations: written.deviations(),
         trailer: written.trailer(),
+        imgpkg: false,
     };
     let mut warnings = Vec::new();
     check_graph(&written, unhashed, &stored, workers, &mut failures, &mut warnings);

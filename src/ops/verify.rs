@@ -163,13 +163,17 @@ pub(super) struct Unhashed<'a> {
     pub index_bytes: &'a [u8],
     pub deviations: &'a [Deviation],
     pub trailer: Trailer,
+    /// An imgpkg tarball, read through the `index.json` ferry would write for it (AR-I5): its
+    /// entries are imgpkg's, so the rules on what ferry writes (AR-R11, AR-R12) do not hold them.
+    pub imgpkg: bool,
 }
 
 /// The checks after hashing, for any archive (a file, volumes or a stream): the bytes no digest
 /// covers (AR-R12), `index.json` (AR-R10, AR-R11), then a walk from `index.json` recording as
 /// failures every walk problem, every referenced blob missing from `stored` (digest -> size) or
 /// stored with another size (non-distributable layers the index records as left out excepted);
-/// unreferenced blobs are warnings. Returns the walked graph.
+/// a blob nothing references is a failure in an archive ferry wrote (AR-R11) and a warning in
+/// any other. Returns the walked graph.
 pub(super) fn check_graph(
     source: &dyn Source,
     archive: Unhashed<'_>,
@@ -219,8 +223,18 @@ pub(super) fn check_graph(
     let records = index.manifests.iter().filter(|d| super::delta::is_delta_entry(d)).map(|d| &d.digest);
     let referenced: BTreeSet<Digest> =
         graph.manifests.keys().chain(graph.blobs.keys()).chain(records).copied().collect();
-    for digest in stored.keys() {
-        if !referenced.contains(digest) {
+    // AR-R11: ferry writes only what its artifacts reference (AR-2, AR-3), so in its archive
+    // such a blob was added after export: every digest may hold and the identity be unchanged.
+    let ferrys = is_ferry_archive(index) && !archive.imgpkg;
+    for digest in stored.keys().filter(|digest| !referenced.contains(digest)) {
+        if ferrys {
+            failures.entry(digest.to_string()).or_insert_with(|| {
+                format!(
+                    "blob {digest} is not referenced by any artifact: ferry writes only what its artifacts \
+                     reference, so it was added after export (AR-R11)"
+                )
+            });
+        } else {
             warnings.push(format!("blob {digest} is not referenced by any artifact"));
         }
     }
@@ -402,6 +416,7 @@ fn check_layout(
         index_bytes: archive.index_bytes(),
         deviations: archive.deviations(),
         trailer: archive.trailer(),
+        imgpkg: false,
     };
     let graph = check_graph(archive, unhashed, &stored, options.workers, &mut failures, &mut report.warnings);
     report.failures = failures.into_values().collect();
@@ -460,6 +475,7 @@ fn check_imgpkg(
         index_bytes: &archive.index_bytes,
         deviations: &[],
         trailer: Trailer::FERRYS,
+        imgpkg: true,
     };
     let graph = check_graph(source, unhashed, &stored, options.workers, &mut failures, &mut report.warnings);
     report.failures = failures.into_values().collect();

@@ -177,11 +177,11 @@ fn child_manifests(manifest: &RawManifest, graph: &Graph) -> Vec<Digest> {
 /// size. Returns the failures (empty when sound), the warnings and the walked graph.
 pub fn check_structure(archive: &Archive, reader: &dyn Source, workers: usize) -> (Vec<String>, Vec<String>, Graph) {
     let stored = archive.stored_blobs();
-    let (deviations, trailer) = match archive {
-        Archive::Layout(layout) => (layout.deviations(), layout.trailer()),
-        Archive::Imgpkg(_) => (&[][..], Trailer::FERRYS),
+    let (deviations, trailer, imgpkg) = match archive {
+        Archive::Layout(layout) => (layout.deviations(), layout.trailer(), false),
+        Archive::Imgpkg(_) => (&[][..], Trailer::FERRYS, true),
     };
-    let unhashed = Unhashed { index: archive.index(), index_bytes: archive.index_bytes(), deviations, trailer };
+    let unhashed = Unhashed { index: archive.index(), index_bytes: archive.index_bytes(), deviations, trailer, imgpkg };
     let mut failures = BTreeMap::new();
     let mut warnings = Vec::new();
     let graph = check_graph(reader, unhashed, &stored, workers, &mut failures, &mut warnings);

@@ -139,7 +139,8 @@ impl Server {
         &self.ready
     }
 
-    /// What the check found worth saying that does not stop serving (unreferenced blobs).
+    /// What the check found worth saying that does not stop serving (unreferenced blobs of an
+    /// archive ferry did not write).
     pub fn warnings(&self) -> &[String] {
         &self.warnings
     }
@@ -241,6 +242,7 @@ fn check(
                 index_bytes: archive.index_bytes(),
                 deviations: archive.deviations(),
                 trailer: archive.trailer(),
+                imgpkg: false,
             };
             let graph = verify::check_graph(&archive, unhashed, &stored, options.workers, &mut failures, &mut warnings);
             if !failures.is_empty() {

@@ -1,9 +1,14 @@
 //! Archives read from a stream in one pass (`ferry verify -`, `ferry import -`; spec/cli.md
-//! "Streams"): nothing seeks and nothing is copied to disk. Relying on the metadata-first order
-//! (AR-W1), small blobs (manifests, configs, bundle locks: up to 4 MiB each, 64 MiB in all) are
-//! kept in memory for the walk; every other blob is verified as it streams past and handed on
-//! (to the registry, by import). Only when the stream has ended, complete and verified, is the
-//! graph checked and anything that names content (a manifest, a tag) pushed.
+//! "Streams"): nothing seeks and nothing is copied to disk. Small blobs (manifests, configs,
+//! bundle locks: up to 4 MiB each, 64 MiB in all) are kept in memory for the walk; every other
+//! blob is verified as it streams past and, by import, handed on to the registry. What is handed
+//! on is guarded here, since it leaves before the graph is checked: `oci-layout` and `index.json`
+//! must come before any blob (AR-W1 gives that order), and a blob is handed on only when the
+//! manifests kept so far reach it as a config or layer ([`reachable`]). Only when the stream has
+//! ended, complete and verified, is the graph checked and anything that names content (a
+//! manifest, a tag) pushed.
+
+mod reachable;
 
 use std::collections::{BTreeMap, HashMap};
 use std::io::{self, Read};
@@ -24,6 +29,7 @@ use crate::store::registry::{RegistryClient, RegistrySink, RetryPolicy};
 use crate::store::tar::header::{Deviation, Trailer};
 use crate::store::{BlobReader, Sink, Source, StoreError, digest_of_blob_path, resolve_in_layout};
 use crate::verify::VerifyingReader;
+use reachable::{Reach, Reachable};
 
 /// The most bytes of small blobs kept in memory for the walk.
 const RETAINED_TOTAL: u64 = 64 << 20;
@@ -90,13 +96,19 @@ impl Source for Streamed {
 /// Sees `index.json` (parsed, and its bytes) as soon as it arrives; an error stops the stream.
 pub type OnIndex<'a> = dyn Fn(&LayoutIndex, &[u8]) -> Result<(), StoreError> + 'a;
 
-/// Reads the whole stream. Each blob too large to keep is passed to `pass_on` with its
-/// verifying reader, which it must read to the end (or leave: the rest is read and verified
-/// here). `on_index` sees `index.json` as soon as it arrives.
+/// Takes a blob too large to keep, with its verifying reader, which it must read to the end (or
+/// leave: the rest is read and verified by the stream); an error stops the stream.
+pub type PassOn<'a> = dyn FnMut(&Descriptor, &mut BlobReader<'_>) -> Result<(), StoreError> + 'a;
+
+/// Reads the whole stream. `on_index` sees `index.json` as soon as it arrives. With `pass_on`,
+/// each blob too large to keep is handed to it, and the stream is refused, before anything is
+/// handed on, at a blob that comes before `oci-layout` and `index.json` or that nothing which
+/// came before it reaches as a config or layer (see the module documentation). Without, large
+/// blobs are only verified, in whatever order they come.
 pub fn read_stream(
     input: impl Read + Send,
     on_index: &OnIndex<'_>,
-    pass_on: &mut dyn FnMut(&Descriptor, &mut BlobReader<'_>) -> Result<(), StoreError>,
+    pass_on: Option<&mut PassOn<'_>>,
     reporter: &dyn Reporter,
 ) -> Result<Streamed, StreamError> {
     let mut streamed = Streamed {
@@ -123,10 +135,12 @@ fn read_entries<R: Read + Send>(
     stream: &mut TarStream<R>,
     streamed: &mut Streamed,
     on_index: &OnIndex<'_>,
-    pass_on: &mut dyn FnMut(&Descriptor, &mut BlobReader<'_>) -> Result<(), StoreError>,
+    mut pass_on: Option<&mut PassOn<'_>>,
     reporter: &dyn Reporter,
 ) -> Result<(), StoreError> {
     let (mut saw_layout, mut saw_index) = (false, false);
+    // Followed only when blobs are handed on; from index.json, which then comes first.
+    let mut reachable: Option<Reachable> = None;
     let invalid = |reason: String| StoreError::Invalid { store: STREAM_NAME.into(), reason };
     while let Some(entry) = stream.next_entry()? {
         let read_small = |stream: &mut TarStream<R>, limit: u64| -> Result<Vec<u8>, StoreError> {
@@ -152,9 +166,20 @@ fn read_entries<R: Read + Send>(
                 streamed.index_bytes = bytes;
                 saw_index = true;
                 on_index(&streamed.index, &streamed.index_bytes)?;
+                if pass_on.is_some() {
+                    reachable = Some(Reachable::new(&streamed.index, &streamed.retained));
+                }
             }
             name => {
                 let digest = digest_of_blob_path(name).expect("entry names were validated");
+                if pass_on.is_some() && !(saw_layout && saw_index) {
+                    let missing = match (saw_layout, saw_index) {
+                        (false, false) => format!("{OCI_LAYOUT_FILE} and {INDEX_FILE}"),
+                        (true, _) => INDEX_FILE.to_string(),
+                        (false, true) => OCI_LAYOUT_FILE.to_string(),
+                    };
+                    return Err(invalid(blob_before_metadata(&digest, &missing)));
+                }
                 let descriptor = Descriptor::new("application/octet-stream", digest, entry.size);
                 let data: Box<dyn Read + Send + '_> = Box::new(stream.data());
                 let mut reader = VerifyingReader::new(data, digest, entry.size, STREAM_NAME);
@@ -165,8 +190,17 @@ fn read_entries<R: Read + Send>(
                     reader.read_to_end(&mut bytes).map_err(|e| StoreError::io(context(), e))?;
                     streamed.retained_bytes += entry.size;
                     streamed.retained.insert(digest, bytes);
+                    if let Some(reachable) = &mut reachable {
+                        reachable.kept(digest, &streamed.retained);
+                    }
                 } else {
-                    pass_on(&descriptor, &mut reader)?;
+                    if let (Some(pass_on), Some(reachable)) = (pass_on.as_mut(), &reachable) {
+                        match reachable.reach(&digest) {
+                            Reach::Blob => pass_on(&descriptor, &mut reader)?,
+                            Reach::Manifest => return Err(invalid(manifest_not_kept(&digest, entry.size))),
+                            Reach::Unknown => return Err(invalid(unreached_blob(&digest, entry.size))),
+                        }
+                    }
                     io::copy(&mut reader, &mut io::sink()).map_err(|e| StoreError::io(context(), e))?;
                 }
                 streamed.arrived.insert(digest, entry.size);
@@ -182,6 +216,34 @@ fn read_entries<R: Read + Send>(
     Ok(())
 }
 
+/// Why a stream whose blob `digest` comes before `missing` is not imported.
+fn blob_before_metadata(digest: &Digest, missing: &str) -> String {
+    format!(
+        "blob {digest} comes before {missing} in the stream: `ferry import -` uploads blobs as they stream past, \
+         so it needs oci-layout and index.json before any blob, as ferry writes them (spec/archive.md AR-W1); \
+         nothing was uploaded. Import the archive from a file instead (`ferry import ARCHIVE --to-repo REPO`)"
+    )
+}
+
+/// Why a stream is not imported past a large blob nothing that came before it reaches.
+fn unreached_blob(digest: &Digest, size: u64) -> String {
+    format!(
+        "blob {digest} ({size} bytes) is reached by nothing that came before it in the stream, so it was not \
+         uploaded: in an archive ferry wrote, every manifest comes before the blobs (AR-W1), so nothing \
+         references it (the archive was changed after export); an archive whose manifests come after their \
+         blobs must be imported from a file instead (`ferry import ARCHIVE --to-repo REPO`)"
+    )
+}
+
+/// Why a stream is not imported past a manifest too large to keep for the walk.
+fn manifest_not_kept(digest: &Digest, size: u64) -> String {
+    format!(
+        "manifest {digest} ({size} bytes) could not be kept for the walk: a manifest over {MAX_MANIFEST_BYTES} \
+         bytes is refused (AR-R7), and one past the {RETAINED_TOTAL} bytes kept for metadata must be imported \
+         from a file instead (`ferry import ARCHIVE --to-repo REPO`)"
+    )
+}
+
 /// The graph checks of a verification over what arrived: failures and warnings into `report`.
 fn check_streamed(streamed: &Streamed, workers: usize, report: &mut VerifyReport) -> Graph {
     let mut failures = BTreeMap::new();
@@ -190,6 +252,7 @@ fn check_streamed(streamed: &Streamed, workers: usize, report: &mut VerifyReport
         index_bytes: &streamed.index_bytes,
         deviations: &streamed.deviations,
         trailer: streamed.trailer,
+        imgpkg: false,
     };
     let graph = check_graph(streamed, unhashed, &streamed.arrived, workers, &mut failures, &mut report.warnings);
     report.failures.extend(failures.into_values());
@@ -208,7 +271,7 @@ fn fill_report(report: &mut VerifyReport, streamed: &Streamed) {
 pub fn verify_stream(input: impl Read + Send, workers: usize, reporter: &dyn Reporter) -> VerifyReport {
     let mut report = VerifyReport::empty(STREAM_NAME.to_string());
     reporter.phase("verifying the stream", Items::unknown(), 0);
-    let streamed = match read_stream(input, &|_, _| Ok(()), &mut |_, _| Ok(()), reporter) {
+    let streamed = match read_stream(input, &|_, _| Ok(()), None, reporter) {
         Ok(streamed) => streamed,
         Err(err) => {
             report
@@ -246,8 +309,8 @@ fn upload_streamed(
     }
 }
 
-/// `ferry import - --to-repo REPO`: large blobs are uploaded as they stream past (those the
-/// repository has are verified and skipped); once the stream has ended complete and verified,
+/// `ferry import - --to-repo REPO`: large blobs are uploaded as they stream past, each only once
+/// the manifests before it reach it (those the repository has are verified and skipped); once the stream has ended complete and verified,
 /// the rest is published exactly as an import from a file: small blobs from memory, manifests
 /// children first, tags, ImageLocations records, the tag check and `--lock-output`.
 pub fn import_stream(
@@ -260,7 +323,8 @@ pub fn import_stream(
     let started = Instant::now();
     let sink = RegistrySink::new(Arc::clone(&client), repository.clone());
     let (mut streamed_uploads, mut streamed_bytes) = (0u64, 0u64);
-    // Checked as soon as index.json arrives (it comes first, AR-W1), before any upload.
+    // Checked as soon as index.json arrives, before any upload (read_stream refuses a blob
+    // before it).
     let check_index = |index: &LayoutIndex, bytes: &[u8]| -> Result<(), StoreError> {
         if let Some(expected) = &options.identity {
             if let Some(mismatch) = identity_mismatch(Some(&sha256_digest(bytes)), expected) {
@@ -283,7 +347,7 @@ pub fn import_stream(
     let streamed = read_stream(
         input,
         &check_index,
-        &mut |descriptor, reader| {
+        Some(&mut |descriptor: &Descriptor, reader: &mut BlobReader<'_>| {
             if sink.has_blob(descriptor)? {
                 return Ok(());
             }
@@ -300,7 +364,7 @@ pub fn import_stream(
             streamed_uploads += 1;
             streamed_bytes += descriptor.size;
             Ok(())
-        },
+        }),
         reporter,
     );
     // A registry failure is not damage to the stream (RF-4): it gets its own error and exit code.
