@@ -310,3 +310,28 @@ fn an_added_blob_nothing_references_is_refused_in_a_ferry_archive() {
         said(&verified)
     );
 }
+
+/// AR-RF2 (security review a12): an entry that says it is a referrer of a manifest the archive
+/// does not hold, with that manifest's cosign tag, would on import move the `.sig` tag of an
+/// image the archive does not carry. Verify and import refuse it (exit 3), naming the subject.
+#[test]
+fn a_referrer_of_a_manifest_the_archive_does_not_hold_is_refused() {
+    let scratch = tempfile::tempdir().unwrap();
+    let mut entries = exported_image(scratch.path());
+    let mut index: Value = serde_json::from_slice(entries.get("index.json")).unwrap();
+    let elsewhere = format!("sha256:{}", "9".repeat(64));
+    let tag = format!("sha256-{}.sig", "9".repeat(64));
+    let mut referrer = index["manifests"][0].clone();
+    let digest = referrer["digest"].as_str().unwrap().to_string();
+    referrer["annotations"] = serde_json::json!({
+        "dev.ferry.referrer-of": elsewhere,
+        "dev.ferry.referrer-tag": tag,
+        "dev.ferry.original-ref": format!("registry.example.com/team/app:{tag}@{digest}"),
+        "org.opencontainers.image.ref.name": format!("registry.example.com/team/app:{tag}"),
+    });
+    index["manifests"].as_array_mut().unwrap().push(referrer);
+    entries.set("index.json", serde_json::to_vec(&index).unwrap());
+    let archive = write(scratch.path(), "stray-referrer.tar", &entries);
+
+    refused(&ferry().arg("verify").arg(&archive).output().unwrap(), &[&elsewhere, "does not hold"]);
+}

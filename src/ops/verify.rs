@@ -238,6 +238,21 @@ pub(super) fn check_graph(
             warnings.push(format!("blob {digest} is not referenced by any artifact"));
         }
     }
+    // AR-RF2: a referrer travels with its subject. One whose subject the archive does not hold
+    // would, on import, move the cosign tag (`sha256-<subject>.sig`) of an image it does not
+    // carry, replacing that image's signatures in the target.
+    for artifact in &graph.artifacts {
+        let Some(subject) = super::referrers::subject_of(artifact) else { continue };
+        if !graph.manifests.contains_key(&subject) {
+            let referrer = artifact.descriptor.digest;
+            failures.entry(referrer.to_string()).or_insert_with(|| {
+                format!(
+                    "referrer {referrer} refers to {subject}, which the archive does not hold: importing it would \
+                     move the tags of an image the archive does not carry (AR-RF2)"
+                )
+            });
+        }
+    }
     graph
 }
 
