@@ -252,6 +252,14 @@ pub fn parse_pax(data: &[u8]) -> Result<PaxOverrides, String> {
                 let size = text.parse().map_err(|_| format!("PAX size {text:?} is not a number"))?;
                 overrides.size = Some(bounded_size(size).map_err(|e| format!("PAX size: {e}"))?);
             }
+            // PAX sparse files (format 0.1 and 1.0): the entry's data is a map of holes, not the
+            // file, which readers that honour the keys and readers that do not read differently.
+            _ if key.starts_with(b"GNU.sparse.") => {
+                return Err(format!(
+                    "a PAX header declares a sparse file ({}); sparse entries are refused (AR-R3)",
+                    String::from_utf8_lossy(key)
+                ));
+            }
             _ => {}
         }
         rest = &rest[len..];
@@ -261,6 +269,24 @@ pub fn parse_pax(data: &[u8]) -> Result<PaxOverrides, String> {
 
 #[cfg(test)]
 mod tests {
+
+    /// AR-R3 (security review a13): a PAX 1.0 sparse entry's keys are refused, not ignored.
+    #[test]
+    fn pax_sparse_keys_are_refused() {
+        let record = |text: &str| {
+            let body = format!(" {text}\n");
+            let mut len = body.len() + 1;
+            while format!("{len}{body}").len() != len {
+                len += 1;
+            }
+            format!("{len}{body}")
+        };
+        for key in ["GNU.sparse.major=1", "GNU.sparse.map=0,10", "GNU.sparse.realsize=4096"] {
+            let error = parse_pax(record(key).as_bytes()).expect_err(key);
+            assert!(error.contains("sparse"), "{key}: {error}");
+        }
+        assert!(parse_pax(record("path=a/b").as_bytes()).is_ok());
+    }
     use super::*;
 
     #[test]
