@@ -368,9 +368,9 @@ pub fn export(
 /// finished archive is renamed onto the name, which would replace that itself, AR-W2a). An
 /// existing regular file is replaced when the export is complete (AR-W2).
 pub fn check_destination(output: &Path) -> Result<(), ExportError> {
-    if std::fs::symlink_metadata(output).is_ok_and(|meta| !meta.is_dir() && !meta.is_file()) {
-        let refused = check_replaceable(output).expect_err("neither a file nor a directory");
-        return Err(ExportError::Destination(format!("-o {refused}")));
+    // A real directory is named as such below; anything else but a regular file is refused here.
+    if !std::fs::symlink_metadata(output).is_ok_and(|meta| meta.is_dir()) {
+        check_replaceable(output).map_err(|refused| ExportError::Destination(format!("-o {refused}")))?;
     }
     if output.is_dir() {
         return Err(ExportError::Destination(format!(

@@ -120,13 +120,7 @@ impl Extraction {
             if !self.dir.symlink_metadata(link).is_ok_and(|m| m.file_type().is_symlink()) {
                 continue; // replaced by a later layer
             }
-            resolve_inside(link, target, &|path| disk_link(&self.dir, path)).map_err(|reason| {
-                ExtractError::Unsafe {
-                    layer: "the extracted layers".into(),
-                    entry: link.display().to_string(),
-                    reason: format!("symlink to {target:?}: {reason}"),
-                }
-            })?;
+            check_link(&self.dir, link, target, "the extracted layers")?;
         }
         // Deepest first, so tightening a parent never blocks a child.
         self.directories.sort_by_key(|(path, _)| std::cmp::Reverse(path.components().count()));
@@ -162,13 +156,19 @@ pub fn check_links_under(root: &Path) -> Result<(), ExtractError> {
         }
         let relative = entry.path().strip_prefix(root).expect("walkdir stays under its root");
         let target = disk_link(&dir, relative).unwrap_or_else(|| "/".into());
-        resolve_inside(relative, &target, &|path| disk_link(&dir, path)).map_err(|reason| ExtractError::Unsafe {
-            layer: "the pulled files".into(),
-            entry: relative.display().to_string(),
-            reason: format!("symlink to {target:?}: {reason}"),
-        })?;
+        check_link(&dir, relative, &target, "the pulled files")?;
     }
     Ok(())
+}
+
+/// Checks that the link at `link` in `dir`, to `target`, resolves inside `dir` given the links
+/// on disk (BL-5, PL-1); `layer` names what is checked in the error.
+fn check_link(dir: &Dir, link: &Path, target: &str, layer: &str) -> Result<(), ExtractError> {
+    resolve_inside(link, target, &|path| disk_link(dir, path)).map_err(|reason| ExtractError::Unsafe {
+        layer: layer.into(),
+        entry: link.display().to_string(),
+        reason: format!("symlink to {target:?}: {reason}"),
+    })
 }
 
 /// `mode` as the layer gives it, less the process's umask: a layer cannot make a file
