@@ -179,13 +179,34 @@ pub fn parse_header(block: &[u8; 512]) -> Result<ParsedHeader, String> {
     }
     let size = parse_number(&block[124..136]).and_then(bounded_size).map_err(|e| format!("size field: {e}"))?;
     let mut name = field_text(&block[..100]);
-    if &block[257..262] == b"ustar" {
-        let prefix = field_text(&block[345..500]);
+    if let Some(prefix) = name_prefix(block)? {
+        let prefix = field_text(prefix);
         if !prefix.is_empty() {
             name = format!("{prefix}/{name}");
         }
     }
     Ok(ParsedHeader { name, size, kind: HeaderKind::from_flag(block[156]) })
+}
+
+/// The field that holds the start of a long name, in the formats that have one: POSIX ustar
+/// (magic `ustar\0`, version `00`; 155 bytes) and its star variant (`tar\0` in the last four
+/// bytes; 131 bytes). A GNU header (`ustar  \0`) keeps access and change times in those bytes and
+/// a pre-POSIX header keeps nothing there: reading them as a name would make ferry see another
+/// path than Go's archive/tar, the tar crate and GNU tar do for the same entry. Readers
+/// disagree on a star prefix that fills its field (the tar crate reads on into star's times),
+/// so that one is refused.
+fn name_prefix(block: &[u8; 512]) -> Result<Option<&[u8]>, String> {
+    if &block[257..263] != b"ustar\0" || &block[263..265] != b"00" {
+        return Ok(None);
+    }
+    if &block[508..512] != b"tar\0" {
+        return Ok(Some(&block[345..500]));
+    }
+    let (prefix, times) = (&block[345..476], &block[476..500]);
+    if !prefix.contains(&0) && !is_zeros(times) {
+        return Err("a star header's name prefix fills its field, which tar readers end in different places".to_string());
+    }
+    Ok(Some(prefix))
 }
 
 /// A size as tar (and the OCI descriptor) can hold it: at most 2^63-1, so padding and offsets
@@ -288,6 +309,38 @@ mod tests {
         assert!(parse_pax(record("path=a/b").as_bytes()).is_ok());
     }
     use super::*;
+
+    /// A header whose magic, version and bytes 345.. are set as given, checksum recomputed.
+    fn header_with(magic: &[u8; 8], tail: &[u8], star: bool) -> [u8; 512] {
+        let mut block = write_header("blobs/sha256/abc", 1, false);
+        block[257..265].copy_from_slice(magic);
+        block[345..345 + tail.len()].copy_from_slice(tail);
+        if star {
+            block[508..512].copy_from_slice(b"tar\0");
+        }
+        let sum = checksum(&block);
+        write_octal(&mut block[148..155], sum);
+        block
+    }
+
+    /// AR-R1: the prefix is read where Go's archive/tar and the tar crate read it, and nowhere
+    /// else (a GNU header's time fields once made ferry see `evil/blobs/...`).
+    #[test]
+    fn the_name_prefix_is_read_only_in_posix_headers() {
+        let cases = [
+            (header_with(b"ustar\000", b"pre", false), "pre/blobs/sha256/abc"),
+            (header_with(b"ustar  \0", b"pre", false), "blobs/sha256/abc"),
+            (header_with(b"ustar\0xx", b"pre", false), "blobs/sha256/abc"),
+            (header_with(b"ustar\000", &[b'p'; 130], true), &format!("{}/blobs/sha256/abc", "p".repeat(130))),
+        ];
+        for (block, expected) in cases {
+            assert_eq!(parse_header(&block).unwrap().name, expected);
+            let theirs = tar::Header::from_byte_slice(&block).path().unwrap().to_string_lossy().into_owned();
+            assert_eq!(theirs, expected, "the tar crate reads another name");
+        }
+        let ambiguous = header_with(b"ustar\000", &[b'p'; 150], true);
+        assert!(parse_header(&ambiguous).unwrap_err().contains("star header"));
+    }
 
     #[test]
     fn written_headers_parse_back() {
