@@ -270,6 +270,69 @@ fn inspect_shows_the_tag_import_gives_a_root() {
     assert!(text(&human.stdout).contains("prod"), "{}", said(&human));
 }
 
+/// The exported image beside a second manifest of the same config and layers, both listed in
+/// `index.json` as roots, each with the root tag `tags` gives it (and an original-ref carrying
+/// that tag). Every digest holds and `index.json` is canonical. Returns the entries and the
+/// second manifest's digest.
+fn two_roots(dir: &Path, tags: impl Fn(&ferry::model::Digest) -> [Option<String>; 2]) -> Entries {
+    let mut entries = exported_image(dir);
+    let first = first_artifact(&entries);
+    let mut manifest: Value = serde_json::from_slice(entries.get(&first.blob_path())).unwrap();
+    manifest["annotations"] = serde_json::json!({"forged": "a second root"});
+    let bytes = serde_json::to_vec(&manifest).unwrap();
+    let second = ferry::model::sha256_digest(&bytes);
+    let at = entries.0.iter().position(|(name, _)| *name == first.blob_path()).unwrap();
+    entries.0.insert(if second > first { at + 1 } else { at }, (second.blob_path(), Some(bytes.clone())));
+    let mut index: Value = serde_json::from_slice(entries.get("index.json")).unwrap();
+    let mut listed = index["manifests"][0].clone();
+    let mut roots = Vec::new();
+    for (digest, tag) in [first, second].into_iter().zip(tags(&second)) {
+        listed["digest"] = digest.to_string().into();
+        if digest == second {
+            listed["size"] = bytes.len().into();
+        }
+        let notes = listed["annotations"].as_object_mut().unwrap();
+        notes.remove("dev.ferry.root-tag");
+        notes.remove("dev.ferry.original-ref");
+        if let Some(tag) = tag {
+            notes.insert("dev.ferry.original-ref".into(), format!("registry.example.com/team/app:{tag}").into());
+            notes.insert("dev.ferry.root-tag".into(), tag.into());
+        }
+        roots.push(listed.clone());
+    }
+    roots.sort_by_key(|root| root["digest"].as_str().unwrap().to_string());
+    index["manifests"] = roots.into();
+    entries.set("index.json", serde_json::to_vec(&index).unwrap());
+    entries
+}
+
+/// AR-R17: an archive whose import would point one tag at two manifests is refused by verify
+/// and import, naming the tag: two roots with one root tag (import gave it to whichever came
+/// last, silently), and a root tag that is another root's `sha256-<hex>.imgpkg` tag.
+#[test]
+fn a_tag_the_import_would_give_two_manifests_is_refused() {
+    let scratch = tempfile::tempdir().unwrap();
+    let one_tag = two_roots(scratch.path(), |_| [Some("prod".into()), Some("prod".into())]);
+    let taking = two_roots(scratch.path(), |second| [Some(format!("{}.imgpkg", second.tag_form())), None]);
+    for (name, entries, tag) in
+        [("one-tag.tar", one_tag, "prod".to_string()), ("digest-tag.tar", taking.clone(), "imgpkg".to_string())]
+    {
+        let archive = write(scratch.path(), name, &entries);
+        let expected = ["tag ", tag.as_str(), "would name both", "AR-R17"];
+        refused(&ferry().arg("verify").arg(&archive).output().unwrap(), &expected);
+        refused(&ferry().args(["verify", "-"]).write_stdin(entries.write()).output().unwrap(), &expected);
+        let import =
+            ferry().arg("import").arg(&archive).args(["--to-repo", "127.0.0.1:9/forged/app"]).output().unwrap();
+        refused(&import, &expected);
+        assert!(text(&import.stderr).contains("nothing was pushed"), "{}", said(&import));
+    }
+    // Two roots with tags of their own are fine.
+    let two_tags = two_roots(scratch.path(), |_| [Some("prod".into()), Some("next".into())]);
+    let archive = write(scratch.path(), "two-tags.tar", &two_tags);
+    let verified = ferry().arg("verify").arg(&archive).output().unwrap();
+    assert_eq!(verified.status.code(), Some(0), "{}", said(&verified));
+}
+
 /// AR-R11 (review a04): a blob entry added to a ferry archive, named by its own digest, with
 /// ferry's header and padding and `index.json` untouched (so the identity is unchanged), is
 /// referenced by nothing: verify (of the file and of a pipe) and import refuse it, naming it.

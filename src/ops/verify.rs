@@ -253,6 +253,9 @@ pub(super) fn check_graph(
             });
         }
     }
+    for (tag, message) in super::publish::relocate::tag_conflicts(&graph) {
+        failures.entry(format!("tag {tag}")).or_insert(message);
+    }
     graph
 }
 

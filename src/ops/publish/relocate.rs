@@ -162,27 +162,55 @@ pub(crate) struct TagPlan {
 /// tag on the root (spec/imgpkg.md "Import").
 pub(crate) fn artifact_tags(graph: &Graph) -> Vec<TagPlan> {
     let mut tags: BTreeMap<String, TagPlan> = BTreeMap::new();
+    for plan in every_artifact_tag(graph) {
+        // A digest tag goes to its own artifact; a root's or referrer's tag wins over it.
+        if plan.tag.ends_with(".imgpkg") && tags.contains_key(&plan.tag) {
+            continue;
+        }
+        tags.insert(plan.tag.clone(), plan);
+    }
+    tags.into_values().collect()
+}
+
+/// Each artifact's tags in the graph's order, every claim kept (one tag may come twice).
+fn every_artifact_tag(graph: &Graph) -> Vec<TagPlan> {
+    let mut tags = Vec::new();
     for artifact in &graph.artifacts {
         let Some(manifest) = graph.manifests.get(&artifact.descriptor.digest) else { continue };
         let what = artifact.label();
         // A referrer keeps the tie it came with (spec/archive.md AR-RF3), not imgpkg's tag.
         if crate::ops::referrers::is_referrer(artifact) {
             if let Some(tag) = artifact.annotations.get(annotations::REFERRER_TAG) {
-                tags.insert(tag.clone(), TagPlan { tag: tag.clone(), manifest: manifest.clone(), what });
+                tags.push(TagPlan { tag: tag.clone(), manifest: manifest.clone(), what });
             }
             continue;
         }
         let digest_tag = format!("{}.imgpkg", artifact.descriptor.digest.tag_form());
-        tags.entry(digest_tag.clone()).or_insert(TagPlan {
-            tag: digest_tag,
-            manifest: manifest.clone(),
-            what: what.clone(),
-        });
+        tags.push(TagPlan { tag: digest_tag, manifest: manifest.clone(), what: what.clone() });
         if let Some(tag) = artifact.root_tag() {
-            tags.insert(tag.clone(), TagPlan { tag, manifest: manifest.clone(), what });
+            tags.push(TagPlan { tag, manifest: manifest.clone(), what });
         }
     }
-    tags.into_values().collect()
+    tags
+}
+
+/// AR-R17: every tag an import of `graph` would point at two different manifests (a root's tag
+/// naming another artifact's `sha256-<hex>.imgpkg` tag, a bundle's ImageLocations record or a
+/// referrer's cosign tag, or two roots with one tag), each as the tag and what it would name.
+/// Whichever was pushed last would win, so what inspect shows would not be what the target holds.
+pub(crate) fn tag_conflicts(graph: &Graph) -> Vec<(String, String)> {
+    let (records, _, _) = locations_plan(graph);
+    let claimed = every_artifact_tag(graph);
+    let mut first_claims: BTreeMap<&str, &TagPlan> = BTreeMap::new();
+    let mut conflicts = Vec::new();
+    for plan in claimed.iter().chain(&records) {
+        let first = *first_claims.entry(plan.tag.as_str()).or_insert(plan);
+        if first.manifest.digest() != plan.manifest.digest() {
+            let message = format!("tag {} would name both {} and {} (AR-R17)", plan.tag, first.what, plan.what);
+            conflicts.push((plan.tag.clone(), message));
+        }
+    }
+    conflicts
 }
 
 /// The record images of every bundle, as a plan over an in-memory source.

@@ -204,7 +204,9 @@ fn name_prefix(block: &[u8; 512]) -> Result<Option<&[u8]>, String> {
     }
     let (prefix, times) = (&block[345..476], &block[476..500]);
     if !prefix.contains(&0) && !is_zeros(times) {
-        return Err("a star header's name prefix fills its field, which tar readers end in different places".to_string());
+        return Err(
+            "a star header's name prefix fills its field, which tar readers end in different places".to_string()
+        );
     }
     Ok(Some(prefix))
 }
@@ -328,17 +330,17 @@ mod tests {
     #[test]
     fn the_name_prefix_is_read_only_in_posix_headers() {
         let cases = [
-            (header_with(b"ustar\000", b"pre", false), "pre/blobs/sha256/abc"),
+            (header_with(b"ustar\x0000", b"pre", false), "pre/blobs/sha256/abc"),
             (header_with(b"ustar  \0", b"pre", false), "blobs/sha256/abc"),
             (header_with(b"ustar\0xx", b"pre", false), "blobs/sha256/abc"),
-            (header_with(b"ustar\000", &[b'p'; 130], true), &format!("{}/blobs/sha256/abc", "p".repeat(130))),
+            (header_with(b"ustar\x0000", &[b'p'; 130], true), &format!("{}/blobs/sha256/abc", "p".repeat(130))),
         ];
         for (block, expected) in cases {
             assert_eq!(parse_header(&block).unwrap().name, expected);
             let theirs = tar::Header::from_byte_slice(&block).path().unwrap().to_string_lossy().into_owned();
             assert_eq!(theirs, expected, "the tar crate reads another name");
         }
-        let ambiguous = header_with(b"ustar\000", &[b'p'; 150], true);
+        let ambiguous = header_with(b"ustar\x0000", &[b'p'; 150], true);
         assert!(parse_header(&ambiguous).unwrap_err().contains("star header"));
     }
 
