@@ -333,6 +333,24 @@ fn a_tag_the_import_would_give_two_manifests_is_refused() {
     assert_eq!(verified.status.code(), Some(0), "{}", said(&verified));
 }
 
+/// AR-R7: an `index.json` of more than 2^20 tiny annotations (which parsed would cost a reader
+/// ~45x its bytes: 58 MB took 3 GB) is refused before it is parsed, naming the rule once.
+#[test]
+fn an_index_of_too_many_annotations_is_refused_before_it_is_parsed() {
+    let scratch = tempfile::tempdir().unwrap();
+    let mut entries = exported_image(scratch.path());
+    let mut index: Value = serde_json::from_slice(entries.get("index.json")).unwrap();
+    let notes = index["manifests"][0]["annotations"].as_object_mut().unwrap();
+    notes.extend((0..ferry::model::json_keys::MAX_ANNOTATIONS).map(|i| (format!("{i:x}"), Value::from(""))));
+    entries.set("index.json", serde_json::to_vec(&index).unwrap());
+    let archive = write(scratch.path(), "annotated.tar", &entries);
+    for command in ["verify", "inspect"] {
+        let output = ferry().arg(command).arg(&archive).output().unwrap();
+        refused(&output, &["index.json: in manifests[0].annotations", "more than 1048576 annotations", "(AR-R7)"]);
+        assert!(!said(&output).contains("index.json: index.json"), "{}", said(&output));
+    }
+}
+
 /// AR-R11 (review a04): a blob entry added to a ferry archive, named by its own digest, with
 /// ferry's header and padding and `index.json` untouched (so the identity is unchanged), is
 /// referenced by nothing: verify (of the file and of a pipe) and import refuse it, naming it.

@@ -11,7 +11,9 @@
 //! duplicate too), or a key that folds to a field name without being it. The keys of
 //! `annotations` and `Labels` are arbitrary and read case-sensitively by every reader; there only
 //! an exact duplicate is refused. Each object costs one hash-set insert per key, so the walk is
-//! linear in the document (an `index.json` may be 64 MiB).
+//! linear in the document (an `index.json` may be 64 MiB). The same pass counts the keys of
+//! those maps against [`MAX_ANNOTATIONS`] (AR-R7): parsed, each costs a reader ~100 bytes
+//! whatever its size, so a document of tiny annotations would cost 40-50x its bytes.
 
 use std::cell::RefCell;
 use std::collections::{HashMap, HashSet};
@@ -28,6 +30,11 @@ pub enum Document {
     /// An image config: its top level and its `config` object (where imgpkg's bundle label is).
     ImageConfig,
 }
+
+/// The most annotations (and labels) one document may carry, all its `annotations` and `Labels`
+/// maps together (spec/archive.md AR-R7): ten for each of the 100,000 entries a 64 MiB
+/// `index.json` holds, so a hostile document costs a reader no more than the largest honest one.
+pub const MAX_ANNOTATIONS: usize = 1 << 20;
 
 /// Why a document's keys are refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -49,6 +56,8 @@ pub enum JsonKeyError {
         within(.object)
     )]
     CaseVariant { object: String, key: String, field: &'static str },
+    #[error("{}the document carries more than {MAX_ANNOTATIONS} annotations and labels (AR-R7)", within(.object))]
+    TooManyAnnotations { object: String },
 }
 
 impl JsonKeyError {
@@ -157,6 +166,8 @@ enum Step {
 struct Context {
     path: RefCell<Vec<Step>>,
     problem: RefCell<Option<JsonKeyError>>,
+    /// Keys of `annotations` and `Labels` maps read so far.
+    annotations: std::cell::Cell<usize>,
 }
 
 impl Context {
@@ -254,6 +265,11 @@ impl Walk<'_> {
             if seen.contains(&key) {
                 return Err(self.context.refuse(JsonKeyError::Repeated { object: self.context.object(), key }));
             }
+            let counted = self.context.annotations.get() + 1;
+            if counted > MAX_ANNOTATIONS {
+                return Err(self.context.refuse(JsonKeyError::TooManyAnnotations { object: self.context.object() }));
+            }
+            self.context.annotations.set(counted);
             map.next_value::<IgnoredAny>()?;
             seen.insert(key);
         }
@@ -461,6 +477,22 @@ mod tests {
     }
 
     /// One pass, linear: 200,000 keys in one object and in one map are checked at once.
+    #[test]
+    fn annotations_past_the_limit_are_refused_across_maps() {
+        let descriptor = |keys: std::ops::Range<usize>| {
+            let keys: Vec<String> = keys.map(|i| format!(r#""{i}":"""#)).collect();
+            format!(r#"{{"mediaType":"m","digest":"{DIGEST}","size":1,"annotations":{{{}}}}}"#, keys.join(","))
+        };
+        let half = MAX_ANNOTATIONS / 2;
+        let index = |last: usize| {
+            format!(r#"{{"schemaVersion":2,"manifests":[{},{}]}}"#, descriptor(0..half), descriptor(half..last))
+        };
+        assert_eq!(check(index(MAX_ANNOTATIONS).as_bytes(), Document::Manifest), Ok(()));
+        let err = refused(&index(MAX_ANNOTATIONS + 1), Document::Manifest);
+        assert_eq!(err, JsonKeyError::TooManyAnnotations { object: "manifests[1].annotations".into() });
+        assert!(err.to_string().contains("more than 1048576 annotations"), "{err}");
+    }
+
     #[test]
     fn many_keys_are_checked_in_linear_time() {
         let keys: Vec<String> = (0..200_000).map(|i| format!(r#""k{i}":"v""#)).collect();

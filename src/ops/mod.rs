@@ -21,7 +21,10 @@ pub mod stream;
 pub mod tags;
 pub mod verify;
 
+use std::collections::BTreeMap;
+
 use crate::engine::Artifact;
+use crate::model::Descriptor;
 use crate::model::annotations;
 use crate::model::layout::LayoutIndex;
 
@@ -33,8 +36,17 @@ pub fn artifacts_of_index(index: &LayoutIndex) -> Vec<Artifact> {
         // A delta record is not an artifact (spec/archive.md DL-3).
         .filter(|descriptor| !delta::is_delta_entry(descriptor))
         .map(|descriptor| {
-            let mut artifact = Artifact::new(descriptor.clone());
+            // The annotations are kept once, as the artifact's (an index.json of many small
+            // annotations is the largest thing a reader holds).
             let notes = &descriptor.annotations;
+            let mut artifact = Artifact::new(Descriptor {
+                media_type: descriptor.media_type.clone(),
+                digest: descriptor.digest,
+                size: descriptor.size,
+                platform: descriptor.platform.clone(),
+                artifact_type: descriptor.artifact_type.clone(),
+                annotations: BTreeMap::new(),
+            });
             artifact.ref_name = notes.get(annotations::REF_NAME).cloned();
             artifact.original = notes.get(annotations::ORIGINAL_REF).and_then(|text| text.parse().ok());
             artifact.is_root = notes.get(annotations::IS_ROOT).is_some_and(|v| v == "true");

@@ -48,7 +48,8 @@ pub enum ArchiveProblem {
     Oversize { name: String, size: u64, limit: u64 },
     #[error("the archive has no {name} (AR-R8: not an OCI image layout)")]
     MissingMetadata { name: &'static str },
-    #[error("{name}: {reason} (AR-R8)")]
+    /// `reason` names the rule when it is a more specific one than AR-R8 (AR-R7, AR-R13..).
+    #[error("{name}: {reason}{}", if reason.contains("(AR-R") { "" } else { " (AR-R8)" })]
     BadMetadata { name: String, reason: String },
     #[error("{reason} (AR-S3)")]
     Volume { reason: String },

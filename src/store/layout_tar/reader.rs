@@ -8,7 +8,7 @@ use std::sync::Arc;
 use super::error::{ArchiveError, ArchiveProblem, walk_failure};
 use super::header::{Deviation, HeaderKind, Trailer};
 use crate::model::layout::{
-    INDEX_FILE, LayoutIndex, MAX_INDEX_BYTES, MAX_OCI_LAYOUT_BYTES, OCI_LAYOUT_FILE, check_oci_layout,
+    INDEX_FILE, LayoutError, LayoutIndex, MAX_INDEX_BYTES, MAX_OCI_LAYOUT_BYTES, OCI_LAYOUT_FILE, check_oci_layout,
 };
 use crate::model::volume_table::VolumeTable;
 use crate::model::{Descriptor, Digest, Reference};
@@ -109,13 +109,14 @@ impl LayoutTarSource {
                 .map_err(|e| StoreError::io(format!("reading {} in {name}", entry.name), e))?;
             Ok(bytes)
         };
-        let bad_metadata =
-            |name: &str, reason: String| archive_error(ArchiveProblem::BadMetadata { name: name.into(), reason });
+        // The error names the file already.
+        let bad_metadata = |name: &str, LayoutError::Invalid { reason, .. }| {
+            archive_error(ArchiveProblem::BadMetadata { name: name.into(), reason })
+        };
         let layout_bytes = read_small(&oci_layout, MAX_OCI_LAYOUT_BYTES)?;
-        check_oci_layout(&layout_bytes, OCI_LAYOUT_FILE).map_err(|e| bad_metadata(OCI_LAYOUT_FILE, e.to_string()))?;
+        check_oci_layout(&layout_bytes, OCI_LAYOUT_FILE).map_err(|e| bad_metadata(OCI_LAYOUT_FILE, e))?;
         let index_bytes = read_small(&index_entry, MAX_INDEX_BYTES)?;
-        let index =
-            LayoutIndex::parse(&index_bytes, INDEX_FILE).map_err(|e| bad_metadata(INDEX_FILE, e.to_string()))?;
+        let index = LayoutIndex::parse(&index_bytes, INDEX_FILE).map_err(|e| bad_metadata(INDEX_FILE, e))?;
         Ok(LayoutTarSource {
             name,
             file: Arc::new(file),
