@@ -235,6 +235,34 @@ fn a_body_that_stalls_midway_times_out_and_resumes() {
     });
 }
 
+/// RF-6: a small answer (here a manifest) trickled a byte every 100 ms never trips the per-read
+/// timeout, yet must not hold the request for ever: it fails once it is still arriving
+/// `WHOLE_ANSWER_WAITS` header waits (here 4 x 500 ms) after its head, as a timeout; without
+/// the deadline the 400-odd bytes would take 40 s.
+#[test]
+fn a_small_answer_trickled_byte_by_byte_fails_at_its_deadline() {
+    bounded(TEST_LIMIT, || {
+        let server = FaultServer::start();
+        let image = server.seed_image(REPO, "v1", vec![content(7, 64)]);
+        let path = format!("/manifests/{}", image.manifest_digest);
+        server.add(Rule::new(Some("GET"), &path, Fault::Trickle(Duration::from_millis(100))));
+        let retries = Retries::default();
+        let mut options = options(&retries);
+        options.response_header_timeout = Duration::from_millis(500);
+        options.retry.retries = 0;
+        let source = RegistrySource::new(connect(options, anonymous()));
+        let reference: Reference = image.reference.parse().unwrap();
+        let descriptor = source.resolve(&reference).expect("the HEAD is answered at once");
+
+        let started = Instant::now();
+        let err = source.manifest(&descriptor).expect_err("the manifest never arrives whole in time");
+        let waited = started.elapsed();
+        assert!(err.to_string().contains("still arriving 2 s after its head"), "{err}");
+        assert!(matches!(registry_error(&err).kind, RegistryErrorKind::Timeout(_)), "{err}");
+        assert!(waited < Duration::from_secs(5), "the trickled answer held the request for {waited:?}");
+    });
+}
+
 /// Whether a bundle's repository holds its images (PL-2, no ImageLocations record) is asked
 /// for every lock entry at once, not one round trip after another: with each answer 300 ms
 /// late, eight entries take about one wait, where one after another took eight (2.4 s). The

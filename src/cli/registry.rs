@@ -42,7 +42,8 @@ pub struct RegistryFlags {
     /// for a registry that has not answered yet (nothing listens there)
     #[arg(long, global = true, default_value_t = 5, value_name = "N")]
     pub registry_retry_count: u32,
-    /// How long to wait for a registry's response headers (e.g. 30s, 2m)
+    /// How long to wait for a registry's response headers, and for each read of a body; a
+    /// manifest, token or tag list must arrive whole within 4 times as long (e.g. 30s, 2m)
     #[arg(long, global = true, default_value = "30s", value_parser = parse_duration, value_name = "DURATION")]
     pub registry_response_header_timeout: Duration,
     /// Upload blobs in chunks of this size (e.g. 4MiB) instead of one request each

@@ -30,6 +30,9 @@ pub enum Fault {
     TruncateAfter(usize),
     /// Send the head and this many body bytes, then go silent for `pause` before closing.
     StallBody { after: usize, pause: Duration },
+    /// Send the head, then the body one byte at a time with this pause before each: a
+    /// registry that never stalls long enough for a per-read timeout, yet never finishes.
+    Trickle(Duration),
     /// Serve a body of the same length with every byte changed.
     WrongBody,
     /// Serve these bytes as the body (the head's length follows them).

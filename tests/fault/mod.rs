@@ -400,6 +400,17 @@ fn answer(stream: &mut TcpStream, shared: &Shared, request: &Request) -> std::io
             let _ = stream.shutdown(Shutdown::Both);
             return Ok(false);
         }
+        Some(Fault::Trickle(pause)) => {
+            http::write_partial(stream, &response, 0)?;
+            record(None);
+            for byte in response.body.chunks(1) {
+                thread::sleep(pause);
+                if stream.write_all(byte).and_then(|()| stream.flush()).is_err() {
+                    break;
+                }
+            }
+            return Ok(false);
+        }
         Some(Fault::Chunked(body)) => {
             if let Some(body) = body {
                 response.body = body;

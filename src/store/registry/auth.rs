@@ -214,12 +214,7 @@ impl Authenticator {
             expires_in: Option<u64>,
         }
         let mut response = response;
-        let bytes = response
-            .body_mut()
-            .with_config()
-            .limit(1 << 20)
-            .read_to_vec()
-            .map_err(|e| token_op.error(transport_kind(e)))?;
+        let bytes = super::answer::read_whole(&mut response, 1 << 20).map_err(|e| token_op.error(transport_kind(e)))?;
         let answer: TokenAnswer = serde_json::from_slice(&bytes)
             .map_err(|e| token_op.error(RegistryErrorKind::Protocol(format!("the token answer is not JSON: {e}"))))?;
         let token = answer

@@ -28,6 +28,7 @@ use ureq::http::{self, Response};
 use ureq::{Agent, Body, ResponseExt, SendBody};
 
 use super::agent::{base_url, build_agent, build_direct, io_kind, transport_kind, trusted_roots};
+use super::answer::AnswerDeadline;
 use super::auth::Authenticator;
 use super::credentials::{CredentialStore, Secret};
 use super::direct::DirectGets;
@@ -415,6 +416,7 @@ impl RegistryClient {
         }?;
         let answered_from = AnsweredFrom(response.get_uri().to_string());
         response.extensions_mut().insert(answered_from);
+        response.extensions_mut().insert(AnswerDeadline::after(self.options.response_header_timeout));
         Ok(response)
     }
 }

@@ -183,7 +183,7 @@ pub fn status_kind(mut response: Response<Body>) -> RegistryErrorKind {
     let status = response.status().as_u16();
     let retry_after =
         response.headers().get("retry-after").and_then(|v| v.to_str().ok()).and_then(retry::parse_retry_after);
-    let body = response.body_mut().with_config().limit(64 * 1024).read_to_vec().unwrap_or_default();
+    let body = super::answer::read_whole(&mut response, 64 * 1024).unwrap_or_default();
     let (code, message) = parse_error_body(&body);
     RegistryErrorKind::Status { status, code, message, retry_after }
 }

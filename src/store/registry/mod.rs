@@ -6,13 +6,15 @@
 //! transport errors), [`auth`] (challenges, tokens) over [`credentials`] (resolved once per
 //! host), [`retry`] (the one retry policy), [`error`] (what the registry really answered),
 //! [`origin`] (where credentials may go, URLs); [`client`] sends one request through them, and
-//! [`direct`] reads blob bodies from the connection straight into the caller's buffers.
+//! [`direct`] reads blob bodies from the connection straight into the caller's buffers, [`answer`]
+//! every other body, whole and within a deadline.
 
 // Errors carry registry, repository, operation, status, code and message; they are built only on
 // the cold path, so their size does not matter.
 #![allow(clippy::result_large_err)]
 
 pub mod agent;
+pub mod answer;
 pub mod auth;
 pub mod client;
 pub mod credentials;

@@ -135,11 +135,7 @@ pub(super) fn read_manifest(
     repository: &Repository,
     op: &Operation,
 ) -> Result<RawManifest, StoreError> {
-    let bytes = response
-        .body_mut()
-        .with_config()
-        .limit(MAX_MANIFEST_BYTES)
-        .read_to_vec()
+    let bytes = super::answer::read_whole(response, MAX_MANIFEST_BYTES)
         .map_err(|e| StoreError::from(op.error(super::agent::transport_kind(e))))?;
     RawManifest::parse(bytes, declared).map_err(|source| StoreError::Manifest { store: repository.to_string(), source })
 }

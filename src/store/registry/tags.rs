@@ -82,14 +82,13 @@ pub fn list_tags_with(
         struct Page {
             tags: Option<Vec<String>>,
         }
-        let bytes =
-            response.body_mut().with_config().limit(listing.max_page_bytes).read_to_vec().map_err(|e| match e {
-                ureq::Error::BodyExceedsLimit(_) => refuse(format!(
-                    "a page of the tag list is larger than {}, the most ferry reads for one page",
-                    size_text(listing.max_page_bytes)
-                )),
-                other => op.error(transport_kind(other)),
-            })?;
+        let bytes = super::answer::read_whole(&mut response, listing.max_page_bytes).map_err(|e| match e {
+            ureq::Error::BodyExceedsLimit(_) => refuse(format!(
+                "a page of the tag list is larger than {}, the most ferry reads for one page",
+                size_text(listing.max_page_bytes)
+            )),
+            other => op.error(transport_kind(other)),
+        })?;
         let page: Page =
             serde_json::from_slice(&bytes).map_err(|e| refuse(format!("the tag list is not JSON: {e}")))?;
         drop(bytes);
