@@ -120,7 +120,8 @@ fn issue17_tag_list_and_lock_output_against_a_real_registry() {
     assert_eq!(mode, 0o600, "the lock file is private whatever was there before");
     assert!(fs::read_to_string(&lock).unwrap().contains("BundleLock"));
 
-    // A symbolic link at the lock's name is refused, and its target left alone.
+    // A symbolic link at the lock's name is refused before anything is imported (a usage
+    // error), and its target left alone.
     let target = scratch.path().join("elsewhere.txt");
     fs::write(&target, "keep me\n").unwrap();
     fs::set_permissions(&target, fs::Permissions::from_mode(0o644)).unwrap();
@@ -133,7 +134,7 @@ fn issue17_tag_list_and_lock_output_against_a_real_registry() {
         .arg(&link)
         .output()
         .unwrap();
-    assert_eq!(through_link.status.code(), Some(1), "{}", text(&through_link.stderr));
+    assert_eq!(through_link.status.code(), Some(2), "{}", text(&through_link.stderr));
     assert!(text(&through_link.stderr).contains("symbolic link"), "{}", text(&through_link.stderr));
     assert_eq!(fs::read_to_string(&target).unwrap(), "keep me\n");
     assert_eq!(fs::metadata(&target).unwrap().permissions().mode() & 0o777, 0o644);

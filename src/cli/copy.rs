@@ -49,7 +49,7 @@ pub struct CopyArgs {
     #[arg(long, value_name = "REPO", group = "to")]
     pub to_repo: Option<String>,
     /// With --to-repo: write a BundleLock or ImagesLock of the new location
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, value_name = "FILE", value_parser = super::registry::parse_output_file)]
     pub lock_output: Option<PathBuf>,
     /// Carry non-distributable layers too (left out by default)
     #[arg(long)]

@@ -47,7 +47,7 @@ pub struct ImportArgs {
     #[arg(long, value_name = "REPO")]
     pub to_repo: String,
     /// Write a BundleLock (bundle archives) or ImagesLock pointing at the new location
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, value_name = "FILE", value_parser = super::registry::parse_output_file)]
     pub lock_output: Option<PathBuf>,
     /// Refuse the archive unless its identity (sha256 of its index.json) is this one, as the
     /// export printed it

@@ -30,7 +30,7 @@ pub struct InventoryArgs {
     #[arg(value_name = "REPO | ARCHIVE", required = true)]
     pub sources: Vec<String>,
     /// The inventory file to write
-    #[arg(short = 'o', long = "output", value_name = "FILE")]
+    #[arg(short = 'o', long = "output", value_name = "FILE", value_parser = super::registry::parse_output_file)]
     pub output: PathBuf,
     #[command(flatten)]
     pub registry: RegistryFlags,
@@ -55,7 +55,7 @@ impl InventoryArgs {
             inventory::of_repository(&client, &repository, global.workers()).map_err(fail)?
         };
         let text = made.to_text();
-        std::fs::write(&self.output, &text)
+        ferry::store::user_file::write_user_file(&self.output, &text, false)
             .map_err(|e| Failure::new(anyhow::anyhow!("writing {}: {e}", self.output.display()), false))?;
         if !global.quiet {
             output::note(&format!("wrote {}: {} digests", self.output.display(), made.entries.len()));

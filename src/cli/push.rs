@@ -45,7 +45,7 @@ pub struct PushArgs {
     #[command(flatten)]
     pub build: BuildFlags,
     /// Write a BundleLock (-b) or ImagesLock (-i) naming what was pushed
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, value_name = "FILE", value_parser = super::registry::parse_output_file)]
     pub lock_output: Option<PathBuf>,
     /// Print the summary as JSON on stdout
     #[arg(long)]

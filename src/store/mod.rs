@@ -18,6 +18,7 @@ pub mod referrers;
 mod region;
 pub mod registry;
 pub mod tar;
+pub mod user_file;
 pub mod volumes;
 
 use std::io::{self, Read};

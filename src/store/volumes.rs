@@ -202,7 +202,7 @@ pub fn open_owned_file(path: &Path, create: bool) -> io::Result<File> {
 }
 
 /// What `kind` is when it is not a regular file ("a FIFO", "a device", ...); `None` for a file.
-fn other_than_a_file(kind: std::fs::FileType) -> Option<&'static str> {
+pub(crate) fn other_than_a_file(kind: std::fs::FileType) -> Option<&'static str> {
     use std::os::unix::fs::FileTypeExt;
     Some(if kind.is_file() {
         return None;

@@ -20,6 +20,7 @@ use crate::ops::bundle::locations;
 use crate::ops::publish::incremental::{KnownSink, KnownTarget, cancel_uploads};
 use crate::store::memory::MemorySource;
 use crate::store::registry::{RegistryClient, RegistrySink, RegistrySource};
+use crate::store::user_file::write_user_file;
 use crate::store::{Plan, Source, StoreError};
 
 /// What publishing into a repository did.
@@ -318,24 +319,7 @@ fn write_lock(file: &Path, repository: &Repository, graph: &Graph) -> Result<Str
 }
 
 /// Lock files are written with mode 0600, as imgpkg writes them (spec/cli.md "import"), over
-/// an existing file too: its mode is set on the open file before anything is written, and a
-/// symbolic link at that name is refused, never followed (`O_NOFOLLOW`).
+/// an existing file too, and never through a link, FIFO or device ([`write_user_file`]).
 pub(crate) fn write_private(file: &Path, text: &str) -> std::io::Result<()> {
-    use std::io::Write;
-    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
-    let mut out = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .mode(0o600)
-        .custom_flags(libc::O_NOFOLLOW)
-        .open(file)
-        .map_err(|err| match err.raw_os_error() {
-            Some(libc::ELOOP) => {
-                std::io::Error::other("it is a symbolic link, which a lock file is never written through")
-            }
-            _ => err,
-        })?;
-    out.set_permissions(std::fs::Permissions::from_mode(0o600))?;
-    out.set_len(0)?;
-    out.write_all(text.as_bytes())
+    write_user_file(file, text, true)
 }
