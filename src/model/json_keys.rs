@@ -29,6 +29,14 @@ pub enum Document {
     Manifest,
     /// An image config: its top level and its `config` object (where imgpkg's bundle label is).
     ImageConfig,
+    /// An imgpkg tarball's `manifest.json` (imgpkg's Go structs read it, spec/archive.md AR-I2).
+    ImgpkgTarManifest,
+    /// A cosign simple-signing payload (what a signature says it signs).
+    SimpleSigning,
+    /// A DSSE envelope (cosign attestations).
+    DsseEnvelope,
+    /// An in-toto statement, the payload of such an envelope.
+    InTotoStatement,
 }
 
 /// The most annotations (and labels) one document may carry, all its `annotations` and `Labels`
@@ -75,15 +83,17 @@ fn within(object: &str) -> String {
 /// Checks every object of `document` that AR-R16 covers; the first problem is returned, naming
 /// the object (`layers[1].platform`) and the key.
 pub fn check(bytes: &[u8], document: Document) -> Result<(), JsonKeyError> {
-    let fields = match document {
-        Document::Manifest => MANIFEST,
-        Document::ImageConfig => IMAGE_CONFIG,
+    let shape = match document {
+        Document::Manifest => Shape::Object(MANIFEST),
+        Document::ImageConfig => Shape::Object(IMAGE_CONFIG),
+        Document::ImgpkgTarManifest => Shape::List(&IMGPKG_ENTRY),
+        Document::SimpleSigning => Shape::Object(SIMPLE_SIGNING),
+        Document::DsseEnvelope => Shape::Object(DSSE_ENVELOPE),
+        Document::InTotoStatement => Shape::Object(IN_TOTO_STATEMENT),
     };
     let context = Context::default();
     let mut deserializer = serde_json::Deserializer::from_slice(bytes);
-    let walked = Walk { shape: Shape::Object(fields), context: &context }
-        .deserialize(&mut deserializer)
-        .and_then(|()| deserializer.end());
+    let walked = Walk { shape, context: &context }.deserialize(&mut deserializer).and_then(|()| deserializer.end());
     walked.map_err(|error| context.problem.take().unwrap_or_else(|| JsonKeyError::Malformed(error.to_string())))
 }
 
@@ -337,6 +347,52 @@ impl<'de> Visitor<'de> for Walk<'_> {
     }
 }
 
+// imgpkg's tarball `manifest.json` (its `imagedesc` Go structs, field names as Go spells them).
+static IMGPKG_ENTRY: [(&str, Shape); 2] =
+    [("Image", Shape::Object(&IMGPKG_IMAGE)), ("ImageIndex", Shape::Object(&IMGPKG_INDEX))];
+static IMGPKG_IMAGE: [(&str, Shape); 6] = [
+    ("Refs", Shape::Opaque),
+    ("Layers", Shape::List(IMGPKG_LAYER)),
+    ("Config", Shape::Object(IMGPKG_RAW)),
+    ("Manifest", Shape::Object(IMGPKG_RAW)),
+    ("Tag", Shape::Opaque),
+    ("Labels", Shape::Map),
+];
+static IMGPKG_INDEX: [(&str, Shape); 8] = [
+    ("Refs", Shape::Opaque),
+    ("Images", Shape::List(&IMGPKG_IMAGE)),
+    ("Indexes", Shape::List(&IMGPKG_INDEX)),
+    ("MediaType", Shape::Opaque),
+    ("Digest", Shape::Opaque),
+    ("Raw", Shape::Opaque),
+    ("Tag", Shape::Opaque),
+    ("Labels", Shape::Map),
+];
+const IMGPKG_LAYER: &[(&str, Shape)] =
+    &[("MediaType", Shape::Opaque), ("Digest", Shape::Opaque), ("DiffID", Shape::Opaque), ("Size", Shape::Opaque)];
+const IMGPKG_RAW: &[(&str, Shape)] = &[("MediaType", Shape::Opaque), ("Digest", Shape::Opaque), ("Raw", Shape::Opaque)];
+
+/// cosign's simple-signing payload (`critical.image.docker-manifest-digest` names what is signed).
+const SIMPLE_SIGNING: &[(&str, Shape)] = &[("critical", Shape::Object(CRITICAL)), ("optional", Shape::Map)];
+const CRITICAL: &[(&str, Shape)] = &[
+    ("identity", Shape::Object(&[("docker-reference", Shape::Opaque)])),
+    ("image", Shape::Object(&[("docker-manifest-digest", Shape::Opaque)])),
+    ("type", Shape::Opaque),
+];
+
+/// A DSSE envelope and the in-toto statement it carries (`subject[].digest` names what is attested).
+const DSSE_ENVELOPE: &[(&str, Shape)] = &[
+    ("payloadType", Shape::Opaque),
+    ("payload", Shape::Opaque),
+    ("signatures", Shape::List(&[("keyid", Shape::Opaque), ("sig", Shape::Opaque)])),
+];
+const IN_TOTO_STATEMENT: &[(&str, Shape)] = &[
+    ("_type", Shape::Opaque),
+    ("subject", Shape::List(&[("name", Shape::Opaque), ("digest", Shape::Map)])),
+    ("predicateType", Shape::Opaque),
+    ("predicate", Shape::Opaque),
+];
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -477,6 +533,39 @@ mod tests {
     }
 
     /// One pass, linear: 200,000 keys in one object and in one map are checked at once.
+    /// AR-R16 beyond OCI JSON: imgpkg's tarball `manifest.json` (read by imgpkg's Go structs,
+    /// nested indexes included) and what a cosign signature or attestation says it signs.
+    #[test]
+    fn imgpkg_tarball_manifests_and_signing_payloads_are_checked() {
+        let image = r#"{"Refs":["r"],"Layers":[{"MediaType":"m","Digest":"d","DiffID":"x","Size":1}],"Config":{"Digest":"d","Raw":"e30="},"Manifest":{"MediaType":"m","Digest":"d","Raw":"e30="},"Tag":"t","Labels":{"a":"1","A":"2"}}"#;
+        let tarball = |index_extra: &str| {
+            format!(
+                r#"[{{"Image":{image}}},{{"ImageIndex":{{"Refs":[],"Images":[{image}],"Indexes":[{{"MediaType":"m","Digest":"d","Raw":"r"{index_extra}}}],"MediaType":"m","Digest":"d","Raw":"r"}}}}]"#
+            )
+        };
+        assert_eq!(check(tarball("").as_bytes(), Document::ImgpkgTarManifest), Ok(()));
+        let err = refused(&tarball(r#","digest":"other""#), Document::ImgpkgTarManifest);
+        assert_eq!(
+            err,
+            JsonKeyError::CaseDuplicate {
+                object: "[1].ImageIndex.Indexes[0]".into(),
+                first: "Digest".into(),
+                key: "digest".into()
+            }
+        );
+        let lone = refused(r#"[{"image":{}}]"#, Document::ImgpkgTarManifest);
+        assert_eq!(lone, JsonKeyError::CaseVariant { object: "[0]".into(), key: "image".into(), field: "Image" });
+
+        let signing = r#"{"critical":{"identity":{"docker-reference":"r"},"image":{"docker-manifest-digest":"sha256:a","Docker-Manifest-Digest":"sha256:b"},"type":"cosign container image signature"},"optional":null}"#;
+        let err = refused(signing, Document::SimpleSigning);
+        assert!(matches!(err, JsonKeyError::CaseDuplicate { ref object, .. } if object == "critical.image"), "{err:?}");
+        let statement = r#"{"_type":"t","subject":[{"name":"n","digest":{"sha256":"a","sha256":"b"}}],"predicateType":"p","predicate":{}}"#;
+        let err = refused(statement, Document::InTotoStatement);
+        assert_eq!(err, JsonKeyError::Repeated { object: "subject[0].digest".into(), key: "sha256".into() });
+        let envelope = r#"{"payloadType":"t","payload":"p","Payload":"q","signatures":[]}"#;
+        assert!(matches!(refused(envelope, Document::DsseEnvelope), JsonKeyError::CaseDuplicate { .. }));
+    }
+
     #[test]
     fn annotations_past_the_limit_are_refused_across_maps() {
         let descriptor = |keys: std::ops::Range<usize>| {

@@ -19,6 +19,7 @@ use x509_parser::prelude::{FromDer, GeneralName, SubjectPublicKeyInfo};
 
 use super::referrers::{is_referrer, kind_of, subject_of};
 use crate::engine::{Artifact, Graph};
+use crate::model::json_keys::{self, Document};
 use crate::model::referrers::{
     COSIGN_CERTIFICATE_ANNOTATION, COSIGN_SIGNATURE_ANNOTATION, COSIGN_SIMPLE_SIGNING, DSSE_ENVELOPE, DsseEnvelope,
     InTotoStatement, PREDICATE_TYPE_ANNOTATION, ReferrerKind, SimpleSigning, dsse_pae,
@@ -300,7 +301,10 @@ fn check_simple_signing(source: &dyn Source, layer: &Descriptor, subject: &Diges
             key_names(keys)
         ));
     };
-    // The signature is good: now what it says must be this image.
+    // The signature is good: now what it says must be this image, as cosign reads it too.
+    if let Err(problem) = json_keys::check(&payload, Document::SimpleSigning) {
+        return Outcome::Bad(format!("its payload is not a simple-signing payload: {problem}"));
+    }
     match serde_json::from_slice::<SimpleSigning>(&payload) {
         Ok(signed) if signed.critical.image.docker_manifest_digest == subject.to_string() => {
             Outcome::Verified(key.name.clone())
@@ -320,6 +324,9 @@ fn check_envelope(source: &dyn Source, layer: &Descriptor, subject: &Digest, key
         Ok(bytes) => bytes,
         Err(err) => return Outcome::Bad(format!("its envelope cannot be read: {err}")),
     };
+    if let Err(problem) = json_keys::check(&bytes, Document::DsseEnvelope) {
+        return Outcome::Bad(format!("it is not a DSSE envelope: {problem}"));
+    }
     let envelope: DsseEnvelope = match serde_json::from_slice(&bytes) {
         Ok(envelope) => envelope,
         Err(err) => return Outcome::Bad(format!("it is not a DSSE envelope: {err}")),
@@ -335,6 +342,9 @@ fn check_envelope(source: &dyn Source, layer: &Descriptor, subject: &Digest, key
     let Some(key) = verified else {
         return Outcome::Bad(format!("it does not verify with {}", key_names(keys)));
     };
+    if let Err(problem) = json_keys::check(&payload, Document::InTotoStatement) {
+        return Outcome::Bad(format!("its payload is not an in-toto statement: {problem}"));
+    }
     match serde_json::from_slice::<InTotoStatement>(&payload) {
         Ok(statement)
             if statement

@@ -15,6 +15,7 @@ use std::fs::File;
 use std::path::Path;
 use std::sync::Arc;
 
+use crate::model::json_keys::{self, Document, JsonKeyError};
 use crate::model::manifest::MAX_MANIFEST_BYTES;
 use crate::model::{Descriptor, Digest, RawManifest, Reference, media};
 use crate::store::region::FileRegion;
@@ -117,6 +118,11 @@ impl ImgpkgTarSource {
         let mut bytes = vec![0u8; metadata.size as usize];
         file.read_exact_at(&mut bytes, metadata.data_offset)
             .map_err(|e| StoreError::io(format!("reading {MANIFEST_FILE} in {name}"), e))?;
+        // imgpkg reads it with Go's encoding/json: no key may mean another field to it (AR-R16).
+        json_keys::check(&bytes, Document::ImgpkgTarManifest).map_err(|problem| match problem {
+            JsonKeyError::Malformed(e) => fail(format!("{MANIFEST_FILE} is malformed: {e} (AR-I2)")),
+            problem => fail(format!("{MANIFEST_FILE}: {problem}")),
+        })?;
         let entries: Vec<Entry> =
             serde_json::from_slice(&bytes).map_err(|e| fail(format!("{MANIFEST_FILE} is malformed: {e} (AR-I2)")))?;
         drop(bytes);
