@@ -158,3 +158,37 @@ fn issue15_the_archive_is_the_same_whether_referrers_answer_slowly_or_fast() {
     let (fast, slow) = (std::fs::read(&fast).unwrap(), std::fs::read(&slow).unwrap());
     assert!(fast == slow, "the archives differ ({} and {} bytes)", fast.len(), slow.len());
 }
+
+/// AR-RF1, distribution-spec 1.1: a registry may page the referrers API with
+/// `Link: <..>; rel="next"`. Every page is followed (five SBOMs over pages of two: three GETs),
+/// and a page that links off the registry fails the export naming the referrers, without a
+/// request to that host.
+#[test]
+fn every_page_of_the_referrers_api_is_followed_on_the_registry_only() {
+    let server = FaultServer::start();
+    server.limits(|limits| limits.referrers_page = 2);
+    let image = server.seed_image(REPO, "v1", vec![layer(9, 300)]);
+    for seed in 0..5 {
+        put_referrer(&server, &image.manifest_digest, OCI_MANIFEST, image.manifest.len(), 200 + seed);
+    }
+    let scratch = tempfile::tempdir().unwrap();
+    let summary = json_of(&export(&server, &scratch.path().join("paged.tar")));
+    assert_eq!(summary["referrers"]["sboms"], 5, "{summary}");
+    let path = format!("/referrers/{}", image.manifest_digest);
+    assert_eq!(server.count(Some("GET"), &path), 3, "three pages of two");
+
+    let elsewhere = FaultServer::start();
+    let link =
+        format!(r#"<http://{}/v2/{REPO}/referrers/{}?page=1>; rel="next""#, elsewhere.host(), image.manifest_digest);
+    server.add(Rule::new(Some("GET"), &path, Fault::SetHeader("Link".into(), link)).times(usize::MAX));
+    let output = ferry()
+        .args(["export", "-i", &format!("{}/{REPO}:v1", server.host()), "-o"])
+        .arg(scratch.path().join("off.tar"))
+        .args(["--registry-insecure"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1), "{}", text(&output.stderr));
+    let said = text(&output.stderr);
+    assert!(said.contains("the referrers of") && said.contains("another host than the registry"), "{said}");
+    assert_eq!(elsewhere.requests().len(), 0, "the other host is never asked");
+}

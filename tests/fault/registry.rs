@@ -29,6 +29,8 @@ pub struct Limits {
     pub max_monolithic: Option<usize>,
     /// Tags per page of `tags/list`, whatever `n` asks.
     pub tags_page: usize,
+    /// Descriptors per page of the referrers API, the rest behind `Link: <..?page=N>`.
+    pub referrers_page: usize,
     /// Refuse (411) a POST, PUT or PATCH without `Content-Length`, even with an empty body, as
     /// the distribution-spec asks of clients ("the post request MUST include the following
     /// header: Content-Length: 0") and as registries behind strict proxies enforce.
@@ -42,6 +44,7 @@ impl Default for Limits {
             max_chunk: None,
             max_monolithic: None,
             tags_page: 1000,
+            referrers_page: 1000,
             require_content_length: false,
         }
     }
@@ -188,14 +191,14 @@ impl Store {
             ("PATCH", Route::Upload { repository, id }) => self.patch_upload(request, repository, id),
             ("PUT", Route::Upload { repository, id }) => self.finish_upload(request, repository, id),
             ("GET", Route::Tags { repository }) => self.list_tags(request, repository),
-            ("GET", Route::Referrers { repository, digest }) => self.referrers(repository, digest),
+            ("GET", Route::Referrers { repository, digest }) => self.referrers(request, repository, digest),
             _ => Response::error(405, "UNSUPPORTED", "not served by the fault registry"),
         }
     }
 
     /// The referrers API: an index of every manifest of the repository whose `subject` is
     /// `digest`, with its `artifactType` (distribution-spec 1.1).
-    fn referrers(&mut self, repository: &str, digest: &str) -> Response {
+    fn referrers(&mut self, request: &Request, repository: &str, digest: &str) -> Response {
         let mut manifests: Vec<serde_json::Value> = Vec::new();
         for (own, (media_type, bytes)) in &self.repo(repository).manifests {
             let Ok(parsed) = serde_json::from_slice::<serde_json::Value>(bytes) else { continue };
@@ -209,12 +212,21 @@ impl Store {
             manifests.push(descriptor);
         }
         manifests.sort_by_key(|d| d["digest"].as_str().unwrap_or_default().to_string());
+        let size = self.limits.referrers_page.max(1);
+        let page: usize = request.query_param("page").and_then(|page| page.parse().ok()).unwrap_or(0);
+        let more = manifests.len() > (page + 1) * size;
+        let manifests: Vec<serde_json::Value> = manifests.into_iter().skip(page * size).take(size).collect();
         let index = serde_json::json!({
             "schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json", "manifests": manifests,
         });
-        Response::new(200)
+        let response = Response::new(200)
             .header("Content-Type", "application/vnd.oci.image.index.v1+json")
-            .body(serde_json::to_vec(&index).unwrap())
+            .body(serde_json::to_vec(&index).unwrap());
+        if !more {
+            return response;
+        }
+        let next = format!(r#"</v2/{repository}/referrers/{digest}?page={}>; rel="next""#, page + 1);
+        response.header("Link", next)
     }
 
     fn get_manifest(&mut self, repository: &str, reference: &str) -> Response {

@@ -54,6 +54,31 @@ impl fmt::Display for Origin {
     }
 }
 
+/// The next page a paginated answer (a tag list, a referrers index) links to with
+/// `Link: <..>; rel="next"`, resolved against `page_url`; `None` on the last page. A link off
+/// the registry's origin is an error naming `what` (a listing is followed only where the
+/// registry's credentials go).
+pub fn next_page(page_url: &str, link: Option<&str>, registry: &Origin, what: &str) -> Result<Option<String>, String> {
+    let Some(target) = link.and_then(next_link) else { return Ok(None) };
+    let next = resolve(page_url, &target).ok_or_else(|| format!("{what}'s Link is not a URL"))?;
+    match Origin::of(&next) {
+        Some(origin) if origin == *registry => Ok(Some(next)),
+        Some(origin) => Err(format!(
+            "{what} links its next page to {origin}, another host than the registry ({registry}); ferry follows \
+             pages only on the registry"
+        )),
+        None => Err(format!("{what}'s Link is not an http(s) URL")),
+    }
+}
+
+/// The target of `rel="next"` in a `Link` header: `</v2/x/tags/list?n=2&last=b>; rel="next"`.
+fn next_link(header: &str) -> Option<String> {
+    header.split(',').find_map(|part| {
+        let (target, params) = part.split_once(';')?;
+        params.contains("rel=\"next\"").then(|| target.trim().trim_start_matches('<').trim_end_matches('>').to_string())
+    })
+}
+
 /// `reference` (a `Location` or `Link` target) resolved against the URL of the request it
 /// answered: absolute URLs as they are, `//host/..` with the request's scheme, `/path` on the
 /// request's origin, and a relative path beside the request's path. `None` when the request URL
@@ -103,6 +128,15 @@ pub fn percent_encode(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn finds_the_next_link() {
+        assert_eq!(
+            next_link(r#"</v2/a/tags/list?n=2&last=b>; rel="next""#).as_deref(),
+            Some("/v2/a/tags/list?n=2&last=b")
+        );
+        assert_eq!(next_link(r#"<https://x/y>; rel="prev""#), None);
+    }
 
     #[test]
     fn queries_are_percent_encoded() {

@@ -11,12 +11,17 @@ use std::collections::HashSet;
 use ureq::http::Method;
 
 use super::client::{Operation, RequestBody};
+use super::error::RegistryErrorKind;
+use super::origin::next_page;
 use super::source::{RegistrySource, read_manifest};
 use super::tags::list_tags;
 use crate::model::referrers::{COSIGN_SUFFIXES, ReferrerKind, cosign_tag, schema_tag};
 use crate::model::{Descriptor, Digest, ManifestKind, Reference, Repository, media};
 use crate::store::referrers::{FoundReferrer, LookupMemo, ReferrerLookup};
 use crate::store::{Source, StoreError};
+
+/// The most pages of one subject's referrers followed (each up to 4 MiB of descriptors).
+pub const MAX_REFERRER_PAGES: usize = 1000;
 
 impl ReferrerLookup for RegistrySource {
     fn referrers_of(
@@ -61,9 +66,11 @@ impl ReferrerLookup for RegistrySource {
 }
 
 impl RegistrySource {
-    /// `GET /v2/<name>/referrers/<digest>`: the descriptors of its index, or `None` when the
-    /// registry answers 404 (it has no referrers API; distribution-spec 1.1 forbids a 404 from
-    /// one that has).
+    /// `GET /v2/<name>/referrers/<digest>`: the descriptors of its index, every page of it
+    /// (distribution-spec 1.1: a registry may paginate with `Link: <..>; rel="next"`), or
+    /// `None` when the registry answers 404 (it has no referrers API; distribution-spec 1.1
+    /// forbids a 404 from one that has). Pages are followed only on the registry, never twice,
+    /// and at most [`MAX_REFERRER_PAGES`] of them.
     fn referrers_api(&self, repository: &Repository, subject: &Digest) -> Result<Option<Vec<Descriptor>>, StoreError> {
         let op = Operation {
             registry: repository.registry.clone(),
@@ -71,23 +78,45 @@ impl RegistrySource {
             what: format!("listing the referrers of {subject}"),
             scopes: vec![format!("repository:{}:pull", repository.path)],
         };
-        let url =
+        let refuse = |reason: String| StoreError::from(op.error(RegistryErrorKind::Protocol(reason)));
+        let registry = self.client().registry_origin(&repository.registry);
+        let mut url =
             format!("{}/v2/{}/referrers/{subject}", self.client().base_url(&repository.registry), repository.path);
-        let mut response = self
-            .client()
-            .send(&op, Method::GET, &url, &[("Accept", media::OCI_INDEX.to_string())], RequestBody::Empty, true)
-            .map_err(StoreError::from)?;
-        if response.status() == 404 {
-            return Ok(None);
+        let mut visited = HashSet::new();
+        let mut descriptors = Vec::new();
+        while visited.insert(url.clone()) {
+            if visited.len() > MAX_REFERRER_PAGES {
+                return Err(refuse(format!("the referrers of {subject} run past {MAX_REFERRER_PAGES} pages")));
+            }
+            let accept = [("Accept", media::OCI_INDEX.to_string())];
+            let mut response = self
+                .client()
+                .send(&op, Method::GET, &url, &accept, RequestBody::Empty, true)
+                .map_err(StoreError::from)?;
+            if response.status() == 404 {
+                if descriptors.is_empty() && visited.len() == 1 {
+                    return Ok(None);
+                }
+                return Err(refuse(format!("a page of the referrers of {subject} is missing (404)")));
+            }
+            let link = response.headers().get("link").and_then(|v| v.to_str().ok()).map(str::to_string);
+            let index = read_manifest(&mut response, Some(media::OCI_INDEX), repository, &op)?;
+            match index.kind() {
+                ManifestKind::Index(index) => descriptors.extend(index.manifests.iter().cloned()),
+                ManifestKind::Image(_) => {
+                    return Err(StoreError::Invalid {
+                        store: repository.to_string(),
+                        reason: format!("the referrers of {subject} are not an index"),
+                    });
+                }
+            }
+            let what = format!("the referrers of {subject}");
+            match next_page(&url, link.as_deref(), &registry, &what).map_err(refuse)? {
+                Some(next) => url = next,
+                None => return Ok(Some(descriptors)),
+            }
         }
-        let index = read_manifest(&mut response, Some(media::OCI_INDEX), repository, &op)?;
-        match index.kind() {
-            ManifestKind::Index(index) => Ok(Some(index.manifests.clone())),
-            ManifestKind::Image(_) => Err(StoreError::Invalid {
-                store: repository.to_string(),
-                reason: format!("the referrers of {subject} are not an index"),
-            }),
-        }
+        Err(refuse(format!("the referrers of {subject} link back to a page already read (a pagination loop)")))
     }
 
     /// The referrers tag schema: the index tagged `sha256-<hex>` lists the referrers of that

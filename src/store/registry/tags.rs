@@ -12,7 +12,7 @@ use ureq::http::Method;
 use super::agent::transport_kind;
 use super::client::{Operation, RegistryClient, RequestBody};
 use super::error::{RegistryError, RegistryErrorKind};
-use super::origin::{Origin, resolve};
+use super::origin::next_page;
 use crate::model::Repository;
 use crate::model::reference::is_valid_tag;
 
@@ -77,7 +77,7 @@ pub fn list_tags_with(
     for _ in 0..listing.max_pages {
         visited.insert(Sha256::digest(url.as_bytes()).into());
         let mut response = client.send(&op, Method::GET, &url, &[], RequestBody::Empty, false)?;
-        let link = response.headers().get("link").and_then(|v| v.to_str().ok()).and_then(next_link);
+        let link = response.headers().get("link").and_then(|v| v.to_str().ok()).map(str::to_string);
         #[derive(serde::Deserialize)]
         struct Page {
             tags: Option<Vec<String>>,
@@ -105,18 +105,9 @@ pub fn list_tags_with(
         }
         let empty = page.is_empty();
         tags.extend(page);
-        let Some(link) = link else { return Ok(tags) };
-        let next = resolve(&url, &link).ok_or_else(|| refuse("the tag list's Link is not a URL".into()))?;
-        match Origin::of(&next) {
-            Some(origin) if origin == registry => {}
-            Some(origin) => {
-                return Err(refuse(format!(
-                    "the tag list links its next page to {origin}, another host than the registry ({registry}); \
-                     ferry follows tag pages only on the registry"
-                )));
-            }
-            None => return Err(refuse("the tag list's Link is not an http(s) URL".into())),
-        }
+        let Some(next) = next_page(&url, link.as_deref(), &registry, "the tag list").map_err(refuse)? else {
+            return Ok(tags);
+        };
         let last = query_param(&next, "last").map(|last| Sha256::digest(last.as_bytes()).into());
         if visited.contains(&<[u8; 32]>::from(Sha256::digest(next.as_bytes())))
             || last.is_some_and(|last| !lasts.insert(last))
@@ -129,14 +120,6 @@ pub fn list_tags_with(
         url = next;
     }
     Err(refuse(format!("the tag list has more than {} pages, the most ferry follows", listing.max_pages)))
-}
-
-/// The target of `rel="next"` in a `Link` header: `</v2/x/tags/list?n=2&last=b>; rel="next"`.
-fn next_link(header: &str) -> Option<String> {
-    header.split(',').find_map(|part| {
-        let (target, params) = part.split_once(';')?;
-        params.contains("rel=\"next\"").then(|| target.trim().trim_start_matches('<').trim_end_matches('>').to_string())
-    })
 }
 
 /// `8 MiB` for whole mebibytes, else bytes.
@@ -154,15 +137,6 @@ fn query_param<'a>(url: &'a str, name: &str) -> Option<&'a str> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn finds_the_next_link() {
-        assert_eq!(
-            next_link(r#"</v2/a/tags/list?n=2&last=b>; rel="next""#).as_deref(),
-            Some("/v2/a/tags/list?n=2&last=b")
-        );
-        assert_eq!(next_link(r#"<https://x/y>; rel="prev""#), None);
-    }
 
     #[test]
     fn finds_the_last_marker() {
