@@ -10,6 +10,7 @@ pub mod export;
 pub mod import;
 pub mod input;
 pub mod inspect;
+pub mod interrupt;
 pub mod inventory;
 pub mod publish;
 pub mod pull;

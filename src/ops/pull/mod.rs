@@ -17,6 +17,7 @@ use serde::Serialize;
 use self::extract::{ExtractError, Extracted, Extraction};
 use super::bundle::located::{Whereabouts, bundle_source, whereabouts};
 use super::export::Expect;
+use super::interrupt::{RemovedOnInterrupt, remove_on_interrupt};
 use crate::engine::layer::{self, read_small_file};
 use crate::engine::{Artifact, LockEntry, WalkOptions, is_bundle_config, walk};
 use crate::model::lock::{ImageRef, ImagesLock};
@@ -422,10 +423,13 @@ fn io_error(path: &Path, err: io::Error) -> PullError {
 }
 
 /// A fresh directory beside the output, renamed to it only when the pull is complete and
-/// removed otherwise: a failed pull leaves nothing, and no user file is ever replaced.
+/// removed otherwise: a failed or interrupted pull leaves nothing, and no user file is ever
+/// replaced.
 struct Staging {
     dir: Option<tempfile::TempDir>,
     output: PathBuf,
+    /// An interrupt removes the directory too (dropped after `dir`, which removes it otherwise).
+    _interrupt: RemovedOnInterrupt,
 }
 
 impl Staging {
@@ -462,7 +466,8 @@ impl Staging {
             .prefix(&prefix)
             .tempdir_in(&parent)
             .map_err(|e| refuse(&format!("cannot create a directory in {}: {e}", parent.display())))?;
-        Ok(Staging { dir: Some(dir), output: output.to_path_buf() })
+        let interrupt = remove_on_interrupt(dir.path());
+        Ok(Staging { dir: Some(dir), output: output.to_path_buf(), _interrupt: interrupt })
     }
 
     fn path(&self) -> &Path {
