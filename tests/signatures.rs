@@ -348,17 +348,28 @@ fn issue15_signatures_and_referrers_round_trip_and_verify_offline() {
         {"mediaType": OCI_MANIFEST, "digest": own, "size": own_bytes.len(), "artifactType": "text/plain"}]}))
     .unwrap();
     pusher.manifest("prod/app", &format!("sha256-{hex}"), OCI_INDEX, &listed);
+    // The target's own `.sig` for the image points elsewhere: the import moves it, and says so.
+    pusher.manifest("prod/app", &format!("sha256-{hex}.sig"), OCI_MANIFEST, &own_bytes);
 
     let imported = ferry()
         .arg("import")
         .arg(&archive)
-        .args(["--to-repo", &format!("{}/prod/app", registry.host()), "--registry-insecure"])
+        .args(["--to-repo", &format!("{}/prod/app", registry.host()), "--registry-insecure", "--json"])
         .arg("--key")
         .arg(&key_file)
         .arg("--require-signatures")
         .output()
         .unwrap();
     assert!(imported.status.success(), "{}", text(&imported.stderr));
+    let said = text(&imported.stderr);
+    assert!(
+        said.contains(&format!("sha256-{hex}.sig pointed at {own}")) && said.contains("no longer tagged"),
+        "{said}"
+    );
+    let replaced = &json_of(&imported)["replacedTags"];
+    assert_eq!(replaced.as_array().map(Vec::len), Some(1), "{replaced}");
+    assert_eq!(replaced[0]["previous"], own.as_str(), "{replaced}");
+    assert_eq!(replaced[0]["now"], seeded.sig.as_deref().unwrap(), "{replaced}");
     assert_eq!(pusher.resolve("prod/app", &format!("sha256-{hex}.sig")), seeded.sig);
     assert_eq!(pusher.resolve("prod/app", &format!("sha256-{hex}.att")), seeded.att);
     for referrer in &seeded.referrers {

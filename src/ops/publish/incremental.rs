@@ -302,21 +302,33 @@ pub(crate) fn tags_in_place(
     tags: &[TagPlan],
     workers: usize,
 ) -> Result<BTreeSet<String>, StoreError> {
+    let plans: Vec<&TagPlan> = tags.iter().collect();
+    let now = tags_now(client, repository, &plans, workers)?;
+    let in_place = tags.iter().zip(now).filter(|(tag, now)| *now == Some(tag.manifest.digest()));
+    Ok(in_place.map(|(tag, _)| tag.tag.clone()).collect())
+}
+
+/// What each of `tags` points at in `repository` now (one `HEAD` each, `workers` at a time):
+/// `None` where the tag does not exist.
+pub(crate) fn tags_now(
+    client: &Arc<RegistryClient>,
+    repository: &Repository,
+    tags: &[&TagPlan],
+    workers: usize,
+) -> Result<Vec<Option<Digest>>, StoreError> {
     let target = RegistrySource::new(Arc::clone(client));
     let answers = run_all(tags, workers, true, |tag| match target.resolve(&repository.at_tag(&tag.tag)) {
-        Ok(found) => Ok(found.digest == tag.manifest.digest()),
-        Err(StoreError::NotFound { .. }) => Ok(false),
+        Ok(found) => Ok(Some(found.digest)),
+        Err(StoreError::NotFound { .. }) => Ok(None),
         Err(err) => Err(err),
     });
-    let mut in_place = BTreeSet::new();
-    for (tag, answer) in tags.iter().zip(answers) {
+    let mut now = Vec::with_capacity(tags.len());
+    for answer in answers {
         match answer {
-            Some(Ok(true)) => {
-                in_place.insert(tag.tag.clone());
-            }
-            Some(Ok(false)) | None => {}
+            Some(Ok(digest)) => now.push(digest),
+            None => now.push(None),
             Some(Err(err)) => return Err(err),
         }
     }
-    Ok(in_place)
+    Ok(now)
 }

@@ -39,8 +39,21 @@ pub struct Publication {
     pub blobs_not_read: u64,
     pub bytes_not_read: u64,
     pub tags: Vec<String>,
+    /// Signature, attestation and SBOM tags (cosign's `sha256-<hex>.sig|.att|.sbom`) that
+    /// pointed at another manifest in the target and now point at the archive's.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub replaced_tags: Vec<ReplacedTag>,
     pub locations_records: usize,
     pub lock_output: Option<String>,
+}
+
+/// A tag the publication moved off a manifest the target had under it.
+#[derive(Debug, Clone, Serialize)]
+pub struct ReplacedTag {
+    pub tag: String,
+    /// What the tag pointed at before: no longer tagged, so a registry may collect it.
+    pub previous: Digest,
+    pub now: Digest,
 }
 
 /// Why publishing failed.
@@ -103,6 +116,14 @@ pub fn publish(
         None => Default::default(),
     };
     let to_push: Vec<&TagPlan> = artifact_tags.iter().filter(|tag| !in_place.contains(&tag.tag)).collect();
+    let replaced_tags = signature_tags_replaced(client, repository, &to_push, options.transfer.workers)?;
+    for replaced in &replaced_tags {
+        reporter.warn(&format!(
+            "{repository}:{} pointed at {}; the archive's {} replaces it, and the target's manifest is no longer \
+             tagged (a registry may collect it)",
+            replaced.tag, replaced.previous, replaced.now
+        ));
+    }
     let known = options.known.clone().unwrap_or_default();
     known.narrow(&mut plan);
     let mut known_sink = KnownSink::new(&mut sink, &known);
@@ -146,6 +167,7 @@ pub fn publish(
         blobs_not_read: known.blobs_present(),
         bytes_not_read,
         tags,
+        replaced_tags,
         locations_records: graph.bundles.len(),
         lock_output,
     })
@@ -248,6 +270,32 @@ pub(crate) fn locations_plan(graph: &Graph) -> (Vec<TagPlan>, Plan, MemorySource
     let plan =
         Plan { index: LayoutIndex::new(Vec::new(), BTreeMap::new()), manifests, blobs: planned, omitted: Vec::new() };
     (tags, plan, blobs)
+}
+
+/// The cosign tags among `to_push` that the target has pointing at another manifest: pushing
+/// moves them, and what they named (the target's own signatures of that image) is no longer
+/// tagged. cosign keeps one manifest per tag, so the two cannot both stay under it.
+fn signature_tags_replaced(
+    client: &Arc<RegistryClient>,
+    repository: &Repository,
+    to_push: &[&TagPlan],
+    workers: usize,
+) -> Result<Vec<ReplacedTag>, StoreError> {
+    let cosign: Vec<&TagPlan> =
+        to_push.iter().copied().filter(|plan| crate::model::referrers::parse_cosign_tag(&plan.tag).is_some()).collect();
+    if cosign.is_empty() {
+        return Ok(Vec::new());
+    }
+    let now = crate::ops::publish::incremental::tags_now(client, repository, &cosign, workers)?;
+    let replaced = cosign.into_iter().zip(now).filter_map(|(plan, previous)| {
+        let ours = plan.manifest.digest();
+        previous.filter(|previous| *previous != ours).map(|previous| ReplacedTag {
+            tag: plan.tag.clone(),
+            previous,
+            now: ours,
+        })
+    });
+    Ok(replaced.collect())
 }
 
 /// Points every tag at its manifest (all already pushed), `workers` requests at a time: an
