@@ -9,8 +9,8 @@
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::{self, BufWriter, Read, Write};
-use std::os::unix::fs::PermissionsExt;
-use std::path::PathBuf;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
 
 use flate2::{Compression, GzBuilder};
 use serde_json::json;
@@ -71,6 +71,30 @@ struct Entry {
     directory: bool,
     mode: u32,
     size: u64,
+    /// The device and inode the walk found: what is read later must be this same file.
+    identity: (u64, u64),
+}
+
+/// Opens the file the walk found at `entry`, and only that: never through a link at its name
+/// (`O_NOFOLLOW`), never waiting on a FIFO put there since (`O_NONBLOCK`), and refused unless
+/// the open file is a regular file with the device and inode the walk saw. Anyone who can
+/// write inside PATH while ferry builds could otherwise swap a checked file for a link to any
+/// file the user can read (which would be pushed), or a directory above it for one.
+fn open_walked(entry: &Entry) -> io::Result<File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
+        .open(&entry.source)
+        .map_err(|err| match err.raw_os_error() {
+            Some(libc::ELOOP) => io::Error::other("it was replaced by a symbolic link while ferry read the files"),
+            _ => err,
+        })?;
+    let found = file.metadata()?;
+    if !found.is_file() || (found.dev(), found.ino()) != entry.identity {
+        return Err(io::Error::other("it was replaced while ferry read the files (not the file found at first)"));
+    }
+    Ok(file)
 }
 
 /// Builds the image `options` describe.
@@ -137,6 +161,12 @@ fn collect(options: &BuildOptions, problems: &mut Vec<String>) -> BTreeMap<Strin
                 continue;
             }
         };
+        // `link/` resolves the link; the name without its slashes is what was given.
+        let unslashed = root.to_string_lossy().trim_end_matches('/').to_string();
+        if !unslashed.is_empty() && std::fs::symlink_metadata(&unslashed).is_ok_and(|m| m.file_type().is_symlink()) {
+            problems.push(format!("{}: symlinks are not allowed in an image ferry builds", root.display()));
+            continue;
+        }
         let walker = walkdir::WalkDir::new(root).follow_links(false).sort_by_file_name();
         let walker = if meta.is_dir() { walker.min_depth(1) } else { walker };
         let mut iter = walker.into_iter();
@@ -198,6 +228,7 @@ fn collect(options: &BuildOptions, problems: &mut Vec<String>) -> BTreeMap<Strin
                 directory: file_type.is_dir(),
                 mode: meta.permissions().mode(),
                 size: if file_type.is_file() { meta.len() } else { 0 },
+                identity: (meta.dev(), meta.ino()),
             };
             entries.insert(name, entry);
         }
@@ -242,7 +273,10 @@ fn check_imgpkg_dir(
         return None;
     };
     let what = entry.source.display().to_string();
-    let text = match std::fs::read_to_string(&entry.source) {
+    let text = match open_walked(entry).and_then(|file| {
+        let mut text = String::new();
+        file.take(entry.size).read_to_string(&mut text).map(|_| text)
+    }) {
         Ok(text) => text,
         Err(err) => {
             problems.push(format!("{what}: {err}"));
@@ -284,7 +318,7 @@ fn write_layer(
             header.set_entry_type(tar::EntryType::Regular);
             header.set_mode(mode);
             header.set_size(entry.size);
-            let source = File::open(&entry.source).map_err(failed)?;
+            let source = open_walked(entry).map_err(failed)?;
             // A file that changes size while being read would make a wrong tar; read exactly
             // the size the header promises and fail if it is not there.
             let mut limited = ExactReader { inner: source.take(entry.size), left: entry.size };
@@ -401,5 +435,56 @@ impl Source for BuiltImage {
             return Err(StoreError::NotFound { store: self.name().into(), what: format!("blob {digest}") });
         };
         Ok(VerifyingReader::new(reader, digest, descriptor.size, self.name().to_string()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A file swapped after the walk (for a link to a file outside PATH, a FIFO, a hard link to another file,
+    /// or through a directory replaced by a link) is refused when it is opened, never read.
+    #[test]
+    fn a_file_swapped_after_the_walk_is_refused() {
+        let scratch = tempfile::tempdir().unwrap();
+        let outside = scratch.path().join("secret");
+        std::fs::write(&outside, "TOPSECRET").unwrap();
+        let swaps: [(&str, &dyn Fn(&Path)); 4] = [
+            ("link", &|path| {
+                std::fs::remove_file(path).unwrap();
+                std::os::unix::fs::symlink(&outside, path).unwrap();
+            }),
+            ("fifo", &|path| {
+                std::fs::remove_file(path).unwrap();
+                let name = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).unwrap();
+                assert_eq!(unsafe { libc::mkfifo(name.as_ptr(), 0o600) }, 0);
+            }),
+            ("hardlink", &|path| {
+                std::fs::remove_file(path).unwrap();
+                std::fs::hard_link(&outside, path).unwrap();
+            }),
+            ("dir/file", &|path| {
+                let dir = path.parent().unwrap();
+                std::fs::rename(dir, dir.with_extension("moved")).unwrap();
+                std::fs::create_dir_all(scratch.path().join("elsewhere")).unwrap();
+                std::fs::write(scratch.path().join("elsewhere/file"), "TOPSECRET").unwrap();
+                std::os::unix::fs::symlink(scratch.path().join("elsewhere"), dir).unwrap();
+            }),
+        ];
+        for (case, (name, swap)) in swaps.into_iter().enumerate() {
+            let root = scratch.path().join(format!("src{case}"));
+            std::fs::create_dir_all(root.join("dir")).unwrap();
+            let options = BuildOptions { paths: vec![root.clone()], ..BuildOptions::default() };
+            let path = root.join(name);
+            std::fs::write(&path, "mine").unwrap();
+            let mut problems = Vec::new();
+            let entries = collect(&options, &mut problems);
+            assert!(problems.is_empty(), "{problems:?}");
+            let entry = &entries[name];
+            assert!(open_walked(entry).is_ok(), "{name}: untouched, it opens");
+            swap(&path);
+            let err = open_walked(entry).expect_err(name);
+            assert!(err.to_string().contains("replaced"), "{name}: {err}");
+        }
     }
 }
