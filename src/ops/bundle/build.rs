@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::{self, BufWriter, Read, Write};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use flate2::{Compression, GzBuilder};
 use serde_json::json;
@@ -449,7 +449,7 @@ mod tests {
         let scratch = tempfile::tempdir().unwrap();
         let outside = scratch.path().join("secret");
         std::fs::write(&outside, "TOPSECRET").unwrap();
-        let swaps: [(&str, &dyn Fn(&Path)); 4] = [
+        let swaps: [(&str, &dyn Fn(&std::path::Path)); 4] = [
             ("link", &|path| {
                 std::fs::remove_file(path).unwrap();
                 std::os::unix::fs::symlink(&outside, path).unwrap();
