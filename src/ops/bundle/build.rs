@@ -449,7 +449,8 @@ mod tests {
         let scratch = tempfile::tempdir().unwrap();
         let outside = scratch.path().join("secret");
         std::fs::write(&outside, "TOPSECRET").unwrap();
-        let swaps: [(&str, &dyn Fn(&std::path::Path)); 4] = [
+        type Swap<'a> = &'a dyn Fn(&std::path::Path);
+        let swaps: [(&str, Swap); 4] = [
             ("link", &|path| {
                 std::fs::remove_file(path).unwrap();
                 std::os::unix::fs::symlink(&outside, path).unwrap();
