@@ -146,6 +146,28 @@ fn weekly_deltas_carry_only_what_the_far_side_lacks() {
     }
     assert!(message.contains("week1.tar"), "the base is named: {message}");
     assert!(tags(home, &registry, "team/elsewhere").is_empty(), "nothing was pushed");
+    // From a pipe, the delta's record arrives after blobs would have gone up: refused at
+    // index.json, before any upload (review s7 M2: 5 blobs were left in the target).
+    let piped = ferry_at_home(home)
+        .args(["import", "-", "--to-repo", &format!("{}/team/piped", registry.host())])
+        .args(registry.access_flags())
+        .write_stdin(std::fs::read(&delta2).unwrap())
+        .output()
+        .unwrap();
+    assert_eq!(piped.status.code(), Some(1), "{}", text(&piped.stderr));
+    assert!(
+        text(&piped.stderr).contains("is a delta") && text(&piped.stderr).contains("DL-5"),
+        "{}",
+        text(&piped.stderr)
+    );
+    let catalog = std::process::Command::new("curl")
+        .arg("-sf")
+        .args(registry.curl_args())
+        .arg(format!("{}/v2/_catalog", registry.url()))
+        .output()
+        .unwrap();
+    assert!(catalog.status.success(), "{}", text(&catalog.stderr));
+    assert!(!text(&catalog.stdout).contains("team/piped"), "no blob went up: {}", text(&catalog.stdout));
 
     // Imported where week 1 is, the target holds week 2 complete: the same tags and digests as
     // a full import of week 2 gives.

@@ -76,6 +76,14 @@ pub enum ImportError {
         .missing.join("\n  ")
     )]
     MissingBase { archive: String, repository: String, missing: Vec<String> },
+    /// `import -` of a delta (spec/archive.md DL-5): refused at `index.json`, nothing pushed.
+    #[error(
+        "{stream} is a delta (it relies on blobs of an earlier archive, spec/archive.md DL-2); nothing was pushed: \
+         import it from its file (`ferry import FILE --to-repo REPO`), which makes sure the target holds what it relies \
+         on before anything is pushed (DL-5)",
+        stream = super::stream::STREAM_NAME
+    )]
+    StreamedDelta,
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error(transparent)]
@@ -90,7 +98,8 @@ impl ImportError {
             ImportError::Publish(err) => err.is_integrity(),
             ImportError::MissingNonDistributable { .. }
             | ImportError::Interrupted { .. }
-            | ImportError::MissingBase { .. } => false,
+            | ImportError::MissingBase { .. }
+            | ImportError::StreamedDelta => false,
         }
     }
 }

@@ -323,6 +323,7 @@ pub fn import_stream(
     let started = Instant::now();
     let sink = RegistrySink::new(Arc::clone(&client), repository.clone());
     let (mut streamed_uploads, mut streamed_bytes) = (0u64, 0u64);
+    let streamed_delta = std::cell::Cell::new(false);
     // Checked as soon as index.json arrives, before any upload (read_stream refuses a blob
     // before it).
     let check_index = |index: &LayoutIndex, bytes: &[u8]| -> Result<(), StoreError> {
@@ -330,6 +331,12 @@ pub fn import_stream(
             if let Some(mismatch) = identity_mismatch(Some(&sha256_digest(bytes)), expected) {
                 return Err(StoreError::Invalid { store: STREAM_NAME.into(), reason: mismatch });
             }
+        }
+        // DL-5 asks the target for what a delta relies on before anything is pushed; that
+        // needs the delta's record, which a stream reaches only after blobs went by.
+        if index.manifests.iter().any(super::delta::is_delta_entry) {
+            streamed_delta.set(true);
+            return Err(StoreError::Invalid { store: STREAM_NAME.into(), reason: "a delta".into() });
         }
         let layers = index.omitted_layers();
         if layers.is_empty() {
@@ -370,6 +377,7 @@ pub fn import_stream(
     // A registry failure is not damage to the stream (RF-4): it gets its own error and exit code.
     let streamed = match streamed {
         Ok(streamed) => streamed,
+        Err(_) if streamed_delta.get() => return Err(ImportError::StreamedDelta),
         Err(err) if matches!(err.cause, StoreError::Registry(_)) => {
             return Err(ImportError::Interrupted {
                 cause: Box::new(err.cause),
