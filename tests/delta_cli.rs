@@ -123,10 +123,48 @@ fn weekly_deltas_carry_only_what_the_far_side_lacks() {
     let delta_inv = home.join("week2-delta-inv.tar");
     export(home, &layout2, &delta_inv, &[&inventory]);
     assert_eq!(relied_on(home, &delta_inv), layers1);
+    // An inventory wrong about a layer's size does not get it left out (review s7 L1: the
+    // delta was written, and verify --base with the same inventory refused it).
+    let lied_about = layers1.iter().next().unwrap().clone();
+    let lying_text: String = text_of_inventory
+        .lines()
+        .map(|line| match line.strip_prefix(&format!("{lied_about} ")) {
+            Some(rest) => format!("{lied_about} 1{}\n", &rest[rest.find(' ').unwrap()..]),
+            None => format!("{line}\n"),
+        })
+        .collect();
+    let lying = home.join("lying.inventory");
+    std::fs::write(&lying, &lying_text).unwrap();
+    let delta_lying = home.join("week2-delta-lying.tar");
+    export(home, &layout2, &delta_lying, &[&lying]);
+    let carried: BTreeSet<String> = layers1.iter().filter(|layer| **layer != lied_about).cloned().collect();
+    assert_eq!(relied_on(home, &delta_lying), carried, "the layer it was wrong about is carried");
+    ok(run(home, &["verify", delta_lying.to_str().unwrap(), "--base", lying.to_str().unwrap()], &[]));
+    // A FIFO given as a base is refused at once, never waited on (review s7 L3).
+    let fifo = home.join("fifo.inventory");
+    let name = std::ffi::CString::new(fifo.as_os_str().as_encoded_bytes()).unwrap();
+    assert_eq!(unsafe { libc::mkfifo(name.as_ptr(), 0o600) }, 0);
+    let waited = run(
+        home,
+        &[
+            "export",
+            "--oci-layout",
+            layout2.to_str().unwrap(),
+            "-o",
+            home.join("f.tar").to_str().unwrap(),
+            "--base",
+            fifo.to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert_eq!(waited.status.code(), Some(1), "{}", text(&waited.stderr));
+    assert!(text(&waited.stderr).contains("an archive or an inventory file"), "{}", text(&waited.stderr));
 
     // verify: the delta alone is sound and lists what it relies on; with its base, complete.
     let alone = ok(run(home, &["verify", delta2.to_str().unwrap()], &[]));
     assert!(text(&alone.stdout).contains("DELTA relies on 3 blobs"), "{}", text(&alone.stdout));
+    // The record is not an artifact (DL-3; review s7 L7 counted it).
+    assert!(text(&alone.stdout).contains(": 5 artifacts,"), "{}", text(&alone.stdout));
     ok(run(home, &["verify", delta2.to_str().unwrap(), "--base", week1.to_str().unwrap()], &[]));
     // With a base that lacks what it relies on, the pair is not complete.
     let wrong = run(home, &["verify", delta2.to_str().unwrap(), "--base", full2.to_str().unwrap()], &[]);

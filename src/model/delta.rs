@@ -62,6 +62,18 @@ impl DeltaRecord {
         if record.media_type != DELTA_MEDIA_TYPE {
             return Err(format!("the delta record's mediaType is {:?}, not {DELTA_MEDIA_TYPE:?}", record.media_type));
         }
+        if let Some(base) = record.bases.iter().find(|base| !matches!(base.kind.as_str(), "archive" | "inventory")) {
+            return Err(format!("the delta record names a base of kind {:?}, not archive or inventory", base.kind));
+        }
+        if record.bases.iter().any(|base| base.name.chars().any(char::is_control)) {
+            return Err("the delta record names a base whose name holds control characters".to_string());
+        }
+        if let Some(pair) = record.relies_on.windows(2).find(|pair| pair[0].digest >= pair[1].digest) {
+            return Err(format!(
+                "the delta record lists {} twice or out of order (DL-2: each relied-on blob once, sorted)",
+                pair[1].digest
+            ));
+        }
         if let Some(bad) = record.relies_on.iter().find(|r| r.base >= record.bases.len()) {
             return Err(format!(
                 "the delta record names base {} for {}, but lists {}",
@@ -116,5 +128,16 @@ mod tests {
         let mut dangling = record();
         dangling.relies_on[0].base = 1;
         assert!(DeltaRecord::parse(&dangling.to_bytes()).unwrap_err().contains("names base 1"));
+        // Review s7 L5, L6: a kind other than archive or inventory, a name that would forge a
+        // line where it is shown, a relied-on blob listed twice.
+        let mut kind = record();
+        kind.bases[0].kind = "archive\nOK everything".into();
+        assert!(DeltaRecord::parse(&kind.to_bytes()).unwrap_err().contains("kind"));
+        let mut name = record();
+        name.bases[0].name = "w.tar\nFORGED".into();
+        assert!(DeltaRecord::parse(&name.to_bytes()).unwrap_err().contains("control characters"));
+        let mut twice = record();
+        twice.relies_on.push(twice.relies_on[0].clone());
+        assert!(DeltaRecord::parse(&twice.to_bytes()).unwrap_err().contains("twice or out of order"));
     }
 }

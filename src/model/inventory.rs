@@ -78,14 +78,19 @@ impl Inventory {
 
     /// Parses an inventory's text (strictly: every line is a comment or an entry).
     pub fn parse(text: &str) -> Result<Inventory, InventoryError> {
-        let mut lines = text.lines().enumerate();
+        let mut lines = text.split('\n').enumerate();
         match lines.next() {
             Some((_, first)) if first == HEADER => {}
             _ => return Err(InventoryError::NotAnInventory),
         }
         let mut inventory = Inventory::default();
+        let mut last: Option<Digest> = None;
         for (number, line) in lines {
             let bad = |reason: String| InventoryError::Line { line: number + 1, reason };
+            // DL-1: LF line ends, as ferry writes them (a CR would also hide in messages).
+            if line.contains('\r') {
+                return Err(bad("has a carriage return; an inventory's lines end with LF alone".into()));
+            }
             if let Some(source) = line.strip_prefix("# source: ") {
                 inventory.sources.push(source.to_string());
                 continue;
@@ -100,9 +105,19 @@ impl Inventory {
                 return Err(bad(format!("{line:?} is not `sha256:<hex> <size> <kind>`")));
             };
             let digest: Digest = digest.parse().map_err(|e| bad(format!("{e}")))?;
-            let size: u64 = size.parse().map_err(|_| bad(format!("{size:?} is not a size")))?;
+            // Canonical decimal only (no sign, no leading zero): each size has one spelling.
+            let canonical =
+                !size.is_empty() && size.bytes().all(|b| b.is_ascii_digit()) && (size == "0" || !size.starts_with('0'));
+            let size: u64 =
+                size.parse().ok().filter(|_| canonical).ok_or_else(|| bad(format!("{size:?} is not a size")))?;
             let kind =
                 Kind::parse(kind).ok_or_else(|| bad(format!("{kind:?} is not index, manifest, config or layer")))?;
+            // DL-1: each digest once, in order: a second line for a digest would make the
+            // last one win, silently.
+            if last.is_some_and(|last| last >= digest) {
+                return Err(bad(format!("{digest} is listed twice or out of order (DL-1: each digest once, sorted)")));
+            }
+            last = Some(digest);
             inventory.entries.insert(digest, (size, kind));
         }
         Ok(inventory)
@@ -126,5 +141,26 @@ mod tests {
         assert_eq!(Inventory::parse(&text).unwrap(), inventory);
         assert!(matches!(Inventory::parse("hello\n"), Err(InventoryError::NotAnInventory)));
         assert!(Inventory::parse(&format!("{HEADER}\nsha256:zz 1 layer\n")).is_err());
+    }
+
+    /// DL-1 (review s7 L2): one spelling for each inventory: a digest twice (the last line
+    /// won), lines out of order, CR line ends and sizes with a sign or leading zeros are refused.
+    #[test]
+    fn only_canonical_inventories_are_read() {
+        let (a, b) = {
+            let (x, y) = (sha256_digest(b"a"), sha256_digest(b"b"));
+            if x < y { (x, y) } else { (y, x) }
+        };
+        let parse = |lines: &str| Inventory::parse(&format!("{HEADER}\n{lines}"));
+        assert!(parse(&format!("{a} 1 layer\n{b} 0 layer\n")).is_ok());
+        for (case, lines) in [
+            ("twice", format!("{a} 5 layer\n{a} 99 layer\n")),
+            ("order", format!("{b} 1 layer\n{a} 1 layer\n")),
+            ("crlf", format!("{a} 1 layer\r\n")),
+            ("sign", format!("{a} +99 layer\n")),
+            ("zeros", format!("{a} 099 layer\n")),
+        ] {
+            assert!(parse(&lines).is_err(), "{case}");
+        }
     }
 }

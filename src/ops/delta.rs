@@ -25,18 +25,31 @@ pub struct Base {
 /// (a delta's relied-on blobs counted as held when `relied_on`: a target that imported it holds
 /// them).
 pub fn load_base(path: &Path, workers: usize, relied_on: bool) -> Result<Base, StoreError> {
-    let name = path.display().to_string();
+    // The name goes into the record, which refuses control characters (a newline in a name
+    // would forge a line wherever it is shown).
+    let name: String = path.display().to_string().chars().map(|c| if c.is_control() { '?' } else { c }).collect();
+    let reading = |e: std::io::Error| StoreError::io(format!("reading base {name}"), e);
+    // A FIFO or a device at the name must not hang the export or be read for ever.
+    let mut file = crate::store::layout_tar::volume_set::open_without_waiting(path).map_err(reading)?;
+    if !file.metadata().map_err(reading)?.is_file() {
+        return Err(StoreError::Invalid { store: name, reason: "a base is an archive or an inventory file".into() });
+    }
     let mut start = [0u8; 32];
-    let head = std::fs::File::open(path)
-        .and_then(|mut file| std::io::Read::read(&mut file, &mut start))
-        .map_err(|e| StoreError::io(format!("reading base {name}"), e))?;
+    let head = std::io::Read::read(&mut file, &mut start).map_err(reading)?;
     if start[..head].starts_with(HEADER.as_bytes()) {
-        let bytes = std::fs::read(path).map_err(|e| StoreError::io(format!("reading base {name}"), e))?;
-        let text = String::from_utf8(bytes.clone())
+        let mut bytes = start[..head].to_vec();
+        std::io::Read::read_to_end(&mut std::io::Read::take(&mut file, MAX_INVENTORY_BYTES + 1), &mut bytes)
+            .map_err(reading)?;
+        if bytes.len() as u64 > MAX_INVENTORY_BYTES {
+            let reason = format!("an inventory of more than {MAX_INVENTORY_BYTES} bytes is not read (DL-1)");
+            return Err(StoreError::Invalid { store: name, reason });
+        }
+        let identity = sha256_digest(&bytes);
+        let text = String::from_utf8(bytes)
             .map_err(|_| StoreError::Invalid { store: name.clone(), reason: "an inventory is UTF-8 text".into() })?;
         let holds = Inventory::parse(&text)
             .map_err(|e| StoreError::Invalid { store: name.clone(), reason: format!("not a ferry inventory: {e}") })?;
-        let identity = BaseIdentity { kind: "inventory".into(), name, identity: sha256_digest(&bytes) };
+        let identity = BaseIdentity { kind: "inventory".into(), name, identity };
         return Ok(Base { identity, holds });
     }
     let archive = open_archive(path, workers)?;
@@ -45,18 +58,22 @@ pub fn load_base(path: &Path, workers: usize, relied_on: bool) -> Result<Base, S
     Ok(Base { identity, holds })
 }
 
-/// DL-2: leaves out of `plan` every layer a base holds (manifests, indexes and configs are
-/// always kept, and so are the layers in `keep`: a bundle's layer holds its lock, without
-/// which nothing can walk the archive), adds the record blob to `memory` and its entry to
-/// `index.json`. `None` when no base was given.
+/// The largest inventory read as a base: some 2.8 million blobs (96 bytes a line).
+pub const MAX_INVENTORY_BYTES: u64 = 256 << 20;
+
+/// DL-2: leaves out of `plan` every layer a base holds with the same size (manifests, indexes
+/// and configs are always kept, and so are the layers in `keep`: a bundle's layer holds its
+/// lock, without which nothing can walk the archive), adds the record blob to `memory` and its
+/// entry to `index.json`. `None` when no base was given; an error, before anything is fetched,
+/// when the record would be over what readers accept.
 pub fn make_delta(
     plan: &mut Plan,
     bases: &[Base],
     keep: &BTreeSet<Digest>,
     memory: &mut MemorySource,
-) -> Option<DeltaRecord> {
+) -> Result<Option<DeltaRecord>, StoreError> {
     if bases.is_empty() {
-        return None;
+        return Ok(None);
     }
     let mut relies_on = Vec::new();
     plan.blobs.retain(|blob| {
@@ -64,7 +81,11 @@ pub fn make_delta(
             return true;
         }
         let digest = blob.descriptor.digest;
-        match bases.iter().position(|base| base.holds.entries.contains_key(&digest)) {
+        // A base that lists the digest with another size is wrong about it (DL-4 would refuse
+        // the pair): the layer is carried.
+        let holds =
+            |base: &Base| base.holds.entries.get(&digest).is_some_and(|(size, _)| *size == blob.descriptor.size);
+        match bases.iter().position(holds) {
             Some(base) => {
                 relies_on.push(ReliedOn { digest, size: blob.descriptor.size, base });
                 false
@@ -80,6 +101,16 @@ pub fn make_delta(
     };
     let bytes = record.to_bytes();
     let size = bytes.len() as u64;
+    if size > MAX_DELTA_BYTES {
+        return Err(StoreError::Invalid {
+            store: "--base".into(),
+            reason: format!(
+                "the delta would rely on {} blobs, a record of {size} bytes, over the {MAX_DELTA_BYTES} bytes every \
+                 reader accepts (DL-3); nothing was fetched: export it whole, or against fewer or newer bases",
+                record.relies_on.len()
+            ),
+        });
+    }
     let digest = memory.insert(bytes);
     plan.blobs
         .push(PlannedBlob { descriptor: Descriptor::new(DELTA_MEDIA_TYPE, digest, size), role: BlobRole::Config });
@@ -89,7 +120,7 @@ pub fn make_delta(
     // AR-W5's order: by name, then digest.
     let name = |d: &Descriptor| d.annotations.get(annotations::REF_NAME).cloned();
     plan.index.manifests.sort_by(|a, b| name(a).cmp(&name(b)).then(a.digest.cmp(&b.digest)));
-    Some(record)
+    Ok(Some(record))
 }
 
 /// Whether an `index.json` entry names a delta record rather than an artifact.
@@ -200,11 +231,15 @@ pub fn delta_notice(archive: &super::archive::Archive, what_fails: &str) -> Opti
     ))
 }
 
-/// The layers of every bundle in `graph`: they hold the bundles' locks, so a delta keeps them.
-pub fn bundle_layers(graph: &crate::engine::Graph) -> BTreeSet<Digest> {
+/// The layers a delta always carries: every bundle's (they hold the bundles' locks, which
+/// every reader walks) and every referrer's (signature and attestation payloads, which
+/// `verify --key` and `import --key` read from the archive).
+pub fn kept_layers(graph: &crate::engine::Graph) -> BTreeSet<Digest> {
+    let referrers = graph.artifacts.iter().filter(|artifact| super::referrers::is_referrer(artifact));
     graph
         .bundles
         .keys()
+        .chain(referrers.map(|artifact| &artifact.descriptor.digest))
         .filter_map(|digest| graph.manifests.get(digest))
         .flat_map(|manifest| manifest.children())
         .map(|child| child.digest)

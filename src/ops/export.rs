@@ -315,7 +315,7 @@ pub fn export(
     let mut plan = build_plan(&graph);
     let mut record_blob = crate::store::memory::MemorySource::new();
     let delta =
-        super::delta::make_delta(&mut plan, &options.bases, &super::delta::bundle_layers(&graph), &mut record_blob);
+        super::delta::make_delta(&mut plan, &options.bases, &super::delta::kept_layers(&graph), &mut record_blob)?;
     let with_record = crate::store::overlay::Overlay::new(&record_blob, source);
     let source: &dyn Source = if delta.is_some() { &with_record } else { source };
     refuse_oversize_index(&plan, MAX_INDEX_BYTES)?;

@@ -400,7 +400,7 @@ fn check_layout(
     report: &mut VerifyReport,
 ) -> Graph {
     report.identity = Some(sha256_digest(archive.index_bytes()));
-    report.artifacts = archive.index().manifests.len();
+    report.artifacts = archive.index().manifests.iter().filter(|d| !super::delta::is_delta_entry(d)).count();
     report.volumes = archive.table().map_or(0, |table| table.volumes.len());
 
     // One failure message per subject: the first (most specific) wins.
@@ -454,7 +454,7 @@ fn check_imgpkg(
 ) -> Graph {
     let source = &archive.source;
     report.identity = Some(sha256_digest(&archive.index_bytes));
-    report.artifacts = archive.index.manifests.len();
+    report.artifacts = archive.index.manifests.iter().filter(|d| !super::delta::is_delta_entry(d)).count();
     let stored = source.stored();
     report.blobs = stored.len();
     report.bytes = stored.values().sum();

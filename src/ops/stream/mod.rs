@@ -262,7 +262,7 @@ fn check_streamed(streamed: &Streamed, workers: usize, report: &mut VerifyReport
 
 fn fill_report(report: &mut VerifyReport, streamed: &Streamed) {
     report.identity = Some(sha256_digest(&streamed.index_bytes));
-    report.artifacts = streamed.index.manifests.len();
+    report.artifacts = streamed.index.manifests.iter().filter(|d| !super::delta::is_delta_entry(d)).count();
     report.blobs = streamed.arrived.len();
     report.bytes = streamed.bytes;
 }

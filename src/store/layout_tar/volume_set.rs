@@ -107,7 +107,7 @@ fn read_table(path: &Path) -> Result<VolumeTable, StoreError> {
 /// Opens a file the volume table names without waiting on it: a FIFO under a volume's name
 /// would block a plain open until something wrote to it (`verify` hung); opened non-blocking,
 /// it is refused as not a regular file like any other. Reads of a regular file never block.
-fn open_without_waiting(path: &Path) -> std::io::Result<File> {
+pub fn open_without_waiting(path: &Path) -> std::io::Result<File> {
     use std::os::unix::fs::OpenOptionsExt;
     std::fs::OpenOptions::new().read(true).custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC).open(path)
 }
