@@ -175,6 +175,15 @@ fn every_damaged_volume_set_is_named_and_pushes_nothing() {
             "is not in their table",
         ),
         (
+            "linked",
+            |dir, v, _| {
+                let elsewhere = dir.join("elsewhere");
+                std::fs::rename(&v[1], &elsewhere).unwrap();
+                std::os::unix::fs::symlink(&elsewhere, &v[1]).unwrap();
+            },
+            "split.tar.002, is a symbolic link",
+        ),
+        (
             "foreign table",
             |dir, _, other| {
                 std::fs::copy(other.join("split.tar.volumes.json"), dir.join("split.tar.volumes.json")).unwrap();
@@ -199,6 +208,13 @@ fn every_damaged_volume_set_is_named_and_pushes_nothing() {
         assert_eq!(imported.status.code(), Some(3), "{name}: {}", text(&imported.stderr));
         assert!(tags(&registry, &repo).is_empty(), "{name}: nothing may be pushed");
     }
+    // A table speaks only for the archive it is named after: `week2.tar.volumes.json` saying
+    // `"archive": "split.tar"` does not make split.tar's volumes week2's (review s7 L10).
+    let renamed = other.join("week2.tar.volumes.json");
+    std::fs::copy(other.join("split.tar.volumes.json"), &renamed).unwrap();
+    let output = verify(&renamed, &[]);
+    assert_eq!(output.status.code(), Some(3), "{}", text(&output.stdout));
+    assert!(text(&output.stdout).contains("a table is named after its archive"), "{}", text(&output.stdout));
 }
 
 /// An export interrupted with its volumes written resumes across them: damaged blobs are

@@ -46,15 +46,32 @@ pub fn open(path: &Path) -> Result<(Volumes, Option<VolumeTable>), StoreError> {
     let problem = |reason: String| {
         StoreError::Archive(ArchiveError { archive: name.clone(), problem: ArchiveProblem::Volume { reason } })
     };
+    // The table speaks for the archive whose name it bears: `week2.tar.volumes.json` saying
+    // `"archive": "week1.tar"` would have ferry read week1's volumes for week2.
+    let own_name = table_path.file_name().map(|name| name.to_string_lossy().into_owned());
+    if own_name.as_deref() != Some(format!("{}{}", table.archive, volume_table::SUFFIX).as_str()) {
+        return Err(problem(format!(
+            "{} names the archive {:?}; a table is named after its archive ({}{})",
+            table_path.display(),
+            table.archive,
+            table.archive,
+            volume_table::SUFFIX
+        )));
+    }
     let count = table.volumes.len();
     let mut files = Vec::with_capacity(count);
     for (index, volume) in table.volumes.iter().enumerate() {
         let path = table_path.with_file_name(&volume.name);
         let which = format!("volume {} of {count}, {}", index + 1, path.display());
-        let file = match open_without_waiting(&path) {
+        let file = match open_volume(&path) {
             Ok(file) => file,
             Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
                 return Err(problem(format!("{which}, is missing")));
+            }
+            Err(err) if err.raw_os_error() == Some(libc::ELOOP) => {
+                return Err(problem(format!(
+                    "{which}, is a symbolic link; a volume is a regular file beside its table"
+                )));
             }
             Err(err) => return Err(StoreError::io(format!("opening {which}"), err)),
         };
@@ -110,4 +127,14 @@ fn read_table(path: &Path) -> Result<VolumeTable, StoreError> {
 pub fn open_without_waiting(path: &Path) -> std::io::Result<File> {
     use std::os::unix::fs::OpenOptionsExt;
     std::fs::OpenOptions::new().read(true).custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC).open(path)
+}
+
+/// [`open_without_waiting`], and never through a symbolic link: a volume set is the files
+/// beside its table, as ferry wrote them (a link could make it any file the user can read).
+fn open_volume(path: &Path) -> std::io::Result<File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC | libc::O_NOFOLLOW)
+        .open(path)
 }
