@@ -217,6 +217,26 @@ fn every_damaged_volume_set_is_named_and_pushes_nothing() {
     assert!(text(&output.stdout).contains("a table is named after its archive"), "{}", text(&output.stdout));
 }
 
+/// AR-S1 (review s7 L9): a volume size that would give more than 1,000 volumes (a table no
+/// reader opens, more files than a process keeps open) fails before anything is written.
+#[test]
+fn a_volume_size_giving_too_many_volumes_is_refused_before_writing() {
+    let scratch = tempfile::tempdir().unwrap();
+    let out = scratch.path().join("tiny.tar");
+    let output = ferry()
+        .args(["export", "--oci-layout"])
+        .arg(fixture("plain-oci"))
+        .arg("-o")
+        .arg(&out)
+        .args(["--volume-size", "8"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1), "{}", text(&output.stderr));
+    assert!(text(&output.stderr).contains("over the 1000 a reader opens"), "{}", text(&output.stderr));
+    let left: Vec<_> = std::fs::read_dir(scratch.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+    assert!(left.is_empty(), "nothing is written: {left:?}");
+}
+
 /// An export interrupted with its volumes written resumes across them: damaged blobs are
 /// fetched again, intact ones kept, and the result is byte-identical.
 #[test]

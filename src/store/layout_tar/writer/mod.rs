@@ -260,6 +260,22 @@ impl Sink for LayoutTarSink {
 
     fn prepare(&mut self, plan: &Plan) -> Result<(), StoreError> {
         let skeleton = Skeleton::of(plan)?;
+        // A set no reader would open (a table over its 1 MiB bound, more files than a process
+        // keeps open by default) is refused before anything is written or fetched.
+        if let Some(size) = self.volume_size {
+            let count = skeleton.layout.total_size.div_ceil(size);
+            if count > volume_table::MAX_VOLUMES as u64 {
+                return Err(StoreError::Invalid {
+                    store: self.name.clone(),
+                    reason: format!(
+                        "--volume-size {size} would make {count} volumes of this {}-byte archive, over the {} a \
+                         reader opens (AR-S1); choose a larger --volume-size",
+                        skeleton.layout.total_size,
+                        volume_table::MAX_VOLUMES
+                    ),
+                });
+            }
+        }
         let resumed = self.file.is_some() && self.resumed_for == Some(skeleton.digest());
         if resumed {
             // Headers, oci-layout and index.json were checked byte for byte by resume();
