@@ -5,6 +5,7 @@
 //! nothing and names what is missing; a chain of deltas.
 
 mod cli;
+mod forgery;
 mod support;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -165,6 +166,39 @@ fn weekly_deltas_carry_only_what_the_far_side_lacks() {
     assert!(text(&alone.stdout).contains("DELTA relies on 3 blobs"), "{}", text(&alone.stdout));
     // The record is not an artifact (DL-3; review s7 L7 counted it).
     assert!(text(&alone.stdout).contains(": 5 artifacts,"), "{}", text(&alone.stdout));
+    // Consistent forgeries of the record (review s7 L6): a relied-on size other than the
+    // manifests', and the record's entry under an image's name; every digest holds.
+    let entries = forgery::Entries::read(&std::fs::read(&delta2).unwrap());
+    let mut index: serde_json::Value = serde_json::from_slice(entries.get("index.json")).unwrap();
+    let record_entry = index["manifests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|entry| entry["mediaType"] == "application/vnd.ferry.delta.v1+json")
+        .unwrap()
+        .clone();
+    let record_digest: ferry::model::Digest = record_entry["digest"].as_str().unwrap().parse().unwrap();
+    let mut record: serde_json::Value = serde_json::from_slice(entries.get(&record_digest.blob_path())).unwrap();
+    record["reliesOn"][0]["size"] = 1.into();
+    let mut resized = entries.clone();
+    resized.replace_blob(record_digest, serde_json::to_vec(&record).unwrap());
+    let forged = home.join("forged-size.tar");
+    std::fs::write(&forged, resized.write()).unwrap();
+    let refused = run(home, &["verify", forged.to_str().unwrap()], &[]);
+    assert_eq!(refused.status.code(), Some(3), "{}", text(&refused.stdout));
+    assert!(text(&refused.stdout).contains("relies on it as 1 bytes"), "{}", text(&refused.stdout));
+    for entry in index["manifests"].as_array_mut().unwrap() {
+        if entry["digest"] == record_entry["digest"] {
+            entry["annotations"]["org.opencontainers.image.ref.name"] = "v2".into();
+        }
+    }
+    let mut renamed = entries.clone();
+    renamed.set("index.json", serde_json::to_vec(&index).unwrap());
+    let forged = home.join("forged-name.tar");
+    std::fs::write(&forged, renamed.write()).unwrap();
+    let refused = run(home, &["verify", forged.to_str().unwrap()], &[]);
+    assert_eq!(refused.status.code(), Some(3), "{}", text(&refused.stdout));
+    assert!(text(&refused.stdout).contains("a delta record's"), "{}", text(&refused.stdout));
     ok(run(home, &["verify", delta2.to_str().unwrap(), "--base", week1.to_str().unwrap()], &[]));
     // With a base that lacks what it relies on, the pair is not complete.
     let wrong = run(home, &["verify", delta2.to_str().unwrap(), "--base", full2.to_str().unwrap()], &[]);

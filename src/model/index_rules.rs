@@ -73,6 +73,20 @@ pub fn ferry_index_problems(index: &LayoutIndex, bytes: &[u8]) -> Vec<IndexProbl
         for message in entry_problems(descriptor.digest, &descriptor.annotations) {
             problems.push(IndexProblem { subject: descriptor.digest.to_string(), message });
         }
+        // DL-2: the record's entry has its own name, never an image's (other tools select
+        // entries by name: `oci-archive:A.tar:v2` would find the record beside the image).
+        let name = descriptor.annotations.get(REF_NAME).map(String::as_str);
+        if descriptor.media_type == super::delta::DELTA_MEDIA_TYPE && name != Some(super::delta::DELTA_REF_NAME) {
+            problems.push(IndexProblem {
+                subject: descriptor.digest.to_string(),
+                message: format!(
+                    "{INDEX_FILE} entry {}: a delta record's {REF_NAME} is {:?}, not {:?} (DL-2)",
+                    descriptor.digest,
+                    name.unwrap_or_default(),
+                    super::delta::DELTA_REF_NAME
+                ),
+            });
+        }
     }
     problems
 }

@@ -160,9 +160,9 @@ pub(super) fn relied_on_checked(
     source: &dyn Source,
     index: &LayoutIndex,
     failures: &mut BTreeMap<String, String>,
-) -> BTreeMap<Digest, String> {
+) -> BTreeMap<Digest, u64> {
     match delta_record(source, index) {
-        Ok(Some(record)) => relied_on_by_digest(&record),
+        Ok(Some(record)) => record.relies_on.iter().map(|relied| (relied.digest, relied.size)).collect(),
         Ok(None) => BTreeMap::new(),
         Err(err) => {
             failures.insert("delta record".to_string(), err.to_string());

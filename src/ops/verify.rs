@@ -211,13 +211,25 @@ pub(super) fn check_graph(
             None if media::is_non_distributable(&descriptor.media_type) && recorded_omitted.contains(&subject) => {
                 warnings.push(format!("non-distributable layer {digest} was left out at export, as recorded"));
             }
-            // DL-4: a delta leaves out what its bases hold; what it relies on is listed, not failed.
-            None if relied.contains_key(digest) => {}
-            None => {
-                failures
-                    .entry(subject)
-                    .or_insert_with(|| format!("blob {digest} is referenced but missing from the archive"));
-            }
+            // DL-4: a delta leaves out what its bases hold; what it relies on is listed, not
+            // failed, with the size the manifests give it (the record is what the bases are
+            // checked against).
+            None => match relied.get(digest) {
+                Some(&size) if size == descriptor.size => {}
+                Some(&size) => {
+                    failures.entry(subject).or_insert_with(|| {
+                        format!(
+                            "blob {digest}: the delta record relies on it as {size} bytes, but a descriptor says {} (DL-3)",
+                            descriptor.size
+                        )
+                    });
+                }
+                None => {
+                    failures
+                        .entry(subject)
+                        .or_insert_with(|| format!("blob {digest} is referenced but missing from the archive"));
+                }
+            },
         }
     }
     let records = index.manifests.iter().filter(|d| super::delta::is_delta_entry(d)).map(|d| &d.digest);
