@@ -418,6 +418,39 @@ fn a_damaged_blob_is_never_served() {
     assert_eq!((status, sha256_of(&body)), (200, format!("sha256:{intact}")));
 }
 
+/// SV-3 (review s7 H1): a blob changed on the media after its check is not served by ranges
+/// either. Ranges are checked piece by piece against the hashes the whole-blob check kept: two
+/// ranges once rebuilt a changed blob whole, under its original digest.
+#[test]
+fn a_blob_changed_after_its_check_is_not_served_by_ranges() {
+    let scratch = tempfile::tempdir().unwrap();
+    let archive = layout_archive(scratch.path());
+    let (hex, size) = largest_blob(&archive);
+    let (offset, _) = blob_position(&archive, &hex);
+    let original = std::fs::read(&archive).unwrap()[offset as usize..(offset + size) as usize].to_vec();
+    for mode in ["eager", "lazy"] {
+        let copy = scratch.path().join(format!("{mode}.tar"));
+        std::fs::copy(&archive, &copy).unwrap();
+        let served = Served::start(&copy, &["--verify", mode, "--repo", "x/y"]);
+        let blob_url = format!("{}/v2/x/y/blobs/sha256:{hex}", served.url());
+        let (status, _, part) = curl(&["-H", "Range: bytes=0-9", &blob_url]);
+        assert_eq!((status, part.as_slice()), (206, &original[..10]), "{mode}: before the change");
+        // Changed in place (the same file the server has open), after the check.
+        let mut file = std::fs::OpenOptions::new().write(true).open(&copy).unwrap();
+        std::io::Seek::seek(&mut file, std::io::SeekFrom::Start(offset + size / 2)).unwrap();
+        std::io::Write::write_all(&mut file, b"EVIL").unwrap();
+        drop(file);
+        let first = format!("Range: bytes=0-{}", size - 2);
+        let (_, _, head) = curl(&["-H", &first, &blob_url]);
+        let (_, _, tail) = curl(&["-H", "Range: bytes=-1", &blob_url]);
+        let rebuilt = [head, tail].concat();
+        assert!(!rebuilt.windows(4).any(|w| w == b"EVIL"), "{mode}: changed bytes were served");
+        let (status, _, _) = curl(&["-H", "Range: bytes=0-9", &blob_url]);
+        assert_eq!(status, 500, "{mode}: refused for good once a piece failed");
+        assert!(served.log().contains("changed since the blob was verified"), "{mode}: {}", served.log());
+    }
+}
+
 /// A consistent forgery: one layer of a layout replaced and every digest above it recomputed
 /// (manifest, index, index.json), then exported: every digest in it holds.
 fn forged_layout(scratch: &Path) -> PathBuf {

@@ -26,6 +26,11 @@ pub enum VerifyError {
     Size { origin: String, digest: Digest, expected: u64, actual: u64, hint: &'static str },
     #[error("blob {expected} from {origin}: content hashes to {actual} (the bytes were altered or corrupted)")]
     Digest { origin: String, expected: Digest, actual: Digest },
+    /// A piece of a blob verified whole earlier no longer hashes as it did (the media changed).
+    #[error(
+        "blob {digest} from {origin}: the bytes from {offset} changed since the blob was verified (the media was altered)"
+    )]
+    Changed { origin: String, digest: Digest, offset: u64 },
 }
 
 impl VerifyError {

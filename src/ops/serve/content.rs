@@ -1,12 +1,15 @@
 //! The bytes a served archive hands out (spec/serve.md SV-3): manifests and ImageLocations
 //! records from memory (checked when read), blobs in place from the archive by positional
 //! reads, each blob with a state (unverified, verified, failed) so a blob that failed its
-//! digest is never served again and a `Range` is cut only from a verified blob.
+//! digest is never served again, and a `Range` is cut only from a verified blob, checked piece
+//! by piece against the hashes its one whole-blob check kept ([`super::ranges`]).
 
 use std::collections::HashMap;
 use std::io::{self, Read};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::{Arc, Mutex};
+
+use super::ranges::{CheckedRange, ChunkTable, TableWriter};
 
 use crate::model::{Digest, RawManifest};
 use crate::store::layout_tar::LayoutTarSource;
@@ -42,6 +45,9 @@ pub struct Content {
     manifests: HashMap<Digest, Arc<RawManifest>>,
     memory_blobs: HashMap<Digest, hyper::body::Bytes>,
     states: HashMap<Digest, AtomicU8>,
+    /// Each archive blob's piece hashes, made by its first whole-blob check for a `Range`;
+    /// the lock makes that check run once however many ranges ask at the same time.
+    tables: HashMap<Digest, Mutex<Option<ChunkTable>>>,
 }
 
 impl Content {
@@ -54,7 +60,9 @@ impl Content {
     ) -> Self {
         let initial = if verified { VERIFIED } else { UNVERIFIED };
         let states = archive.blob_entries().map(|(digest, _)| (digest, AtomicU8::new(initial))).collect();
+        let tables = archive.blob_entries().map(|(digest, _)| (digest, Mutex::new(None))).collect();
         Content {
+            tables,
             manifests: manifests.into_iter().map(|manifest| (manifest.digest(), Arc::new(manifest))).collect(),
             memory_blobs: memory_blobs.into_iter().map(|(digest, bytes)| (digest, bytes.into())).collect(),
             states,
@@ -109,21 +117,43 @@ impl Content {
         Ok(Box::new(VerifyingReader::new(region, digest, size, self.archive.name().to_string())))
     }
 
-    /// A reader of `start..start + len` of a blob, which must already be verified.
-    pub fn range_reader(&self, digest: &Digest, start: u64, len: u64) -> Result<Box<dyn Read + Send>, StoreError> {
+    /// A reader of `start..start + len` of a blob checked against `table` (from
+    /// [`Content::checked_table`]) piece by piece: a changed piece fails the read, which marks
+    /// the blob failed.
+    pub fn range_reader(
+        &self,
+        digest: &Digest,
+        table: ChunkTable,
+        start: u64,
+        len: u64,
+    ) -> Result<Box<dyn Read + Send>, StoreError> {
         let entry = self.entry(digest)?;
-        debug_assert_eq!(self.state(digest), BlobState::Verified, "a range only of a verified blob");
-        Ok(Box::new(self.archive.open_range(entry.data_offset + start, len)))
+        let aligned = start / CHUNK as u64 * CHUNK as u64;
+        let pieces = self.archive.open_range(entry.data_offset + aligned, entry.size - aligned);
+        let blob = (*digest, entry.size);
+        Ok(Box::new(CheckedRange::new(pieces, table, blob, self.archive.name().to_string(), start, len)))
     }
 
-    /// Hashes a whole blob (blocking); marks it verified or failed and says why it failed.
-    pub fn verify_blob(&self, digest: &Digest) -> Result<(), String> {
+    /// The blob's piece hashes, made by hashing it whole (blocking) the first time: marks it
+    /// verified or failed and says why it failed. Concurrent callers wait for one check.
+    pub fn checked_table(&self, digest: &Digest) -> Result<ChunkTable, String> {
         let entry = self.entry(digest).map_err(|err| err.to_string())?;
+        let slot = self.tables.get(digest).ok_or_else(|| format!("blob {digest} is not in the archive"))?;
+        let mut slot = slot.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Some(table) = slot.as_ref() {
+            return Ok(Arc::clone(table));
+        }
+        if self.state(digest) == BlobState::Failed {
+            return Err(format!("blob {digest} failed its digest earlier"));
+        }
         let mut reader = VerifyingReader::new(self.archive.open_entry(entry), *digest, entry.size, self.archive.name());
-        match copy_verified(&mut reader, &mut io::sink(), CHUNK) {
+        let mut table = TableWriter::default();
+        match copy_verified(&mut reader, &mut table, CHUNK) {
             Ok(_) => {
                 self.set_state(digest, VERIFIED);
-                Ok(())
+                let table = table.finish();
+                *slot = Some(Arc::clone(&table));
+                Ok(table)
             }
             Err(err) => Err(self.read_failed(digest, &err).unwrap_or_else(|| err.to_string())),
         }

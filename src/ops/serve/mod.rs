@@ -10,6 +10,7 @@ mod body;
 mod catalog;
 mod content;
 mod handler;
+mod ranges;
 mod routes;
 mod server;
 
