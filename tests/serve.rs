@@ -621,3 +621,36 @@ fn serves_an_archive_in_volumes_in_place() {
         assert_eq!((status, &part[..]), (206, &body[1..]));
     }
 }
+
+/// SV-4 (review s7 L3): the request log never stops the server: with stderr a pipe nobody
+/// reads (its 64 KiB buffer fills after some 700 lines), 3,000 requests are all answered.
+#[test]
+fn a_stderr_nobody_reads_does_not_stop_the_server() {
+    let scratch = tempfile::tempdir().unwrap();
+    let archive = layout_archive(scratch.path());
+    let mut child = Command::new(assert_cmd::cargo::cargo_bin("ferry"))
+        .arg("serve")
+        .arg(&archive)
+        .args(["--addr", "127.0.0.1:0", "--json"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    let ready: Value = serde_json::from_str(&line).unwrap();
+    let url = format!("{}/v2/", ready["url"].as_str().unwrap());
+    let agent: ureq::Agent = ureq::Agent::config_builder().timeout_global(Some(Duration::from_secs(10))).build().into();
+    let started = Instant::now();
+    for request in 0..3000 {
+        let answer = agent.get(&url).call();
+        if let Err(err) = answer {
+            let _ = child.kill();
+            panic!("request {request} was not answered: {err}");
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(started.elapsed() < Duration::from_secs(120), "{:?}", started.elapsed());
+}

@@ -62,15 +62,60 @@ pub enum VerifyFlag {
     Lazy,
 }
 
-/// The request log on stderr: one line per request unless quiet; blob failures always.
+/// The request log on stderr: one line per request unless quiet; blob failures always. Lines
+/// go through a bounded queue to a thread of their own, so a stderr that stops taking them (a
+/// pipe nobody reads, a terminal paused with Ctrl-S) never stops the server; lines that do not
+/// fit are counted and the count said once stderr takes lines again.
 struct StderrLog {
     quiet: bool,
+    lines: std::sync::mpsc::SyncSender<Line>,
+    dropped: std::sync::atomic::AtomicU64,
+}
+
+enum Line {
+    Note(String),
+    Warning(String),
+}
+
+/// Lines queued for stderr before new ones are dropped.
+const LOG_QUEUE: usize = 4096;
+
+impl StderrLog {
+    fn start(quiet: bool) -> StderrLog {
+        let (lines, queued) = std::sync::mpsc::sync_channel::<Line>(LOG_QUEUE);
+        let spawned = std::thread::Builder::new().name("ferry-serve-log".into()).spawn(move || {
+            for line in queued {
+                match line {
+                    Line::Note(text) => output::note(&text),
+                    Line::Warning(text) => output::warn(&text),
+                }
+            }
+        });
+        if let Err(err) = spawned {
+            output::warn(&format!("the request log is off: {err}"));
+        }
+        StderrLog { quiet, lines, dropped: std::sync::atomic::AtomicU64::new(0) }
+    }
+
+    fn send(&self, line: Line) {
+        use std::sync::atomic::Ordering;
+        let dropped = self.dropped.swap(0, Ordering::Relaxed);
+        if dropped > 0 {
+            let said = format!("{dropped} log line(s) dropped: stderr was not taking them");
+            if self.lines.try_send(Line::Warning(said)).is_err() {
+                self.dropped.fetch_add(dropped, Ordering::Relaxed);
+            }
+        }
+        if self.lines.try_send(line).is_err() {
+            self.dropped.fetch_add(1, Ordering::Relaxed);
+        }
+    }
 }
 
 impl ServeLog for StderrLog {
     fn request(&self, record: &RequestRecord) {
         if !self.quiet {
-            output::note(&format!(
+            self.send(Line::Note(format!(
                 "{} {} {} {} {}ms {}",
                 record.method,
                 shown(&record.path),
@@ -78,12 +123,13 @@ impl ServeLog for StderrLog {
                 record.bytes,
                 record.millis,
                 record.peer
-            ));
+            )));
         }
     }
 
     fn blob_failed(&self, digest: &Digest, message: &str) {
-        output::warn(&format!("blob {digest} failed verification and is no longer served: {message}"));
+        let message = shown(message);
+        self.send(Line::Warning(format!("blob {digest} failed verification and is no longer served: {message}")));
     }
 }
 
@@ -121,13 +167,13 @@ impl ServeArgs {
         } else {
             output::data(&format!(
                 "serving {} at {} (identity {}, {} repositories)",
-                ready.archive,
+                shown(&ready.archive),
                 ready.url,
                 ready.identity,
                 ready.repositories.len()
             ))?;
         }
-        server.run(Arc::new(StderrLog { quiet: global.quiet })).map_err(|err| Failure::new(err, false))?;
+        server.run(Arc::new(StderrLog::start(global.quiet))).map_err(|err| Failure::new(err, false))?;
         Ok(Exit::Success)
     }
 }

@@ -13,6 +13,7 @@ mod handler;
 mod ranges;
 mod routes;
 mod server;
+mod stall;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;

@@ -1,6 +1,7 @@
 //! The listening side (spec/serve.md SV-0, SV-4): a small tokio runtime with a fixed number of
 //! threads, at most [`MAX_CONNECTIONS`] connections, hyper's HTTP/1.1 with bounded headers and
-//! a header timeout, TLS by rustls when asked, and a graceful stop on SIGINT or SIGTERM.
+//! a header timeout, a connection that takes no byte for a minute let go, TLS by rustls when
+//! asked, and a graceful stop on SIGINT or SIGTERM.
 
 use std::convert::Infallible;
 use std::io;
@@ -17,6 +18,7 @@ use tokio::sync::Semaphore;
 use tokio_rustls::TlsAcceptor;
 
 use super::handler::{Shared, handle};
+use super::stall::{WRITE_STALL, WriteDeadline};
 
 /// The most connections served at once; more wait in the kernel's backlog.
 pub const MAX_CONNECTIONS: usize = 1024;
@@ -81,6 +83,7 @@ async fn serve(listener: std::net::TcpListener, tls: Option<TlsAcceptor>, shared
             _ = terminate.recv() => break,
         };
         let _ = stream.set_nodelay(true);
+        let stream = WriteDeadline::new(stream, WRITE_STALL);
         let shared = Arc::clone(&shared);
         let tls = tls.clone();
         let watcher = graceful.watcher();
