@@ -153,7 +153,10 @@ pub enum RangeAsk {
 
 /// Parses `bytes=A-B`, `bytes=A-` or `bytes=-N` against a blob of `size` bytes.
 pub fn parse_range(header: Option<&str>, size: u64) -> RangeAsk {
-    let Some(spec) = header.and_then(|text| text.trim().strip_prefix("bytes=")) else { return RangeAsk::Whole };
+    // Range units are case-insensitive (RFC 9110 14.1).
+    let spec =
+        header.map(str::trim).filter(|text| text.get(..6).is_some_and(|unit| unit.eq_ignore_ascii_case("bytes=")));
+    let Some(spec) = spec.map(|text| &text[6..]) else { return RangeAsk::Whole };
     if spec.contains(',') {
         return RangeAsk::Whole;
     }
@@ -242,5 +245,7 @@ mod tests {
         assert_eq!(parse_range(Some("bytes=x-1"), 10), RangeAsk::Whole);
         assert_eq!(parse_range(Some("bytes=99999999999999999999999-"), 10), RangeAsk::Whole);
         assert_eq!(parse_range(Some("bytes=0-18446744073709551615"), 10), part(0, 10));
+        assert_eq!(parse_range(Some("Bytes=2-5"), 10), part(2, 4), "units are case-insensitive");
+        assert_eq!(parse_range(Some("bytes=é-"), 10), RangeAsk::Whole);
     }
 }
