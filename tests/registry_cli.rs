@@ -53,6 +53,34 @@ fn tag_list_and_resolve_in_every_variant() {
     }
 }
 
+/// RF-7: `--registry-insecure` allows plain HTTP, it does not forbid HTTPS (as with imgpkg,
+/// whose users pass it for registries of every kind): an HTTPS registry given with it is
+/// spoken to over HTTPS, credentials and blob bodies included. It once got plain HTTP and
+/// failed with `HTTP 400: Client sent an HTTP request to an HTTPS server`.
+#[test]
+fn registry_insecure_still_speaks_https_to_an_https_registry() {
+    for variant in [Variant::Tls, Variant::TlsBasicAuth] {
+        let registry = Registry::start(variant);
+        let scratch = tempfile::tempdir().unwrap();
+        let digest = seed(&registry, scratch.path());
+        let repo = format!("{}/team/app", registry.host());
+        let mut args = registry.access_flags();
+        args.push("--registry-insecure".into());
+        let listed =
+            ferry_at_home(scratch.path()).args(["tag", "list", &repo, "--digests"]).args(&args).output().unwrap();
+        assert!(listed.status.success(), "{variant:?}: {}", stderr(&listed));
+        assert_eq!(stdout(&listed), format!("v1\t{digest}\nv2\t{digest}\n"), "{variant:?}");
+        let archive = scratch.path().join("app.tar");
+        let exported = ferry_at_home(scratch.path())
+            .args(["export", "-q", "-i", &format!("{repo}:v1"), "-o"])
+            .arg(&archive)
+            .args(&args)
+            .output()
+            .unwrap();
+        assert!(exported.status.success(), "{variant:?}: {}", stderr(&exported));
+    }
+}
+
 /// Credentials from imgpkg's environment variables and from Docker's config file.
 #[test]
 fn credentials_from_imgpkg_env_and_docker_config() {

@@ -33,7 +33,8 @@ pub struct RegistryFlags {
     /// Verify registry certificates (set to false only for testing)
     #[arg(long, global = true, default_value_t = true, action = clap::ArgAction::Set, value_name = "BOOL")]
     pub registry_verify_certs: bool,
-    /// Talk plain HTTP to registries (never used unless asked)
+    /// Allow plain HTTP: registries are spoken to in plain HTTP unless one answers as an HTTPS
+    /// server, which is then spoken to over HTTPS (never used unless asked)
     #[arg(long, global = true)]
     pub registry_insecure: bool,
     /// Retries of a failed request: it is tried at most 1 + N times (0: once, no retry). Only

@@ -133,6 +133,21 @@ pub struct RegistryClient {
     /// Registries that have answered a request in this run: a refused connection to one of
     /// them is worth another try, to any other it is not (spec/cli.md RF-2).
     answered: Mutex<HashSet<String>>,
+    /// Registries found to speak HTTPS although `--registry-insecure` had ferry start in plain
+    /// HTTP: from then on they are spoken to over HTTPS (spec/cli.md RF-7).
+    speaks_tls: Mutex<HashSet<String>>,
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// Whether a 400 is a TLS server's answer to a plain-HTTP request: Go's "Client sent an HTTP
+/// request to an HTTPS server.", nginx's "The plain HTTP request was sent to HTTPS port".
+fn says_it_speaks_tls(kind: &RegistryErrorKind) -> bool {
+    let RegistryErrorKind::Status { status: 400, message: Some(message), .. } = kind else { return false };
+    let message = message.to_ascii_lowercase();
+    message.contains("http request to an https server") || message.contains("plain http request was sent to https")
 }
 
 /// Which way a request goes.
@@ -155,6 +170,7 @@ impl RegistryClient {
             options,
             auth: Authenticator::new(credentials),
             answered: Mutex::new(HashSet::new()),
+            speaks_tls: Mutex::new(HashSet::new()),
         })
     }
 
@@ -172,9 +188,11 @@ impl RegistryClient {
         self.options.retry
     }
 
-    /// `https://registry` (or `http://` with `--registry-insecure`).
+    /// `https://registry` (or `http://` with `--registry-insecure`, until the registry says it
+    /// speaks HTTPS).
     pub fn base_url(&self, registry: &str) -> String {
-        base_url(self.options.insecure, registry)
+        let plain = self.options.insecure && !lock(&self.speaks_tls).contains(registry);
+        base_url(plain, registry)
     }
 
     /// The origin credentials for `registry` belong to.
@@ -289,6 +307,22 @@ impl RegistryClient {
                 Ok((response, _)) if response.status().as_u16() < 400 || (allow_404 && response.status() == 404) => {
                     return Ok(response);
                 }
+                // RF-7: `--registry-insecure` allows plain HTTP, it does not forbid HTTPS: a
+                // registry that answers plain HTTP with "this is an HTTPS port" is spoken to over
+                // HTTPS from then on (as imgpkg does), this request first.
+                Ok((response, _)) if response.status() == 400 && url.starts_with("http://") => {
+                    let kind = status_kind(response);
+                    let resendable = body.replayable() || untouched;
+                    // A HEAD's answer has no body to say it: a GET of the API root asks.
+                    let speaks_tls = says_it_speaks_tls(&kind)
+                        || (method == http::Method::HEAD && self.root_says_it_speaks_tls(&op.registry));
+                    if resendable && speaks_tls && lock(&self.speaks_tls).insert(op.registry.clone()) {
+                        *attempts -= 1;
+                        let upgraded = format!("https://{}", &url["http://".len()..]);
+                        return self.send_by(way, op, method, &upgraded, headers, body, allow_404, attempts);
+                    }
+                    op.error(kind)
+                }
                 Ok((response, _)) => op.error(status_kind(response)),
                 Err(error) => error,
             };
@@ -301,6 +335,17 @@ impl RegistryClient {
             }
             self.report_retry(op, *attempts + 1, &error.to_string());
             std::thread::sleep(policy.delay(*attempts, error.retry_after()));
+        }
+    }
+
+    /// Whether `GET http://REGISTRY/v2/` is answered as a TLS server answers plain HTTP.
+    fn root_says_it_speaks_tls(&self, registry: &str) -> bool {
+        let Ok(request) = http::Request::get(format!("{}/v2/", base_url(true, registry))).body(()) else {
+            return false;
+        };
+        match self.agent.run(request) {
+            Ok(response) if response.status() == 400 => says_it_speaks_tls(&status_kind(response)),
+            _ => false,
         }
     }
 
