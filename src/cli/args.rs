@@ -213,7 +213,7 @@ impl InspectArgs {
         } else {
             output::data(&render_inspect(&report))?;
         }
-        for problem in &report.problems {
+        for problem in report.problems.iter().chain(&report.warnings) {
             // One line each: a problem quotes names from the archive, which may hold line breaks.
             output::warn(&output::shown(problem));
         }

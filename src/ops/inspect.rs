@@ -31,6 +31,10 @@ pub struct InspectReport {
     pub total_bytes: u64,
     pub omitted_layers: Vec<String>,
     pub problems: Vec<String>,
+    /// What verify would warn of and still pass (a blob nothing references in another tool's
+    /// layout, AR-V3).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
     /// For a delta: what it relies on and its bases (spec/archive.md DL-4).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub delta: Option<crate::model::delta::DeltaRecord>,
@@ -100,6 +104,24 @@ pub fn inspect_archive(path: &Path, workers: usize) -> Result<InspectReport, Sto
             .map_err(overflow)?;
     let total_bytes = graph.checked_bytes_without_dedup().map_err(overflow)?;
     let omitted_layers = archive.index().omitted_layers();
+    // What verify says of a blob nothing references (AR-R11, AR-V3), inspect says too.
+    let records: BTreeSet<Digest> =
+        archive.index().manifests.iter().filter(|d| super::delta::is_delta_entry(d)).map(|d| d.digest).collect();
+    let mut problems: Vec<String> = graph.problems.iter().map(|p| p.message.clone()).collect();
+    let unreferenced = stored
+        .keys()
+        .filter(|digest| {
+            !graph.manifests.contains_key(digest) && !graph.blobs.contains_key(digest) && !records.contains(digest)
+        })
+        .map(|digest| format!("blob {digest} is not referenced by any artifact"));
+    let mut warnings = Vec::new();
+    match &archive {
+        // In ferry's own archives such a blob was added after export: a failure, as in verify.
+        super::archive::Archive::Layout(layout) if crate::model::index_rules::is_ferry_archive(layout.index()) => {
+            problems.extend(unreferenced.map(|text| format!("{text} (AR-R11)")))
+        }
+        _ => warnings.extend(unreferenced),
+    }
     Ok(InspectReport {
         archive: path.display().to_string(),
         identity: sha256_digest(archive.index_bytes()),
@@ -108,7 +130,8 @@ pub fn inspect_archive(path: &Path, workers: usize) -> Result<InspectReport, Sto
         unique_bytes,
         total_bytes,
         omitted_layers,
-        problems: graph.problems.iter().map(|p| p.message.clone()).collect(),
+        problems,
+        warnings,
         delta: super::delta::delta_record(&archive, archive.index())?,
     })
 }
