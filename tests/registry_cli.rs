@@ -78,7 +78,46 @@ fn registry_insecure_still_speaks_https_to_an_https_registry() {
             .output()
             .unwrap();
         assert!(exported.status.success(), "{variant:?}: {}", stderr(&exported));
+        // An import's first contact is many HEADs at once: every one goes to HTTPS, not only
+        // the one that found it out (review s7: the others failed with the 400).
+        let bundle = scratch.path().join("bundle.tar");
+        let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/layouts/bundle");
+        let made = ferry_at_home(scratch.path())
+            .args(["export", "-q", "--oci-layout"])
+            .arg(&fixture)
+            .arg("-o")
+            .arg(&bundle)
+            .output()
+            .unwrap();
+        assert!(made.status.success(), "{}", stderr(&made));
+        let imported = ferry_at_home(scratch.path())
+            .args(["import"])
+            .arg(&bundle)
+            .args(["--to-repo", &format!("{}/mirror/bundle", registry.host())])
+            .args(&args)
+            .output()
+            .unwrap();
+        assert!(imported.status.success(), "{variant:?}: {}", stderr(&imported));
     }
+    // Pages after the switch are asked for over HTTPS too (their links were resolved against
+    // the first page's plain-HTTP URL, and refused as leaving HTTPS).
+    use ferry::model::Repository;
+    use ferry::store::registry::{CredentialStore, FlagCredentials, RegistryClient, RegistryOptions, list_tags_paged};
+    let registry = Registry::start(Variant::Tls);
+    let scratch = tempfile::tempdir().unwrap();
+    seed(&registry, scratch.path());
+    let layout = scratch.path().join("layout");
+    for tag in ["v3", "v4", "v5"] {
+        registry.push_layout(&layout, "app", &format!("team/app:{tag}"));
+    }
+    let ca = registry.ca_cert_path().unwrap().to_path_buf();
+    let options = RegistryOptions { insecure: true, ca_cert_paths: vec![ca], ..RegistryOptions::default() };
+    let credentials = CredentialStore::new(FlagCredentials::default(), &Default::default(), Vec::new());
+    let client = RegistryClient::new(options, credentials).unwrap();
+    let repository = Repository::parse(&format!("{}/team/app", registry.host())).unwrap();
+    let mut tags = list_tags_paged(&client, &repository, 2).unwrap();
+    tags.sort();
+    assert_eq!(tags, ["v1", "v2", "v3", "v4", "v5"]);
 }
 
 /// Credentials from imgpkg's environment variables and from Docker's config file.

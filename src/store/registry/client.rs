@@ -275,6 +275,10 @@ impl RegistryClient {
         allow_404: bool,
         attempts: &mut u32,
     ) -> Result<Response<Body>, RegistryError> {
+        // A URL made before the registry was found to speak HTTPS (RF-7: a page link, an upload
+        // location, a request sent at the same time as the one that found it) goes to HTTPS.
+        let upgraded = self.upgraded_url(&op.registry, url);
+        let url = upgraded.as_deref().unwrap_or(url);
         let credentialed = self.credentials_go_to(op, url)?;
         let policy = self.options.retry;
         let mut reauthenticated = false;
@@ -316,7 +320,8 @@ impl RegistryClient {
                     // A HEAD's answer has no body to say it: a GET of the API root asks.
                     let speaks_tls = says_it_speaks_tls(&kind)
                         || (method == http::Method::HEAD && self.root_says_it_speaks_tls(&op.registry));
-                    if resendable && speaks_tls && lock(&self.speaks_tls).insert(op.registry.clone()) {
+                    if resendable && speaks_tls {
+                        lock(&self.speaks_tls).insert(op.registry.clone());
                         *attempts -= 1;
                         let upgraded = format!("https://{}", &url["http://".len()..]);
                         return self.send_by(way, op, method, &upgraded, headers, body, allow_404, attempts);
@@ -336,6 +341,19 @@ impl RegistryClient {
             self.report_retry(op, *attempts + 1, &error.to_string());
             std::thread::sleep(policy.delay(*attempts, error.retry_after()));
         }
+    }
+
+    /// `url` as requests to `registry` go now: over HTTPS when it is a plain-HTTP URL of a
+    /// registry found to speak HTTPS (RF-7). Loops over pages resolve their next link
+    /// against it.
+    pub fn current_url(&self, registry: &str, url: &str) -> String {
+        self.upgraded_url(registry, url).unwrap_or_else(|| url.to_string())
+    }
+
+    fn upgraded_url(&self, registry: &str, url: &str) -> Option<String> {
+        let plain = base_url(true, registry);
+        let rest = url.strip_prefix(&plain).filter(|rest| rest.is_empty() || rest.starts_with('/'))?;
+        lock(&self.speaks_tls).contains(registry).then(|| format!("{}{rest}", base_url(false, registry)))
     }
 
     /// Whether `GET http://REGISTRY/v2/` is answered as a TLS server answers plain HTTP.
@@ -463,5 +481,29 @@ impl RegistryClient {
         response.extensions_mut().insert(answered_from);
         response.extensions_mut().insert(AnswerDeadline::after(self.options.response_header_timeout));
         Ok(response)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::registry::FlagCredentials;
+
+    /// RF-7: once a registry is found to speak HTTPS, every plain-HTTP URL of it made before
+    /// (a page link resolved against the first page's URL, an upload location) goes to HTTPS;
+    /// other hosts' URLs, and look-alike hosts, are left alone.
+    #[test]
+    fn urls_of_a_registry_found_to_speak_https_go_to_https() {
+        let options = RegistryOptions { insecure: true, ..RegistryOptions::default() };
+        let credentials = CredentialStore::new(FlagCredentials::default(), &Default::default(), Vec::new());
+        let client = RegistryClient::new(options, credentials).unwrap();
+        let page = "http://r.example:5000/v2/a/tags/list?last=b&n=2";
+        assert_eq!(client.current_url("r.example:5000", page), page);
+        assert_eq!(client.base_url("r.example:5000"), "http://r.example:5000");
+        lock(&client.speaks_tls).insert("r.example:5000".into());
+        assert_eq!(client.current_url("r.example:5000", page), "https://r.example:5000/v2/a/tags/list?last=b&n=2");
+        assert_eq!(client.base_url("r.example:5000"), "https://r.example:5000");
+        assert_eq!(client.current_url("r.example:5000", "http://r.example:50001/v2/"), "http://r.example:50001/v2/");
+        assert_eq!(client.current_url("r.example:5000", "http://other:5000/v2/"), "http://other:5000/v2/");
     }
 }

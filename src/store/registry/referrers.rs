@@ -79,7 +79,6 @@ impl RegistrySource {
             scopes: vec![format!("repository:{}:pull", repository.path)],
         };
         let refuse = |reason: String| StoreError::from(op.error(RegistryErrorKind::Protocol(reason)));
-        let registry = self.client().registry_origin(&repository.registry);
         let mut url =
             format!("{}/v2/{}/referrers/{subject}", self.client().base_url(&repository.registry), repository.path);
         let mut visited = HashSet::new();
@@ -111,6 +110,9 @@ impl RegistrySource {
                 }
             }
             let what = format!("the referrers of {subject}");
+            // As the page was asked for (over HTTPS once the registry said it speaks it, RF-7).
+            url = self.client().current_url(&repository.registry, &url);
+            let registry = self.client().registry_origin(&repository.registry);
             match next_page(&url, link.as_deref(), &registry, &what).map_err(refuse)? {
                 Some(next) => url = next,
                 None => return Ok(Some(descriptors)),

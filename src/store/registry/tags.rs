@@ -66,7 +66,6 @@ pub fn list_tags_with(
         scopes: vec![format!("repository:{}:pull", repository.path)],
     };
     let refuse = |text: String| op.error(RegistryErrorKind::Protocol(text));
-    let registry = client.registry_origin(&repository.registry);
     let base = client.base_url(&repository.registry);
     let mut url = format!("{base}/v2/{}/tags/list?n={}", repository.path, listing.page_size);
     // Hashes of the pages asked for and of the `last` markers met, to see a loop at once
@@ -105,6 +104,9 @@ pub fn list_tags_with(
         }
         let empty = page.is_empty();
         tags.extend(page);
+        // As the page was asked for (over HTTPS once the registry said it speaks it, RF-7).
+        url = client.current_url(&repository.registry, &url);
+        let registry = client.registry_origin(&repository.registry);
         let Some(next) = next_page(&url, link.as_deref(), &registry, "the tag list").map_err(refuse)? else {
             return Ok(tags);
         };
