@@ -39,6 +39,29 @@ fn registered() -> std::sync::MutexGuard<'static, Vec<PathBuf>> {
     REGISTERED.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
+/// Runs `finish` (the rename that publishes the directory at `registered`) with no interrupt
+/// acting meanwhile: the directory is no longer removed on an interrupt once `finish` starts,
+/// and an interrupt that came first has removed it and ended the process before (removing it
+/// while it was renamed would delete the published output).
+pub fn publish_without_interrupt<T>(registered: RemovedOnInterrupt, finish: impl FnOnce() -> T) -> T {
+    let mut paths = self::registered();
+    if let Some(at) = paths.iter().position(|path| *path == registered.0) {
+        paths.swap_remove(at);
+    }
+    std::mem::forget(registered);
+    finish()
+}
+
+/// Whether `number`'s disposition is "ignore", as `nohup` sets SIGHUP and a non-interactive
+/// shell sets SIGINT for a command run with `&`: those stay ignored.
+fn ignored(number: libc::c_int) -> bool {
+    // SAFETY: a null new action only reads the current disposition into `current`.
+    unsafe {
+        let mut current: libc::sigaction = std::mem::zeroed();
+        libc::sigaction(number, std::ptr::null(), &mut current) == 0 && current.sa_sigaction == libc::SIG_IGN
+    }
+}
+
 /// Starts the thread that waits for a signal. If the signals cannot be listened to, the
 /// default (ending the process where it is) stays.
 fn listen() {
@@ -47,23 +70,32 @@ fn listen() {
         Ok(runtime) => runtime,
         Err(_) => return,
     };
+    let kinds = [
+        (libc::SIGINT, SignalKind::interrupt()),
+        (libc::SIGTERM, SignalKind::terminate()),
+        (libc::SIGHUP, SignalKind::hangup()),
+    ];
+    let watched: Vec<libc::c_int> = kinds.iter().map(|(number, _)| *number).filter(|n| !ignored(*n)).collect();
     let streams = runtime.block_on(async {
-        Some((
-            signal(SignalKind::interrupt()).ok()?,
-            signal(SignalKind::terminate()).ok()?,
-            signal(SignalKind::hangup()).ok()?,
-        ))
+        let mut streams = Vec::new();
+        for (number, kind) in kinds.into_iter().filter(|(number, _)| watched.contains(number)) {
+            streams.push((number, signal(kind).ok()?));
+        }
+        Some(streams)
     });
-    let Some((mut interrupt, mut terminate, mut hangup)) = streams else { return };
+    let Some(mut streams) = streams.filter(|streams| !streams.is_empty()) else { return };
     let spawned = std::thread::Builder::new().name("ferry-signals".into()).spawn(move || {
         let number = runtime.block_on(async {
-            tokio::select! {
-                _ = interrupt.recv() => libc::SIGINT,
-                _ = terminate.recv() => libc::SIGTERM,
-                _ = hangup.recv() => libc::SIGHUP,
-            }
+            let waits = streams.iter_mut().map(|(number, stream)| {
+                let number = *number;
+                Box::pin(async move {
+                    stream.recv().await;
+                    number
+                })
+            });
+            futures_select_first(waits).await
         });
-        // Held to the exit: nothing registers or finishes a directory after this point.
+        // Held to the exit: nothing registers or publishes a directory after this point.
         let paths = registered();
         for path in paths.iter() {
             if std::fs::remove_dir_all(path).is_ok() {
@@ -74,9 +106,25 @@ fn listen() {
     });
     if spawned.is_err() {
         // No one would act on the signals tokio now catches: give them their default back.
-        for number in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP] {
+        for number in watched {
             // SAFETY: restoring a signal's default disposition has no other effect.
             unsafe { libc::signal(number, libc::SIG_DFL) };
         }
     }
+}
+
+/// The value of whichever of `waits` finishes first.
+async fn futures_select_first<F: std::future::Future<Output = libc::c_int> + Unpin>(
+    waits: impl Iterator<Item = F>,
+) -> libc::c_int {
+    let mut waits: Vec<F> = waits.collect();
+    std::future::poll_fn(move |cx| {
+        for wait in waits.iter_mut() {
+            if let std::task::Poll::Ready(number) = std::pin::Pin::new(wait).poll(cx) {
+                return std::task::Poll::Ready(number);
+            }
+        }
+        std::task::Poll::Pending
+    })
+    .await
 }

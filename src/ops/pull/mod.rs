@@ -17,7 +17,7 @@ use serde::Serialize;
 use self::extract::{ExtractError, Extracted, Extraction};
 use super::bundle::located::{Whereabouts, bundle_source, whereabouts};
 use super::export::Expect;
-use super::interrupt::{RemovedOnInterrupt, remove_on_interrupt};
+use super::interrupt::{RemovedOnInterrupt, publish_without_interrupt, remove_on_interrupt};
 use crate::engine::layer::{self, read_small_file};
 use crate::engine::{Artifact, LockEntry, WalkOptions, is_bundle_config, walk};
 use crate::model::lock::{ImageRef, ImagesLock};
@@ -474,14 +474,19 @@ impl Staging {
         self.dir.as_ref().expect("staging directory until published").path()
     }
 
-    fn publish(mut self) -> Result<(), PullError> {
-        let dir = self.dir.take().expect("published once");
+    fn publish(self) -> Result<(), PullError> {
+        let Staging { dir, output, _interrupt: interrupt } = self;
+        let dir = dir.expect("published once");
         std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755))
             .map_err(|e| io_error(dir.path(), e))?;
-        let kept = dir.keep();
-        std::fs::rename(&kept, &self.output).map_err(|e| {
-            let _ = std::fs::remove_dir_all(&kept);
-            io_error(&self.output, e)
+        // An interrupt from here on leaves the directory to the rename (removing it while it
+        // was renamed would delete the published output).
+        publish_without_interrupt(interrupt, || {
+            let kept = dir.keep();
+            std::fs::rename(&kept, &output).map_err(|e| {
+                let _ = std::fs::remove_dir_all(&kept);
+                io_error(&output, e)
+            })
         })
     }
 }
