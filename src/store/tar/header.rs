@@ -189,15 +189,25 @@ pub fn parse_header(block: &[u8; 512]) -> Result<ParsedHeader, String> {
 }
 
 /// The field that holds the start of a long name, in the formats that have one: POSIX ustar
-/// (magic `ustar\0`, version `00`; 155 bytes) and its star variant (`tar\0` in the last four
+/// (magic `ustar\0`, version `00`; 155 bytes; with another version Go reads it and the tar
+/// crate does not, so a non-empty one is refused) and its star variant (`tar\0` in the last four
 /// bytes; 131 bytes). A GNU header (`ustar  \0`) keeps access and change times in those bytes and
 /// a pre-POSIX header keeps nothing there: reading them as a name would make ferry see another
 /// path than Go's archive/tar, the tar crate and GNU tar do for the same entry. Readers
 /// disagree on a star prefix that fills its field (the tar crate reads on into star's times),
 /// so that one is refused.
 fn name_prefix(block: &[u8; 512]) -> Result<Option<&[u8]>, String> {
-    if &block[257..263] != b"ustar\0" || &block[263..265] != b"00" {
+    if &block[257..263] != b"ustar\0" {
         return Ok(None);
+    }
+    // Go reads the prefix whatever the version; the tar crate only with `00`.
+    if &block[263..265] != b"00" {
+        if field_text(&block[345..500]).is_empty() {
+            return Ok(None);
+        }
+        return Err("a ustar header of another version than 00 holds a name prefix, which tar readers read \
+                    differently"
+            .to_string());
     }
     if &block[508..512] != b"tar\0" {
         return Ok(Some(&block[345..500]));
@@ -332,7 +342,7 @@ mod tests {
         let cases = [
             (header_with(b"ustar\x0000", b"pre", false), "pre/blobs/sha256/abc"),
             (header_with(b"ustar  \0", b"pre", false), "blobs/sha256/abc"),
-            (header_with(b"ustar\0xx", b"pre", false), "blobs/sha256/abc"),
+            (header_with(b"ustar\0xx", b"", false), "blobs/sha256/abc"),
             (header_with(b"ustar\x0000", &[b'p'; 130], true), &format!("{}/blobs/sha256/abc", "p".repeat(130))),
         ];
         for (block, expected) in cases {
@@ -342,6 +352,9 @@ mod tests {
         }
         let ambiguous = header_with(b"ustar\x0000", &[b'p'; 150], true);
         assert!(parse_header(&ambiguous).unwrap_err().contains("star header"));
+        // Go reads this prefix, the tar crate does not: refused (review of the change).
+        let versioned = header_with(b"ustar\0xx", b"pre", false);
+        assert!(parse_header(&versioned).unwrap_err().contains("another version"));
     }
 
     #[test]
