@@ -348,3 +348,40 @@ fn an_unauthorised_target_is_explained() {
     let message = text(&output.stderr);
     assert!(message.contains("HTTP 401") && message.contains("--registry-username"), "{message}");
 }
+
+/// AR-R17 (review of the change): a lock whose entries `repo:TAG@digest` give two images one
+/// tag is refused by export before anything is fetched (it wrote an archive every reader
+/// refuses), and by copy before anything is pushed (the tag named whichever went last).
+#[test]
+fn a_lock_giving_two_images_one_tag_is_refused_before_any_transfer() {
+    let registry = Registry::start(Variant::Plain);
+    let scratch = tempfile::tempdir().unwrap();
+    let layout = scratch.path().join("layout");
+    let one = write_image_layout(&layout, "one", &[("1.txt", b"1")]).manifest_digest;
+    let two = write_image_layout(&layout, "two", &[("2.txt", b"2")]).manifest_digest;
+    registry.push_layout(&layout, "one", "team/one:1");
+    registry.push_layout(&layout, "two", "team/two:1");
+    let host = registry.host();
+    let input = scratch.path().join("images.yml");
+    let lock = format!(
+        "---\napiVersion: imgpkg.carvel.dev/v1alpha1\nimages:\n- image: {host}/team/one:1@{one}\n- image: {host}/team/two:1@{two}\nkind: ImagesLock\n"
+    );
+    std::fs::write(&input, lock).unwrap();
+    let archive = scratch.path().join("images.tar");
+    let exported = ferry_at_home(scratch.path())
+        .args(["export", "-q", "--lock", input.to_str().unwrap(), "-o", archive.to_str().unwrap()])
+        .args(registry.access_flags())
+        .output()
+        .unwrap();
+    assert_eq!(exported.status.code(), Some(1), "{}", text(&exported.stderr));
+    assert!(text(&exported.stderr).contains("tag 1 would name both"), "{}", text(&exported.stderr));
+    assert!(!archive.exists() && !scratch.path().join("images.tar.partial").exists(), "nothing was written");
+    let copied = ferry_at_home(scratch.path())
+        .args(["copy", "--lock", input.to_str().unwrap(), "--to-repo", &format!("{host}/mirror/images")])
+        .args(registry.access_flags())
+        .output()
+        .unwrap();
+    assert_eq!(copied.status.code(), Some(1), "{}", text(&copied.stderr));
+    assert!(text(&copied.stderr).contains("AR-R17"), "{}", text(&copied.stderr));
+    assert!(tags(&registry, "mirror/images", scratch.path()).is_empty(), "nothing was tagged");
+}

@@ -311,6 +311,7 @@ pub fn export(
     fail_on_problems(source, &graph)?;
     settle_descriptors(&mut graph);
     check_expectation(&graph, expect)?;
+    refuse_tag_conflicts(&graph)?;
     warn_omitted(&graph, reporter);
     let mut plan = build_plan(&graph);
     let mut record_blob = crate::store::memory::MemorySource::new();
@@ -506,6 +507,23 @@ fn failed_transfer(mut err: TransferError, partial: &Path) -> ExportError {
         return ExportError::Transfer(err);
     }
     ExportError::Interrupted { partial: partial.display().to_string(), source: err }
+}
+
+/// AR-R17: an archive whose import would point one tag at two manifests is refused by every
+/// reader, so it is not written: two lock entries `repo:TAG@digest` of different images and one
+/// tag, say. Found before anything is fetched.
+pub(super) fn refuse_tag_conflicts(graph: &Graph) -> Result<(), ExportError> {
+    let conflicts = super::publish::relocate::tag_conflicts(graph);
+    if conflicts.is_empty() {
+        return Ok(());
+    }
+    let mut problems: Vec<String> = conflicts.into_iter().map(|(_, message)| message).collect();
+    problems.push(
+        "an import puts everything into one repository, where a tag names one manifest: pin such lock entries \
+         by digest alone, or give them distinct tags; nothing was fetched"
+            .to_string(),
+    );
+    Err(ExportError::WrongKind { problems })
 }
 
 /// `-b` must name a bundle and `-i` must not, as with imgpkg.

@@ -100,6 +100,11 @@ pub fn publish(
     options: &PublishOptions,
     reporter: &dyn Reporter,
 ) -> Result<Publication, PublishError> {
+    // AR-R17: an import has refused such an archive already; a copy is refused here, before
+    // anything is pushed (the tag would name whichever manifest went last).
+    if let Some((_, message)) = tag_conflicts(graph).into_iter().next() {
+        return Err(PublishError::Store(StoreError::Invalid { store: repository.to_string(), reason: message }));
+    }
     let mut plan = build_plan(graph);
     let mut sink = RegistrySink::new(Arc::clone(client), repository.clone());
     sink.mount_from(options.mount_sources.clone());
