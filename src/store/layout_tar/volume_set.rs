@@ -59,6 +59,8 @@ pub fn open(path: &Path) -> Result<(Volumes, Option<VolumeTable>), StoreError> {
         )));
     }
     let count = table.volumes.len();
+    // Every volume stays open while the archive is read.
+    raise_open_file_limit(count as u64 + 64);
     let mut files = Vec::with_capacity(count);
     for (index, volume) in table.volumes.iter().enumerate() {
         let path = table_path.with_file_name(&volume.name);
@@ -119,6 +121,20 @@ fn read_table(path: &Path) -> Result<VolumeTable, StoreError> {
         return Err(problem(format!("the table of contents is over {MAX_TABLE_BYTES} bytes")));
     }
     VolumeTable::parse(&bytes, &what).map_err(problem)
+}
+
+/// Raises the soft limit on open files towards `wanted`, up to the hard limit (as Go programs
+/// do at start): a volume set of more than the usual 1,024 files, written where the limit was
+/// higher, is then read here too.
+fn raise_open_file_limit(wanted: u64) {
+    // SAFETY: getrlimit/setrlimit on this process's own limit, with a valid struct.
+    unsafe {
+        let mut limit: libc::rlimit = std::mem::zeroed();
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 && (limit.rlim_cur as u64) < wanted {
+            limit.rlim_cur = (wanted as libc::rlim_t).min(limit.rlim_max);
+            libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
+        }
+    }
 }
 
 /// Opens a file the volume table names without waiting on it: a FIFO under a volume's name
