@@ -121,6 +121,11 @@ fn weekly_deltas_carry_only_what_the_far_side_lacks() {
         &registry.access_flags(),
     ));
     assert_eq!(std::fs::read(&again).unwrap(), text_of_inventory.as_bytes());
+    // `-o -` writes the same bytes to standard output (/dev/stdout is a link, refused as one).
+    let piped =
+        ok(run(home, &["inventory", &format!("{}/team/app", registry.host()), "-o", "-"], &registry.access_flags()));
+    assert_eq!(text(&piped.stdout), text_of_inventory);
+    assert!(text(&piped.stderr).contains(&file_digest), "{}", text(&piped.stderr));
     let delta_inv = home.join("week2-delta-inv.tar");
     export(home, &layout2, &delta_inv, &[&inventory]);
     assert_eq!(relied_on(home, &delta_inv), layers1);

@@ -29,11 +29,19 @@ pub struct InventoryArgs {
     /// One repository (e.g. registry.internal/team/bundle), or archive files
     #[arg(value_name = "REPO | ARCHIVE", required = true)]
     pub sources: Vec<String>,
-    /// The inventory file to write
-    #[arg(short = 'o', long = "output", value_name = "FILE", value_parser = super::registry::parse_output_file)]
+    /// The inventory file to write (`-` for standard output; its sha256 then goes to stderr)
+    #[arg(short = 'o', long = "output", value_name = "FILE", value_parser = parse_inventory_output)]
     pub output: PathBuf,
     #[command(flatten)]
     pub registry: RegistryFlags,
+}
+
+/// `-` (standard output), or a file name as `--lock-output` takes one.
+fn parse_inventory_output(text: &str) -> Result<PathBuf, String> {
+    if text == "-" {
+        return Ok(PathBuf::from("-"));
+    }
+    super::registry::parse_output_file(text)
 }
 
 impl InventoryArgs {
@@ -55,6 +63,11 @@ impl InventoryArgs {
             inventory::of_repository(&client, &repository, global.workers()).map_err(fail)?
         };
         let text = made.to_text();
+        if self.output.as_os_str() == "-" {
+            output::data(text.trim_end_matches('\n'))?;
+            output::note(&format!("{}  {} digests (the inventory's sha256)", made.identity(), made.entries.len()));
+            return Ok(Exit::Success);
+        }
         ferry::store::user_file::write_user_file(&self.output, &text, false)
             .map_err(|e| Failure::new(anyhow::anyhow!("writing {}: {e}", self.output.display()), false))?;
         if !global.quiet {

@@ -87,7 +87,6 @@ impl RegistryFlags {
     }
 }
 
-/// `30s`, `2m`, `500ms`, `1h`, or plain seconds.
 /// An output file's name (`--lock-output`, `inventory -o`): refused at once when it holds
 /// anything but a regular file, before the command does its work.
 pub fn parse_output_file(text: &str) -> Result<std::path::PathBuf, String> {
@@ -96,6 +95,7 @@ pub fn parse_output_file(text: &str) -> Result<std::path::PathBuf, String> {
     Ok(file)
 }
 
+/// `30s`, `2m`, `500ms`, `1h`, or plain seconds.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let text = text.trim();
     let split = text.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(text.len());

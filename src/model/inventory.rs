@@ -63,7 +63,9 @@ impl Inventory {
     pub fn to_text(&self) -> String {
         let mut text = format!("{HEADER}\n");
         for source in &self.sources {
-            text.push_str(&format!("# source: {}\n", source.replace('\n', " ")));
+            // One line each, without a CR either (a reader refuses one anywhere).
+            let source: String = source.chars().map(|c| if c.is_control() { ' ' } else { c }).collect();
+            text.push_str(&format!("# source: {source}\n"));
         }
         for (digest, (size, kind)) in &self.entries {
             text.push_str(&format!("{digest} {size} {}\n", kind.as_str()));
@@ -81,6 +83,12 @@ impl Inventory {
         let mut lines = text.split('\n').enumerate();
         match lines.next() {
             Some((_, first)) if first == HEADER => {}
+            Some((_, first)) if first.strip_suffix('\r') == Some(HEADER) => {
+                return Err(InventoryError::Line {
+                    line: 1,
+                    reason: "ends with CR LF; an inventory's lines end with LF alone (was it converted?)".into(),
+                });
+            }
             _ => return Err(InventoryError::NotAnInventory),
         }
         let mut inventory = Inventory::default();
@@ -143,6 +151,16 @@ mod tests {
         assert!(Inventory::parse(&format!("{HEADER}\nsha256:zz 1 layer\n")).is_err());
     }
 
+    /// What ferry writes it reads back, whatever a source's name holds.
+    #[test]
+    fn a_source_with_control_characters_is_written_readably() {
+        let inventory = Inventory { sources: vec!["archive a\rb\nc.tar".into()], ..Inventory::default() };
+        let parsed = Inventory::parse(&inventory.to_text()).unwrap();
+        assert_eq!(parsed.sources, ["archive a b c.tar"]);
+        let crlf = inventory.to_text().replace('\n', "\r\n");
+        assert!(Inventory::parse(&crlf).unwrap_err().to_string().contains("CR LF"));
+    }
+
     /// DL-1 (review s7 L2): one spelling for each inventory: a digest twice (the last line
     /// won), lines out of order, CR line ends and sizes with a sign or leading zeros are refused.
     #[test]
@@ -157,6 +175,7 @@ mod tests {
             ("twice", format!("{a} 5 layer\n{a} 99 layer\n")),
             ("order", format!("{b} 1 layer\n{a} 1 layer\n")),
             ("crlf", format!("{a} 1 layer\r\n")),
+            ("cr in a source", format!("# source: a\rb\n{a} 1 layer\n")),
             ("sign", format!("{a} +99 layer\n")),
             ("zeros", format!("{a} 099 layer\n")),
         ] {

@@ -161,12 +161,6 @@ fn collect(options: &BuildOptions, problems: &mut Vec<String>) -> BTreeMap<Strin
                 continue;
             }
         };
-        // `link/` resolves the link; the name without its slashes is what was given.
-        let unslashed = root.to_string_lossy().trim_end_matches('/').to_string();
-        if !unslashed.is_empty() && std::fs::symlink_metadata(&unslashed).is_ok_and(|m| m.file_type().is_symlink()) {
-            problems.push(format!("{}: symlinks are not allowed in an image ferry builds", root.display()));
-            continue;
-        }
         let walker = walkdir::WalkDir::new(root).follow_links(false).sort_by_file_name();
         let walker = if meta.is_dir() { walker.min_depth(1) } else { walker };
         let mut iter = walker.into_iter();

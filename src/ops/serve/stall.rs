@@ -54,6 +54,25 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for WriteDeadline<S> {
         }
     }
 
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        pieces: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        match Pin::new(&mut self.inner).poll_write_vectored(cx, pieces) {
+            Poll::Pending if self.stalled(cx) => Poll::Ready(Err(stall_error(self.limit))),
+            Poll::Pending => Poll::Pending,
+            ready => {
+                self.waiting = None;
+                ready
+            }
+        }
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         match Pin::new(&mut self.inner).poll_flush(cx) {
             Poll::Pending if self.stalled(cx) => Poll::Ready(Err(stall_error(self.limit))),
