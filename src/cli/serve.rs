@@ -70,6 +70,8 @@ struct StderrLog {
     quiet: bool,
     lines: std::sync::mpsc::SyncSender<Line>,
     dropped: std::sync::atomic::AtomicU64,
+    /// Says when the writer has written every line queued (all senders gone).
+    drained: std::sync::Mutex<Option<std::sync::mpsc::Receiver<()>>>,
 }
 
 enum Line {
@@ -83,6 +85,7 @@ const LOG_QUEUE: usize = 4096;
 impl StderrLog {
     fn start(quiet: bool) -> StderrLog {
         let (lines, queued) = std::sync::mpsc::sync_channel::<Line>(LOG_QUEUE);
+        let (done, drained) = std::sync::mpsc::channel();
         let spawned = std::thread::Builder::new().name("ferry-serve-log".into()).spawn(move || {
             for line in queued {
                 match line {
@@ -90,11 +93,23 @@ impl StderrLog {
                     Line::Warning(text) => output::warn(&text),
                 }
             }
+            let _ = done.send(());
         });
         if let Err(err) = spawned {
             output::warn(&format!("the request log is off: {err}"));
         }
-        StderrLog { quiet, lines, dropped: std::sync::atomic::AtomicU64::new(0) }
+        let drained = std::sync::Mutex::new(Some(drained));
+        StderrLog { quiet, lines, dropped: std::sync::atomic::AtomicU64::new(0), drained }
+    }
+
+    /// Ends the log: the lines still queued are written, for at most a second (a stderr that
+    /// takes nothing does not hold the exit).
+    fn finish(log: Arc<StderrLog>) {
+        let drained = log.drained.lock().ok().and_then(|mut drained| drained.take());
+        drop(log);
+        if let Some(drained) = drained {
+            let _ = drained.recv_timeout(std::time::Duration::from_secs(1));
+        }
     }
 
     fn send(&self, line: Line) {
@@ -173,7 +188,11 @@ impl ServeArgs {
                 ready.repositories.len()
             ))?;
         }
-        server.run(Arc::new(StderrLog::start(global.quiet))).map_err(|err| Failure::new(err, false))?;
+        let log = Arc::new(StderrLog::start(global.quiet));
+        let served = server.run(Arc::clone(&log) as Arc<dyn ServeLog>);
+        // The server's clones of the log went with its runtime: the queue can drain.
+        StderrLog::finish(log);
+        served.map_err(|err| Failure::new(err, false))?;
         Ok(Exit::Success)
     }
 }
