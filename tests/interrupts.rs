@@ -20,6 +20,21 @@ fn named(dir: &Path, part: &str) -> Vec<String> {
         .collect()
 }
 
+/// Starts `command` with SIGINT, SIGTERM and SIGHUP at their defaults, whatever the test
+/// process inherited.
+fn with_default_signals(command: &mut Command) {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: only async-signal-safe calls between fork and exec.
+    unsafe {
+        command.pre_exec(|| {
+            for number in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP] {
+                libc::signal(number, libc::SIG_DFL);
+            }
+            Ok(())
+        });
+    }
+}
+
 #[test]
 fn an_interrupted_pull_removes_its_staging_directory() {
     for (signal, code) in [(libc::SIGINT, 130), (libc::SIGTERM, 143)] {
@@ -29,13 +44,16 @@ fn an_interrupted_pull_removes_its_staging_directory() {
         server.add(Rule::new(Some("GET"), &layer, Fault::Delay(Duration::from_secs(30))));
         let scratch = tempfile::tempdir().unwrap();
         let output = scratch.path().join("out");
-        let mut pull = Command::new(env!("CARGO_BIN_EXE_ferry"))
+        let mut command = Command::new(env!("CARGO_BIN_EXE_ferry"));
+        command
             .args(["pull", "-i", &image.reference, "--registry-insecure", "-o"])
             .arg(&output)
             .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
+            .stderr(Stdio::piped());
+        // As from a terminal: a test run in the background (`cmd &` in a script) inherits an
+        // ignored SIGINT, which ferry keeps ignoring.
+        with_default_signals(&mut command);
+        let mut pull = command.spawn().unwrap();
         let started = Instant::now();
         while named(scratch.path(), ".ferry-pull-").is_empty() || server.count(Some("GET"), &layer) == 0 {
             assert!(started.elapsed() < Duration::from_secs(20), "the pull never started its layer");
@@ -77,6 +95,7 @@ fn a_signal_ignored_at_start_stays_ignored() {
         .arg(scratch.path().join("out"))
         .stdout(Stdio::null())
         .stderr(Stdio::null());
+    with_default_signals(&mut command);
     // SAFETY: only async-signal-safe calls between fork and exec.
     unsafe {
         command.pre_exec(|| {
