@@ -66,6 +66,34 @@ pub struct Extraction {
     /// be filled.
     directories: Vec<(PathBuf, u32)>,
     done: Extracted,
+    /// Bytes of files written, and when the free space is next looked at.
+    bytes_written: u64,
+    next_space_check: u64,
+    /// The free space and size of the disk a file is on ([`free_space`]; a test's own).
+    space: fn(&cap_std::fs::File) -> Option<(u64, u64)>,
+}
+
+/// How often (in bytes written) a pull looks at the free space of its disk.
+const SPACE_CHECK_EVERY: u64 = if cfg!(test) { 1 << 20 } else { 64 << 20 };
+
+/// The free space a pull leaves on its disk: it stops before a layer that expands to more than
+/// the disk holds (a small layer can hold gigabytes of zeros) fills it for every other program.
+fn space_to_leave(disk_bytes: u64) -> u64 {
+    (disk_bytes / 100).max(256 << 20)
+}
+
+/// The bytes free for an unprivileged writer and the size of the file system holding `file`.
+fn free_space(file: &cap_std::fs::File) -> Option<(u64, u64)> {
+    use std::os::fd::AsRawFd;
+    // SAFETY: fstatvfs fills the zeroed struct for an open descriptor.
+    unsafe {
+        let mut stats: libc::statvfs = std::mem::zeroed();
+        if libc::fstatvfs(file.as_raw_fd(), &mut stats) != 0 {
+            return None;
+        }
+        let unit = stats.f_frsize as u64;
+        Some(((stats.f_bavail as u64).saturating_mul(unit), (stats.f_blocks as u64).saturating_mul(unit)))
+    }
 }
 
 impl Extraction {
@@ -78,6 +106,9 @@ impl Extraction {
             links: Vec::new(),
             directories: Vec::new(),
             done: Extracted::default(),
+            bytes_written: 0,
+            next_space_check: SPACE_CHECK_EVERY,
+            space: free_space,
         })
     }
 
@@ -216,6 +247,54 @@ impl EntryWriter<'_> {
         ExtractError::Unsafe { layer: self.layer.to_string(), entry: entry.to_string(), reason: reason.into() }
     }
 
+    /// Copies a file's bytes, looking at the disk's free space every [`SPACE_CHECK_EVERY`]
+    /// bytes of the extraction: below [`space_to_leave`] it stops, naming what is left.
+    fn copy_watching_space<R: Read>(
+        &mut self,
+        from: &mut R,
+        to: &mut cap_std::fs::File,
+        relative: &Path,
+    ) -> Result<u64, ExtractError> {
+        use std::io::Write;
+        let layer = self.layer.to_string();
+        let writing = |source| ExtractError::Io {
+            layer: layer.clone(),
+            context: format!("writing {}", relative.display()),
+            source,
+        };
+        let mut buffer = vec![0u8; 1 << 20];
+        let mut copied = 0u64;
+        loop {
+            let read = match from.read(&mut buffer) {
+                Ok(0) => return Ok(copied),
+                Ok(read) => read,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(writing(e)),
+            };
+            to.write_all(&buffer[..read]).map_err(writing)?;
+            copied += read as u64;
+            self.extraction.bytes_written += read as u64;
+            if self.extraction.bytes_written < self.extraction.next_space_check {
+                continue;
+            }
+            self.extraction.next_space_check = self.extraction.bytes_written + SPACE_CHECK_EVERY;
+            if let Some((free, disk)) = (self.extraction.space)(to) {
+                if free < space_to_leave(disk) {
+                    return Err(writing(io::Error::new(
+                        io::ErrorKind::StorageFull,
+                        format!(
+                            "stopped after {} MiB with {} MiB left on the disk, before the layers fill it (ferry \
+                                 leaves {} MiB free); free some space or pull elsewhere",
+                            self.extraction.bytes_written >> 20,
+                            free >> 20,
+                            space_to_leave(disk) >> 20
+                        ),
+                    )));
+                }
+            }
+        }
+    }
+
     /// Writes one entry that passed the layer rules; returns the bytes of a regular file,
     /// `None` for anything else.
     fn write<R: Read>(
@@ -247,8 +326,7 @@ impl EntryWriter<'_> {
                     .dir
                     .open_with(&relative, &options)
                     .map_err(|e| self.io(format!("creating {}", relative.display()), e))?;
-                let bytes =
-                    io::copy(entry, &mut file).map_err(|e| self.io(format!("writing {}", relative.display()), e))?;
+                let bytes = self.copy_watching_space(entry, &mut file, &relative)?;
                 file.set_permissions(permissions(mode))
                     .map_err(|e| self.io(format!("setting the mode of {}", relative.display()), e))?;
                 self.extraction.written.insert(relative);
@@ -348,6 +426,24 @@ mod tests {
             builder.append(&header, *data).unwrap();
         }
         builder.into_inner().unwrap()
+    }
+
+    /// A pull stops before its layers fill the disk (a small layer can hold gigabytes of
+    /// zeros): here the disk says it has 100 MiB of 100 GiB free, under the 1 GiB ferry leaves.
+    #[test]
+    fn a_pull_stops_before_its_layers_fill_the_disk() {
+        let outer = tempfile::tempdir().unwrap();
+        let mut extraction = Extraction::new(outer.path()).unwrap();
+        extraction.space = |_| Some((100 << 20, 100 << 30));
+        let zeros = vec![0u8; 3 << 20];
+        let err = extraction.layer(&tar_of(&[("big", tar::EntryType::Regular, &zeros, None)])[..], "layer", false);
+        let err = err.expect_err("stopped").to_string();
+        assert!(err.contains("before the layers fill it") && err.contains("100 MiB left"), "{err}");
+        // With room enough, the same layer is written.
+        let other = tempfile::tempdir().unwrap();
+        let mut roomy = Extraction::new(other.path()).unwrap();
+        roomy.space = |_| Some((50 << 30, 100 << 30));
+        assert!(roomy.layer(&tar_of(&[("big", tar::EntryType::Regular, &zeros, None)])[..], "layer", false).is_ok());
     }
 
     fn run(
