@@ -22,6 +22,9 @@ use super::stall::{WRITE_STALL, WriteDeadline};
 
 /// The most connections served at once; more wait in the kernel's backlog.
 pub const MAX_CONNECTIONS: usize = 1024;
+/// The most of them from one address: one client (or one host behind a NAT) cannot take every
+/// slot, as 1024 clients that never read once did.
+pub const MAX_CONNECTIONS_PER_PEER: usize = 256;
 /// The longest a client may take to send a request's headers.
 const HEADER_TIMEOUT: Duration = Duration::from_secs(30);
 /// The longest a client may take over a TLS handshake.
@@ -64,6 +67,7 @@ async fn serve(listener: std::net::TcpListener, tls: Option<TlsAcceptor>, shared
     let mut terminate = signal(SignalKind::terminate())?;
     let graceful = GracefulShutdown::new();
     let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    let peers = Arc::new(PeerCounts::default());
     loop {
         let slot = tokio::select! {
             slot = Arc::clone(&slots).acquire_owned() => slot.expect("the semaphore is never closed"),
@@ -82,6 +86,9 @@ async fn serve(listener: std::net::TcpListener, tls: Option<TlsAcceptor>, shared
             _ = interrupt.recv() => break,
             _ = terminate.recv() => break,
         };
+        // Over its share: closed at once, its slot given back (the client sees the connection
+        // end and may try again later).
+        let Some(peer_slot) = PeerSlot::take(&peers, peer.ip()) else { continue };
         let _ = stream.set_nodelay(true);
         let stream = WriteDeadline::new(stream, WRITE_STALL);
         let shared = Arc::clone(&shared);
@@ -89,6 +96,7 @@ async fn serve(listener: std::net::TcpListener, tls: Option<TlsAcceptor>, shared
         let watcher = graceful.watcher();
         tokio::spawn(async move {
             let _slot = slot;
+            let _peer_slot = peer_slot;
             let service = service_fn(move |request| {
                 let shared = Arc::clone(&shared);
                 async move { Ok::<_, Infallible>(handle(shared, request, peer).await) }
@@ -110,4 +118,57 @@ async fn serve(listener: std::net::TcpListener, tls: Option<TlsAcceptor>, shared
     drop(listener);
     let _ = tokio::time::timeout(GRACE, graceful.shutdown()).await;
     Ok(())
+}
+
+/// Connections open per client address.
+#[derive(Default)]
+struct PeerCounts(std::sync::Mutex<std::collections::HashMap<std::net::IpAddr, usize>>);
+
+/// One connection counted against its address; given back when dropped.
+struct PeerSlot {
+    counts: Arc<PeerCounts>,
+    peer: std::net::IpAddr,
+}
+
+impl PeerSlot {
+    /// A slot for `peer`, unless it already holds [`MAX_CONNECTIONS_PER_PEER`].
+    fn take(counts: &Arc<PeerCounts>, peer: std::net::IpAddr) -> Option<PeerSlot> {
+        let mut open = counts.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let count = open.entry(peer).or_default();
+        if *count >= MAX_CONNECTIONS_PER_PEER {
+            return None;
+        }
+        *count += 1;
+        Some(PeerSlot { counts: Arc::clone(counts), peer })
+    }
+}
+
+impl Drop for PeerSlot {
+    fn drop(&mut self) {
+        let mut open = self.counts.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Some(count) = open.get_mut(&self.peer) {
+            *count -= 1;
+            if *count == 0 {
+                open.remove(&self.peer);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_address_takes_at_most_its_share_and_gives_it_back() {
+        let counts = Arc::new(PeerCounts::default());
+        let (one, two): (std::net::IpAddr, std::net::IpAddr) =
+            ("127.0.0.1".parse().unwrap(), "127.0.0.2".parse().unwrap());
+        let held: Vec<PeerSlot> =
+            (0..MAX_CONNECTIONS_PER_PEER).map(|_| PeerSlot::take(&counts, one).unwrap()).collect();
+        assert!(PeerSlot::take(&counts, one).is_none(), "over its share");
+        assert!(PeerSlot::take(&counts, two).is_some(), "another address is served");
+        drop(held);
+        assert!(PeerSlot::take(&counts, one).is_some(), "given back");
+    }
 }
