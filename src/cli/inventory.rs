@@ -65,7 +65,9 @@ impl InventoryArgs {
         let text = made.to_text();
         if self.output.as_os_str() == "-" {
             output::data(text.trim_end_matches('\n'))?;
-            output::note(&format!("{}  {} digests (the inventory's sha256)", made.identity(), made.entries.len()));
+            if !global.quiet {
+                output::note(&format!("{}  {} digests (the inventory's sha256)", made.identity(), made.entries.len()));
+            }
             return Ok(Exit::Success);
         }
         ferry::store::user_file::write_user_file(&self.output, &text, false)

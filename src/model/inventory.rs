@@ -63,8 +63,11 @@ impl Inventory {
     pub fn to_text(&self) -> String {
         let mut text = format!("{HEADER}\n");
         for source in &self.sources {
-            // One line each, without a CR either (a reader refuses one anywhere).
-            let source: String = source.chars().map(|c| if c.is_control() { ' ' } else { c }).collect();
+            // One line each, without a CR either (a reader refuses one anywhere), and nothing a
+            // terminal would be told to reorder (the file is also printed with `-o -`).
+            let unsafe_char =
+                |c: char| c.is_control() || matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}');
+            let source: String = source.chars().map(|c| if unsafe_char(c) { ' ' } else { c }).collect();
             text.push_str(&format!("# source: {source}\n"));
         }
         for (digest, (size, kind)) in &self.entries {

@@ -83,7 +83,11 @@ fn listen() {
         }
         Some(streams)
     });
-    let Some(mut streams) = streams.filter(|streams| !streams.is_empty()) else { return };
+    let Some(mut streams) = streams.filter(|streams| !streams.is_empty()) else {
+        // A signal registered before another failed would be caught and never acted on.
+        default_dispositions(&watched);
+        return;
+    };
     let spawned = std::thread::Builder::new().name("ferry-signals".into()).spawn(move || {
         let number = runtime.block_on(async {
             let waits = streams.iter_mut().map(|(number, stream)| {
@@ -106,10 +110,14 @@ fn listen() {
     });
     if spawned.is_err() {
         // No one would act on the signals tokio now catches: give them their default back.
-        for number in watched {
-            // SAFETY: restoring a signal's default disposition has no other effect.
-            unsafe { libc::signal(number, libc::SIG_DFL) };
-        }
+        default_dispositions(&watched);
+    }
+}
+
+fn default_dispositions(numbers: &[libc::c_int]) {
+    for &number in numbers {
+        // SAFETY: restoring a signal's default disposition has no other effect.
+        unsafe { libc::signal(number, libc::SIG_DFL) };
     }
 }
 

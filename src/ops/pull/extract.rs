@@ -71,6 +71,8 @@ pub struct Extraction {
     next_space_check: u64,
     /// The free space and size of the disk a file is on ([`free_space`]; a test's own).
     space: fn(&cap_std::fs::File) -> Option<(u64, u64)>,
+    /// The buffer files are copied through, one for the extraction.
+    buffer: Vec<u8>,
 }
 
 /// How often (in bytes written) a pull looks at the free space of its disk.
@@ -78,8 +80,9 @@ const SPACE_CHECK_EVERY: u64 = if cfg!(test) { 1 << 20 } else { 64 << 20 };
 
 /// The free space a pull leaves on its disk: it stops before a layer that expands to more than
 /// the disk holds (a small layer can hold gigabytes of zeros) fills it for every other program.
+/// 1% of the disk, between 16 MiB and 1 GiB.
 fn space_to_leave(disk_bytes: u64) -> u64 {
-    (disk_bytes / 100).max(256 << 20)
+    (disk_bytes / 100).clamp(16 << 20, 1 << 30)
 }
 
 /// The bytes free for an unprivileged writer and the size of the file system holding `file`.
@@ -92,7 +95,9 @@ fn free_space(file: &cap_std::fs::File) -> Option<(u64, u64)> {
             return None;
         }
         let unit = stats.f_frsize as u64;
-        Some(((stats.f_bavail as u64).saturating_mul(unit), (stats.f_blocks as u64).saturating_mul(unit)))
+        let disk = (stats.f_blocks as u64).saturating_mul(unit);
+        // Some file systems (FUSE, network mounts) report no size: nothing to go by.
+        (disk > 0).then(|| ((stats.f_bavail as u64).saturating_mul(unit), disk))
     }
 }
 
@@ -109,6 +114,7 @@ impl Extraction {
             bytes_written: 0,
             next_space_check: SPACE_CHECK_EVERY,
             space: free_space,
+            buffer: Vec::new(),
         })
     }
 
@@ -255,17 +261,30 @@ impl EntryWriter<'_> {
         to: &mut cap_std::fs::File,
         relative: &Path,
     ) -> Result<u64, ExtractError> {
-        use std::io::Write;
         let layer = self.layer.to_string();
         let writing = |source| ExtractError::Io {
             layer: layer.clone(),
             context: format!("writing {}", relative.display()),
             source,
         };
-        let mut buffer = vec![0u8; 1 << 20];
+        let mut buffer = std::mem::take(&mut self.extraction.buffer);
+        buffer.resize(256 << 10, 0);
+        let copied = self.copy_through(from, to, &mut buffer, &writing);
+        self.extraction.buffer = buffer;
+        copied
+    }
+
+    fn copy_through<R: Read>(
+        &mut self,
+        from: &mut R,
+        to: &mut cap_std::fs::File,
+        buffer: &mut [u8],
+        writing: &dyn Fn(io::Error) -> ExtractError,
+    ) -> Result<u64, ExtractError> {
+        use std::io::Write;
         let mut copied = 0u64;
         loop {
-            let read = match from.read(&mut buffer) {
+            let read = match from.read(buffer) {
                 Ok(0) => return Ok(copied),
                 Ok(read) => read,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,

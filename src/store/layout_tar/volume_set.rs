@@ -59,8 +59,10 @@ pub fn open(path: &Path) -> Result<(Volumes, Option<VolumeTable>), StoreError> {
         )));
     }
     let count = table.volumes.len();
-    // Every volume stays open while the archive is read.
-    raise_open_file_limit(count as u64 + 64);
+    // Every volume stays open while the archive is read (beside the files already open).
+    if count > 256 {
+        raise_open_file_limit(u64::MAX);
+    }
     let mut files = Vec::with_capacity(count);
     for (index, volume) in table.volumes.iter().enumerate() {
         let path = table_path.with_file_name(&volume.name);

@@ -138,6 +138,11 @@ pub struct RegistryClient {
     speaks_tls: Mutex<HashSet<String>>,
 }
 
+/// The origin the answer finally came from (after any redirect).
+fn answered_from(response: &Response<Body>) -> Option<Origin> {
+    response.extensions().get::<AnsweredFrom>().and_then(|AnsweredFrom(url)| Origin::of(url))
+}
+
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
@@ -283,6 +288,11 @@ impl RegistryClient {
         let policy = self.options.retry;
         let mut reauthenticated = false;
         loop {
+            // Another request may have found out meanwhile that the registry speaks HTTPS: a
+            // retry goes there, never again in plain HTTP.
+            if let Some(upgraded) = self.upgraded_url(&op.registry, url).filter(|_| body.replayable()) {
+                return self.send_by(way, op, method, &upgraded, headers, body, allow_404, attempts);
+            }
             *attempts += 1;
             let mut untouched = false;
             let answer = self.attempt(way, op, &method, url, headers, &mut body, credentialed, &mut untouched);
@@ -314,7 +324,13 @@ impl RegistryClient {
                 // RF-7: `--registry-insecure` allows plain HTTP, it does not forbid HTTPS: a
                 // registry that answers plain HTTP with "this is an HTTPS port" is spoken to over
                 // HTTPS from then on (as imgpkg does), this request first.
-                Ok((response, _)) if response.status() == 400 && url.starts_with("http://") => {
+                // Only the registry's own answer says what it speaks (not a redirect target's):
+                // it came from where it was asked, the registry's plain-HTTP origin.
+                Ok((response, _))
+                    if response.status() == 400
+                        && Origin::of(url) == Origin::of(&base_url(true, &op.registry))
+                        && answered_from(&response) == Origin::of(url) =>
+                {
                     let kind = status_kind(response);
                     let resendable = body.replayable() || untouched;
                     // A HEAD's answer has no body to say it: a GET of the API root asks.
@@ -390,8 +406,7 @@ impl RegistryClient {
     /// Whether `response` came from `op`'s registry itself, not from a host a redirect led to:
     /// only the registry's own 401 is a challenge (spec/cli.md "Registry flags").
     fn answered_by_registry(&self, op: &Operation, response: &Response<Body>) -> bool {
-        let from = response.extensions().get::<AnsweredFrom>().and_then(|AnsweredFrom(url)| Origin::of(url));
-        from == Some(self.registry_origin(&op.registry))
+        answered_from(response) == Some(self.registry_origin(&op.registry))
     }
 
     /// Tells the observer that attempt `next` is about to be made, and why.
