@@ -263,6 +263,26 @@ fn a_small_answer_trickled_byte_by_byte_fails_at_its_deadline() {
     });
 }
 
+/// RF-6 for a token answer (it comes from the realm, through no request of the registry's
+/// own): trickled, it fails at the same deadline.
+#[test]
+fn a_trickled_token_answer_fails_at_its_deadline() {
+    bounded(TEST_LIMIT, || {
+        let server = FaultServer::start_with_auth(USER, PASSWORD);
+        let image = server.seed_image(REPO, "v1", vec![content(19, 64)]);
+        server.add(Rule::new(Some("GET"), "/token", Fault::Trickle(Duration::from_millis(100))));
+        let retries = Retries::default();
+        let mut options = options(&retries);
+        options.response_header_timeout = Duration::from_millis(500);
+        options.retry.retries = 0;
+        let source = RegistrySource::new(connect(options, login(PASSWORD)));
+        let started = Instant::now();
+        let err = source.resolve(&image.reference.parse().unwrap()).expect_err("the token never arrives whole");
+        assert!(err.to_string().contains("still arriving"), "{err}");
+        assert!(started.elapsed() < Duration::from_secs(6), "{:?}", started.elapsed());
+    });
+}
+
 /// Whether a bundle's repository holds its images (PL-2, no ImageLocations record) is asked
 /// for every lock entry at once, not one round trip after another: with each answer 300 ms
 /// late, eight entries take about one wait, where one after another took eight (2.4 s). The

@@ -110,11 +110,14 @@ pub struct Authenticator {
     credentials: CredentialStore,
     challenges: Mutex<HashMap<String, Challenge>>,
     tokens: TokenCache,
+    /// How long a response's head may take (`--registry-response-header-timeout`): a token
+    /// answer's body gets the deadline every small answer has (spec/cli.md RF-6).
+    head_wait: std::time::Duration,
 }
 
 impl Authenticator {
-    pub fn new(credentials: CredentialStore) -> Self {
-        Authenticator { credentials, challenges: Mutex::new(HashMap::new()), tokens: TokenCache::default() }
+    pub fn new(credentials: CredentialStore, head_wait: std::time::Duration) -> Self {
+        Authenticator { credentials, challenges: Mutex::new(HashMap::new()), tokens: TokenCache::default(), head_wait }
     }
 
     /// The `Authorization` value to send for `op`, if the registry is known to want one; a token
@@ -214,6 +217,7 @@ impl Authenticator {
             expires_in: Option<u64>,
         }
         let mut response = response;
+        response.extensions_mut().insert(super::answer::AnswerDeadline::after(self.head_wait));
         let bytes = super::answer::read_whole(&mut response, 1 << 20).map_err(|e| token_op.error(transport_kind(e)))?;
         let answer: TokenAnswer = serde_json::from_slice(&bytes)
             .map_err(|e| token_op.error(RegistryErrorKind::Protocol(format!("the token answer is not JSON: {e}"))))?;

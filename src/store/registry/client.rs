@@ -169,11 +169,12 @@ impl RegistryClient {
         let roots = trusted_roots(&options)?;
         let agent = build_agent(&options, &roots)?;
         let direct = build_direct(&options, &agent, &roots)?;
+        let head_wait = options.response_header_timeout;
         Ok(RegistryClient {
             agent,
             direct,
             options,
-            auth: Authenticator::new(credentials),
+            auth: Authenticator::new(credentials, head_wait),
             answered: Mutex::new(HashSet::new()),
             speaks_tls: Mutex::new(HashSet::new()),
         })
