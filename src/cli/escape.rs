@@ -6,12 +6,7 @@
 
 use std::borrow::Cow;
 
-/// Whether `c` must not reach a terminal as it is: C0 controls, DEL, C1 controls (U+009B is a
-/// one-character CSI) and the bidirectional embeddings, overrides and isolates
-/// (U+202A..U+202E, U+2066..U+2069), which reorder what a line seems to say.
-fn is_unsafe(c: char) -> bool {
-    c.is_control() || matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
-}
+use ferry::model::text::is_terminal_unsafe as is_unsafe;
 
 /// `text` with every unsafe character but `keep` escaped; borrowed when nothing needed it.
 fn escape_except<'a>(text: &'a str, keep: &[char]) -> Cow<'a, str> {

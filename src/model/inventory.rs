@@ -65,9 +65,8 @@ impl Inventory {
         for source in &self.sources {
             // One line each, without a CR either (a reader refuses one anywhere), and nothing a
             // terminal would be told to reorder (the file is also printed with `-o -`).
-            let unsafe_char =
-                |c: char| c.is_control() || matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}');
-            let source: String = source.chars().map(|c| if unsafe_char(c) { ' ' } else { c }).collect();
+            let source: String =
+                source.chars().map(|c| if super::text::is_terminal_unsafe(c) { ' ' } else { c }).collect();
             text.push_str(&format!("# source: {source}\n"));
         }
         for (digest, (size, kind)) in &self.entries {

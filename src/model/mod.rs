@@ -14,6 +14,7 @@ pub mod media;
 pub mod platform;
 pub mod reference;
 pub mod referrers;
+pub mod text;
 pub mod volume_table;
 
 pub use digest::{Digest, DigestError};

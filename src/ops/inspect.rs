@@ -105,14 +105,9 @@ pub fn inspect_archive(path: &Path, workers: usize) -> Result<InspectReport, Sto
     let total_bytes = graph.checked_bytes_without_dedup().map_err(overflow)?;
     let omitted_layers = archive.index().omitted_layers();
     // What verify says of a blob nothing references (AR-R11, AR-V3), inspect says too.
-    let records: BTreeSet<Digest> =
-        archive.index().manifests.iter().filter(|d| super::delta::is_delta_entry(d)).map(|d| d.digest).collect();
     let mut problems: Vec<String> = graph.problems.iter().map(|p| p.message.clone()).collect();
-    let unreferenced = stored
-        .keys()
-        .filter(|digest| {
-            !graph.manifests.contains_key(digest) && !graph.blobs.contains_key(digest) && !records.contains(digest)
-        })
+    let unreferenced = super::verify::unreferenced_blobs(archive.index(), &graph, &stored)
+        .into_iter()
         .map(|digest| format!("blob {digest} is not referenced by any artifact"));
     let mut warnings = Vec::new();
     match &archive {

@@ -232,13 +232,10 @@ pub(super) fn check_graph(
             },
         }
     }
-    let records = index.manifests.iter().filter(|d| super::delta::is_delta_entry(d)).map(|d| &d.digest);
-    let referenced: BTreeSet<Digest> =
-        graph.manifests.keys().chain(graph.blobs.keys()).chain(records).copied().collect();
     // AR-R11: ferry writes only what its artifacts reference (AR-2, AR-3), so in its archive
     // such a blob was added after export: every digest may hold and the identity be unchanged.
     let ferrys = is_ferry_archive(index) && !archive.imgpkg;
-    for digest in stored.keys().filter(|digest| !referenced.contains(digest)) {
+    for digest in unreferenced_blobs(index, &graph, stored) {
         if ferrys {
             failures.entry(digest.to_string()).or_insert_with(|| {
                 format!(
@@ -269,6 +266,17 @@ pub(super) fn check_graph(
         failures.entry(format!("tag {tag}")).or_insert(message);
     }
     graph
+}
+
+/// The stored blobs nothing references: no artifact's manifest, config or layer, nor a delta
+/// record (AR-R11 in ferry's archives, AR-V3 in others).
+pub(super) fn unreferenced_blobs(index: &LayoutIndex, graph: &Graph, stored: &BTreeMap<Digest, u64>) -> Vec<Digest> {
+    let records: BTreeSet<Digest> =
+        index.manifests.iter().filter(|d| super::delta::is_delta_entry(d)).map(|d| d.digest).collect();
+    let referenced = |digest: &Digest| {
+        graph.manifests.contains_key(digest) || graph.blobs.contains_key(digest) || records.contains(digest)
+    };
+    stored.keys().filter(|digest| !referenced(digest)).copied().collect()
 }
 
 /// AR-R12: the bytes no digest covers are what ferry writes there: each header as AR-W4 gives

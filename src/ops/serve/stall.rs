@@ -28,11 +28,19 @@ impl<S> WriteDeadline<S> {
         WriteDeadline { inner, limit, waiting: None }
     }
 
-    /// Called when the inner write is pending: arms the timer, and says whether it ran out.
-    fn stalled(&mut self, cx: &mut Context<'_>) -> bool {
+    /// What an inner write or flush answered, seen against the limit: while it waits the timer
+    /// runs (a failure once it runs out), and any answer resets it.
+    fn watched<T>(&mut self, cx: &mut Context<'_>, polled: Poll<io::Result<T>>) -> Poll<io::Result<T>> {
+        if polled.is_ready() {
+            self.waiting = None;
+            return polled;
+        }
         let limit = self.limit;
         let timer = self.waiting.get_or_insert_with(|| Box::pin(tokio::time::sleep_until(Instant::now() + limit)));
-        timer.as_mut().poll(cx).is_ready()
+        match timer.as_mut().poll(cx) {
+            Poll::Ready(()) => Poll::Ready(Err(stall_error(limit))),
+            Poll::Pending => Poll::Pending,
+        }
     }
 }
 
@@ -44,14 +52,8 @@ impl<S: AsyncRead + Unpin> AsyncRead for WriteDeadline<S> {
 
 impl<S: AsyncWrite + Unpin> AsyncWrite for WriteDeadline<S> {
     fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, bytes: &[u8]) -> Poll<io::Result<usize>> {
-        match Pin::new(&mut self.inner).poll_write(cx, bytes) {
-            Poll::Pending if self.stalled(cx) => Poll::Ready(Err(stall_error(self.limit))),
-            Poll::Pending => Poll::Pending,
-            ready => {
-                self.waiting = None;
-                ready
-            }
-        }
+        let polled = Pin::new(&mut self.inner).poll_write(cx, bytes);
+        self.watched(cx, polled)
     }
 
     fn poll_write_vectored(
@@ -59,14 +61,8 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for WriteDeadline<S> {
         cx: &mut Context<'_>,
         pieces: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        match Pin::new(&mut self.inner).poll_write_vectored(cx, pieces) {
-            Poll::Pending if self.stalled(cx) => Poll::Ready(Err(stall_error(self.limit))),
-            Poll::Pending => Poll::Pending,
-            ready => {
-                self.waiting = None;
-                ready
-            }
-        }
+        let polled = Pin::new(&mut self.inner).poll_write_vectored(cx, pieces);
+        self.watched(cx, polled)
     }
 
     fn is_write_vectored(&self) -> bool {
@@ -74,14 +70,8 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for WriteDeadline<S> {
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match Pin::new(&mut self.inner).poll_flush(cx) {
-            Poll::Pending if self.stalled(cx) => Poll::Ready(Err(stall_error(self.limit))),
-            Poll::Pending => Poll::Pending,
-            ready => {
-                self.waiting = None;
-                ready
-            }
-        }
+        let polled = Pin::new(&mut self.inner).poll_flush(cx);
+        self.watched(cx, polled)
     }
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {

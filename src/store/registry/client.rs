@@ -33,7 +33,7 @@ use super::auth::Authenticator;
 use super::credentials::{CredentialStore, Secret};
 use super::direct::DirectGets;
 use super::error::{RegistryError, RegistryErrorKind, status_kind};
-use super::origin::{AnsweredFrom, Origin};
+use super::origin::{AnsweredFrom, Origin, next_page};
 use super::retry::{RetryPolicy, Verdict};
 
 /// Called with a message each time a request is retried.
@@ -360,11 +360,18 @@ impl RegistryClient {
         }
     }
 
-    /// `url` as requests to `registry` go now: over HTTPS when it is a plain-HTTP URL of a
-    /// registry found to speak HTTPS (RF-7). Loops over pages resolve their next link
-    /// against it.
-    pub fn current_url(&self, registry: &str, url: &str) -> String {
-        self.upgraded_url(registry, url).unwrap_or_else(|| url.to_string())
+    /// The next page of a listing of `registry` (a tag list, a referrers index) that the page
+    /// asked for at `url` links to, if any ([`super::origin::next_page`]): resolved against the
+    /// URL as it was asked for (over HTTPS once the registry said it speaks it, RF-7).
+    pub fn next_page(
+        &self,
+        registry: &str,
+        url: &str,
+        link: Option<&str>,
+        what: &str,
+    ) -> Result<Option<String>, String> {
+        let url = self.upgraded_url(registry, url).unwrap_or_else(|| url.to_string());
+        next_page(&url, link, &self.registry_origin(registry), what)
     }
 
     fn upgraded_url(&self, registry: &str, url: &str) -> Option<String> {
@@ -514,12 +521,13 @@ mod tests {
         let credentials = CredentialStore::new(FlagCredentials::default(), &Default::default(), Vec::new());
         let client = RegistryClient::new(options, credentials).unwrap();
         let page = "http://r.example:5000/v2/a/tags/list?last=b&n=2";
-        assert_eq!(client.current_url("r.example:5000", page), page);
+        let current = |url: &str| client.upgraded_url("r.example:5000", url).unwrap_or_else(|| url.to_string());
+        assert_eq!(current(page), page);
         assert_eq!(client.base_url("r.example:5000"), "http://r.example:5000");
         lock(&client.speaks_tls).insert("r.example:5000".into());
-        assert_eq!(client.current_url("r.example:5000", page), "https://r.example:5000/v2/a/tags/list?last=b&n=2");
+        assert_eq!(current(page), "https://r.example:5000/v2/a/tags/list?last=b&n=2");
         assert_eq!(client.base_url("r.example:5000"), "https://r.example:5000");
-        assert_eq!(client.current_url("r.example:5000", "http://r.example:50001/v2/"), "http://r.example:50001/v2/");
-        assert_eq!(client.current_url("r.example:5000", "http://other:5000/v2/"), "http://other:5000/v2/");
+        assert_eq!(current("http://r.example:50001/v2/"), "http://r.example:50001/v2/");
+        assert_eq!(current("http://other:5000/v2/"), "http://other:5000/v2/");
     }
 }

@@ -12,7 +12,6 @@ use ureq::http::Method;
 
 use super::client::{Operation, RequestBody};
 use super::error::RegistryErrorKind;
-use super::origin::next_page;
 use super::source::{RegistrySource, read_manifest};
 use super::tags::list_tags;
 use crate::model::referrers::{COSIGN_SUFFIXES, ReferrerKind, cosign_tag, schema_tag};
@@ -110,10 +109,7 @@ impl RegistrySource {
                 }
             }
             let what = format!("the referrers of {subject}");
-            // As the page was asked for (over HTTPS once the registry said it speaks it, RF-7).
-            url = self.client().current_url(&repository.registry, &url);
-            let registry = self.client().registry_origin(&repository.registry);
-            match next_page(&url, link.as_deref(), &registry, &what).map_err(refuse)? {
+            match self.client().next_page(&repository.registry, &url, link.as_deref(), &what).map_err(refuse)? {
                 Some(next) => url = next,
                 None => return Ok(Some(descriptors)),
             }

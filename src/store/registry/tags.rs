@@ -12,7 +12,6 @@ use ureq::http::Method;
 use super::agent::transport_kind;
 use super::client::{Operation, RegistryClient, RequestBody};
 use super::error::{RegistryError, RegistryErrorKind};
-use super::origin::next_page;
 use crate::model::Repository;
 use crate::model::reference::is_valid_tag;
 
@@ -104,10 +103,8 @@ pub fn list_tags_with(
         }
         let empty = page.is_empty();
         tags.extend(page);
-        // As the page was asked for (over HTTPS once the registry said it speaks it, RF-7).
-        url = client.current_url(&repository.registry, &url);
-        let registry = client.registry_origin(&repository.registry);
-        let Some(next) = next_page(&url, link.as_deref(), &registry, "the tag list").map_err(refuse)? else {
+        let next = client.next_page(&repository.registry, &url, link.as_deref(), "the tag list").map_err(refuse)?;
+        let Some(next) = next else {
             return Ok(tags);
         };
         let last = query_param(&next, "last").map(|last| Sha256::digest(last.as_bytes()).into());
