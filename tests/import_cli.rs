@@ -239,17 +239,23 @@ fn image_keeps_its_tag_and_never_contacts_the_source() {
     );
 }
 
+/// Two small images pushed as `team/one:1` and `team/two:1`; their manifest digests.
+fn two_images(registry: &Registry, scratch: &Path) -> (String, String) {
+    let layout = scratch.join("layout");
+    let one = write_image_layout(&layout, "one", &[("1.txt", b"1")]).manifest_digest;
+    let two = write_image_layout(&layout, "two", &[("2.txt", b"2")]).manifest_digest;
+    registry.push_layout(&layout, "one", "team/one:1");
+    registry.push_layout(&layout, "two", "team/two:1");
+    (one, two)
+}
+
 /// An ImagesLock goes through export and import (and through `copy --to-repo`) keeping its
 /// entries' order and annotations in `--lock-output`, as imgpkg does.
 #[test]
 fn an_images_lock_keeps_its_order_and_annotations() {
     let registry = Registry::start(Variant::Plain);
     let scratch = tempfile::tempdir().unwrap();
-    let layout = scratch.path().join("layout");
-    let one = write_image_layout(&layout, "one", &[("1.txt", b"1")]).manifest_digest;
-    let two = write_image_layout(&layout, "two", &[("2.txt", b"2")]).manifest_digest;
-    registry.push_layout(&layout, "one", "team/one:1");
-    registry.push_layout(&layout, "two", "team/two:1");
+    let (one, two) = two_images(&registry, scratch.path());
     // The lock lists them in the reverse of digest order, one with annotations, one without.
     let (first, second) = if one > two { (&one, &two) } else { (&two, &one) };
     let host = registry.host();
@@ -356,11 +362,7 @@ fn an_unauthorised_target_is_explained() {
 fn a_lock_giving_two_images_one_tag_is_refused_before_any_transfer() {
     let registry = Registry::start(Variant::Plain);
     let scratch = tempfile::tempdir().unwrap();
-    let layout = scratch.path().join("layout");
-    let one = write_image_layout(&layout, "one", &[("1.txt", b"1")]).manifest_digest;
-    let two = write_image_layout(&layout, "two", &[("2.txt", b"2")]).manifest_digest;
-    registry.push_layout(&layout, "one", "team/one:1");
-    registry.push_layout(&layout, "two", "team/two:1");
+    let (one, two) = two_images(&registry, scratch.path());
     let host = registry.host();
     let input = scratch.path().join("images.yml");
     let lock = format!(

@@ -101,23 +101,30 @@ fn registry_insecure_still_speaks_https_to_an_https_registry() {
     }
     // Pages after the switch are asked for over HTTPS too (their links were resolved against
     // the first page's plain-HTTP URL, and refused as leaving HTTPS).
+    assert_eq!(tags_listed_in_pages_of_two(Variant::Tls), ["v1", "v2", "v3", "v4", "v5"]);
+}
+
+/// Every tag of `team/app` (five of them, pushed here) in a fresh registry of `variant`, listed
+/// with `--registry-insecure` (and the registry's CA, if any) two tags a page, sorted.
+fn tags_listed_in_pages_of_two(variant: Variant) -> Vec<String> {
     use ferry::model::Repository;
     use ferry::store::registry::{CredentialStore, FlagCredentials, RegistryClient, RegistryOptions, list_tags_paged};
-    let registry = Registry::start(Variant::Tls);
+
+    let registry = Registry::start(variant);
     let scratch = tempfile::tempdir().unwrap();
     seed(&registry, scratch.path());
     let layout = scratch.path().join("layout");
     for tag in ["v3", "v4", "v5"] {
         registry.push_layout(&layout, "app", &format!("team/app:{tag}"));
     }
-    let ca = registry.ca_cert_path().unwrap().to_path_buf();
-    let options = RegistryOptions { insecure: true, ca_cert_paths: vec![ca], ..RegistryOptions::default() };
+    let ca_cert_paths = registry.ca_cert_path().map(Path::to_path_buf).into_iter().collect();
+    let options = RegistryOptions { insecure: true, ca_cert_paths, ..RegistryOptions::default() };
     let credentials = CredentialStore::new(FlagCredentials::default(), &Default::default(), Vec::new());
     let client = RegistryClient::new(options, credentials).unwrap();
     let repository = Repository::parse(&format!("{}/team/app", registry.host())).unwrap();
     let mut tags = list_tags_paged(&client, &repository, 2).unwrap();
     tags.sort();
-    assert_eq!(tags, ["v1", "v2", "v3", "v4", "v5"]);
+    tags
 }
 
 /// Credentials from imgpkg's environment variables and from Docker's config file.
@@ -211,23 +218,7 @@ fn internal_tags_are_hidden_unless_asked() {
 /// Link pagination: a small page size walks every page of a real registry's tag list.
 #[test]
 fn tag_listing_follows_link_pagination() {
-    use ferry::model::Repository;
-    use ferry::store::registry::{CredentialStore, FlagCredentials, RegistryClient, RegistryOptions, list_tags_paged};
-
-    let registry = Registry::start(Variant::Plain);
-    let scratch = tempfile::tempdir().unwrap();
-    seed(&registry, scratch.path());
-    let layout = scratch.path().join("layout");
-    for tag in ["v3", "v4", "v5"] {
-        registry.push_layout(&layout, "app", &format!("team/app:{tag}"));
-    }
-    let options = RegistryOptions { insecure: true, ..RegistryOptions::default() };
-    let credentials = CredentialStore::new(FlagCredentials::default(), &Default::default(), Vec::new());
-    let client = RegistryClient::new(options, credentials).unwrap();
-    let repository = Repository::parse(&format!("{}/team/app", registry.host())).unwrap();
-    let mut tags = list_tags_paged(&client, &repository, 2).unwrap();
-    tags.sort();
-    assert_eq!(tags, ["v1", "v2", "v3", "v4", "v5"]);
+    assert_eq!(tags_listed_in_pages_of_two(Variant::Plain), ["v1", "v2", "v3", "v4", "v5"]);
 }
 
 /// RF-5 (issue 18): blob bodies are read by ferry's own HTTP/1.1 reader (straight into the buffers that
