@@ -244,9 +244,11 @@ fn very_deep_chains_are_refused_without_a_crash() {
 }
 
 /// A ferry root whose original reference names a tag but that has no `dev.ferry.root-tag`
-/// (a consistent forgery: `index.json` rewritten): import gives it that tag, as imgpkg does, and
-/// inspect shows that tag, so a reviewer reads what the import will do (the security review
-/// found inspect showing no tag while import tagged `prod`).
+/// (a consistent forgery: `index.json` rewritten) gets no tag: an import gives a root only the
+/// tag that annotation records (spec/archive.md; `REPO:TAG@DIGEST` is a digest reference, as
+/// imgpkg reads it), and inspect shows the tag from the same place, so a reviewer reads what the
+/// import will do (a security review once found inspect showing no tag while import tagged
+/// `prod`). With the annotation, both show it.
 #[test]
 fn inspect_shows_the_tag_import_gives_a_root() {
     let scratch = tempfile::tempdir().unwrap();
@@ -261,13 +263,25 @@ fn inspect_shows_the_tag_import_gives_a_root() {
     entries.set("index.json", serde_json::to_vec(&index).unwrap());
     let archive = write(scratch.path(), "hidden-tag.tar", &entries);
 
-    let shown = ferry().arg("inspect").arg(&archive).arg("--json").output().unwrap();
-    assert!(shown.status.success(), "{}", said(&shown));
-    let report: Value = serde_json::from_slice(&shown.stdout).unwrap();
-    let tags: Vec<&Value> = report["artifacts"].as_array().unwrap().iter().map(|a| &a["rootTag"]).collect();
-    assert!(tags.contains(&&Value::from("prod")), "inspect --json shows the tag import gives: {report}");
-    let human = ferry().arg("inspect").arg(&archive).output().unwrap();
-    assert!(text(&human.stdout).contains("prod"), "{}", said(&human));
+    let root_tags = |archive: &Path| {
+        let shown = ferry().arg("inspect").arg(archive).arg("--json").output().unwrap();
+        assert!(shown.status.success(), "{}", said(&shown));
+        let report: Value = serde_json::from_slice(&shown.stdout).unwrap();
+        let human = ferry().arg("inspect").arg(archive).output().unwrap();
+        let shown_tag = text(&human.stdout).lines().any(|line| line.trim() == "tag prod");
+        let tags: Vec<Value> = report["artifacts"].as_array().unwrap().iter().map(|a| a["rootTag"].clone()).collect();
+        (tags, shown_tag)
+    };
+    let (tags, shown) = root_tags(&archive);
+    assert!(!tags.contains(&Value::from("prod")) && !shown, "no tag, as the import gives none: {tags:?}");
+
+    let mut index: Value = serde_json::from_slice(entries.get("index.json")).unwrap();
+    let annotations = index["manifests"][0]["annotations"].as_object_mut().unwrap();
+    annotations.insert("dev.ferry.root-tag".into(), "prod".into());
+    entries.set("index.json", serde_json::to_vec(&index).unwrap());
+    let tagged = write(scratch.path(), "tagged.tar", &entries);
+    let (tags, shown) = root_tags(&tagged);
+    assert!(tags.contains(&Value::from("prod")) && shown, "the recorded tag is shown: {tags:?}");
 }
 
 /// The exported image beside a second manifest of the same config and layers, both listed in

@@ -355,35 +355,96 @@ fn an_unauthorised_target_is_explained() {
     assert!(message.contains("HTTP 401") && message.contains("--registry-username"), "{message}");
 }
 
-/// AR-R17 (review of the change): a lock whose entries `repo:TAG@digest` give two images one
-/// tag is refused by export before anything is fetched (it wrote an archive every reader
-/// refuses), and by copy before anything is pushed (the tag named whichever went last).
+/// spec/imgpkg.md "Import": a reference that names a tag and a digest (`REPO:TAG@DIGEST`) is a
+/// digest reference to imgpkg. Checked against the real imgpkg, into repositories side by side:
+/// the entries of an ImagesLock and a root named that way get no human tag (so two entries
+/// `one:1@..` and `two:1@..` go into one repository; ferry refused that lock, AR-R17, and tagged
+/// the root), and a bundle's ImageLocations record lists `REPO@DIGEST` (ferry's kept the tag, so
+/// its record had another digest than imgpkg's). A root named by tag alone keeps its tag.
 #[test]
-fn a_lock_giving_two_images_one_tag_is_refused_before_any_transfer() {
+fn references_with_a_tag_and_a_digest_are_tagged_and_recorded_as_imgpkg_does() {
     let registry = Registry::start(Variant::Plain);
     let scratch = tempfile::tempdir().unwrap();
-    let (one, two) = two_images(&registry, scratch.path());
+    let home = scratch.path();
+    let (one, two) = two_images(&registry, home);
     let host = registry.host();
-    let input = scratch.path().join("images.yml");
-    let lock = format!(
+    let images = format!(
         "---\napiVersion: imgpkg.carvel.dev/v1alpha1\nimages:\n- image: {host}/team/one:1@{one}\n- image: {host}/team/two:1@{two}\nkind: ImagesLock\n"
     );
-    std::fs::write(&input, lock).unwrap();
-    let archive = scratch.path().join("images.tar");
-    let exported = ferry_at_home(scratch.path())
-        .args(["export", "-q", "--lock", input.to_str().unwrap(), "-o", archive.to_str().unwrap()])
+    let lock = home.join("images.yml");
+    std::fs::write(&lock, &images).unwrap();
+    std::fs::create_dir_all(home.join("bundle/.imgpkg")).unwrap();
+    std::fs::write(home.join("bundle/.imgpkg/images.yml"), &images).unwrap();
+    let pushed = ferry_at_home(home)
+        .args(["push", "-b", &format!("{host}/team/bundle:v1"), "-f"])
+        .arg(home.join("bundle"))
         .args(registry.access_flags())
         .output()
         .unwrap();
-    assert_eq!(exported.status.code(), Some(1), "{}", text(&exported.stderr));
-    assert!(text(&exported.stderr).contains("tag 1 would name both"), "{}", text(&exported.stderr));
-    assert!(!archive.exists() && !scratch.path().join("images.tar.partial").exists(), "nothing was written");
-    let copied = ferry_at_home(scratch.path())
-        .args(["copy", "--lock", input.to_str().unwrap(), "--to-repo", &format!("{host}/mirror/images")])
-        .args(registry.access_flags())
-        .output()
-        .unwrap();
-    assert_eq!(copied.status.code(), Some(1), "{}", text(&copied.stderr));
-    assert!(text(&copied.stderr).contains("AR-R17"), "{}", text(&copied.stderr));
-    assert!(tags(&registry, "mirror/images", scratch.path()).is_empty(), "nothing was tagged");
+    assert!(pushed.status.success(), "{}", text(&pushed.stderr));
+    let bundle = tags(&registry, "team/bundle", home)["v1"].clone();
+    let imgpkg = |args: &[&str]| {
+        let output = support::run_bounded(
+            std::process::Command::new(support::imgpkg())
+                .arg("copy")
+                .args(args)
+                .arg("--registry-insecure")
+                .env("HOME", home),
+            std::time::Duration::from_secs(120),
+        );
+        assert!(output.status.success(), "imgpkg {args:?}: {}", text(&output.stderr));
+    };
+    let ferry_copy = |args: &[&str]| {
+        let output = ferry_at_home(home).arg("copy").args(args).args(registry.access_flags()).output().unwrap();
+        assert!(output.status.success(), "ferry copy {args:?}: {}", text(&output.stderr));
+    };
+    let cases = [
+        ("lock", vec!["--lock".to_string(), lock.display().to_string()]),
+        ("bundle", vec!["-b".to_string(), format!("{host}/team/bundle:v1@{bundle}")]),
+        ("image", vec!["-i".to_string(), format!("{host}/team/one:1@{one}")]),
+        ("tagged", vec!["-i".to_string(), format!("{host}/team/one:1")]),
+    ];
+    for (name, input) in &cases {
+        let input: Vec<&str> = input.iter().map(String::as_str).collect();
+        let (to_imgpkg, to_ferry) = (format!("{host}/imgpkg/{name}"), format!("{host}/ferry/{name}"));
+        imgpkg(&[input.as_slice(), &["--to-repo", &to_imgpkg]].concat());
+        ferry_copy(&[input.as_slice(), &["--to-repo", &to_ferry]].concat());
+        let expected = without_record(&registry, &format!("imgpkg/{name}"), home);
+        assert!(!expected.0.is_empty(), "{name}: imgpkg tagged something");
+        assert_eq!(without_record(&registry, &format!("ferry/{name}"), home), expected, "{name}: copy --to-repo");
+        // The same through an archive: export, then import.
+        let archive = home.join(format!("{name}.tar"));
+        let exported = ferry_at_home(home)
+            .args(["export", "-q"])
+            .args(&input)
+            .arg("-o")
+            .arg(&archive)
+            .args(registry.access_flags())
+            .output()
+            .unwrap();
+        assert!(exported.status.success(), "{name}: {}", text(&exported.stderr));
+        let imported = import(&archive, &registry, &format!("imported/{name}"), home, &[]);
+        assert!(imported.status.success(), "{name}: {}", text(&imported.stderr));
+        assert_eq!(without_record(&registry, &format!("imported/{name}"), home), expected, "{name}: export and import");
+    }
+    let tagged = tags(&registry, "imgpkg/tagged", home);
+    assert_eq!(tagged.get("1"), Some(&one), "a root named by tag alone keeps it: {tagged:?}");
+    let (_, record) = without_record(&registry, "imgpkg/bundle", home);
+    let record = record.expect("imgpkg wrote the bundle's record");
+    assert!(record.contains(&format!("{host}/team/one@{one}")), "{record}");
+}
+
+/// A repository's tags with their digests, leaving out the ImageLocations record image (its
+/// tags name its own digest, and imgpkg builds the image around the record otherwise: a config
+/// with history, a `.` entry in the layer), and the record's `image-locations.yml`, if any.
+fn without_record(registry: &Registry, repo: &str, home: &Path) -> (BTreeMap<String, String>, Option<String>) {
+    let mut tags = tags(registry, repo, home);
+    let Some(record) = tags.iter().find(|(tag, _)| tag.ends_with(".image-locations.imgpkg")).map(|(_, d)| d.clone())
+    else {
+        return (tags, None);
+    };
+    tags.retain(|_, digest| *digest != record);
+    let manifest: Value = serde_json::from_slice(&skopeo_raw(registry, &format!("{repo}@{record}"))).unwrap();
+    let layer = blob(registry, repo, manifest["layers"][0]["digest"].as_str().unwrap());
+    (tags, Some(ferry::ops::bundle::locations::read_layer(&layer, "record").expect("image-locations.yml")))
 }

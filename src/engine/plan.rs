@@ -30,9 +30,9 @@ pub fn build_plan(graph: &Graph) -> Plan {
             }
             if artifact.is_root {
                 notes.insert(annotations::IS_ROOT.into(), "true".into());
-                if let Some(tag) = artifact.original.as_ref().and_then(|original| original.tag.clone()) {
-                    notes.insert(annotations::ROOT_TAG.into(), tag);
-                }
+            } else {
+                // Only a root is tagged (its ROOT_TAG comes with its annotations).
+                notes.remove(annotations::ROOT_TAG);
             }
             descriptor.annotations = notes;
             descriptor

@@ -48,16 +48,22 @@ impl Artifact {
         }
     }
 
-    /// The tag a root was named by (imgpkg gives it to the copy too): its reference's tag, or
-    /// what an archive's `index.json` recorded of it.
+    /// The human tag a root gets where it is copied or imported (spec/imgpkg.md, as imgpkg gives
+    /// it): set when the root was named by tag alone or by a BundleLock with a tag, or recorded
+    /// so in an archive's `index.json`. A root named by digest has none, even `REPO:TAG@DIGEST`.
     pub fn root_tag(&self) -> Option<String> {
         if !self.is_root {
             return None;
         }
-        self.annotations
-            .get(crate::model::annotations::ROOT_TAG)
-            .cloned()
-            .or_else(|| self.original.as_ref().and_then(|original| original.tag.clone()))
+        self.annotations.get(crate::model::annotations::ROOT_TAG).cloned()
+    }
+
+    /// Gives a root the human tag imgpkg gives it (see [`Artifact::root_tag`]).
+    pub fn set_root_tag(&mut self, tag: Option<String>) {
+        match tag {
+            Some(tag) => self.annotations.insert(crate::model::annotations::ROOT_TAG.into(), tag),
+            None => self.annotations.remove(crate::model::annotations::ROOT_TAG),
+        };
     }
 
     /// A short way to name it in messages.

@@ -123,6 +123,7 @@ pub fn imgpkg_roots(source: &ImgpkgTarSource) -> Vec<Artifact> {
             });
             artifact.ref_name = artifact.original.as_ref().map(ToString::to_string);
             artifact.is_root = true;
+            artifact.set_root_tag(found.tag.clone());
             artifact
         })
         .collect()

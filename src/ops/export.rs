@@ -215,13 +215,15 @@ pub fn built_root(descriptor: crate::model::Descriptor) -> Artifact {
     artifact
 }
 
-/// A root named by reference, resolved in `source`.
+/// A root named by reference, resolved in `source`. Named by tag alone, it keeps the tag where
+/// it is copied; named by digest (`REPO:TAG@DIGEST` too), it gets none, as with imgpkg.
 pub fn reference_root(source: &dyn Source, reference: &Reference) -> Result<Artifact, StoreError> {
     let descriptor = source.resolve(reference)?;
     let mut artifact = Artifact::new(descriptor);
     artifact.original = Some(reference.clone());
     artifact.ref_name = Some(reference.to_string());
     artifact.is_root = true;
+    artifact.set_root_tag(reference.tag.clone().filter(|_| reference.digest.is_none()));
     Ok(artifact)
 }
 
@@ -259,14 +261,15 @@ pub fn platform_root(source: &dyn Source, root: Artifact, wanted: &PlatformFilte
         }
     };
     let mut artifact = Artifact::new(child.clone());
+    artifact.set_root_tag(root.root_tag());
     artifact.original = root.original.map(|reference| Reference { digest: Some(child.digest), ..reference });
     artifact.ref_name = artifact.original.as_ref().map(ToString::to_string);
     artifact.is_root = true;
     Ok(artifact)
 }
 
-/// The roots a `--lock` file names: a BundleLock's bundle (with its tag), or every entry of an
-/// ImagesLock (with its annotations).
+/// The roots a `--lock` file names: a BundleLock's bundle (with its tag, the root tag), or every
+/// entry of an ImagesLock (with its annotations; never a root tag, as with imgpkg).
 pub fn lock_roots(source: &dyn Source, path: &Path) -> Result<(Vec<Artifact>, Expect), ExportError> {
     let what = path.display().to_string();
     let text = std::fs::read_to_string(path).map_err(|e| StoreError::io(format!("reading {what}"), e))?;
@@ -275,7 +278,9 @@ pub fn lock_roots(source: &dyn Source, path: &Path) -> Result<(Vec<Artifact>, Ex
         AnyLock::Bundle(lock) => {
             let mut reference = lock.reference(&what).map_err(|e| invalid(e.to_string()))?;
             reference.tag = lock.bundle.tag.clone();
-            Ok((vec![reference_root(source, &reference)?], Expect::Bundle))
+            let mut root = reference_root(source, &reference)?;
+            root.set_root_tag(lock.bundle.tag.clone());
+            Ok((vec![root], Expect::Bundle))
         }
         AnyLock::Images(lock) => {
             let references = lock.references(&what).map_err(|e| invalid(e.to_string()))?;
@@ -510,8 +515,8 @@ fn failed_transfer(mut err: TransferError, partial: &Path) -> ExportError {
 }
 
 /// AR-R17: an archive whose import would point one tag at two manifests is refused by every
-/// reader, so it is not written: two lock entries `repo:TAG@digest` of different images and one
-/// tag, say. Found before anything is fetched.
+/// reader, so it is not written: a root named by a tag that is another artifact's
+/// `sha256-<hex>.imgpkg` tag, say. Found before anything is fetched.
 pub(super) fn refuse_tag_conflicts(graph: &Graph) -> Result<(), ExportError> {
     let conflicts = super::publish::relocate::tag_conflicts(graph);
     if conflicts.is_empty() {
@@ -519,8 +524,8 @@ pub(super) fn refuse_tag_conflicts(graph: &Graph) -> Result<(), ExportError> {
     }
     let mut problems: Vec<String> = conflicts.into_iter().map(|(_, message)| message).collect();
     problems.push(
-        "an import puts everything into one repository, where a tag names one manifest: pin such lock entries \
-         by digest alone, or give them distinct tags; nothing was fetched"
+        "an import puts everything into one repository, where a tag names one manifest: name the root by \
+         digest, or by another tag; nothing was fetched"
             .to_string(),
     );
     Err(ExportError::WrongKind { problems })

@@ -15,7 +15,7 @@ use crate::engine::{
 };
 use crate::model::layout::LayoutIndex;
 use crate::model::lock::{BundleLock, ImageRef, ImagesLock};
-use crate::model::{Digest, RawManifest, Repository, annotations};
+use crate::model::{Digest, RawManifest, Reference, Repository, annotations};
 use crate::ops::bundle::locations;
 use crate::ops::publish::incremental::{KnownSink, KnownTarget, cancel_uploads};
 use crate::store::memory::MemorySource;
@@ -262,7 +262,12 @@ pub(crate) fn locations_plan(graph: &Graph) -> (Vec<TagPlan>, Plan, MemorySource
                     .digest
                     .and_then(|digest| graph.artifact(&digest))
                     .is_some_and(|artifact| artifact.is_bundle);
-                (entry.reference.to_string(), is_bundle)
+                // Listed as imgpkg lists it: `REPO:TAG@DIGEST` as `REPO@DIGEST`.
+                let listed = match entry.reference.digest {
+                    Some(_) => Reference { tag: None, ..entry.reference.clone() },
+                    None => entry.reference.clone(),
+                };
+                (listed.to_string(), is_bundle)
             })
             .collect();
         let image = locations::build(&entries, &mut blobs);
