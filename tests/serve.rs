@@ -13,7 +13,7 @@ mod support;
 include!("seed/fixture_modules.rs");
 
 use std::collections::BTreeSet;
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::mpsc;
@@ -653,4 +653,60 @@ fn a_stderr_nobody_reads_does_not_stop_the_server() {
     let _ = child.kill();
     let _ = child.wait();
     assert!(started.elapsed() < Duration::from_secs(120), "{:?}", started.elapsed());
+}
+
+/// SV-4: a request is logged when its body ends, with the bytes sent: a client that reads the
+/// head of a 24 MiB blob and goes away is logged as cut short with what was sent of the whole
+/// (the log said the whole length, as if the blob had gone out), a whole GET with the blob's
+/// size and nothing more.
+#[test]
+fn the_log_says_how_much_of_a_body_was_sent() {
+    let scratch = tempfile::tempdir().unwrap();
+    let layout = scratch.path().join("layout");
+    let mut noise = vec![0u8; 24 << 20];
+    let mut state = 0x2545_f491_4f6c_dd1du64;
+    for byte in &mut noise {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        *byte = state as u8;
+    }
+    support::write_image_layout(&layout, "big", &[("noise.bin", &noise)]);
+    let archive = scratch.path().join("big.tar");
+    succeed(&["export", "-q", "--oci-layout", layout.to_str().unwrap(), "-o", archive.to_str().unwrap()]);
+    let (hex, size) = largest_blob(&archive);
+    let served = Served::start(&archive, &["--repo", "x/y", "--verify", "lazy"]);
+    let path = format!("/v2/x/y/blobs/sha256:{hex}");
+
+    let (status, _, body) = curl(&[&format!("{}{path}", served.url())]);
+    assert_eq!((status, body.len() as u64), (200, size));
+    let mut client = std::net::TcpStream::connect(served.host()).unwrap();
+    client.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(client, "GET {path} HTTP/1.1\r\nHost: {}\r\n\r\n", served.host()).unwrap();
+    let mut head = vec![0u8; 64 << 10];
+    client.read_exact(&mut head).unwrap();
+    drop(client);
+
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let cut = loop {
+        let log = served.log();
+        if let Some(line) = log.lines().find(|line| line.contains("cut short")) {
+            break line.to_string();
+        }
+        assert!(Instant::now() < deadline, "no line says the body was cut short: {log}");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let sent: u64 = cut.split_whitespace().nth(3).unwrap().parse().unwrap();
+    assert!(cut.starts_with(&format!("GET {path} 200 ")) && sent < size, "{cut}");
+    assert!(cut.ends_with(&format!("cut short: {sent} of {size} bytes sent")), "{cut}");
+    let whole: Vec<String> = served
+        .log()
+        .lines()
+        .filter(|line| !line.contains("cut short") && line.contains(&path))
+        .map(String::from)
+        .collect();
+    assert!(
+        whole.len() == 1 && whole[0].starts_with(&format!("GET {path} 200 {size} ")),
+        "the whole GET is logged with its size: {whole:?}"
+    );
 }

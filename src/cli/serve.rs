@@ -130,8 +130,13 @@ impl StderrLog {
 impl ServeLog for StderrLog {
     fn request(&self, record: &RequestRecord) {
         if !self.quiet {
+            let cut = match (record.complete, record.announced) {
+                (true, _) => String::new(),
+                (false, Some(announced)) => format!(" cut short: {} of {announced} bytes sent", record.bytes),
+                (false, None) => " cut short".to_string(),
+            };
             self.send(Line::Note(format!(
-                "{} {} {} {} {}ms {}",
+                "{} {} {} {} {}ms {}{cut}",
                 record.method,
                 shown(&record.path),
                 record.status,

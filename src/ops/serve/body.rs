@@ -15,8 +15,8 @@ use http_body_util::{BodyExt, Empty, Full};
 use hyper::body::{Body, Bytes, Frame, SizeHint};
 use tokio::task::JoinHandle;
 
-use super::ServeLog;
 use super::content::{CHUNK, Content};
+use super::{RequestRecord, ServeLog};
 use crate::model::Digest;
 
 /// Every response body.
@@ -28,6 +28,72 @@ pub fn full(bytes: impl Into<Bytes>) -> ServeBody {
 
 pub fn empty() -> ServeBody {
     Empty::new().map_err(|never| match never {}).boxed_unsync()
+}
+
+/// A response body that logs its request once, when it ends or is dropped before its end (the
+/// client went away, the connection was cut): with the bytes really sent, not those announced.
+pub struct Logged {
+    inner: ServeBody,
+    record: Option<RequestRecord>,
+    started: std::time::Instant,
+    log: Arc<dyn ServeLog>,
+}
+
+impl Logged {
+    pub fn new(
+        inner: ServeBody,
+        record: RequestRecord,
+        started: std::time::Instant,
+        log: Arc<dyn ServeLog>,
+    ) -> ServeBody {
+        Logged { inner, record: Some(record), started, log }.boxed_unsync()
+    }
+
+    fn finish(&mut self, ended: bool) {
+        if let Some(mut record) = self.record.take() {
+            record.complete = ended && record.announced.is_none_or(|announced| announced == record.bytes);
+            record.millis = self.started.elapsed().as_millis();
+            self.log.request(&record);
+        }
+    }
+}
+
+impl Body for Logged {
+    type Data = Bytes;
+    type Error = io::Error;
+
+    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, io::Error>>> {
+        let polled = Pin::new(&mut self.inner).poll_frame(cx);
+        match &polled {
+            Poll::Ready(Some(Ok(frame))) => {
+                let len = frame.data_ref().map_or(0, |data| data.len() as u64);
+                if let Some(record) = self.record.as_mut() {
+                    record.bytes += len;
+                }
+            }
+            Poll::Ready(Some(Err(_))) => self.finish(false),
+            Poll::Ready(None) => self.finish(true),
+            Poll::Pending => {}
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+impl Drop for Logged {
+    fn drop(&mut self) {
+        // hyper need not poll a body that says it has ended (an empty one, a small one after
+        // its one frame): that is an end, not a cut.
+        let ended = self.inner.is_end_stream();
+        self.finish(ended);
+    }
 }
 
 /// Who to tell when a full read of a blob verifies or fails.

@@ -11,7 +11,7 @@ use hyper::header::{self, HeaderValue};
 use hyper::{HeaderMap, Request, Response, StatusCode};
 use serde_json::json;
 
-use super::body::{BlobStream, RangeAsk, ServeBody, Verification, empty, full, parse_range};
+use super::body::{BlobStream, Logged, RangeAsk, ServeBody, Verification, empty, full, parse_range};
 use super::catalog::{Catalog, RepoView, TagLookup};
 use super::content::{BlobAt, BlobState, Content};
 use super::routes::{self, ManifestRef, Page, Parsed, Route, RouteError};
@@ -25,7 +25,7 @@ pub struct Shared {
     pub log: Arc<dyn ServeLog>,
 }
 
-/// Answers one request and logs it.
+/// Answers one request; it is logged when its body ends or is cut, with the bytes sent.
 pub async fn handle(shared: Arc<Shared>, request: Request<Incoming>, peer: SocketAddr) -> Response<ServeBody> {
     let started = Instant::now();
     let method = request.method().as_str().to_string();
@@ -35,17 +35,22 @@ pub async fn handle(shared: Arc<Shared>, request: Request<Incoming>, peer: Socke
         Err(err) => route_error(err),
     };
     response.headers_mut().insert("Docker-Distribution-API-Version", HeaderValue::from_static("registry/2.0"));
-    let bytes =
-        response.headers().get(header::CONTENT_LENGTH).and_then(|value| value.to_str().ok()?.parse().ok()).unwrap_or(0);
-    shared.log.request(&RequestRecord {
+    let announced = match method.as_str() {
+        "HEAD" => Some(0),
+        _ => response.headers().get(header::CONTENT_LENGTH).and_then(|value| value.to_str().ok()?.parse().ok()),
+    };
+    let record = RequestRecord {
         method,
         path,
         status: response.status().as_u16(),
-        bytes,
-        millis: started.elapsed().as_millis(),
+        bytes: 0,
+        announced,
+        complete: false,
+        millis: 0,
         peer,
-    });
-    response
+    };
+    let (parts, body) = response.into_parts();
+    Response::from_parts(parts, Logged::new(body, record, started, Arc::clone(&shared.log)))
 }
 
 async fn answer(shared: &Arc<Shared>, parsed: &Parsed, headers: &HeaderMap) -> Response<ServeBody> {

@@ -100,8 +100,14 @@ pub struct RequestRecord {
     /// The request path as sent (untrusted: escape it before printing).
     pub path: String,
     pub status: u16,
-    /// The body length announced.
+    /// The body bytes sent to the client.
     pub bytes: u64,
+    /// The body length announced (`Content-Length`; 0 for `HEAD`), when there was one.
+    pub announced: Option<u64>,
+    /// Whether the body ended as announced; false when the client went away or the server cut
+    /// it (a blob that failed verification mid-body, a stalled client).
+    pub complete: bool,
+    /// From the request to the body's end (or its cut).
     pub millis: u128,
     pub peer: SocketAddr,
 }
