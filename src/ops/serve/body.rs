@@ -40,7 +40,8 @@ pub struct Logged {
 }
 
 impl Logged {
-    pub fn new(
+    /// `inner`, logging `record` at its end.
+    pub fn wrap(
         inner: ServeBody,
         record: RequestRecord,
         started: std::time::Instant,

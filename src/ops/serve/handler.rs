@@ -50,7 +50,7 @@ pub async fn handle(shared: Arc<Shared>, request: Request<Incoming>, peer: Socke
         peer,
     };
     let (parts, body) = response.into_parts();
-    Response::from_parts(parts, Logged::new(body, record, started, Arc::clone(&shared.log)))
+    Response::from_parts(parts, Logged::wrap(body, record, started, Arc::clone(&shared.log)))
 }
 
 async fn answer(shared: &Arc<Shared>, parsed: &Parsed, headers: &HeaderMap) -> Response<ServeBody> {
