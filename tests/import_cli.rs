@@ -360,7 +360,9 @@ fn an_unauthorised_target_is_explained() {
 /// the entries of an ImagesLock and a root named that way get no human tag (so two entries
 /// `one:1@..` and `two:1@..` go into one repository; ferry refused that lock, AR-R17, and tagged
 /// the root), and a bundle's ImageLocations record lists `REPO@DIGEST` (ferry's kept the tag, so
-/// its record had another digest than imgpkg's). A root named by tag alone keeps its tag.
+/// its record had another digest than imgpkg's). A root named by tag alone keeps its tag, and a
+/// repository alone means `latest` (ferry gave it no tag, in the target nor in the BundleLock);
+/// `--lock-output` is byte for byte imgpkg's.
 #[test]
 fn references_with_a_tag_and_a_digest_are_tagged_and_recorded_as_imgpkg_does() {
     let registry = Registry::start(Variant::Plain);
@@ -375,13 +377,17 @@ fn references_with_a_tag_and_a_digest_are_tagged_and_recorded_as_imgpkg_does() {
     std::fs::write(&lock, &images).unwrap();
     std::fs::create_dir_all(home.join("bundle/.imgpkg")).unwrap();
     std::fs::write(home.join("bundle/.imgpkg/images.yml"), &images).unwrap();
-    let pushed = ferry_at_home(home)
-        .args(["push", "-b", &format!("{host}/team/bundle:v1"), "-f"])
-        .arg(home.join("bundle"))
-        .args(registry.access_flags())
-        .output()
-        .unwrap();
-    assert!(pushed.status.success(), "{}", text(&pushed.stderr));
+    // The bundle as team/bundle:v1 and as team/bundle (latest); team/one as latest too.
+    for at in ["team/bundle:v1", "team/bundle"] {
+        let pushed = ferry_at_home(home)
+            .args(["push", "-b", &format!("{host}/{at}"), "-f"])
+            .arg(home.join("bundle"))
+            .args(registry.access_flags())
+            .output()
+            .unwrap();
+        assert!(pushed.status.success(), "{}", text(&pushed.stderr));
+    }
+    registry.push_layout(&home.join("layout"), "one", "team/one:latest");
     let bundle = tags(&registry, "team/bundle", home)["v1"].clone();
     let imgpkg = |args: &[&str]| {
         let output = support::run_bounded(
@@ -403,12 +409,18 @@ fn references_with_a_tag_and_a_digest_are_tagged_and_recorded_as_imgpkg_does() {
         ("bundle", vec!["-b".to_string(), format!("{host}/team/bundle:v1@{bundle}")]),
         ("image", vec!["-i".to_string(), format!("{host}/team/one:1@{one}")]),
         ("tagged", vec!["-i".to_string(), format!("{host}/team/one:1")]),
+        ("bare", vec!["-i".to_string(), format!("{host}/team/one")]),
+        ("bare-bundle", vec!["-b".to_string(), format!("{host}/team/bundle")]),
     ];
     for (name, input) in &cases {
         let input: Vec<&str> = input.iter().map(String::as_str).collect();
         let (to_imgpkg, to_ferry) = (format!("{host}/imgpkg/{name}"), format!("{host}/ferry/{name}"));
-        imgpkg(&[input.as_slice(), &["--to-repo", &to_imgpkg]].concat());
-        ferry_copy(&[input.as_slice(), &["--to-repo", &to_ferry]].concat());
+        let locks = [home.join(format!("{name}.imgpkg.lock")), home.join(format!("{name}.ferry.lock"))];
+        let lock_output = |at: usize| ["--lock-output", locks[at].to_str().unwrap()];
+        imgpkg(&[input.as_slice(), &["--to-repo", &to_imgpkg], &lock_output(0)].concat());
+        ferry_copy(&[input.as_slice(), &["--to-repo", &to_ferry], &lock_output(1)].concat());
+        let written = |at: usize, repo: &str| std::fs::read_to_string(&locks[at]).unwrap().replace(repo, "TARGET");
+        assert_eq!(written(1, &to_ferry), written(0, &to_imgpkg), "{name}: --lock-output");
         let expected = without_record(&registry, &format!("imgpkg/{name}"), home);
         assert!(!expected.0.is_empty(), "{name}: imgpkg tagged something");
         assert_eq!(without_record(&registry, &format!("ferry/{name}"), home), expected, "{name}: copy --to-repo");
@@ -429,6 +441,8 @@ fn references_with_a_tag_and_a_digest_are_tagged_and_recorded_as_imgpkg_does() {
     }
     let tagged = tags(&registry, "imgpkg/tagged", home);
     assert_eq!(tagged.get("1"), Some(&one), "a root named by tag alone keeps it: {tagged:?}");
+    let bare = tags(&registry, "imgpkg/bare", home);
+    assert_eq!(bare.get("latest"), Some(&one), "a repository alone means latest: {bare:?}");
     let (_, record) = without_record(&registry, "imgpkg/bundle", home);
     let record = record.expect("imgpkg wrote the bundle's record");
     assert!(record.contains(&format!("{host}/team/one@{one}")), "{record}");
