@@ -208,6 +208,30 @@ fn check_link(dir: &Dir, link: &Path, target: &str, layer: &str) -> Result<(), E
     })
 }
 
+/// The permission bits an entry is pulled with (spec/cli.md PL-1), before the umask: the
+/// header's bits masked with `0o777` (no setuid, setgid, sticky); bits for the owner alone (how
+/// `imgpkg push` and `ferry push` store files by default) are given to group and others too,
+/// as imgpkg's pull does, so a pulled tree is as readable as the one pushed. The field may be
+/// base-256 (Go writes a directory's mode with its `os.ModeDir` bit so under
+/// `imgpkg push --preserve-permissions`), or unreadable: then `0o644`.
+fn pulled_mode(header: &tar::Header) -> u32 {
+    let field = &header.as_old().mode;
+    let raw = if field[0] & 0x80 != 0 {
+        // Base-256: big-endian in the remaining bits; only the low permission bits matter.
+        let bytes = field.iter().skip(1).fold(0u64, |value, byte| (value << 8) | u64::from(*byte));
+        Some(bytes as u32)
+    } else {
+        header.mode().ok()
+    };
+    let mode = raw.unwrap_or(0o644) & 0o777;
+    if mode & 0o077 == 0 {
+        let owner = mode & 0o700;
+        owner | owner >> 3 | owner >> 6
+    } else {
+        mode
+    }
+}
+
 /// `mode` as the layer gives it, less the process's umask: a layer cannot make a file
 /// writable by everyone where the user's umask says otherwise.
 fn permissions(mode: u32) -> cap_std::fs::Permissions {
@@ -327,7 +351,7 @@ impl EntryWriter<'_> {
         if file_name.starts_with(".wh.") {
             return Err(self.refuse(raw_name, "whiteout entries (deletions between image layers) are not supported"));
         }
-        let mode = entry.header().mode().unwrap_or(0o644) & 0o777;
+        let mode = pulled_mode(entry.header());
         self.make_parents(&relative, raw_name)?;
         match &checked.kind {
             EntryKind::Metadata => Ok(None),
@@ -445,6 +469,58 @@ mod tests {
             builder.append(&header, *data).unwrap();
         }
         builder.into_inner().unwrap()
+    }
+
+    /// PL-1: modes for the owner alone (how pushes store files by default) are widened to group
+    /// and others as imgpkg's pull does (0600 pulled as 0644 under umask 022), modes with group
+    /// or other bits kept; a directory mode in base-256 with Go's `os.ModeDir` bit (`imgpkg push
+    /// --preserve-permissions`) is read, not taken as 0644 (it was pulled 0744, closed to others).
+    #[test]
+    fn modes_are_pulled_as_imgpkg_pulls_them() {
+        let entry = |name: &str, kind: tar::EntryType, mode: Option<u32>| {
+            let mut header = tar::Header::new_gnu();
+            header.set_path(name).unwrap();
+            header.set_entry_type(kind);
+            header.set_size(0);
+            match mode {
+                Some(mode) => header.set_mode(mode),
+                // 0o20000000755 does not fit 7 octal digits: Go writes it in base-256.
+                None => {
+                    let field = &mut header.as_old_mut().mode;
+                    field.copy_from_slice(&[0x80, 0, 0, 0, 0x80, 0, 0x01, 0xed]);
+                }
+            }
+            header.set_cksum();
+            header
+        };
+        let mut builder = tar::Builder::new(Vec::new());
+        for (name, kind, mode) in [
+            ("d/", tar::EntryType::Directory, None),
+            ("d/owner.txt", tar::EntryType::Regular, Some(0o600)),
+            ("d/run.sh", tar::EntryType::Regular, Some(0o700)),
+            ("d/ro.txt", tar::EntryType::Regular, Some(0o400)),
+            ("d/group.txt", tar::EntryType::Regular, Some(0o660)),
+            ("closed/", tar::EntryType::Directory, Some(0o700)),
+        ] {
+            builder.append(&entry(name, kind, mode), &[][..]).unwrap();
+        }
+        let layer = builder.into_inner().unwrap();
+        let outer = tempfile::tempdir().unwrap();
+        let mut extraction = Extraction::new(outer.path()).unwrap();
+        extraction.layer(&layer[..], "layer", false).unwrap();
+        extraction.finish().unwrap();
+        let mode = |name: &str| fs::metadata(outer.path().join(name)).unwrap().permissions().mode() & 0o7777;
+        let masked = |bits: u32| bits & !umask();
+        for (name, expected) in [
+            ("d", 0o755),
+            ("closed", 0o755),
+            ("d/owner.txt", 0o666),
+            ("d/run.sh", 0o777),
+            ("d/ro.txt", 0o444),
+            ("d/group.txt", 0o660),
+        ] {
+            assert_eq!(mode(name), masked(expected), "{name}: {:o}", mode(name));
+        }
     }
 
     /// A pull stops before its layers fill the disk (a small layer can hold gigabytes of
