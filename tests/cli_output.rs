@@ -230,3 +230,35 @@ fn issue17_many_missing_lock_images_make_one_short_line() {
     assert_eq!(report.details.len(), 2000);
     assert!(report.details.contains(&format!("registry.example.com/team/app1999@sha256:{:064x}", 1999)));
 }
+
+/// spec/cli.md "Global flags" (review s8 F5): imgpkg's global flags are taken and change
+/// nothing, so an imgpkg script (CI commonly passes `--tty`) runs unchanged: a copy, a pull and
+/// a tag list with them print what they print without them; a bool takes a value only after
+/// `=`, so a positional argument after `--tty` stays one.
+#[test]
+fn imgpkg_global_flags_are_accepted_and_change_nothing() {
+    let registry = Registry::start(Variant::Plain);
+    let scratch = tempfile::tempdir().unwrap();
+    let archive = exported_bundle(scratch.path());
+    let imgpkg_flags = ["--tty", "--color=false", "--column", "name,digest", "--debug", "-y"];
+    let run = |args: &[&str], with: bool| {
+        let flags: &[&str] = if with { &imgpkg_flags } else { &[] };
+        let output = ferry().args(args).args(flags).arg("--registry-insecure").output().unwrap();
+        assert!(output.status.success(), "{args:?} (imgpkg flags: {with}): {}", text(&output.stderr));
+        text(&output.stdout)
+    };
+    let repo = format!("{}/team/bundle", registry.host());
+    let imported = ferry().arg("import").arg(&archive).args(["--to-repo", &repo, "--registry-insecure", "-q"]).output();
+    assert!(imported.unwrap().status.success());
+    let index: serde_json::Value =
+        serde_json::from_slice(&fs::read(format!("{FIXTURES}/layouts/bundle/index.json")).unwrap()).unwrap();
+    let bundle = format!("{repo}@{}", index["manifests"][0]["digest"].as_str().unwrap());
+    for with in [false, true] {
+        let out = scratch.path().join(format!("pulled-{with}"));
+        run(&["pull", "-b", &bundle, "-o", out.to_str().unwrap(), "-q"], with);
+        run(&["copy", "-b", &bundle, "--to-repo", &format!("{}/mirror/{with}", registry.host()), "-q"], with);
+    }
+    assert_eq!(run(&["tag", "list", &repo, "--digests"], true), run(&["tag", "list", &repo, "--digests"], false));
+    let verified = ferry().args(["verify", "--tty"]).arg(&archive).output().unwrap();
+    assert!(verified.status.success(), "{}", text(&verified.stderr));
+}

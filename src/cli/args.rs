@@ -26,7 +26,8 @@ use ferry::ops::{inspect, verify};
 /// and oras read it, and `ferry verify` proves every byte offline.
 #[derive(Parser, Debug)]
 #[command(name = "ferry", version, propagate_version = true, max_term_width = 100)]
-#[command(after_help = "Exit codes: 0 success, 1 failure, 2 usage error, 3 integrity failure (see spec/cli.md).")]
+#[command(after_help = "Exit codes: 0 success, 1 failure, 2 usage error, 3 integrity failure (see spec/cli.md).\n\
+imgpkg's global flags (--tty, --color, --column, --debug, -y/--yes) are accepted and change nothing.")]
 pub struct Cli {
     #[command(flatten)]
     pub global: Global,
@@ -43,6 +44,28 @@ pub struct Global {
     /// Print nothing but errors, warnings and requested data
     #[arg(short, long, global = true)]
     pub quiet: bool,
+    /// imgpkg's global flags, accepted so that imgpkg scripts run unchanged; they change
+    /// nothing here: ferry shows progress on a terminal by itself (and none elsewhere), never
+    /// prompts, prints no colour, and prints no tables to filter. Hidden from --help; the
+    /// top-level help and spec/cli.md "Global flags" say so.
+    #[command(flatten)]
+    pub imgpkg: ImgpkgGlobals,
+}
+
+/// imgpkg's global flags (`--tty`, `--color`, `--debug`, `-y/--yes`, `--column`), taken and
+/// ignored, in imgpkg's spellings (`--tty`, `--tty=true`, `--column name,digest`).
+#[derive(Args, Debug)]
+pub struct ImgpkgGlobals {
+    #[arg(long, global = true, hide = true, num_args = 0..=1, require_equals = true, default_missing_value = "true", value_name = "BOOL")]
+    pub tty: Option<bool>,
+    #[arg(long, global = true, hide = true, num_args = 0..=1, require_equals = true, default_missing_value = "true", value_name = "BOOL")]
+    pub color: Option<bool>,
+    #[arg(long, global = true, hide = true, num_args = 0..=1, require_equals = true, default_missing_value = "true", value_name = "BOOL")]
+    pub debug: Option<bool>,
+    #[arg(short = 'y', long, global = true, hide = true, num_args = 0..=1, require_equals = true, default_missing_value = "true", value_name = "BOOL")]
+    pub yes: Option<bool>,
+    #[arg(long, global = true, hide = true, value_delimiter = ',', value_name = "COLUMNS")]
+    pub column: Vec<String>,
 }
 
 impl Global {
