@@ -462,3 +462,65 @@ fn without_record(registry: &Registry, repo: &str, home: &Path) -> (BTreeMap<Str
     let layer = blob(registry, repo, manifest["layers"][0]["digest"].as_str().unwrap());
     (tags, Some(ferry::ops::bundle::locations::read_layer(&layer, "record").expect("image-locations.yml")))
 }
+
+/// spec/cli.md "pull" (review s8 F6): `pull --lock` takes the BundleLock an import wrote and
+/// pulls its bundle, as imgpkg's `pull --lock` does: the same files as imgpkg's pull of the same
+/// lock and as `pull -b` of the bundle. An ImagesLock names no one thing to pull: refused (exit
+/// 1), naming the kind.
+#[test]
+fn pull_takes_a_bundle_lock_as_imgpkg_does() {
+    let registry = Registry::start(Variant::Plain);
+    let scratch = tempfile::tempdir().unwrap();
+    let home = scratch.path();
+    let archive = export_fixture("bundle", home);
+    let lock = home.join("bundle.lock.yml");
+    let imported = import(&archive, &registry, "team/bundle", home, &["--lock-output", lock.to_str().unwrap()]);
+    assert!(imported.status.success(), "{}", text(&imported.stderr));
+    let pull = |args: &[&str], into: &str| {
+        let output = ferry_at_home(home)
+            .args(["pull", "-q", "-o"])
+            .arg(home.join(into))
+            .args(args)
+            .args(registry.access_flags())
+            .output()
+            .unwrap();
+        assert!(output.status.success(), "pull {args:?}: {}", text(&output.stderr));
+    };
+    pull(&["--lock", lock.to_str().unwrap()], "by-lock");
+    let bundle = std::fs::read_to_string(&lock).unwrap();
+    let image = bundle.lines().find_map(|line| line.trim().strip_prefix("image: ")).unwrap().to_string();
+    pull(&["-b", &image], "by-reference");
+    let by_imgpkg = support::run_bounded(
+        std::process::Command::new(support::imgpkg())
+            .args(["pull", "--lock", lock.to_str().unwrap(), "-o"])
+            .arg(home.join("by-imgpkg"))
+            .arg("--registry-insecure")
+            .env("HOME", home),
+        std::time::Duration::from_secs(120),
+    );
+    assert!(by_imgpkg.status.success(), "imgpkg pull --lock: {}", text(&by_imgpkg.stderr));
+    let files = |into: &str| {
+        let root = home.join(into);
+        let mut found = BTreeMap::new();
+        for entry in walkdir::WalkDir::new(&root).into_iter().map(Result::unwrap).filter(|e| e.file_type().is_file()) {
+            let name = entry.path().strip_prefix(&root).unwrap().display().to_string();
+            found.insert(name, std::fs::read(entry.path()).unwrap());
+        }
+        found
+    };
+    assert!(!files("by-lock").is_empty());
+    assert_eq!(files("by-lock"), files("by-reference"), "pull --lock is pull -b of its bundle");
+    assert_eq!(files("by-lock"), files("by-imgpkg"), "ferry pull --lock writes what imgpkg pull --lock writes");
+
+    let images = home.join("images.yml");
+    std::fs::write(&images, "---\napiVersion: imgpkg.carvel.dev/v1alpha1\nimages: []\nkind: ImagesLock\n").unwrap();
+    let refused = ferry_at_home(home)
+        .args(["pull", "--lock", images.to_str().unwrap(), "-o"])
+        .arg(home.join("never"))
+        .args(registry.access_flags())
+        .output()
+        .unwrap();
+    assert_eq!(refused.status.code(), Some(1), "{}", text(&refused.stderr));
+    assert!(text(&refused.stderr).contains("ImagesLock"), "{}", text(&refused.stderr));
+    assert!(!home.join("never").exists());
+}

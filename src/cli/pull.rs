@@ -30,6 +30,7 @@ use ferry::ops::pull::{PullOptions, PullSummary, pull_from_archive, pull_from_re
 /// Examples:
 ///   ferry pull -b registry.internal/team/bundle:1.0 -o ./bundle
 ///   ferry pull -b registry.internal/team/bundle:1.0 -o ./bundle --recursive
+///   ferry pull --lock bundle.lock.yml -o ./bundle   (the BundleLock import --lock-output wrote)
 ///   ferry pull --tar bundle.tar -b registry.example.com/team/bundle:1.0 -o ./bundle
 ///   ferry pull -i registry.internal/team/config@sha256:... -o ./config
 #[derive(Args, Debug)]
@@ -42,6 +43,10 @@ pub struct PullArgs {
     /// Image to pull (its layers, in order)
     #[arg(short = 'i', long = "image", value_name = "REF", group = "what")]
     pub image: Option<String>,
+    /// BundleLock naming the bundle to pull (as imgpkg's pull --lock; an ImagesLock names no
+    /// one thing to pull)
+    #[arg(long, value_name = "FILE", group = "what", conflicts_with = "tar")]
+    pub lock: Option<PathBuf>,
     /// New directory to write into (must not exist, or be empty)
     #[arg(short, long, value_name = "DIR")]
     pub output: PathBuf,
@@ -60,10 +65,15 @@ pub struct PullArgs {
 
 impl PullArgs {
     pub fn run(&self, global: &Global) -> Result<Exit, Failure> {
-        let (wanted, expect) = match (&self.bundle, &self.image) {
-            (Some(bundle), _) => (bundle.as_str(), Expect::Bundle),
-            (None, Some(image)) => (image.as_str(), Expect::Image),
-            (None, None) => unreachable!("clap requires -b or -i"),
+        let locked;
+        let (wanted, expect) = match (&self.bundle, &self.image, &self.lock) {
+            (Some(bundle), _, _) => (bundle.as_str(), Expect::Bundle),
+            (None, Some(image), _) => (image.as_str(), Expect::Image),
+            (None, None, Some(lock)) => {
+                locked = bundle_of_lock(lock)?;
+                (locked.as_str(), Expect::Bundle)
+            }
+            (None, None, None) => unreachable!("clap requires -b, -i or --lock"),
         };
         let options = PullOptions { recursive: self.recursive, workers: global.workers() };
         let summary = match &self.tar {
@@ -118,4 +128,19 @@ impl PullArgs {
         }
         Ok(())
     }
+}
+
+/// The bundle reference a BundleLock names (`pull --lock`): its image, pinned by digest.
+fn bundle_of_lock(path: &std::path::Path) -> Result<String, Failure> {
+    let what = path.display().to_string();
+    let text =
+        std::fs::read_to_string(path).map_err(|e| Failure::new(anyhow::anyhow!("reading {what}: {e}"), false))?;
+    let lock = ferry::model::lock::BundleLock::parse(&text, &what).map_err(|e| {
+        Failure::new(
+            anyhow::anyhow!("{e} (pull --lock takes a BundleLock, as ferry import --lock-output writes)"),
+            false,
+        )
+    })?;
+    let reference = lock.reference(&what).map_err(|e| Failure::new(anyhow::Error::new(e), false))?;
+    Ok(reference.to_string())
 }
