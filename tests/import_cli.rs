@@ -362,7 +362,7 @@ fn an_unauthorised_target_is_explained() {
 /// the root), and a bundle's ImageLocations record lists `REPO@DIGEST` (ferry's kept the tag, so
 /// its record had another digest than imgpkg's). A root named by tag alone keeps its tag, and a
 /// repository alone means `latest` (ferry gave it no tag, in the target nor in the BundleLock);
-/// `--lock-output` is byte for byte imgpkg's.
+/// `--lock-output` is byte for byte imgpkg's; `--repo-based-tags` names the tags as imgpkg's.
 #[test]
 fn references_with_a_tag_and_a_digest_are_tagged_and_recorded_as_imgpkg_does() {
     let registry = Registry::start(Variant::Plain);
@@ -411,14 +411,17 @@ fn references_with_a_tag_and_a_digest_are_tagged_and_recorded_as_imgpkg_does() {
         ("tagged", vec!["-i".to_string(), format!("{host}/team/one:1")]),
         ("bare", vec!["-i".to_string(), format!("{host}/team/one")]),
         ("bare-bundle", vec!["-b".to_string(), format!("{host}/team/bundle")]),
+        ("repo-based", vec!["-b".to_string(), format!("{host}/team/bundle:v1")]),
     ];
     for (name, input) in &cases {
         let input: Vec<&str> = input.iter().map(String::as_str).collect();
+        // Flags of the copy into a repository (both tools) and of the import.
+        let publishing: &[&str] = if *name == "repo-based" { &["--repo-based-tags"] } else { &[] };
         let (to_imgpkg, to_ferry) = (format!("{host}/imgpkg/{name}"), format!("{host}/ferry/{name}"));
         let locks = [home.join(format!("{name}.imgpkg.lock")), home.join(format!("{name}.ferry.lock"))];
         let lock_output = |at: usize| ["--lock-output", locks[at].to_str().unwrap()];
-        imgpkg(&[input.as_slice(), &["--to-repo", &to_imgpkg], &lock_output(0)].concat());
-        ferry_copy(&[input.as_slice(), &["--to-repo", &to_ferry], &lock_output(1)].concat());
+        imgpkg(&[input.as_slice(), &["--to-repo", &to_imgpkg], &lock_output(0), publishing].concat());
+        ferry_copy(&[input.as_slice(), &["--to-repo", &to_ferry], &lock_output(1), publishing].concat());
         let written = |at: usize, repo: &str| std::fs::read_to_string(&locks[at]).unwrap().replace(repo, "TARGET");
         assert_eq!(written(1, &to_ferry), written(0, &to_imgpkg), "{name}: --lock-output");
         let expected = without_record(&registry, &format!("imgpkg/{name}"), home);
@@ -435,7 +438,7 @@ fn references_with_a_tag_and_a_digest_are_tagged_and_recorded_as_imgpkg_does() {
             .output()
             .unwrap();
         assert!(exported.status.success(), "{name}: {}", text(&exported.stderr));
-        let imported = import(&archive, &registry, &format!("imported/{name}"), home, &[]);
+        let imported = import(&archive, &registry, &format!("imported/{name}"), home, publishing);
         assert!(imported.status.success(), "{name}: {}", text(&imported.stderr));
         assert_eq!(without_record(&registry, &format!("imported/{name}"), home), expected, "{name}: export and import");
     }
@@ -443,6 +446,9 @@ fn references_with_a_tag_and_a_digest_are_tagged_and_recorded_as_imgpkg_does() {
     assert_eq!(tagged.get("1"), Some(&one), "a root named by tag alone keeps it: {tagged:?}");
     let bare = tags(&registry, "imgpkg/bare", home);
     assert_eq!(bare.get("latest"), Some(&one), "a repository alone means latest: {bare:?}");
+    let repo_based = tags(&registry, "imgpkg/repo-based", home);
+    let named = format!("team-one-{}.imgpkg", one.replace(':', "-"));
+    assert_eq!(repo_based.get(&named), Some(&one), "--repo-based-tags: {repo_based:?}");
     let (_, record) = without_record(&registry, "imgpkg/bundle", home);
     let record = record.expect("imgpkg wrote the bundle's record");
     assert!(record.contains(&format!("{host}/team/one@{one}")), "{record}");

@@ -57,6 +57,10 @@ pub struct CopyArgs {
     /// With --to-tar: finish an interrupted copy, reusing what FILE.partial holds
     #[arg(long)]
     pub resume: bool,
+    /// With --to-repo: name each image's and bundle's tag after the repository it came from,
+    /// <repo-path>-sha256-<hex>.imgpkg, instead of sha256-<hex>.imgpkg (as imgpkg's flag)
+    #[arg(long)]
+    pub repo_based_tags: bool,
     #[command(flatten)]
     pub referrers: ReferrerFlags,
     /// Print the summary as JSON on stdout
@@ -72,8 +76,8 @@ impl CopyArgs {
         self.from.check_platform()?;
         match (&self.tar, &self.to_tar, &self.to_repo) {
             (None, Some(to_tar), None) => {
-                if self.lock_output.is_some() {
-                    return Err(usage("--lock-output goes with --to-repo"));
+                if self.lock_output.is_some() || self.repo_based_tags {
+                    return Err(usage("--lock-output and --repo-based-tags go with --to-repo"));
                 }
                 let export = ExportArgs {
                     from: self.from.clone(),
@@ -107,6 +111,7 @@ impl CopyArgs {
                     lock_output: self.lock_output.clone(),
                     identity: None,
                     signatures: Default::default(),
+                    repo_based_tags: self.repo_based_tags,
                     json: self.json,
                     registry: self.registry.clone(),
                 };
@@ -126,6 +131,7 @@ impl CopyArgs {
             include_non_distributable: self.include_non_distributable_layers,
             lock_output: self.lock_output.clone(),
             referrers: self.referrers.choice(),
+            tag_scheme: super::import::tag_scheme(self.repo_based_tags),
         };
         let progress = Progress::new(global.quiet);
         let result = copy_to_repo(&source, roots, expect, &client, &repository, &options, &progress);

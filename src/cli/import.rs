@@ -13,7 +13,7 @@ use super::registry::RegistryFlags;
 use ferry::engine::TransferOptions;
 use ferry::model::{Digest, Repository};
 use ferry::ops::import::{ImportOptions, import_archive};
-use ferry::ops::publish::relocate::Publication;
+use ferry::ops::publish::relocate::{Publication, TagScheme};
 use ferry::ops::stream::import_stream;
 
 /// Push an archive into one repository, verified, tagged and recorded the imgpkg way.
@@ -55,6 +55,10 @@ pub struct ImportArgs {
     pub identity: Option<Digest>,
     #[command(flatten)]
     pub signatures: SignatureFlags,
+    /// Name each image's and bundle's tag after the repository it came from,
+    /// <repo-path>-sha256-<hex>.imgpkg, instead of sha256-<hex>.imgpkg (as imgpkg's flag)
+    #[arg(long)]
+    pub repo_based_tags: bool,
     /// Print the summary as JSON on stdout
     #[arg(long)]
     pub json: bool,
@@ -102,6 +106,7 @@ impl ImportArgs {
             lock_output: self.lock_output.clone(),
             identity: self.identity,
             signatures: self.signatures.options()?,
+            tag_scheme: tag_scheme(self.repo_based_tags),
         };
         let progress = Progress::new(global.quiet);
         let result = if self.archive.as_os_str() == "-" {
@@ -120,4 +125,9 @@ impl ImportArgs {
         }
         Ok(Exit::Success)
     }
+}
+
+/// `--repo-based-tags` as the tag scheme of an import or copy.
+pub fn tag_scheme(repo_based_tags: bool) -> TagScheme {
+    if repo_based_tags { TagScheme::RepoBased } else { TagScheme::Digest }
 }

@@ -24,6 +24,8 @@ pub struct CopyOptions {
     pub lock_output: Option<PathBuf>,
     /// Which signatures, attestations, SBOMs and referrers to carry (spec/archive.md AR-RF1).
     pub referrers: super::referrers::ReferrerChoice,
+    /// How the `.imgpkg` tags are named (`--repo-based-tags`).
+    pub tag_scheme: super::publish::relocate::TagScheme,
 }
 
 /// What a copy did.
@@ -82,6 +84,7 @@ pub fn copy_to_repo(
         lock_output: options.lock_output.clone(),
         mount_sources: mount_sources(source, &graph, repository),
         known: None,
+        tag_scheme: options.tag_scheme,
     };
     let published = publish(source, &graph, client, repository, &publish_options, reporter)?;
     Ok(CopySummary {

@@ -527,7 +527,7 @@ fn failed_transfer(mut err: TransferError, partial: &Path) -> ExportError {
 /// reader, so it is not written: a root named by a tag that is another artifact's
 /// `sha256-<hex>.imgpkg` tag, say. Found before anything is fetched.
 pub(super) fn refuse_tag_conflicts(graph: &Graph) -> Result<(), ExportError> {
-    let conflicts = super::publish::relocate::tag_conflicts(graph);
+    let conflicts = super::publish::relocate::tag_conflicts(graph, super::publish::relocate::TagScheme::Digest);
     if conflicts.is_empty() {
         return Ok(());
     }

@@ -36,6 +36,8 @@ pub struct ImportOptions {
     pub identity: Option<Digest>,
     /// Refuse it unless its signatures verify with these keys (spec/archive.md AR-RF4).
     pub signatures: super::signatures::SignatureOptions,
+    /// How the `.imgpkg` tags are named (`--repo-based-tags`).
+    pub tag_scheme: super::publish::relocate::TagScheme,
 }
 
 /// What an import did.
@@ -192,6 +194,7 @@ pub fn import_opened(
             transfer: options.transfer.clone(),
             lock_output: options.lock_output.clone(),
             known: Some(known),
+            tag_scheme: options.tag_scheme,
             ..PublishOptions::default()
         };
         Ok(publish(reader, &graph, &client, repository, &publish_options, reporter)?)

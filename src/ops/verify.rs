@@ -262,7 +262,7 @@ pub(super) fn check_graph(
             });
         }
     }
-    for (tag, message) in super::publish::relocate::tag_conflicts(&graph) {
+    for (tag, message) in super::publish::relocate::tag_conflicts(&graph, super::publish::relocate::TagScheme::Digest) {
         failures.entry(format!("tag {tag}")).or_insert(message);
     }
     graph

@@ -5,3 +5,4 @@
 
 pub mod incremental;
 pub mod relocate;
+pub mod tag_names;

@@ -18,6 +18,7 @@ use crate::model::lock::{BundleLock, ImageRef, ImagesLock};
 use crate::model::{Digest, RawManifest, Reference, Repository, annotations};
 use crate::ops::bundle::locations;
 use crate::ops::publish::incremental::{KnownSink, KnownTarget, cancel_uploads};
+pub use crate::ops::publish::tag_names::TagScheme;
 use crate::store::memory::MemorySource;
 use crate::store::registry::{RegistryClient, RegistrySink, RegistrySource};
 use crate::store::user_file::write_user_file;
@@ -89,6 +90,8 @@ pub struct PublishOptions {
     /// What the target is already known to hold (an import asked first, IM-2): only the rest
     /// is sent, and no blob is asked for again.
     pub known: Option<KnownTarget>,
+    /// How the top-level artifacts' `.imgpkg` tags are named (`--repo-based-tags`).
+    pub tag_scheme: TagScheme,
 }
 
 /// Copies everything in `graph` from `source` into `repository`, then tags, records and checks.
@@ -102,13 +105,13 @@ pub fn publish(
 ) -> Result<Publication, PublishError> {
     // AR-R17: an import has refused such an archive already; a copy is refused here, before
     // anything is pushed (the tag would name whichever manifest went last).
-    if let Some((_, message)) = tag_conflicts(graph).into_iter().next() {
+    if let Some((_, message)) = tag_conflicts(graph, options.tag_scheme).into_iter().next() {
         return Err(PublishError::Store(StoreError::Invalid { store: repository.to_string(), reason: message }));
     }
     let mut plan = build_plan(graph);
     let mut sink = RegistrySink::new(Arc::clone(client), repository.clone());
     sink.mount_from(options.mount_sources.clone());
-    let artifact_tags = artifact_tags(graph);
+    let artifact_tags = artifact_tags(graph, options.tag_scheme);
     // IM-2: after asking first, a tag already pointing at its manifest is neither pushed again
     // (a manifest PUT makes the registry check every blob it names) nor read back twice.
     let in_place = match &options.known {
@@ -191,11 +194,11 @@ pub(crate) struct TagPlan {
     pub(crate) what: String,
 }
 
-/// imgpkg's tags: `sha256-<hex>.imgpkg` on every top-level artifact, and the root's original
-/// tag on the root (spec/imgpkg.md "Import").
-pub(crate) fn artifact_tags(graph: &Graph) -> Vec<TagPlan> {
+/// imgpkg's tags: `sha256-<hex>.imgpkg` (or as `scheme` names it) on every top-level artifact,
+/// and the root's tag on the root (spec/imgpkg.md "Import").
+pub(crate) fn artifact_tags(graph: &Graph, scheme: TagScheme) -> Vec<TagPlan> {
     let mut tags: BTreeMap<String, TagPlan> = BTreeMap::new();
-    for plan in every_artifact_tag(graph) {
+    for plan in every_artifact_tag(graph, scheme) {
         // A digest tag goes to its own artifact; a root's or referrer's tag wins over it.
         if plan.tag.ends_with(".imgpkg") && tags.contains_key(&plan.tag) {
             continue;
@@ -206,7 +209,7 @@ pub(crate) fn artifact_tags(graph: &Graph) -> Vec<TagPlan> {
 }
 
 /// Each artifact's tags in the graph's order, every claim kept (one tag may come twice).
-fn every_artifact_tag(graph: &Graph) -> Vec<TagPlan> {
+fn every_artifact_tag(graph: &Graph, scheme: TagScheme) -> Vec<TagPlan> {
     let mut tags = Vec::new();
     for artifact in &graph.artifacts {
         let Some(manifest) = graph.manifests.get(&artifact.descriptor.digest) else { continue };
@@ -218,7 +221,7 @@ fn every_artifact_tag(graph: &Graph) -> Vec<TagPlan> {
             }
             continue;
         }
-        let digest_tag = format!("{}.imgpkg", artifact.descriptor.digest.tag_form());
+        let digest_tag = scheme.tag(&artifact.descriptor.digest, artifact.original.as_ref());
         tags.push(TagPlan { tag: digest_tag, manifest: manifest.clone(), what: what.clone() });
         if let Some(tag) = artifact.root_tag() {
             tags.push(TagPlan { tag, manifest: manifest.clone(), what });
@@ -231,9 +234,9 @@ fn every_artifact_tag(graph: &Graph) -> Vec<TagPlan> {
 /// naming another artifact's `sha256-<hex>.imgpkg` tag, a bundle's ImageLocations record or a
 /// referrer's cosign tag, or two roots with one tag), each as the tag and what it would name.
 /// Whichever was pushed last would win, so what inspect shows would not be what the target holds.
-pub(crate) fn tag_conflicts(graph: &Graph) -> Vec<(String, String)> {
+pub(crate) fn tag_conflicts(graph: &Graph, scheme: TagScheme) -> Vec<(String, String)> {
     let (records, _, _) = locations_plan(graph);
-    let claimed = every_artifact_tag(graph);
+    let claimed = every_artifact_tag(graph, scheme);
     let mut first_claims: BTreeMap<&str, &TagPlan> = BTreeMap::new();
     let mut conflicts = Vec::new();
     for plan in claimed.iter().chain(&records) {

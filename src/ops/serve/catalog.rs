@@ -122,7 +122,7 @@ pub fn build(graph: &Graph, repo: Option<&str>) -> Views {
         let view = catalog.repos.entry(name.to_string()).or_default();
         view.digests.extend(graph.manifests.keys().copied());
         view.digests.extend(graph.blobs.keys().copied());
-        for planned in artifact_tags(graph) {
+        for planned in artifact_tags(graph, crate::ops::publish::relocate::TagScheme::Digest) {
             view.add_tag(planned.tag, None, planned.manifest.digest());
         }
         let (record_tags, plan, memory) = locations_plan(graph);

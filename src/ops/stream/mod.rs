@@ -400,6 +400,7 @@ pub fn import_stream(
     let publish_options = PublishOptions {
         transfer: options.transfer.clone(),
         lock_output: options.lock_output.clone(),
+        tag_scheme: options.tag_scheme,
         ..PublishOptions::default()
     };
     let mut published = publish(&streamed, &graph, &client, repository, &publish_options, reporter)?;
