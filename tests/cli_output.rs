@@ -262,3 +262,25 @@ fn imgpkg_global_flags_are_accepted_and_change_nothing() {
     let verified = ferry().args(["verify", "--tty"]).arg(&archive).output().unwrap();
     assert!(verified.status.success(), "{}", text(&verified.stderr));
 }
+
+/// Review s8 F12: a bad `--lock` file is named once (`images.yml: images.yml: images[0]: ...`
+/// before), and a lock of neither kind is told both kinds.
+#[test]
+fn a_bad_lock_file_is_named_once() {
+    let scratch = tempfile::tempdir().unwrap();
+    for (body, expected) in [
+        ("images:\n- image: 127.0.0.1:9/app:1.0\nkind: ImagesLock\n", "images[0]: expected ref to be in digest form"),
+        ("images: []\nkind: ImageLock\n", r#"expected "BundleLock" or "ImagesLock""#),
+    ] {
+        let lock = scratch.path().join("images.yml");
+        fs::write(&lock, format!("---\napiVersion: imgpkg.carvel.dev/v1alpha1\n{body}")).unwrap();
+        let output = ferry()
+            .args(["export", "--lock", lock.to_str().unwrap(), "-o"])
+            .arg(scratch.path().join("out.tar"))
+            .output()
+            .unwrap();
+        let said = text(&output.stderr);
+        assert_eq!(output.status.code(), Some(1), "{said}");
+        assert!(said.contains(expected) && said.matches("images.yml").count() == 1, "{said}");
+    }
+}

@@ -28,6 +28,8 @@ pub enum LockError {
     ApiVersion { what: String, found: String },
     #[error("{what} has kind {found:?}; expected {expected:?}")]
     Kind { what: String, found: String, expected: &'static str },
+    #[error("{what} has kind {found:?}; expected \"BundleLock\" or \"ImagesLock\"")]
+    AnyKind { what: String, found: String },
     #[error("{what}: images[{index}]: {source}")]
     Entry { what: String, index: usize, source: ReferenceError },
     #[error("{what}: bundle.image: {source}")]
@@ -267,6 +269,7 @@ impl AnyLock {
             Err(LockError::Kind { found, .. }) if found == KIND_IMAGES_LOCK => {
                 ImagesLock::parse(text, what).map(AnyLock::Images)
             }
+            Err(LockError::Kind { what, found, .. }) => Err(LockError::AnyKind { what, found }),
             Err(err) => Err(err),
         }
     }
@@ -282,6 +285,18 @@ mod tests {
         format!(
             "apiVersion: imgpkg.carvel.dev/v1alpha1\nkind: ImagesLock\nimages:\n- image: {image}\n  annotations:\n    kbld.carvel.dev/id: \"app:1\"\n"
         )
+    }
+
+    /// A `--lock` file of neither kind is named with both kinds it could have been (it said
+    /// "expected BundleLock" to a misspelt ImagesLock), and the file is named once.
+    #[test]
+    fn a_lock_of_neither_kind_names_both() {
+        let text = "apiVersion: imgpkg.carvel.dev/v1alpha1\nkind: ImageLock\nimages: []\n";
+        let message = AnyLock::parse(text, "images.yml").unwrap_err().to_string();
+        assert_eq!(message, r#"images.yml has kind "ImageLock"; expected "BundleLock" or "ImagesLock""#);
+        let tagged = lock_text("registry.example.com/app:1.0");
+        let message = AnyLock::parse(&tagged, "images.yml").unwrap_err().to_string();
+        assert_eq!(message.matches("images.yml").count(), 1, "{message}");
     }
 
     #[test]

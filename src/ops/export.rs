@@ -69,6 +69,9 @@ pub struct DeltaSummary {
 pub enum ExportError {
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// A `--lock` file that is no lock ferry reads (its message names the file).
+    #[error(transparent)]
+    Lock(#[from] crate::model::lock::LockError),
     #[error("cannot export from {source_name}:\n  {}", .problems.join("\n  "))]
     Incomplete { source_name: String, problems: Vec<String>, integrity: bool, details: Vec<String> },
     #[error(transparent)]
@@ -123,6 +126,7 @@ impl ExportError {
             ExportError::Incomplete { integrity, .. } => *integrity,
             ExportError::Transfer(err) | ExportError::Interrupted { source: err, .. } => err.is_integrity(),
             ExportError::WrongKind { .. }
+            | ExportError::Lock(_)
             | ExportError::Platform(_)
             | ExportError::IndexTooLarge { .. }
             | ExportError::Build(_)
@@ -282,17 +286,16 @@ pub fn platform_root(source: &dyn Source, root: Artifact, wanted: &PlatformFilte
 pub fn lock_roots(source: &dyn Source, path: &Path) -> Result<(Vec<Artifact>, Expect), ExportError> {
     let what = path.display().to_string();
     let text = std::fs::read_to_string(path).map_err(|e| StoreError::io(format!("reading {what}"), e))?;
-    let invalid = |reason: String| ExportError::Store(StoreError::Invalid { store: what.clone(), reason });
-    match AnyLock::parse(&text, &what).map_err(|e| invalid(e.to_string()))? {
+    match AnyLock::parse(&text, &what)? {
         AnyLock::Bundle(lock) => {
-            let mut reference = lock.reference(&what).map_err(|e| invalid(e.to_string()))?;
+            let mut reference = lock.reference(&what)?;
             reference.tag = lock.bundle.tag.clone();
             let mut root = reference_root(source, &reference)?;
             root.set_root_tag(lock.bundle.tag.clone());
             Ok((vec![root], Expect::Bundle))
         }
         AnyLock::Images(lock) => {
-            let references = lock.references(&what).map_err(|e| invalid(e.to_string()))?;
+            let references = lock.references(&what)?;
             let mut roots = Vec::with_capacity(references.len());
             for (position, (reference, entry)) in references.iter().zip(&lock.images).enumerate() {
                 let mut root = reference_root(source, reference)?;
@@ -548,11 +551,13 @@ pub(super) fn check_expectation(graph: &Graph, expect: Expect) -> Result<(), Exp
         .filter(|artifact| artifact.is_root)
         .filter_map(|root| match (expect, root.is_bundle) {
             (Expect::Bundle, false) => Some(format!(
-                "{} is not a bundle (its config has no {} label); use -i to export it as an image",
+                "{} is not a bundle (its config has no {} label); use -i for an image",
                 root.label(),
                 crate::model::manifest::BUNDLE_LABEL
             )),
-            (Expect::Image, true) => Some(format!("{} is a bundle; use -b to export it with its images", root.label())),
+            (Expect::Image, true) => {
+                Some(format!("{} is a bundle; use -b for a bundle, which takes its images along", root.label()))
+            }
             _ => None,
         })
         .collect();
