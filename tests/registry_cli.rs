@@ -155,6 +155,42 @@ fn credentials_from_imgpkg_env_and_docker_config() {
     assert_eq!(stdout(&from_config), "v1\nv2\n");
 }
 
+/// Review s8 G2, G3 (credentials, as imgpkg): a set naming the registry wins over the flags,
+/// so the flags meant for another registry are not sent to it (ferry sent them, got a 401); a
+/// set whose host pattern names no port is not used for a registry with one (ferry sent
+/// `127.0.0.*`'s credentials to 127.0.0.1:PORT).
+#[test]
+fn a_credential_set_for_one_registry_wins_over_the_flags_and_minds_the_port() {
+    let registry = Registry::start(Variant::TlsBasicAuth);
+    let scratch = tempfile::tempdir().unwrap();
+    seed(&registry, scratch.path());
+    let (user, password) = registry.credentials().unwrap();
+    let repo = format!("{}/team/app", registry.host());
+    let list = |hostname: &str, flags: &[&str]| {
+        ferry_at_home(scratch.path())
+            .args(["tag", "list", &repo])
+            .args(registry.reach_flags())
+            .args(flags)
+            .env("IMGPKG_REGISTRY_HOSTNAME_A", hostname)
+            .env("IMGPKG_REGISTRY_USERNAME_A", user)
+            .env("IMGPKG_REGISTRY_PASSWORD_A", password)
+            .output()
+            .unwrap()
+    };
+    // The flags are another registry's (a copy from here to there would pass them).
+    let elsewhere = ["--registry-username", "someone-else", "--registry-password", "not-this-one"];
+    let listed = list(registry.host(), &elsewhere);
+    assert!(listed.status.success(), "{}", stderr(&listed));
+    assert_eq!(stdout(&listed), "v1\nv2\n");
+    // 127.0.0.* names port-less registries only: this one (with a port) gets no credentials.
+    let any_port = list("127.0.0.*", &[]);
+    assert_eq!(any_port.status.code(), Some(1), "{}", stderr(&any_port));
+    assert!(stderr(&any_port).contains("401"), "{}", stderr(&any_port));
+    let port = registry.host().rsplit_once(':').unwrap().1;
+    let with_port = list(&format!("127.0.0.*:{port}"), &[]);
+    assert!(with_port.status.success(), "{}", stderr(&with_port));
+}
+
 /// Errors a user can act on, and never a secret in them.
 #[test]
 fn errors_name_the_problem_and_hide_secrets() {

@@ -1,7 +1,10 @@
 //! Where registry credentials come from, in imgpkg's order (spec/cli.md "Registry
-//! flags", RF-1): flags (or `IMGPKG_USERNAME`/`IMGPKG_PASSWORD`/`IMGPKG_TOKEN`/`IMGPKG_ANON`),
-//! then `IMGPKG_REGISTRY_*` and `FERRY_REGISTRY_*` sets (most specific host/path wins), then
-//! Docker's `config.json` (`credHelpers`, `credsStore`, `auths`), then podman's `auth.json`.
+//! flags", RF-1): `--registry-anon`, then the `IMGPKG_REGISTRY_*` and `FERRY_REGISTRY_*` sets
+//! that name the registry (most specific host/path wins; a set names one registry, so it goes
+//! before the flags, which name none), then the flags (or `IMGPKG_USERNAME`/`IMGPKG_PASSWORD`/
+//! `IMGPKG_TOKEN`), then Docker's `config.json` (`credHelpers`, `credsStore`, `auths`), then
+//! podman's `auth.json`. A set's host matches as imgpkg matches it: the same port (none means
+//! none), the same number of labels, each label a glob (`*`, `?`).
 //!
 //! Config files are read, and credential helpers run, at most once per registry host for the
 //! life of a store, which is one run (spec/cli.md "Registry flags", RF-1): a helper may take a
@@ -114,14 +117,17 @@ impl CredentialStore {
         if self.flags.anonymous {
             return Credential::Anonymous;
         }
+        // A set for this registry wins over the flags (imgpkg: "env keychain takes precedence"),
+        // so copying from A (a set) to B (the flags) never sends B's credentials to A.
+        if let Some(set) = self.best_env_set(registry, repository).filter(|set| set.credential != Credential::Anonymous)
+        {
+            return set.credential.clone();
+        }
         if let Some(token) = &self.flags.token {
             return Credential::RegistryToken(token.clone());
         }
         if let (Some(username), Some(password)) = (&self.flags.username, &self.flags.password) {
             return Credential::Basic { username: username.clone(), password: password.clone() };
-        }
-        if let Some(set) = self.best_env_set(registry, repository) {
-            return set.credential.clone();
         }
         self.resolved_from_config_files(registry).unwrap_or(Credential::Anonymous)
     }
@@ -164,26 +170,67 @@ fn env_sets(vars: &BTreeMap<String, String>) -> Vec<EnvSet> {
             } else {
                 Credential::Anonymous
             };
-            let pattern = hostname.trim_start_matches("https://").trim_start_matches("http://").trim_end_matches('/');
-            sets.push(EnvSet { pattern: pattern.to_string(), credential });
+            sets.push(EnvSet { pattern: set_pattern(hostname), credential });
         }
     }
     sets
 }
 
-/// `host[/path]` with `*` host labels, against a registry and repository.
+/// A set's `HOSTNAME` as a pattern `host[:port][/path]`, spelt as imgpkg reads it: a scheme
+/// and a `/v1/` or `/v2/` API prefix (as in `https://reg.example.com/v2/`) are left out.
+fn set_pattern(hostname: &str) -> String {
+    let bare = hostname.trim_start_matches("https://").trim_start_matches("http://");
+    let (host, path) = bare.split_once('/').unwrap_or((bare, ""));
+    let path = path.strip_prefix("v2/").or_else(|| path.strip_prefix("v1/")).unwrap_or(path);
+    let path = if matches!(path, "v1" | "v2") { "" } else { path.trim_end_matches('/') };
+    if path.is_empty() { host.to_string() } else { format!("{host}/{path}") }
+}
+
+/// `host[:port]` as its host and port (`[v6]:port` too); no port is "".
+fn host_and_port(host: &str) -> (&str, &str) {
+    if let Some(v6) = host.strip_prefix('[') {
+        if let Some((address, rest)) = v6.split_once(']') {
+            return (address, rest.strip_prefix(':').unwrap_or(""));
+        }
+    }
+    match host.rsplit_once(':') {
+        Some((name, port)) if !name.contains(':') => (name, port),
+        _ => (host, ""),
+    }
+}
+
+/// A set's pattern `host[:port][/path]` against a registry and repository, as imgpkg matches
+/// it: the ports are equal (a pattern without one matches only a registry without one, so
+/// `127.0.0.*` never sends credentials to `127.0.0.1:5000`), the hosts have as many labels and
+/// each matches its glob label; the path, if any, is the repository or a parent of it.
 fn pattern_matches(pattern: &str, registry: &str, repository: &str) -> bool {
     let (host_pattern, path_pattern) = pattern.split_once('/').unwrap_or((pattern, ""));
     let normal = |host: &str| if host == "docker.io" { "index.docker.io".to_string() } else { host.to_string() };
     let (host_pattern, registry) = (normal(host_pattern), normal(registry));
-    let pattern_labels: Vec<&str> = host_pattern.split('.').collect();
-    let host_labels: Vec<&str> = registry.split('.').collect();
-    let host_ok = pattern_labels.len() == host_labels.len()
-        && pattern_labels.iter().zip(&host_labels).all(|(p, h)| *p == "*" || p == h);
+    let ((pattern_host, pattern_port), (host, port)) = (host_and_port(&host_pattern), host_and_port(&registry));
+    let pattern_labels: Vec<&str> = pattern_host.split('.').collect();
+    let host_labels: Vec<&str> = host.split('.').collect();
+    let host_ok = pattern_port == port
+        && pattern_labels.len() == host_labels.len()
+        && pattern_labels
+            .iter()
+            .zip(&host_labels)
+            .all(|(glob, label)| label_matches(glob.as_bytes(), label.as_bytes()));
     host_ok
         && (path_pattern.is_empty()
             || repository == path_pattern
             || repository.starts_with(&format!("{path_pattern}/")))
+}
+
+/// One host label against a glob label: `*` any run of characters, `?` one, anything else
+/// itself.
+fn label_matches(glob: &[u8], label: &[u8]) -> bool {
+    match glob.split_first() {
+        None => label.is_empty(),
+        Some((b'*', rest)) => (0..=label.len()).any(|skip| label_matches(rest, &label[skip..])),
+        Some((b'?', rest)) => !label.is_empty() && label_matches(rest, &label[1..]),
+        Some((c, rest)) => label.first() == Some(c) && label_matches(rest, &label[1..]),
+    }
 }
 
 #[derive(Deserialize, Default)]
@@ -220,6 +267,13 @@ fn config_keys(registry: &str) -> Vec<String> {
     }
 }
 
+/// A config file key as the host it names, as Docker reads it: the scheme and any path left
+/// out (`https://reg.example.com/v2/` and `reg.example.com/` are `reg.example.com`).
+fn key_host(key: &str) -> &str {
+    let bare = key.trim_start_matches("https://").trim_start_matches("http://");
+    bare.split('/').next().unwrap_or(bare)
+}
+
 fn from_config_file(path: &Path, registry: &str) -> Option<Credential> {
     let text = std::fs::read(path).ok()?;
     let config: ConfigFile = serde_json::from_slice(&text).ok()?;
@@ -227,7 +281,12 @@ fn from_config_file(path: &Path, registry: &str) -> Option<Credential> {
     if let Some(helper) = keys.iter().find_map(|key| config.cred_helpers.get(key)) {
         return run_helper(helper, &keys[0]);
     }
-    if let Some(entry) = keys.iter().find_map(|key| config.auths.get(key)) {
+    // An exact key first, then any key that names the same host in another spelling.
+    let entry = keys.iter().find_map(|key| config.auths.get(key)).or_else(|| {
+        let host = key_host(&keys[0]);
+        config.auths.iter().find(|(key, _)| key_host(key) == host).map(|(_, entry)| entry)
+    });
+    if let Some(entry) = entry {
         if let Some(credential) = from_auth_entry(entry) {
             return Some(credential);
         }
@@ -308,6 +367,68 @@ mod tests {
         assert_eq!(user("reg.example.com", "other/app"), "wide");
         assert!(matches!(store.lookup("a.corp.example", "x"), Credential::RegistryToken(_)));
         assert_eq!(store.lookup("elsewhere.io", "x"), Credential::Anonymous);
+    }
+
+    /// Review s8 (G2, G3, G8), checked against imgpkg: a set that names the registry wins over
+    /// the flags (copying from A, pinned by a set, to B, given by the flags, sent B's user to
+    /// A); a host pattern matches only the same port (`127.0.0.*` sent credentials to every
+    /// port of 127.0.0.1), its labels are globs, and `https://HOST/v2/` names HOST.
+    #[test]
+    fn sets_win_over_flags_and_match_ports_and_globs_as_imgpkg() {
+        let vars = env(&[
+            ("IMGPKG_REGISTRY_HOSTNAME_A", "127.0.0.1:5001"),
+            ("IMGPKG_REGISTRY_USERNAME_A", "a-user"),
+            ("IMGPKG_REGISTRY_PASSWORD_A", "pa"),
+            ("IMGPKG_REGISTRY_HOSTNAME_G", "10.0.0.*"),
+            ("IMGPKG_REGISTRY_USERNAME_G", "glob"),
+            ("IMGPKG_REGISTRY_PASSWORD_G", "pg"),
+            ("IMGPKG_REGISTRY_HOSTNAME_P", "10.1.0.*:5000"),
+            ("IMGPKG_REGISTRY_USERNAME_P", "ported"),
+            ("IMGPKG_REGISTRY_PASSWORD_P", "pp"),
+            ("IMGPKG_REGISTRY_HOSTNAME_L", "reg-?.corp.*"),
+            ("IMGPKG_REGISTRY_USERNAME_L", "labels"),
+            ("IMGPKG_REGISTRY_PASSWORD_L", "pl"),
+            ("IMGPKG_REGISTRY_HOSTNAME_V", "https://api.example.com/v2/"),
+            ("IMGPKG_REGISTRY_USERNAME_V", "v2"),
+            ("IMGPKG_REGISTRY_PASSWORD_V", "pv"),
+        ]);
+        let flags = FlagCredentials {
+            username: Some("b-user".into()),
+            password: Some(Secret::new("pb")),
+            ..FlagCredentials::default()
+        };
+        let store = CredentialStore::new(flags, &vars, Vec::new());
+        let user = |reg: &str| match store.lookup(reg, "team/app") {
+            Credential::Basic { username, .. } => username,
+            other => format!("{other:?}"),
+        };
+        assert_eq!(user("127.0.0.1:5001"), "a-user", "the set names A: its credentials, not the flags'");
+        assert_eq!(user("127.0.0.1:5002"), "b-user", "another registry gets the flags");
+        assert_eq!(user("10.0.0.7"), "glob");
+        assert_eq!(user("10.0.0.7:5000"), "b-user", "a pattern without a port matches no registry with one");
+        assert_eq!(user("10.1.0.7:5000"), "ported");
+        assert_eq!(user("10.1.0.7:5001"), "b-user");
+        assert_eq!(user("reg-a.corp.example"), "labels");
+        assert_eq!(user("reg-ab.corp.example"), "b-user", "? is one character");
+        assert_eq!(user("api.example.com"), "v2", "a scheme and /v2/ are left out");
+        let bare = CredentialStore::new(FlagCredentials::default(), &vars, Vec::new());
+        assert_eq!(bare.lookup("10.0.0.7:5000", "x"), Credential::Anonymous);
+    }
+
+    /// Review s8 (G7): a config file key in another spelling of the host (`https://HOST/v2/`,
+    /// `HOST/`, as older `docker login` and CI templates write it) is found, as Docker finds it.
+    #[test]
+    fn config_file_keys_in_other_spellings_name_their_host() {
+        let dir = tempfile::tempdir().unwrap();
+        for key in ["https://r.example:5000/v2/", "r.example:5000/", "http://r.example:5000"] {
+            let file = dir.path().join("config.json");
+            let auth = STANDARD.encode("carol:pw");
+            std::fs::write(&file, format!(r#"{{"auths":{{"{key}":{{"auth":"{auth}"}}}}}}"#)).unwrap();
+            let store = CredentialStore::new(FlagCredentials::default(), &BTreeMap::new(), vec![file]);
+            let found = store.lookup("r.example:5000", "x");
+            assert!(matches!(&found, Credential::Basic { username, .. } if username == "carol"), "{key}: {found:?}");
+            assert_eq!(store.lookup("r.example:5001", "x"), Credential::Anonymous, "{key}: another port");
+        }
     }
 
     #[test]
