@@ -366,3 +366,43 @@ fn non_distributable_layers_of_an_imgpkg_tarball_follow_ferrys_policy() {
     succeed(&["export", "-q", "--imgpkg-tar", tarball, "-o", converted.to_str().unwrap()]);
     assert!(std::fs::read(&exported).unwrap() == std::fs::read(&converted).unwrap(), "not byte-identical");
 }
+
+/// Review s8 G1 (AR-RF1, AR-I5): the cosign signatures `imgpkg copy --cosign-signatures` puts
+/// in its tarball (each under its tag `sha256-<hex>.sig`) are carried as a registry export
+/// carries them: imported, each is tagged again beside its subject (they were dropped, exit 0,
+/// no warning); converted, the archive is byte for byte `ferry export -b` of the signed bundle.
+#[test]
+fn cosign_signatures_in_an_imgpkg_tarball_are_carried() {
+    let registry = Registry::start(Variant::Plain);
+    let scratch = tempfile::tempdir().unwrap();
+    let host = registry.host().to_string();
+    let root = seed::seed_bundle(&registry, scratch.path());
+    let app = tags(&format!("{host}/team/app"))["1.0"].clone();
+    // Two stand-in signatures (any manifest under a cosign tag is one to a copier), distinct.
+    let layout = scratch.path().join("signatures");
+    for (name, subject, repository) in [("sig-root", &root, "team/bundle"), ("sig-app", &app, "team/app")] {
+        support::write_image_layout(&layout, name, &[("signature.json", name.as_bytes())]);
+        registry.push_layout(&layout, name, &format!("{repository}:{}.sig", subject.replace(':', "-")));
+    }
+    let signature_of = |repository: &str, subject: &str| {
+        let tag = format!("{}.sig", subject.replace(':', "-"));
+        (tag.clone(), tags(&format!("{host}/{repository}"))[&tag].clone())
+    };
+    let expected = [signature_of("team/bundle", &root), signature_of("team/app", &app)];
+
+    let source = format!("{host}/team/bundle:1.0");
+    let imgpkg_tar = scratch.path().join("signed.itar");
+    run_imgpkg(&["copy", "-b", &source, "--to-tar", imgpkg_tar.to_str().unwrap(), "--cosign-signatures"]);
+    let target = format!("{host}/site/signed");
+    succeed(&["import", imgpkg_tar.to_str().unwrap(), "--to-repo", &target, "-q"]);
+    let imported = tags(&target);
+    for (tag, digest) in &expected {
+        assert_eq!(imported.get(tag), Some(digest), "{tag} tagged beside its subject: {imported:?}");
+    }
+
+    let converted = scratch.path().join("converted.tar");
+    succeed(&["export", "-q", "--imgpkg-tar", imgpkg_tar.to_str().unwrap(), "-o", converted.to_str().unwrap()]);
+    let exported = scratch.path().join("exported.tar");
+    succeed(&["export", "-q", "-b", &source, "-o", exported.to_str().unwrap()]);
+    assert!(std::fs::read(&converted).unwrap() == std::fs::read(&exported).unwrap(), "not byte-identical");
+}

@@ -10,8 +10,9 @@ use std::path::Path;
 use super::export::settle_descriptors;
 use crate::engine::{Artifact, WalkOptions, build_plan, walk};
 use crate::model::layout::LayoutIndex;
-use crate::model::{Descriptor, Reference};
-use crate::store::imgpkg_tar::ImgpkgTarSource;
+use crate::model::referrers::parse_cosign_tag;
+use crate::model::{Descriptor, Digest, Reference, annotations};
+use crate::store::imgpkg_tar::{ImgpkgArtifact, ImgpkgTarSource};
 use crate::store::layout_tar::LayoutTarSource;
 use crate::store::probe::{ArchiveKind, ForeignArchive, probe};
 use crate::store::{BlobReader, Source, StoreError};
@@ -109,24 +110,48 @@ impl Source for Archive {
 /// The roots of an imgpkg tarball, named as `ferry export` names what it was asked for: the
 /// bundle `imgpkg copy -b` copied (by its repository and tag, when it was copied by tag, else
 /// by digest); without one (`imgpkg copy -i` or `--lock`), every artifact, by its reference.
+/// A cosign signature, attestation or SBOM the tarball holds (`imgpkg copy --cosign-signatures`
+/// lists each under its tag `sha256-<hex>.sig`) comes as a referrer of its subject, as an export
+/// from the registry finds it (spec/archive.md AR-RF1, AR-I5): it was dropped.
 pub fn imgpkg_roots(source: &ImgpkgTarSource) -> Vec<Artifact> {
     let marked = source.artifacts().iter().any(|artifact| artifact.root);
-    source
-        .artifacts()
-        .iter()
-        .filter(|artifact| artifact.root || !marked)
-        .map(|found| {
-            let mut artifact = Artifact::new(found.descriptor.clone());
-            artifact.original = found.references.first().map(|reference| match &found.tag {
-                Some(tag) => Reference { tag: Some(tag.clone()), digest: None, ..reference.clone() },
-                None => reference.clone(),
-            });
-            artifact.ref_name = artifact.original.as_ref().map(ToString::to_string);
-            artifact.is_root = true;
-            artifact.set_root_tag(found.tag.clone());
-            artifact
-        })
-        .collect()
+    let held: std::collections::HashSet<Digest> =
+        source.artifacts().iter().map(|artifact| artifact.descriptor.digest).collect();
+    let mut roots = Vec::new();
+    for found in source.artifacts() {
+        let signed = found.tag.as_deref().and_then(parse_cosign_tag).filter(|(subject, _)| held.contains(subject));
+        if let Some((subject, _)) = signed {
+            roots.push(cosign_referrer(found, subject));
+            continue;
+        }
+        if marked && !found.root {
+            continue;
+        }
+        let mut artifact = Artifact::new(found.descriptor.clone());
+        artifact.original = found.references.first().map(|reference| match &found.tag {
+            Some(tag) => Reference { tag: Some(tag.clone()), digest: None, ..reference.clone() },
+            None => reference.clone(),
+        });
+        artifact.ref_name = artifact.original.as_ref().map(ToString::to_string);
+        artifact.is_root = true;
+        artifact.set_root_tag(found.tag.clone());
+        roots.push(artifact);
+    }
+    roots
+}
+
+/// A cosign artifact of an imgpkg tarball as the referrer of `subject` an export finds in a
+/// registry: named by its repository, its tag and its digest, tied by its tag.
+fn cosign_referrer(found: &ImgpkgArtifact, subject: Digest) -> Artifact {
+    let mut artifact = Artifact::new(found.descriptor.clone());
+    artifact.original =
+        found.references.first().map(|reference| Reference { tag: found.tag.clone(), ..reference.clone() });
+    artifact.ref_name = artifact.original.as_ref().map(ToString::to_string);
+    artifact.annotations.insert(annotations::REFERRER_OF.into(), subject.to_string());
+    if let Some(tag) = &found.tag {
+        artifact.annotations.insert(annotations::REFERRER_TAG.into(), tag.clone());
+    }
+    artifact
 }
 
 /// AR-I5: the `index.json` `ferry export` would write for the tarball's roots: the walk from
