@@ -174,6 +174,11 @@ fn rustls_error_in(error: &io::Error) -> Option<&rustls::Error> {
 fn tls_kind(error: &rustls::Error) -> RegistryErrorKind {
     match error {
         rustls::Error::InvalidMessage(_) => RegistryErrorKind::PlainHttp(error.to_string()),
+        rustls::Error::InvalidCertificate(rustls::CertificateError::Other(other))
+            if matches!(other.0.downcast_ref::<webpki::Error>(), Some(webpki::Error::CaUsedAsEndEntity)) =>
+        {
+            RegistryErrorKind::CertificateIsCa(error.to_string())
+        }
         _ => RegistryErrorKind::Tls(error.to_string()),
     }
 }
@@ -194,6 +199,26 @@ mod tests {
         assert!(matches!(transport_kind(plain), RegistryErrorKind::PlainHttp(_)));
         let direct = ureq::Error::Rustls(rustls::Error::InvalidCertificate(rustls::CertificateError::Expired));
         assert!(matches!(transport_kind(direct), RegistryErrorKind::Tls(_)));
+    }
+
+    /// Review s8 G4: a self-signed CA certificate serving as the registry's own (openssl's
+    /// default `req -x509`) is named for what it is, with what to do; the hint to pass the CA
+    /// (which the user had done) is not given.
+    #[test]
+    fn a_ca_certificate_serving_as_the_registrys_own_is_named() {
+        let other = rustls::OtherError(std::sync::Arc::new(webpki::Error::CaUsedAsEndEntity));
+        let kind =
+            transport_kind(io_wrapping(rustls::Error::InvalidCertificate(rustls::CertificateError::Other(other))));
+        assert!(matches!(kind, RegistryErrorKind::CertificateIsCa(_)), "{kind:?}");
+        let error = super::super::error::RegistryError {
+            registry: "127.0.0.1:5000".into(),
+            repository: "x".into(),
+            operation: "listing tags".into(),
+            kind,
+            attempts: 1,
+        };
+        let message = error.to_string();
+        assert!(message.contains("CA:FALSE") && !message.contains("pass it with"), "{message}");
     }
 
     #[test]

@@ -55,6 +55,10 @@ pub enum RegistryErrorKind {
     Unreachable(String),
     /// TLS failed: an untrusted certificate, a failed handshake.
     Tls(String),
+    /// The registry's certificate is a CA certificate (`CA:TRUE`) serving as its own server
+    /// certificate, as `openssl req -x509` makes one by default: refused even when it is given
+    /// with `--registry-ca-cert-path` (rustls does not let a CA be an end entity).
+    CertificateIsCa(String),
     /// The TLS handshake got an answer that is not TLS at all (a plain-HTTP server).
     PlainHttp(String),
     /// No answer in time.
@@ -113,6 +117,12 @@ impl RegistryError {
                 " (the registry may speak plain HTTP: pass --registry-insecure if that is intended)"
             }
             RegistryErrorKind::Tls(_) => " (if the registry uses a private CA, pass it with --registry-ca-cert-path)",
+            RegistryErrorKind::CertificateIsCa(_) => {
+                " (the registry's certificate is a CA certificate, basicConstraints CA:TRUE, serving as its own server \
+                 certificate, which ferry's TLS library refuses even from --registry-ca-cert-path: reissue it with \
+                 CA:FALSE, e.g. openssl req -x509 ... -addext basicConstraints=critical,CA:FALSE, or issue it from a \
+                 CA and pass that CA; --registry-verify-certs=false skips the check)"
+            }
             RegistryErrorKind::Unreachable(_) => {
                 " (nothing answered there: check the registry's host and port, and that it is running)"
             }
@@ -142,7 +152,9 @@ impl fmt::Display for RegistryError {
             | RegistryErrorKind::Refused(text)
             | RegistryErrorKind::UnknownHost(text) => write!(f, "connection failed: {text}")?,
             RegistryErrorKind::Unreachable(text) => write!(f, "cannot connect: {text}")?,
-            RegistryErrorKind::Tls(text) | RegistryErrorKind::PlainHttp(text) => write!(f, "TLS failed: {text}")?,
+            RegistryErrorKind::Tls(text)
+            | RegistryErrorKind::PlainHttp(text)
+            | RegistryErrorKind::CertificateIsCa(text) => write!(f, "TLS failed: {text}")?,
             RegistryErrorKind::Timeout(text) => write!(f, "timed out: {text}")?,
             RegistryErrorKind::Protocol(text) => write!(f, "{text}")?,
         }

@@ -51,6 +51,7 @@ pub fn classify(kind: &RegistryErrorKind) -> Verdict {
         | RegistryErrorKind::TooLargeForOneRequest { .. } => Verdict::RestartUnit,
         RegistryErrorKind::Status { .. }
         | RegistryErrorKind::Tls(_)
+        | RegistryErrorKind::CertificateIsCa(_)
         | RegistryErrorKind::PlainHttp(_)
         | RegistryErrorKind::Unreachable(_)
         | RegistryErrorKind::Protocol(_) => Verdict::Fail,
