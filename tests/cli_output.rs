@@ -234,7 +234,8 @@ fn issue17_many_missing_lock_images_make_one_short_line() {
 /// spec/cli.md "Global flags" (review s8 F5): imgpkg's global flags are taken and change
 /// nothing, so an imgpkg script (CI commonly passes `--tty`) runs unchanged: a copy, a pull and
 /// a tag list with them print what they print without them; a bool takes a value only after
-/// `=`, so a positional argument after `--tty` stays one.
+/// `=`, so a positional argument after `--tty` stays one. So is `copy --tar` with
+/// `--include-non-distributable-layers`.
 #[test]
 fn imgpkg_global_flags_are_accepted_and_change_nothing() {
     let registry = Registry::start(Variant::Plain);
@@ -261,6 +262,10 @@ fn imgpkg_global_flags_are_accepted_and_change_nothing() {
     assert_eq!(run(&["tag", "list", &repo, "--digests"], true), run(&["tag", "list", &repo, "--digests"], false));
     let verified = ferry().args(["verify", "--tty"]).arg(&archive).output().unwrap();
     assert!(verified.status.success(), "{}", text(&verified.stderr));
+    // imgpkg takes --include-non-distributable-layers on copy --tar too (review s8 G6).
+    let mirror = format!("{}/mirror/from-tar", registry.host());
+    let archive_path = archive.to_str().unwrap();
+    run(&["copy", "--tar", archive_path, "--to-repo", &mirror, "--include-non-distributable-layers", "-q"], true);
 }
 
 /// Review s8 F12: a bad `--lock` file is named once (`images.yml: images.yml: images[0]: ...`

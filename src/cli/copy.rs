@@ -102,8 +102,10 @@ impl CopyArgs {
                 self.registry_to_repo(to_repo, global)
             }
             (Some(tar), None, Some(to_repo)) => {
-                if self.resume || self.include_non_distributable_layers {
-                    return Err(usage("--resume and --include-non-distributable-layers go with --to-tar"));
+                // --include-non-distributable-layers is taken, as imgpkg takes it here: an import
+                // uploads every layer the archive holds, so it changes nothing.
+                if self.resume {
+                    return Err(usage("--resume goes with --to-tar"));
                 }
                 let import = ImportArgs {
                     archive: tar.clone(),
