@@ -585,6 +585,32 @@ fn an_expired_token_is_refreshed_once_and_the_token_cache_is_shared() {
     });
 }
 
+/// Review s8 G11: workers that start together, before any token is cached, ask the realm once
+/// between them (a copy's five workers asked it five times for one token; realms such as
+/// Docker Hub's rate-limit).
+#[test]
+fn workers_starting_together_share_one_token_request() {
+    bounded(TEST_LIMIT, || {
+        let server = FaultServer::start_with_auth(USER, PASSWORD);
+        let contents: Vec<Vec<u8>> = (0..2).map(|i| content(200 + i, 16 << 10)).collect();
+        let image = server.seed_image(REPO, "v1", contents);
+        let retries = Retries::default();
+        // A fresh client: no challenge known, no token cached; eight workers at once.
+        let source = RegistrySource::new(connect(options(&retries), login(PASSWORD)));
+        let start = std::sync::Barrier::new(8);
+        std::thread::scope(|scope| {
+            for _ in 0..8 {
+                let (source, start, image) = (&source, &start, &image);
+                scope.spawn(move || {
+                    start.wait();
+                    open_image(source, image);
+                });
+            }
+        });
+        assert_eq!(server.token_requests(), 1, "one token request for eight workers");
+    });
+}
+
 /// Fault 8 in the middle of a transfer: the connection resets mid-blob and, by the time the
 /// client resumes, its token has expired: the resume gets 401, the client fetches a new token
 /// and the `Range` request completes the blob. Nothing secret reaches the retry messages.

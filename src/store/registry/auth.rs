@@ -74,13 +74,41 @@ fn parse_params(text: &str) -> HashMap<String, String> {
 }
 
 /// Bearer tokens by (registry, scopes), shared by all workers; a token is dropped a little
-/// before it expires, or when the registry refuses it.
+/// before it expires, or when the registry refuses it. One worker at a time fetches the token
+/// of a (registry, scopes); the others wait for it (a copy's workers, starting together, asked
+/// the realm five times for one token: realms rate-limit).
 #[derive(Default)]
 pub struct TokenCache {
     tokens: Mutex<HashMap<(String, String), (Secret, Instant)>>,
+    fetching: Mutex<HashMap<(String, String), FetchGate>>,
 }
 
+/// Held by the one worker fetching a (registry, scopes) token.
+type FetchGate = std::sync::Arc<Mutex<()>>;
+
 impl TokenCache {
+    /// The cached token, else the one `fetch` gets (which caches it), fetched by one worker at a
+    /// time: a worker that waited takes the token the one before it got.
+    pub fn get_or_fetch(
+        &self,
+        registry: &str,
+        scopes: &str,
+        fetch: impl FnOnce() -> Result<Secret, RegistryError>,
+    ) -> Result<Secret, RegistryError> {
+        if let Some(token) = self.get(registry, scopes) {
+            return Ok(token);
+        }
+        let gate = {
+            let mut fetching = self.fetching.lock().expect("token fetch lock");
+            std::sync::Arc::clone(fetching.entry((registry.to_string(), scopes.to_string())).or_default())
+        };
+        let _one_at_a_time = gate.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Some(token) = self.get(registry, scopes) {
+            return Ok(token);
+        }
+        fetch()
+    }
+
     pub fn get(&self, registry: &str, scopes: &str) -> Option<Secret> {
         let tokens = self.tokens.lock().expect("token cache lock");
         let (token, expires) = tokens.get(&(registry.to_string(), scopes.to_string()))?;
@@ -138,10 +166,9 @@ impl Authenticator {
             None => Ok(None),
             Some(Challenge::Basic) => Ok(basic_header(&credential)),
             Some(Challenge::Bearer { realm, service, .. }) => {
-                if let Some(token) = self.tokens.get(&op.registry, &op.scopes.join(" ")) {
-                    return Ok(Some(bearer(&token)));
-                }
-                let token = self.fetch_token(agent, registry, op, &realm, service.as_deref(), &credential)?;
+                let token = self.tokens.get_or_fetch(&op.registry, &op.scopes.join(" "), || {
+                    self.fetch_token(agent, registry, op, &realm, service.as_deref(), &credential)
+                })?;
                 Ok(Some(bearer(&token)))
             }
         }
