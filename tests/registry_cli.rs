@@ -191,6 +191,32 @@ fn a_credential_set_for_one_registry_wins_over_the_flags_and_minds_the_port() {
     assert!(with_port.status.success(), "{}", stderr(&with_port));
 }
 
+/// Review s8 G9: a misspelt credential variable or an unreadable `config.json` stops a
+/// registry command before any request, naming it (the registry was asked anonymously and the
+/// 401 pointed at nothing), as imgpkg stops.
+#[test]
+fn a_misspelt_credential_variable_or_a_broken_config_file_is_named() {
+    let registry = Registry::start(Variant::TlsBasicAuth);
+    let home = tempfile::tempdir().unwrap();
+    let repo = format!("{}/team/app", registry.host());
+    let misspelt = ferry_at_home(home.path())
+        .args(["tag", "list", &repo])
+        .args(registry.reach_flags())
+        .env("IMGPKG_REGISTRY_HOSTNAME_1", registry.host())
+        .env("IMGPKG_REGISTRY_USERNAME_1", "ferry")
+        .env("IMGPKG_REGISTRY_PASWORD_1", "secret-value")
+        .output()
+        .unwrap();
+    assert_eq!(misspelt.status.code(), Some(1), "{}", stderr(&misspelt));
+    assert!(stderr(&misspelt).contains("IMGPKG_REGISTRY_PASWORD_1"), "{}", stderr(&misspelt));
+    assert!(!stderr(&misspelt).contains("secret-value"), "{}", stderr(&misspelt));
+    std::fs::create_dir_all(home.path().join(".docker")).unwrap();
+    std::fs::write(home.path().join(".docker/config.json"), "{\"auths\": {").unwrap();
+    let broken = ferry_at_home(home.path()).args(["tag", "list", &repo]).args(registry.reach_flags()).output().unwrap();
+    assert_eq!(broken.status.code(), Some(1), "{}", stderr(&broken));
+    assert!(stderr(&broken).contains(".docker/config.json"), "{}", stderr(&broken));
+}
+
 /// Errors a user can act on, and never a secret in them.
 #[test]
 fn errors_name_the_problem_and_hide_secrets() {

@@ -75,7 +75,8 @@ impl RegistryFlags {
             on_retry: Some(Arc::new(|message: &str| output::warn(message))),
         };
         let client =
-            RegistryClient::new(options, CredentialStore::from_environment(flags)).map_err(anyhow::Error::msg)?;
+            RegistryClient::new(options, CredentialStore::from_environment(flags).map_err(anyhow::Error::msg)?)
+                .map_err(anyhow::Error::msg)?;
         Ok(Arc::new(client))
     }
 }

@@ -88,8 +88,9 @@ pub struct CredentialStore {
 }
 
 impl CredentialStore {
-    /// Reads the environment and the standard config file locations.
-    pub fn from_environment(flags: FlagCredentials) -> Self {
+    /// Reads the environment and the standard config file locations, refusing what imgpkg
+    /// refuses ([`CredentialStore::check`]).
+    pub fn from_environment(flags: FlagCredentials) -> Result<Self, String> {
         let vars: BTreeMap<String, String> = std::env::vars().collect();
         let mut config_files = Vec::new();
         let docker_dir = vars
@@ -104,7 +105,47 @@ impl CredentialStore {
         } else if let Some(runtime) = vars.get("XDG_RUNTIME_DIR") {
             config_files.push(Path::new(runtime).join("containers/auth.json"));
         }
-        CredentialStore { flags, env_sets: env_sets(&vars), config_files, resolved: ConfigCache::default() }
+        let store =
+            CredentialStore { flags, env_sets: env_sets(&vars), config_files, resolved: ConfigCache::default() };
+        store.check(&vars)?;
+        Ok(store)
+    }
+
+    /// What imgpkg refuses to start with (review s8 G9): a `*_REGISTRY_*` variable that is no
+    /// field of a set (a misspelt `IMGPKG_REGISTRY_PASWORD_1` left the registry anonymous, and the
+    /// 401 that followed pointed nowhere), and a config file that exists but cannot be read as
+    /// one (invalid JSON, an `auth` that is not base64 `user:password`), named with its problem.
+    pub fn check(&self, vars: &BTreeMap<String, String>) -> Result<(), String> {
+        const FIELDS: [&str; 5] = ["HOSTNAME", "USERNAME", "PASSWORD", "IDENTITY_TOKEN", "REGISTRY_TOKEN"];
+        for key in vars.keys() {
+            let Some(field) = ["IMGPKG_REGISTRY_", "FERRY_REGISTRY_"].iter().find_map(|p| key.strip_prefix(p)) else {
+                continue;
+            };
+            if !FIELDS.iter().any(|known| field == *known || field.starts_with(&format!("{known}_"))) {
+                return Err(format!(
+                    "unknown variable {key}: a credential set has _HOSTNAME, _USERNAME, _PASSWORD, _IDENTITY_TOKEN \
+                     or _REGISTRY_TOKEN, each with an optional _SUFFIX"
+                ));
+            }
+        }
+        for path in &self.config_files {
+            let Ok(text) = std::fs::read(path) else { continue };
+            let config: ConfigFile = serde_json::from_slice(&text)
+                .map_err(|e| format!("reading credentials from {}: {e}", path.display()))?;
+            for (key, entry) in &config.auths {
+                let readable = entry.auth.as_ref().is_none_or(|auth| {
+                    let decoded = STANDARD.decode(auth.trim()).ok().and_then(|bytes| String::from_utf8(bytes).ok());
+                    auth.trim().is_empty() || decoded.is_some_and(|text| text.contains(':'))
+                });
+                if !readable {
+                    return Err(format!(
+                        "reading credentials from {}: the auth of {key:?} is not base64 of user:password",
+                        path.display()
+                    ));
+                }
+            }
+        }
+        Ok(())
     }
 
     /// A store with only the given pieces (for tests and embedding).
@@ -429,6 +470,30 @@ mod tests {
             assert!(matches!(&found, Credential::Basic { username, .. } if username == "carol"), "{key}: {found:?}");
             assert_eq!(store.lookup("r.example:5001", "x"), Credential::Anonymous, "{key}: another port");
         }
+    }
+
+    /// Review s8 G9: what imgpkg refuses to start with is refused, named: a misspelt set
+    /// variable, a config file that is not JSON, an `auth` that is not base64 of user:password.
+    #[test]
+    fn misspelt_variables_and_unreadable_config_files_are_refused() {
+        let good = env(&[("IMGPKG_REGISTRY_HOSTNAME_1", "r.example"), ("FERRY_REGISTRY_REGISTRY_TOKEN_X", "t")]);
+        let store = CredentialStore::new(FlagCredentials::default(), &good, Vec::new());
+        assert_eq!(store.check(&good), Ok(()));
+        let misspelt = env(&[("IMGPKG_REGISTRY_PASWORD_1", "pw"), ("HOME", "/root")]);
+        let error = store.check(&misspelt).unwrap_err();
+        assert!(error.contains("IMGPKG_REGISTRY_PASWORD_1") && !error.contains("pw\""), "{error}");
+        let dir = tempfile::tempdir().unwrap();
+        for (body, expected) in
+            [("{not json", "config.json"), (r#"{"auths":{"r.example":{"auth":"%%%"}}}"#, "r.example")]
+        {
+            let file = dir.path().join("config.json");
+            std::fs::write(&file, body).unwrap();
+            let store = CredentialStore::new(FlagCredentials::default(), &BTreeMap::new(), vec![file]);
+            let error = store.check(&BTreeMap::new()).unwrap_err();
+            assert!(error.contains(expected), "{error}");
+        }
+        let missing = CredentialStore::new(FlagCredentials::default(), &BTreeMap::new(), vec![dir.path().join("none")]);
+        assert_eq!(missing.check(&BTreeMap::new()), Ok(()), "a missing file is no problem");
     }
 
     #[test]
