@@ -241,7 +241,7 @@ fn imgpkg_global_flags_are_accepted_and_change_nothing() {
     let registry = Registry::start(Variant::Plain);
     let scratch = tempfile::tempdir().unwrap();
     let archive = exported_bundle(scratch.path());
-    let imgpkg_flags = ["--tty", "--color=false", "--column", "name,digest", "--debug", "-y"];
+    let imgpkg_flags = ["--tty", "--color=F", "--column", "name,digest", "--debug=1", "-y"];
     let run = |args: &[&str], with: bool| {
         let flags: &[&str] = if with { &imgpkg_flags } else { &[] };
         let output = ferry().args(args).args(flags).arg("--registry-insecure").output().unwrap();

@@ -282,6 +282,16 @@ fn inspect_shows_the_tag_import_gives_a_root() {
     let tagged = write(scratch.path(), "tagged.tar", &entries);
     let (tags, shown) = root_tags(&tagged);
     assert!(tags.contains(&Value::from("prod")) && shown, "the recorded tag is shown: {tags:?}");
+
+    // An ImagesLock entry gets no tag whatever its annotation says (review s8: archives of
+    // earlier versions gave `REPO:TAG@DIGEST` entries theirs), in inspect as in import.
+    let mut index: Value = serde_json::from_slice(entries.get("index.json")).unwrap();
+    let annotations = index["manifests"][0]["annotations"].as_object_mut().unwrap();
+    annotations.insert("dev.ferry.lock-position".into(), "0".into());
+    entries.set("index.json", serde_json::to_vec(&index).unwrap());
+    let entry = write(scratch.path(), "entry.tar", &entries);
+    let (tags, shown) = root_tags(&entry);
+    assert!(!tags.contains(&Value::from("prod")) && !shown, "a lock entry gets no tag: {tags:?}");
 }
 
 /// The exported image beside a second manifest of the same config and layers, both listed in

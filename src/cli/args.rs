@@ -52,17 +52,27 @@ pub struct Global {
     pub imgpkg: ImgpkgGlobals,
 }
 
+/// A boolean as Go's flag package reads one (`1`, `t`, `T`, `TRUE`, `true`, `True`, and the
+/// same for false), so `--tty=1` works as it does for imgpkg.
+fn go_bool(text: &str) -> Result<bool, String> {
+    match text {
+        "1" | "t" | "T" | "TRUE" | "true" | "True" => Ok(true),
+        "0" | "f" | "F" | "FALSE" | "false" | "False" => Ok(false),
+        _ => Err(format!("{text:?} is not a boolean (true, false, 1, 0, t, f)")),
+    }
+}
+
 /// imgpkg's global flags (`--tty`, `--color`, `--debug`, `-y/--yes`, `--column`), taken and
-/// ignored, in imgpkg's spellings (`--tty`, `--tty=true`, `--column name,digest`).
+/// ignored, in imgpkg's spellings (`--tty`, `--tty=true`, `--tty=1`, `--column name,digest`).
 #[derive(Args, Debug)]
 pub struct ImgpkgGlobals {
-    #[arg(long, global = true, hide = true, num_args = 0..=1, require_equals = true, default_missing_value = "true", value_name = "BOOL")]
+    #[arg(long, global = true, hide = true, num_args = 0..=1, require_equals = true, default_missing_value = "true", value_name = "BOOL", value_parser = go_bool)]
     pub tty: Option<bool>,
-    #[arg(long, global = true, hide = true, num_args = 0..=1, require_equals = true, default_missing_value = "true", value_name = "BOOL")]
+    #[arg(long, global = true, hide = true, num_args = 0..=1, require_equals = true, default_missing_value = "true", value_name = "BOOL", value_parser = go_bool)]
     pub color: Option<bool>,
-    #[arg(long, global = true, hide = true, num_args = 0..=1, require_equals = true, default_missing_value = "true", value_name = "BOOL")]
+    #[arg(long, global = true, hide = true, num_args = 0..=1, require_equals = true, default_missing_value = "true", value_name = "BOOL", value_parser = go_bool)]
     pub debug: Option<bool>,
-    #[arg(short = 'y', long, global = true, hide = true, num_args = 0..=1, require_equals = true, default_missing_value = "true", value_name = "BOOL")]
+    #[arg(short = 'y', long, global = true, hide = true, num_args = 0..=1, require_equals = true, default_missing_value = "true", value_name = "BOOL", value_parser = go_bool)]
     pub yes: Option<bool>,
     #[arg(long, global = true, hide = true, value_delimiter = ',', value_name = "COLUMNS")]
     pub column: Vec<String>,

@@ -52,7 +52,9 @@ impl Artifact {
     /// it): set when the root was named by tag alone or by a BundleLock with a tag, or recorded
     /// so in an archive's `index.json`. A root named by digest has none, even `REPO:TAG@DIGEST`.
     pub fn root_tag(&self) -> Option<String> {
-        if !self.is_root {
+        // An ImagesLock entry never gets one, whatever an archive of an earlier version (which
+        // gave `REPO:TAG@DIGEST` entries their tag) recorded.
+        if !self.is_root || self.annotations.contains_key(crate::model::annotations::LOCK_POSITION) {
             return None;
         }
         self.annotations.get(crate::model::annotations::ROOT_TAG).cloned()

@@ -209,9 +209,11 @@ fn check_link(dir: &Dir, link: &Path, target: &str, layer: &str) -> Result<(), E
 }
 
 /// The permission bits an entry is pulled with (spec/cli.md PL-1), before the umask: the
-/// header's bits masked with `0o777` (no setuid, setgid, sticky); bits for the owner alone (how
-/// `imgpkg push` and `ferry push` store files by default) are given to group and others too,
-/// as imgpkg's pull does, so a pulled tree is as readable as the one pushed. The field may be
+/// header's bits masked with `0o777` (no setuid, setgid, sticky); the owner's read and execute
+/// bits of a mode for the owner alone (how `imgpkg push` and `ferry push` store files by
+/// default) are given to group and others too, as imgpkg's pull gives them, so a pulled tree
+/// is as readable as the one pushed. Never the write bit (imgpkg's gives it, so under umask 002
+/// a pushed 0600 file came out group-writable). The field may be
 /// base-256 (Go writes a directory's mode with its `os.ModeDir` bit so under
 /// `imgpkg push --preserve-permissions`), or unreadable: then `0o644`.
 fn pulled_mode(header: &tar::Header) -> u32 {
@@ -225,8 +227,8 @@ fn pulled_mode(header: &tar::Header) -> u32 {
     };
     let mode = raw.unwrap_or(0o644) & 0o777;
     if mode & 0o077 == 0 {
-        let owner = mode & 0o700;
-        owner | owner >> 3 | owner >> 6
+        let readable = mode & 0o500;
+        mode | readable >> 3 | readable >> 6
     } else {
         mode
     }
@@ -471,9 +473,9 @@ mod tests {
         builder.into_inner().unwrap()
     }
 
-    /// PL-1: modes for the owner alone (how pushes store files by default) are widened to group
-    /// and others as imgpkg's pull does (0600 pulled as 0644 under umask 022), modes with group
-    /// or other bits kept; a directory mode in base-256 with Go's `os.ModeDir` bit (`imgpkg push
+    /// PL-1: modes for the owner alone (how pushes store files by default) give their read and
+    /// execute bits to group and others as imgpkg's pull does (0600 pulled as 0644, never the
+    /// write bit, whatever the umask), modes with group or other bits kept; a directory mode in base-256 with Go's `os.ModeDir` bit (`imgpkg push
     /// --preserve-permissions`) is read, not taken as 0644 (it was pulled 0744, closed to others).
     #[test]
     fn modes_are_pulled_as_imgpkg_pulls_them() {
@@ -514,12 +516,16 @@ mod tests {
         for (name, expected) in [
             ("d", 0o755),
             ("closed", 0o755),
-            ("d/owner.txt", 0o666),
-            ("d/run.sh", 0o777),
+            ("d/owner.txt", 0o644),
+            ("d/run.sh", 0o755),
             ("d/ro.txt", 0o444),
             ("d/group.txt", 0o660),
         ] {
             assert_eq!(mode(name), masked(expected), "{name}: {:o}", mode(name));
+        }
+        // Before the umask: never a write bit the header did not give.
+        for (given, pulled) in [(0o600, 0o644), (0o700, 0o755), (0o200, 0o200), (0o4700, 0o755), (0o640, 0o640)] {
+            assert_eq!(pulled_mode(&entry("f", tar::EntryType::Regular, Some(given))), pulled, "{given:o}");
         }
     }
 

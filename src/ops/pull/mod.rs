@@ -155,13 +155,19 @@ pub fn pull_from_archive(
 
 /// The archive artifact `wanted` names: by digest, by original reference or by name.
 fn find_artifact(artifacts: Vec<Artifact>, wanted: &str) -> Option<Artifact> {
+    // A repository alone means `:latest`, as an export names such a root (and as archives of
+    // earlier versions named it `REPO`, so either spelling finds either).
+    let named = |reference: &Reference| match (&reference.tag, &reference.digest) {
+        (None, None) => reference.repository.at_tag("latest"),
+        _ => reference.clone(),
+    };
     let wanted_ref = wanted.parse::<Reference>().ok();
     let wanted_digest = wanted.parse::<Digest>().ok().or_else(|| wanted_ref.as_ref().and_then(|r| r.digest));
     let matches = |artifact: &Artifact| {
         wanted_digest.is_some_and(|digest| digest == artifact.descriptor.digest)
             || artifact.ref_name.as_deref() == Some(wanted)
             || match (&wanted_ref, &artifact.original) {
-                (Some(wanted), Some(original)) => wanted == original,
+                (Some(wanted), Some(original)) => named(wanted) == named(original),
                 _ => false,
             }
     };
@@ -488,5 +494,31 @@ impl Staging {
                 io_error(&output, e)
             })
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::Descriptor;
+
+    fn artifact(original: &str, fill: u8) -> Artifact {
+        let digest: Digest = format!("sha256:{}", hex::encode([fill; 32])).parse().unwrap();
+        let mut artifact = Artifact::new(Descriptor::new(crate::model::media::OCI_MANIFEST, digest, 1));
+        artifact.original = Some(original.parse().unwrap());
+        artifact.ref_name = Some(original.to_string());
+        artifact.is_root = true;
+        artifact
+    }
+
+    /// Review s8: `pull --tar A -b REPO` finds the root `export -b REPO` wrote as `REPO:latest`
+    /// (it was "not found"), and `-b REPO:latest` finds one an earlier version wrote as `REPO`.
+    #[test]
+    fn a_repository_alone_is_its_latest_tag_either_way() {
+        let artifacts = vec![artifact("r.example/team/app:latest", 1), artifact("r.example/team/old", 2)];
+        let found = |wanted: &str| find_artifact(artifacts.clone(), wanted).map(|a| a.descriptor.digest);
+        assert_eq!(found("r.example/team/app"), Some(artifacts[0].descriptor.digest));
+        assert_eq!(found("r.example/team/old:latest"), Some(artifacts[1].descriptor.digest));
+        assert_eq!(found("r.example/team/app:1.0"), None);
     }
 }
