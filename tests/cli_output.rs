@@ -289,3 +289,31 @@ fn a_bad_lock_file_is_named_once() {
         assert!(said.contains(expected) && said.matches("images.yml").count() == 1, "{said}");
     }
 }
+
+/// spec/cli.md PL-1 (review s8): a pull follows the umask, the output directory included (it
+/// was 0755 whatever the umask): under umask 077 nothing it writes is open to others.
+#[test]
+fn a_pull_follows_the_umask_its_output_directory_too() {
+    let scratch = tempfile::tempdir().unwrap();
+    let archive = exported_bundle(scratch.path());
+    let index: serde_json::Value =
+        serde_json::from_slice(&fs::read(format!("{FIXTURES}/layouts/bundle/index.json")).unwrap()).unwrap();
+    let digest = index["manifests"][0]["digest"].as_str().unwrap().to_string();
+    let out = scratch.path().join("pulled");
+    let binary = assert_cmd::cargo::cargo_bin("ferry");
+    let pulled = Command::new("sh")
+        .arg("-c")
+        .arg("umask 077 && exec \"$0\" pull -q --tar \"$1\" -b \"$2\" -o \"$3\"")
+        .arg(&binary)
+        .arg(&archive)
+        .arg(&digest)
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(pulled.status.success(), "{}", text(&pulled.stderr));
+    for entry in walkdir::WalkDir::new(&out) {
+        let entry = entry.unwrap();
+        let mode = entry.metadata().unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode & 0o077, 0, "{} is {mode:o} under umask 077", entry.path().display());
+    }
+}

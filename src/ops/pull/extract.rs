@@ -242,7 +242,7 @@ fn permissions(mode: u32) -> cap_std::fs::Permissions {
 
 /// The process's umask, read once from `/proc/self/status` (reading it with `umask(2)` means
 /// setting it, which races with other threads); `0o022` where it cannot be read.
-fn umask() -> u32 {
+pub(super) fn umask() -> u32 {
     static UMASK: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
     *UMASK.get_or_init(|| {
         let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();

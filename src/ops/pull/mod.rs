@@ -483,7 +483,8 @@ impl Staging {
     fn publish(self) -> Result<(), PullError> {
         let Staging { dir, output, _interrupt: interrupt } = self;
         let dir = dir.expect("published once");
-        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755))
+        // The mode a directory made here would have (the staging one is private until now).
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o777 & !extract::umask()))
             .map_err(|e| io_error(dir.path(), e))?;
         // An interrupt from here on leaves the directory to the rename (removing it while it
         // was renamed would delete the published output).
