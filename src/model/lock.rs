@@ -148,8 +148,10 @@ fn parse_typed<T: for<'de> Deserialize<'de>>(text: &str, what: &str, kind: &'sta
 }
 
 fn to_yaml<T: Serialize>(value: &T) -> String {
-    // Plain scalars on one line, as imgpkg writes them: no folded (`>-`) long references.
-    let options = serde_saphyr::ser_options! { prefer_block_scalars: false };
+    // As imgpkg (go-yaml) writes them: a value of several lines (kbld's origins annotation) as a
+    // literal block (`|`, `|-`), and every one-line value on one line (a long reference is never
+    // folded with `>-`).
+    let options = serde_saphyr::ser_options! { prefer_block_scalars: true, folded_wrap_chars: usize::MAX };
     let body = serde_saphyr::to_string_with_options(value, options).expect("lock types always serialise");
     format!("---\n{body}")
 }
@@ -297,6 +299,25 @@ mod tests {
         let tagged = lock_text("registry.example.com/app:1.0");
         let message = AnyLock::parse(&tagged, "images.yml").unwrap_err().to_string();
         assert_eq!(message.matches("images.yml").count(), 1, "{message}");
+    }
+
+    /// Review s8 F8: an annotation of several lines (kbld writes its origins so) is written as a
+    /// literal block, as imgpkg writes it (it was one double-quoted line of `\n` escapes), and
+    /// reads back the same; a long one-line value stays on one line.
+    #[test]
+    fn values_of_several_lines_are_literal_blocks() {
+        let origins = "- resolved:\n    tag: '1.21'\n    url: nginx:1.21\n";
+        let long = "a value ".repeat(20);
+        let mut image = ImageRef { annotations: BTreeMap::new(), image: format!("nginx@sha256:{HEX}") };
+        image.annotations.insert("kbld.carvel.dev/origins".into(), origins.into());
+        image.annotations.insert("two".into(), "line1\nline2".into());
+        image.annotations.insert("long".into(), long.trim().into());
+        let lock = ImagesLock::new(vec![image]);
+        let yaml = lock.to_yaml();
+        assert!(yaml.contains("    kbld.carvel.dev/origins: |\n      - resolved:\n          tag: '1.21'\n"), "{yaml}");
+        assert!(yaml.contains("    two: |-\n      line1\n      line2\n"), "{yaml}");
+        assert!(yaml.contains(&format!("    long: {}\n", long.trim())), "{yaml}");
+        assert_eq!(ImagesLock::parse(&yaml, "again").unwrap(), lock);
     }
 
     #[test]
