@@ -148,10 +148,14 @@ fn parse_typed<T: for<'de> Deserialize<'de>>(text: &str, what: &str, kind: &'sta
 }
 
 fn to_yaml<T: Serialize>(value: &T) -> String {
-    // As imgpkg (go-yaml) writes them: a value of several lines (kbld's origins annotation) as a
-    // literal block (`|`, `|-`), and every one-line value on one line (a long reference is never
-    // folded with `>-`).
-    let options = serde_saphyr::ser_options! { prefer_block_scalars: true, folded_wrap_chars: usize::MAX };
+    to_yaml_with(value, true)
+}
+
+/// As imgpkg (go-yaml) writes them: a value of several lines (kbld's origins annotation) as a
+/// literal block (`|`, `|-`) when `blocks`, and every one-line value on one line (a long
+/// reference is never folded with `>-`).
+fn to_yaml_with<T: Serialize>(value: &T, blocks: bool) -> String {
+    let options = serde_saphyr::ser_options! { prefer_block_scalars: blocks, folded_wrap_chars: usize::MAX };
     let body = serde_saphyr::to_string_with_options(value, options).expect("lock types always serialise");
     format!("---\n{body}")
 }
@@ -203,7 +207,14 @@ impl ImagesLock {
     }
 
     pub fn to_yaml(&self) -> String {
-        to_yaml(self)
+        // A line that starts with a tab cannot open a block's content for go-yaml (imgpkg
+        // refuses to read it): such values stay quoted, as imgpkg writes them.
+        let tab_led = self
+            .images
+            .iter()
+            .flat_map(|image| image.annotations.values())
+            .any(|value| value.contains('\n') && value.lines().any(|line| line.starts_with('\t')));
+        to_yaml_with(self, !tab_led)
     }
 }
 
@@ -318,6 +329,12 @@ mod tests {
         assert!(yaml.contains("    two: |-\n      line1\n      line2\n"), "{yaml}");
         assert!(yaml.contains(&format!("    long: {}\n", long.trim())), "{yaml}");
         assert_eq!(ImagesLock::parse(&yaml, "again").unwrap(), lock);
+        // A line that starts with a tab would open a block go-yaml refuses: quoted instead.
+        let mut tabbed = lock.clone();
+        tabbed.images[0].annotations.insert("tabbed".into(), "\tone\ntwo".into());
+        let yaml = tabbed.to_yaml();
+        assert!(yaml.contains(r#"    tabbed: "\tone\ntwo""#), "{yaml}");
+        assert_eq!(ImagesLock::parse(&yaml, "again").unwrap(), tabbed);
     }
 
     #[test]

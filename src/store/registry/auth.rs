@@ -83,12 +83,15 @@ pub struct TokenCache {
     fetching: Mutex<HashMap<(String, String), FetchGate>>,
 }
 
-/// Held by the one worker fetching a (registry, scopes) token.
-type FetchGate = std::sync::Arc<Mutex<()>>;
+/// Held by the one worker fetching a (registry, scopes) token; it keeps the last fetch's
+/// failure and when it happened, for the workers that waited on that fetch.
+type FetchGate = std::sync::Arc<Mutex<Option<(Instant, RegistryError)>>>;
 
 impl TokenCache {
     /// The cached token, else the one `fetch` gets (which caches it), fetched by one worker at a
-    /// time: a worker that waited takes the token the one before it got.
+    /// time: a worker that waited takes the token the one before it got, or its failure (a realm
+    /// that fails is not asked again by every waiting worker in turn; each retry of the policy
+    /// asks anew).
     pub fn get_or_fetch(
         &self,
         registry: &str,
@@ -98,15 +101,23 @@ impl TokenCache {
         if let Some(token) = self.get(registry, scopes) {
             return Ok(token);
         }
+        let arrived = Instant::now();
         let gate = {
             let mut fetching = self.fetching.lock().expect("token fetch lock");
             std::sync::Arc::clone(fetching.entry((registry.to_string(), scopes.to_string())).or_default())
         };
-        let _one_at_a_time = gate.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut last_failure = gate.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         if let Some(token) = self.get(registry, scopes) {
             return Ok(token);
         }
-        fetch()
+        if let Some((when, failure)) = last_failure.as_ref()
+            && *when >= arrived
+        {
+            return Err(failure.clone());
+        }
+        let fetched = fetch();
+        *last_failure = fetched.as_ref().err().map(|failure| (Instant::now(), failure.clone()));
+        fetched
     }
 
     pub fn get(&self, registry: &str, scopes: &str) -> Option<Secret> {
@@ -349,6 +360,38 @@ mod tests {
         );
         assert_eq!(parse_challenge(r#"Basic realm="Registry Realm""#), Some(Challenge::Basic));
         assert_eq!(parse_challenge("Negotiate"), None);
+    }
+
+    /// Review s8: workers waiting on one token fetch take its failure instead of asking the
+    /// realm again one after another (eight workers against a realm failing after a wait took
+    /// eight waits, serialised); a worker arriving after the failure asks anew.
+    #[test]
+    fn workers_waiting_on_a_failed_fetch_share_its_failure() {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        let cache = TokenCache::default();
+        let asked = AtomicUsize::new(0);
+        let failing = || {
+            asked.fetch_add(1, Ordering::SeqCst);
+            std::thread::sleep(Duration::from_millis(200));
+            Err(op().error(RegistryErrorKind::Status { status: 503, code: None, message: None, retry_after: None }))
+        };
+        let start = std::sync::Barrier::new(8);
+        std::thread::scope(|scope| {
+            for _ in 0..8 {
+                scope.spawn(|| {
+                    start.wait();
+                    assert!(cache.get_or_fetch("r.example", "pull", failing).is_err());
+                });
+            }
+        });
+        assert_eq!(asked.load(Ordering::SeqCst), 1, "one realm request for the eight waiting workers");
+        assert!(cache.get_or_fetch("r.example", "pull", failing).is_err());
+        assert_eq!(asked.load(Ordering::SeqCst), 2, "a later worker asks again");
+        let token = cache.get_or_fetch("r.example", "pull", || {
+            cache.put("r.example", "pull", Secret::new("t"), Duration::from_secs(60));
+            Ok(Secret::new("t"))
+        });
+        assert_eq!(token.unwrap().expose(), "t");
     }
 
     #[test]

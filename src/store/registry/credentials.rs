@@ -21,7 +21,14 @@ use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex, OnceLock};
 
 use base64::Engine as _;
+#[cfg(test)]
 use base64::engine::general_purpose::STANDARD;
+use base64::engine::{GeneralPurpose, GeneralPurposeConfig};
+
+/// Base64 as Go's decoder reads a config file's `auth`: padded, and leftover bits in the last
+/// character allowed.
+const AUTH_BASE64: GeneralPurpose =
+    GeneralPurpose::new(&base64::alphabet::STANDARD, GeneralPurposeConfig::new().with_decode_allow_trailing_bits(true));
 use serde::Deserialize;
 
 /// A secret that prints as `***`.
@@ -116,7 +123,9 @@ impl CredentialStore {
     /// 401 that followed pointed nowhere), and a config file that exists but cannot be read as
     /// one (invalid JSON, an `auth` that is not base64 `user:password`), named with its problem.
     pub fn check(&self, vars: &BTreeMap<String, String>) -> Result<(), String> {
-        const FIELDS: [&str; 5] = ["HOSTNAME", "USERNAME", "PASSWORD", "IDENTITY_TOKEN", "REGISTRY_TOKEN"];
+        // imgpkg's set fields, and `AZURE_CR_CONFIG` of its Azure keychain (not ferry's).
+        const FIELDS: [&str; 6] =
+            ["HOSTNAME", "USERNAME", "PASSWORD", "IDENTITY_TOKEN", "REGISTRY_TOKEN", "AZURE_CR_CONFIG"];
         for key in vars.keys() {
             let Some(field) = ["IMGPKG_REGISTRY_", "FERRY_REGISTRY_"].iter().find_map(|p| key.strip_prefix(p)) else {
                 continue;
@@ -130,20 +139,8 @@ impl CredentialStore {
         }
         for path in &self.config_files {
             let Ok(text) = std::fs::read(path) else { continue };
-            let config: ConfigFile = serde_json::from_slice(&text)
-                .map_err(|e| format!("reading credentials from {}: {e}", path.display()))?;
-            for (key, entry) in &config.auths {
-                let readable = entry.auth.as_ref().is_none_or(|auth| {
-                    let decoded = STANDARD.decode(auth.trim()).ok().and_then(|bytes| String::from_utf8(bytes).ok());
-                    auth.trim().is_empty() || decoded.is_some_and(|text| text.contains(':'))
-                });
-                if !readable {
-                    return Err(format!(
-                        "reading credentials from {}: the auth of {key:?} is not base64 of user:password",
-                        path.display()
-                    ));
-                }
-            }
+            config_file_problem(&text)
+                .map_or(Ok(()), |problem| Err(format!("reading credentials from {}: {problem}", path.display())))?;
         }
         Ok(())
     }
@@ -277,12 +274,17 @@ fn label_matches(glob: &[u8], label: &[u8]) -> bool {
 #[derive(Deserialize, Default)]
 #[serde(rename_all = "camelCase")]
 struct ConfigFile {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_is_empty")]
     auths: BTreeMap<String, AuthEntry>,
     #[serde(default)]
     creds_store: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_is_empty")]
     cred_helpers: BTreeMap<String, String>,
+}
+
+/// `null` read as empty, as Docker reads `"auths": null`.
+fn null_is_empty<'de, D: serde::Deserializer<'de>, T: Deserialize<'de> + Default>(d: D) -> Result<T, D::Error> {
+    Ok(Option::<T>::deserialize(d)?.unwrap_or_default())
 }
 
 #[derive(Deserialize, Default)]
@@ -308,11 +310,55 @@ fn config_keys(registry: &str) -> Vec<String> {
     }
 }
 
-/// A config file key as the host it names, as Docker reads it: the scheme and any path left
-/// out (`https://reg.example.com/v2/` and `reg.example.com/` are `reg.example.com`).
-fn key_host(key: &str) -> &str {
+/// What makes a config file unreadable as one, never quoting its content (a value in it may be a
+/// secret): not JSON, not an object, an `auths` entry that is not an object, or an `auth` that is
+/// not base64 of `user:password`. An empty file, and `null` anywhere, are no config.
+fn config_file_problem(text: &[u8]) -> Option<String> {
+    if text.iter().all(u8::is_ascii_whitespace) {
+        return None;
+    }
+    let value: serde_json::Value = match serde_json::from_slice(text) {
+        Ok(value) => value,
+        Err(e) => return Some(format!("not valid JSON (line {}, column {})", e.line(), e.column())),
+    };
+    let config = match &value {
+        serde_json::Value::Null => return None,
+        serde_json::Value::Object(config) => config,
+        _ => return Some("not a JSON object".into()),
+    };
+    let auths = match config.get("auths") {
+        None | Some(serde_json::Value::Null) => return None,
+        Some(serde_json::Value::Object(auths)) => auths,
+        Some(_) => return Some("\"auths\" is not an object".into()),
+    };
+    for (key, entry) in auths {
+        let auth = match entry {
+            serde_json::Value::Null => continue,
+            serde_json::Value::Object(entry) => entry.get("auth"),
+            _ => return Some(format!("the entry for {key:?} is not an object")),
+        };
+        let readable = match auth {
+            None | Some(serde_json::Value::Null) => true,
+            Some(serde_json::Value::String(auth)) => {
+                let decoded = AUTH_BASE64.decode(auth.trim()).ok().and_then(|bytes| String::from_utf8(bytes).ok());
+                auth.trim().is_empty() || decoded.is_some_and(|text| text.contains(':'))
+            }
+            Some(_) => false,
+        };
+        if !readable {
+            return Some(format!("the auth of {key:?} is not base64 of user:password"));
+        }
+    }
+    None
+}
+
+/// A config file key as the host it names, as Docker reads it: the scheme and an API path left
+/// out (`https://reg.example.com/v2/` and `reg.example.com/` are `reg.example.com`). A key with
+/// another path (podman's per-namespace `reg.example.com/team`) names no whole host: `None`.
+fn key_host(key: &str) -> Option<&str> {
     let bare = key.trim_start_matches("https://").trim_start_matches("http://");
-    bare.split('/').next().unwrap_or(bare)
+    let (host, path) = bare.split_once('/').unwrap_or((bare, ""));
+    matches!(path, "" | "v1" | "v1/" | "v2" | "v2/").then_some(host)
 }
 
 fn from_config_file(path: &Path, registry: &str) -> Option<Credential> {
@@ -325,7 +371,7 @@ fn from_config_file(path: &Path, registry: &str) -> Option<Credential> {
     // An exact key first, then any key that names the same host in another spelling.
     let entry = keys.iter().find_map(|key| config.auths.get(key)).or_else(|| {
         let host = key_host(&keys[0]);
-        config.auths.iter().find(|(key, _)| key_host(key) == host).map(|(_, entry)| entry)
+        config.auths.iter().find(|(key, _)| host.is_some() && key_host(key) == host).map(|(_, entry)| entry)
     });
     if let Some(entry) = entry {
         if let Some(credential) = from_auth_entry(entry) {
@@ -345,7 +391,7 @@ fn from_auth_entry(entry: &AuthEntry) -> Option<Credential> {
     if let (Some(username), Some(password)) = (&entry.username, &entry.password) {
         return Some(Credential::Basic { username: username.clone(), password: Secret::new(password.clone()) });
     }
-    let decoded = STANDARD.decode(entry.auth.as_ref()?.trim()).ok()?;
+    let decoded = AUTH_BASE64.decode(entry.auth.as_ref()?.trim()).ok()?;
     let text = String::from_utf8(decoded).ok()?;
     let (username, password) = text.split_once(':')?;
     Some(Credential::Basic { username: username.to_string(), password: Secret::new(password) })
@@ -494,6 +540,59 @@ mod tests {
         }
         let missing = CredentialStore::new(FlagCredentials::default(), &BTreeMap::new(), vec![dir.path().join("none")]);
         assert_eq!(missing.check(&BTreeMap::new()), Ok(()), "a missing file is no problem");
+    }
+
+    /// Review s8 (second read): the check never quotes a config file's content (a string where
+    /// an entry belongs is the base64 of user:password), and takes what Docker and imgpkg take:
+    /// an empty file, `null`s, base64 with leftover bits, imgpkg's Azure variable.
+    #[test]
+    fn the_check_quotes_no_secret_and_takes_what_docker_takes() {
+        let secret = STANDARD.encode("alice:hunter2");
+        for body in [
+            format!(r#"{{"auths":{{"r.example":"{secret}"}}}}"#),
+            format!(r#"{{"auths":{{"r.example":{{"auth":7{secret}}}}}}}"#),
+        ] {
+            let problem = config_file_problem(body.as_bytes()).expect("refused");
+            assert!(!problem.contains(&secret) && !problem.contains("hunter2"), "{problem}");
+        }
+        let leftover_bits = "YWxpY2U6aHVudGVyMw==".replace("Mw==", "Mx==");
+        for body in [
+            String::new(),
+            " \n".into(),
+            "null".into(),
+            r#"{"auths":null,"credHelpers":null}"#.into(),
+            r#"{"auths":{"r.example":null}}"#.into(),
+            format!(r#"{{"auths":{{"r.example":{{"auth":"{leftover_bits}"}}}}}}"#),
+        ] {
+            assert_eq!(config_file_problem(body.as_bytes()), None, "{body:?}");
+        }
+        assert!(config_file_problem(b"[]").is_some(), "not an object, as imgpkg refuses it");
+        let azure = env(&[("IMGPKG_REGISTRY_AZURE_CR_CONFIG", "/etc/azure.json")]);
+        let store = CredentialStore::new(FlagCredentials::default(), &azure, Vec::new());
+        assert_eq!(store.check(&azure), Ok(()));
+        // `"auths": null` reads as no entries.
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("config.json");
+        std::fs::write(&file, r#"{"auths":null,"credsStore":null}"#).unwrap();
+        let store = CredentialStore::new(FlagCredentials::default(), &BTreeMap::new(), vec![file]);
+        assert_eq!(store.lookup("r.example", "x"), Credential::Anonymous);
+    }
+
+    /// Review s8 (second read): a per-namespace key (podman's `HOST/team`) names no whole host,
+    /// so it is never taken for another namespace's repository (ferry took the first key of the
+    /// host, sending `HOST/aaa`'s identity for `team/app`).
+    #[test]
+    fn a_per_namespace_key_is_not_taken_for_the_host() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("auth.json");
+        let (aaa, team) = (STANDARD.encode("aaa:pw"), STANDARD.encode("team:pw"));
+        std::fs::write(
+            &file,
+            format!(r#"{{"auths":{{"r.example/aaa":{{"auth":"{aaa}"}},"r.example/team":{{"auth":"{team}"}}}}}}"#),
+        )
+        .unwrap();
+        let store = CredentialStore::new(FlagCredentials::default(), &BTreeMap::new(), vec![file]);
+        assert_eq!(store.lookup("r.example", "team/app"), Credential::Anonymous);
     }
 
     #[test]
