@@ -278,9 +278,12 @@ fn real_clients_pull_both_views_with_the_origin_stopped() {
     assert!(headers.contains(&format!("content-range: bytes 10-19/{}", whole.len())), "{headers}");
     let (status, _, part) = curl(&["-H", "Range: bytes=-7", &blob_url]);
     assert_eq!((status, &part[..]), (206, &whole[whole.len() - 7..]));
-    let (status, headers, _) = curl(&["-H", &format!("Range: bytes={}-", whole.len()), &blob_url]);
+    let (status, headers, body) = curl(&["-H", &format!("Range: bytes={}-", whole.len()), &blob_url]);
     assert_eq!(status, 416);
     assert!(headers.contains(&format!("content-range: bytes */{}", whole.len())), "{headers}");
+    // The blob is known, its range is not: not BLOB_UNKNOWN, which would tell a client to give up.
+    let body: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(body["errors"][0]["code"], "RANGE_INVALID", "{body}");
 
     // SV-1 errors: the distribution spec's codes and bodies; writes are 405 UNSUPPORTED.
     let zero = format!("sha256:{}", "0".repeat(64));

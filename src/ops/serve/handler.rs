@@ -299,7 +299,8 @@ fn failed_blob(shared: &Shared, digest: &Digest) -> Response<ServeBody> {
 fn unsatisfiable(size: u64) -> Response<ServeBody> {
     let mut response = error(
         StatusCode::RANGE_NOT_SATISFIABLE,
-        "BLOB_UNKNOWN",
+        // The blob is known; its range is not (distribution's code for a range it cannot take).
+        "RANGE_INVALID",
         "requested range not satisfiable",
         json!({ "size": size }),
     );
