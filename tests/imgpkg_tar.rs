@@ -378,9 +378,13 @@ fn cosign_signatures_in_an_imgpkg_tarball_are_carried() {
     let host = registry.host().to_string();
     let root = seed::seed_bundle(&registry, scratch.path());
     let app = tags(&format!("{host}/team/app"))["1.0"].clone();
-    // Two stand-in signatures (any manifest under a cosign tag is one to a copier), distinct.
+    let sidecar = tags(&format!("{host}/team/sidecar"))["1.0"].clone();
+    // Stand-in signatures (any manifest under a cosign tag is one to a copier): one for the
+    // bundle, and one manifest under two subjects' tags (imgpkg lists it once, with both).
     let layout = scratch.path().join("signatures");
-    for (name, subject, repository) in [("sig-root", &root, "team/bundle"), ("sig-app", &app, "team/app")] {
+    for (name, subject, repository) in
+        [("sig-root", &root, "team/bundle"), ("sig-app", &app, "team/app"), ("sig-app", &sidecar, "team/sidecar")]
+    {
         support::write_image_layout(&layout, name, &[("signature.json", name.as_bytes())]);
         registry.push_layout(&layout, name, &format!("{repository}:{}.sig", subject.replace(':', "-")));
     }
@@ -388,7 +392,9 @@ fn cosign_signatures_in_an_imgpkg_tarball_are_carried() {
         let tag = format!("{}.sig", subject.replace(':', "-"));
         (tag.clone(), tags(&format!("{host}/{repository}"))[&tag].clone())
     };
-    let expected = [signature_of("team/bundle", &root), signature_of("team/app", &app)];
+    let expected =
+        [signature_of("team/bundle", &root), signature_of("team/app", &app), signature_of("team/sidecar", &sidecar)];
+    assert_eq!(expected[1].1, expected[2].1, "one signature manifest under two tags");
 
     let source = format!("{host}/team/bundle:1.0");
     let imgpkg_tar = scratch.path().join("signed.itar");

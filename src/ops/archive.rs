@@ -115,13 +115,24 @@ impl Source for Archive {
 /// from the registry finds it (spec/archive.md AR-RF1, AR-I5): it was dropped.
 pub fn imgpkg_roots(source: &ImgpkgTarSource) -> Vec<Artifact> {
     let marked = source.artifacts().iter().any(|artifact| artifact.root);
-    let held: std::collections::HashSet<Digest> =
-        source.artifacts().iter().map(|artifact| artifact.descriptor.digest).collect();
+    // Each top-level artifact with the repositories it was found in.
+    let held: std::collections::HashMap<Digest, Vec<&crate::model::Repository>> = source
+        .artifacts()
+        .iter()
+        .map(|artifact| (artifact.descriptor.digest, artifact.references.iter().map(|r| &r.repository).collect()))
+        .collect();
     let mut roots = Vec::new();
     for found in source.artifacts() {
-        let signed = found.tag.as_deref().and_then(parse_cosign_tag).filter(|(subject, _)| held.contains(subject));
-        if let Some((subject, _)) = signed {
-            roots.push(cosign_referrer(found, subject));
+        // One manifest may be listed under several cosign tags: a referrer for each subject.
+        let signed: Vec<(&String, Digest)> = found
+            .tags
+            .iter()
+            .filter_map(|tag| parse_cosign_tag(tag).map(|(subject, _)| (tag, subject)))
+            .filter(|(_, subject)| held.contains_key(subject))
+            .collect();
+        if !signed.is_empty() {
+            roots
+                .extend(signed.into_iter().map(|(tag, subject)| cosign_referrer(found, tag, subject, &held[&subject])));
             continue;
         }
         if marked && !found.root {
@@ -141,16 +152,22 @@ pub fn imgpkg_roots(source: &ImgpkgTarSource) -> Vec<Artifact> {
 }
 
 /// A cosign artifact of an imgpkg tarball as the referrer of `subject` an export finds in a
-/// registry: named by its repository, its tag and its digest, tied by its tag.
-fn cosign_referrer(found: &ImgpkgArtifact, subject: Digest) -> Artifact {
+/// registry: named by the subject's repository (where cosign puts it), its tag and its digest,
+/// tied by its tag.
+fn cosign_referrer(
+    found: &ImgpkgArtifact,
+    tag: &str,
+    subject: Digest,
+    subject_repositories: &[&crate::model::Repository],
+) -> Artifact {
     let mut artifact = Artifact::new(found.descriptor.clone());
-    artifact.original =
-        found.references.first().map(|reference| Reference { tag: found.tag.clone(), ..reference.clone() });
+    let beside_subject = found.references.iter().find(|r| subject_repositories.contains(&&r.repository));
+    artifact.original = beside_subject
+        .or(found.references.first())
+        .map(|reference| Reference { tag: Some(tag.to_string()), ..reference.clone() });
     artifact.ref_name = artifact.original.as_ref().map(ToString::to_string);
     artifact.annotations.insert(annotations::REFERRER_OF.into(), subject.to_string());
-    if let Some(tag) = &found.tag {
-        artifact.annotations.insert(annotations::REFERRER_TAG.into(), tag.clone());
-    }
+    artifact.annotations.insert(annotations::REFERRER_TAG.into(), tag.to_string());
     artifact
 }
 

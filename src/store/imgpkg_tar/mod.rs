@@ -51,6 +51,9 @@ pub struct ImgpkgArtifact {
     pub references: Vec<Reference>,
     /// The tag the root was copied by, if any.
     pub tag: Option<String>,
+    /// Every tag `manifest.json` gives it, in order (one manifest listed under several cosign
+    /// tags keeps each).
+    pub tags: Vec<String>,
     /// The bundle `imgpkg copy -b` was asked for (label `dev.carvel.imgpkg.copy.root-bundle`).
     pub root: bool,
 }
@@ -155,6 +158,11 @@ impl ImgpkgTarSource {
                     known.references.sort_by_key(ToString::to_string);
                     known.references.dedup();
                     known.root |= artifact.root;
+                    for tag in &artifact.tags {
+                        if !known.tags.contains(tag) {
+                            known.tags.push(tag.clone());
+                        }
+                    }
                     known.tag = known.tag.take().or(artifact.tag);
                 }
                 None => {
@@ -248,7 +256,8 @@ impl ImgpkgTarSource {
             return Err(format!("tag {tag:?} of {} is not a valid tag (AR-I4)", descriptor.digest));
         }
         let root = labels.is_some_and(|labels| labels.contains_key(ROOT_BUNDLE_LABEL));
-        Ok(ImgpkgArtifact { descriptor, references, tag, root })
+        let tags = tag.iter().cloned().collect();
+        Ok(ImgpkgArtifact { descriptor, references, tag, tags, root })
     }
 
     /// The top-level artifacts `manifest.json` lists, by digest.
