@@ -275,21 +275,20 @@ fn inspect_shows_the_tag_import_gives_a_root() {
     let (tags, shown) = root_tags(&archive);
     assert!(!tags.contains(&Value::from("prod")) && !shown, "no tag, as the import gives none: {tags:?}");
 
-    let mut index: Value = serde_json::from_slice(entries.get("index.json")).unwrap();
-    let annotations = index["manifests"][0]["annotations"].as_object_mut().unwrap();
-    annotations.insert("dev.ferry.root-tag".into(), "prod".into());
-    entries.set("index.json", serde_json::to_vec(&index).unwrap());
-    let tagged = write(scratch.path(), "tagged.tar", &entries);
+    // The same archive with one more annotation on the root, written as `name`.
+    let mut annotated = |key: &str, value: &str, name: &str| {
+        let mut index: Value = serde_json::from_slice(entries.get("index.json")).unwrap();
+        index["manifests"][0]["annotations"].as_object_mut().unwrap().insert(key.into(), value.into());
+        entries.set("index.json", serde_json::to_vec(&index).unwrap());
+        write(scratch.path(), name, &entries)
+    };
+    let tagged = annotated("dev.ferry.root-tag", "prod", "tagged.tar");
     let (tags, shown) = root_tags(&tagged);
     assert!(tags.contains(&Value::from("prod")) && shown, "the recorded tag is shown: {tags:?}");
 
     // An ImagesLock entry gets no tag whatever its annotation says (review s8: archives of
     // earlier versions gave `REPO:TAG@DIGEST` entries theirs), in inspect as in import.
-    let mut index: Value = serde_json::from_slice(entries.get("index.json")).unwrap();
-    let annotations = index["manifests"][0]["annotations"].as_object_mut().unwrap();
-    annotations.insert("dev.ferry.lock-position".into(), "0".into());
-    entries.set("index.json", serde_json::to_vec(&index).unwrap());
-    let entry = write(scratch.path(), "entry.tar", &entries);
+    let entry = annotated("dev.ferry.lock-position", "0", "entry.tar");
     let (tags, shown) = root_tags(&entry);
     assert!(!tags.contains(&Value::from("prod")) && !shown, "a lock entry gets no tag: {tags:?}");
 }

@@ -68,6 +68,14 @@ impl fmt::Display for Repository {
 }
 
 impl Reference {
+    /// The reference as imgpkg reads it: a repository alone (no tag, no digest) is `REPO:latest`.
+    pub fn or_latest(&self) -> Reference {
+        match (&self.tag, &self.digest) {
+            (None, None) => self.repository.at_tag("latest"),
+            _ => self.clone(),
+        }
+    }
+
     /// Parses a reference that must carry a digest, as lock files require.
     pub fn parse_digest_form(text: &str) -> Result<Self, ReferenceError> {
         let reference: Reference = text.parse()?;

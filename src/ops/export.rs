@@ -223,14 +223,7 @@ pub fn built_root(descriptor: crate::model::Descriptor) -> Artifact {
 /// it is copied (a repository alone means `latest`, and is named so); named by digest
 /// (`REPO:TAG@DIGEST` too), it gets none, as with imgpkg.
 pub fn reference_root(source: &dyn Source, reference: &Reference) -> Result<Artifact, StoreError> {
-    let latest;
-    let reference = match (&reference.tag, &reference.digest) {
-        (None, None) => {
-            latest = reference.repository.at_tag("latest");
-            &latest
-        }
-        _ => reference,
-    };
+    let reference = &reference.or_latest();
     let descriptor = source.resolve(reference)?;
     let mut artifact = Artifact::new(descriptor);
     artifact.original = Some(reference.clone());

@@ -15,7 +15,7 @@ use crate::engine::{
 };
 use crate::model::layout::LayoutIndex;
 use crate::model::lock::{BundleLock, ImageRef, ImagesLock};
-use crate::model::{Digest, RawManifest, Reference, Repository, annotations};
+use crate::model::{Digest, RawManifest, Repository, annotations};
 use crate::ops::bundle::locations;
 use crate::ops::publish::incremental::{KnownSink, KnownTarget, cancel_uploads};
 pub use crate::ops::publish::tag_names::TagScheme;
@@ -266,11 +266,8 @@ pub(crate) fn locations_plan(graph: &Graph) -> (Vec<TagPlan>, Plan, MemorySource
                     .and_then(|digest| graph.artifact(&digest))
                     .is_some_and(|artifact| artifact.is_bundle);
                 // Listed as imgpkg lists it: `REPO:TAG@DIGEST` as `REPO@DIGEST`.
-                let listed = match entry.reference.digest {
-                    Some(_) => Reference { tag: None, ..entry.reference.clone() },
-                    None => entry.reference.clone(),
-                };
-                (listed.to_string(), is_bundle)
+                let listed = entry.reference.digest_form().unwrap_or_else(|| entry.reference.to_string());
+                (listed, is_bundle)
             })
             .collect();
         let image = locations::build(&entries, &mut blobs);

@@ -157,17 +157,13 @@ pub fn pull_from_archive(
 fn find_artifact(artifacts: Vec<Artifact>, wanted: &str) -> Option<Artifact> {
     // A repository alone means `:latest`, as an export names such a root (and as archives of
     // earlier versions named it `REPO`, so either spelling finds either).
-    let named = |reference: &Reference| match (&reference.tag, &reference.digest) {
-        (None, None) => reference.repository.at_tag("latest"),
-        _ => reference.clone(),
-    };
     let wanted_ref = wanted.parse::<Reference>().ok();
     let wanted_digest = wanted.parse::<Digest>().ok().or_else(|| wanted_ref.as_ref().and_then(|r| r.digest));
     let matches = |artifact: &Artifact| {
         wanted_digest.is_some_and(|digest| digest == artifact.descriptor.digest)
             || artifact.ref_name.as_deref() == Some(wanted)
             || match (&wanted_ref, &artifact.original) {
-                (Some(wanted), Some(original)) => named(wanted) == named(original),
+                (Some(wanted), Some(original)) => wanted.or_latest() == original.or_latest(),
                 _ => false,
             }
     };
